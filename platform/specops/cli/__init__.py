@@ -1,0 +1,1 @@
+"""The ``specops`` command line: one module per concern, each with ``install(app)``."""

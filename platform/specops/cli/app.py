@@ -1,0 +1,62 @@
+"""The ``specops`` command. Each concern's commands live in their own module and install themselves.
+
+Heavy libraries (torch, mlflow, kserve, evidently) are imported inside the commands that use them, so
+``specops --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from specops.errors import SpecOpsError
+
+app = typer.Typer(
+    name="specops",
+    help="Deploy, watch and roll back speculative-decoding model pairs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_CONCERNS = ("pair", "serve", "registry", "audit", "rollout", "demo", "slo", "drift")
+
+
+def _install_all() -> None:
+    import importlib
+
+    for concern in _CONCERNS:
+        try:
+            module = importlib.import_module(f"specops.cli.{concern}")
+        except ModuleNotFoundError as error:
+            if error.name == f"specops.cli.{concern}":
+                continue
+            raise
+        module.install(app)
+
+
+def main() -> None:
+    """Entry point: run the app and turn SpecOps errors into one line and a non-zero exit."""
+    _install_all()
+    try:
+        app(standalone_mode=False)
+    except SpecOpsError as error:
+        Console(stderr=True).print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

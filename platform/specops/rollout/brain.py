@@ -1,0 +1,177 @@
+"""The rollout brain: a pure state machine from (state, observation, policy) to (state, decision).
+
+It does no I/O. The local runtime and the Kubernetes operator feed it observations and apply its
+decisions through their adapters, so both bodies follow exactly these rules:
+
+* start: a new version becomes the canary at the first step's weight;
+* each analysis: PASS advances a step (the last step promotes), FAIL counts towards the failure limit
+  (reaching it rolls back under the automatic policy), INCONCLUSIVE (too little data) waits;
+* a page-level alert on the canary, or on a freshly promoted version within the bake time, rolls back
+  under the automatic policy;
+* manual actions (promote, rollback, pause, resume) win over analysis;
+* ROLLING_BACK is settled into ROLLED_BACK once the adapters confirm, so a restart re-applies the
+  same rollback instead of deciding a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from specops.rollout.analysis import analyse
+from specops.rollout.model import (
+    Alert,
+    Decision,
+    DecisionKind,
+    ManualAction,
+    Observation,
+    Phase,
+    Role,
+    RolloutPolicy,
+    RolloutState,
+    Transition,
+    Verdict,
+)
+
+HISTORY_LIMIT = 50
+"""Transitions kept in a state; older ones live in the audit log."""
+
+ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+
+
+class RolloutRefused(ValueError):
+    """A request the current state cannot honour (e.g. a second rollout while one is active)."""
+
+
+def start(state: RolloutState, *, version: str, policy: RolloutPolicy, now: float) -> tuple[RolloutState, Decision]:
+    """Begin rolling out ``version`` as the canary at the first step."""
+    if state.phase in ACTIVE_PHASES or state.phase is Phase.ROLLING_BACK:
+        raise RolloutRefused(f"{state.deployment}: rollout of {state.canary_version} is still {state.phase}")
+    if version == state.stable_version:
+        raise RolloutRefused(f"{state.deployment}: version {version} is already the stable version")
+    if state.stable_version is None:
+        decision = Decision(DecisionKind.PROMOTE, f"first version {version} goes straight to production",
+                            weight=0, version=version)
+        new = _moved(state, now, Phase.PROMOTED, 0, decision.reason, stable_version=version,
+                     canary_version=None, promoted_at=now, step_index=-1)
+        return new, decision
+    weight = policy.steps[0]
+    decision = Decision(DecisionKind.START_CANARY, f"canary {version} starts at {weight}%", weight, version)
+    new = _moved(state, now, Phase.PROGRESSING, weight, decision.reason, canary_version=version,
+                 step_index=0, consecutive_failures=0, last_analysis=None)
+    return new, decision
+
+
+def decide(state: RolloutState, observation: Observation, policy: RolloutPolicy) -> tuple[RolloutState, Decision]:
+    """Return the next state and the decision the adapters must apply."""
+    now = observation.now
+    if state.phase is Phase.ROLLING_BACK:
+        return state, Decision(DecisionKind.ROLLBACK, "rollback not yet confirmed; applying again",
+                               0, state.stable_version)
+    if state.phase in ACTIVE_PHASES:
+        manual = _manual(state, observation.action, now)
+        if manual is not None:
+            return manual
+    if state.phase is Phase.PAUSED:
+        return state, Decision(DecisionKind.HOLD, "paused by request", state.weight)
+    if state.phase is Phase.PROGRESSING:
+        return _progress(state, observation, policy)
+    if state.phase is Phase.PROMOTED:
+        return _bake(state, observation, policy)
+    return state, Decision(DecisionKind.HOLD, f"nothing to do in phase {state.phase}", state.weight)
+
+
+def settle(state: RolloutState, *, now: float) -> RolloutState:
+    """Mark a rollback as complete once the adapters have applied it."""
+    if state.phase is not Phase.ROLLING_BACK:
+        return state
+    return _moved(state, now, Phase.ROLLED_BACK, 0, "rollback applied", canary_version=None, step_index=-1)
+
+
+def _manual(state: RolloutState, action: ManualAction | None, now: float) -> tuple[RolloutState, Decision] | None:
+    if action is ManualAction.ROLLBACK:
+        return _rollback(state, now, "manual rollback requested")
+    if action is ManualAction.PROMOTE:
+        return _promote(state, now, "manual promotion requested")
+    if action is ManualAction.PAUSE and state.phase is Phase.PROGRESSING:
+        new = _moved(state, now, Phase.PAUSED, state.weight, "paused by request")
+        return new, Decision(DecisionKind.HOLD, "paused by request", state.weight)
+    if action is ManualAction.RESUME and state.phase is Phase.PAUSED:
+        new = _moved(state, now, Phase.PROGRESSING, state.weight, "resumed by request")
+        return new, Decision(DecisionKind.HOLD, "resumed by request", state.weight)
+    return None
+
+
+def _progress(state: RolloutState, observation: Observation, policy: RolloutPolicy) -> tuple[RolloutState, Decision]:
+    now = observation.now
+    page = _page_on(observation.alerts, role=Role.CANARY, version=state.canary_version)
+    if page is not None:
+        reason = f"page alert {page.name} on canary {state.canary_version}"
+        if policy.automatic:
+            return _rollback(state, now, reason)
+        return state, Decision(DecisionKind.HOLD, f"{reason}; manual policy waits for an operator", state.weight)
+
+    analysis = analyse(observation.canary, policy)
+    if analysis.verdict is Verdict.INCONCLUSIVE:
+        new = replace(state, last_analysis=analysis)
+        return new, Decision(DecisionKind.HOLD, analysis.reason, state.weight, analysis=analysis)
+
+    if analysis.verdict is Verdict.FAIL:
+        failures = state.consecutive_failures + 1
+        new = replace(state, consecutive_failures=failures, last_analysis=analysis)
+        reason = f"analysis failed ({failures}/{policy.failure_limit}): {analysis.reason}"
+        if failures >= policy.failure_limit and policy.automatic:
+            rolled, decision = _rollback(new, now, reason)
+            return rolled, replace(decision, analysis=analysis)
+        return new, Decision(DecisionKind.HOLD, reason, state.weight, analysis=analysis)
+
+    new = replace(state, consecutive_failures=0, last_analysis=analysis)
+    if not policy.automatic:
+        return new, Decision(DecisionKind.HOLD, f"analysis passed; manual policy: {analysis.reason}",
+                             state.weight, analysis=analysis)
+    next_index = state.step_index + 1
+    if next_index >= len(policy.steps) or policy.steps[next_index] >= 100:
+        promoted, decision = _promote(new, now, f"analysis passed at the last step: {analysis.reason}")
+        return promoted, replace(decision, analysis=analysis)
+    weight = policy.steps[next_index]
+    reason = f"analysis passed, canary to {weight}%: {analysis.reason}"
+    advanced = _moved(new, now, Phase.PROGRESSING, weight, reason, step_index=next_index)
+    return advanced, Decision(DecisionKind.SET_WEIGHT, reason, weight, state.canary_version, analysis)
+
+
+def _bake(state: RolloutState, observation: Observation, policy: RolloutPolicy) -> tuple[RolloutState, Decision]:
+    page = _page_on(observation.alerts, role=Role.STABLE, version=state.stable_version)
+    fresh = state.promoted_at is not None and observation.now - state.promoted_at <= policy.bake_s
+    if page is None or not fresh or state.previous_version is None:
+        return state, Decision(DecisionKind.HOLD, "production is healthy", 0)
+    reason = f"page alert {page.name} on freshly promoted {state.stable_version}"
+    if not policy.automatic:
+        return state, Decision(DecisionKind.HOLD, f"{reason}; manual policy waits for an operator", 0)
+    restored = replace(state, canary_version=state.stable_version, stable_version=state.previous_version,
+                       previous_version=None)
+    return _rollback(restored, observation.now, reason)
+
+
+def _rollback(state: RolloutState, now: float, reason: str) -> tuple[RolloutState, Decision]:
+    new = _moved(state, now, Phase.ROLLING_BACK, 0, reason)
+    return new, Decision(DecisionKind.ROLLBACK, reason, 0, state.stable_version)
+
+
+def _promote(state: RolloutState, now: float, reason: str) -> tuple[RolloutState, Decision]:
+    new = _moved(state, now, Phase.PROMOTED, 0, reason, stable_version=state.canary_version,
+                 previous_version=state.stable_version, canary_version=None, step_index=-1, promoted_at=now)
+    return new, Decision(DecisionKind.PROMOTE, reason, 0, state.canary_version)
+
+
+def _page_on(alerts: tuple[Alert, ...], *, role: Role, version: str | None) -> Alert | None:
+    for alert in alerts:
+        if alert.severity != "page":
+            continue
+        if alert.role is role or (version is not None and alert.version == version):
+            return alert
+    return None
+
+
+def _moved(state: RolloutState, now: float, phase: Phase, weight: int, reason: str, **changes: object) -> RolloutState:
+    transition = Transition(at=now, from_phase=state.phase, to_phase=phase, weight=weight, reason=reason)
+    history = (*state.history, transition)[-HISTORY_LIMIT:]
+    return replace(state, phase=phase, weight=weight, history=history, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,127 @@
+"""Runs the brain against the ports: observe → decide → apply → record. Shared by both bodies.
+
+The controller holds no rollout rules (those live in :mod:`specops.rollout.brain`); it only gathers an
+observation, hands it to the brain, applies the decision in a fixed order (traffic first, then
+registry aliases, then the audit event, then the saved state) and settles rollbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from specops.rollout import brain, codec
+from specops.rollout.model import (
+    Alert,
+    Decision,
+    DecisionKind,
+    ManualAction,
+    Observation,
+    Phase,
+    Role,
+    RolloutPolicy,
+    RolloutState,
+    Verdict,
+)
+from specops.rollout.ports import AuditTrail, MetricsSource, ServingBackend, StateStore, VersionAliases
+
+ACTOR = "specops-rollout"
+
+
+@dataclass
+class RolloutController:
+    """One deployment's rollout loop over the five ports."""
+
+    deployment: str
+    pair: str
+    policy: RolloutPolicy
+    serving: ServingBackend
+    metrics: MetricsSource
+    aliases: VersionAliases
+    audit: AuditTrail
+    states: StateStore
+    actor: str = ACTOR
+
+    def state(self) -> RolloutState:
+        """The saved state, or a fresh PENDING one."""
+        return self.states.load(self.deployment) or RolloutState(deployment=self.deployment, pair=self.pair)
+
+    def begin(self, version: str, *, now: float) -> Decision:
+        """Start rolling out ``version`` (straight to production when nothing is deployed yet)."""
+        try:
+            new, decision = brain.start(self.state(), version=version, policy=self.policy, now=now)
+        except brain.RolloutRefused as error:
+            from specops.errors import Conflict
+
+            raise Conflict(str(error)) from error
+        self._apply(self.state(), new, decision, now=now)
+        return decision
+
+    def tick(self, *, now: float, alerts: tuple[Alert, ...] = (), action: ManualAction | None = None) -> Decision:
+        """Observe one analysis window, decide and apply."""
+        state = self.state()
+        observation = Observation(now=now, alerts=alerts, action=action)
+        if state.phase is Phase.PROGRESSING and state.canary_version and state.stable_version:
+            seconds = self.policy.analysis_interval_s
+            observation = replace(
+                observation,
+                canary=self.metrics.window(role=Role.CANARY, version=state.canary_version, seconds=seconds),
+                stable=self.metrics.window(role=Role.STABLE, version=state.stable_version, seconds=seconds),
+            )
+        new, decision = brain.decide(state, observation, self.policy)
+        self._apply(state, new, decision, now=now)
+        return decision
+
+    def _apply(self, old: RolloutState, new: RolloutState, decision: Decision, *, now: float) -> None:
+        kind = decision.kind
+        if kind is DecisionKind.START_CANARY:
+            assert new.canary_version is not None
+            self.serving.start_canary(new.canary_version, decision.weight)
+            self._alias("canary", new.canary_version)
+        elif kind is DecisionKind.SET_WEIGHT:
+            self.serving.set_canary_weight(decision.weight)
+        elif kind is DecisionKind.PROMOTE:
+            assert new.stable_version is not None
+            if old.stable_version is None:
+                self.serving.deploy_stable(new.stable_version)
+            else:
+                self.serving.promote_canary()
+                self._alias("previous", old.stable_version)
+            self._alias("production", new.stable_version)
+            self.aliases.delete_alias(self.pair, "canary")
+        elif kind is DecisionKind.ROLLBACK:
+            self.serving.remove_canary()
+            if new.stable_version is not None:
+                self._alias("production", new.stable_version)
+            self.aliases.delete_alias(self.pair, "canary")
+        if kind is not DecisionKind.HOLD or _worth_recording(old, new, decision):
+            self.audit.append(actor=self.actor, action=f"rollout.{kind.value}", subject=self.deployment,
+                              payload=self._payload(old, new, decision))
+        if kind is DecisionKind.ROLLBACK:
+            new = brain.settle(new, now=now)
+            self.audit.append(actor=self.actor, action="rollout.rolled_back", subject=self.deployment,
+                              payload={"stable_version": new.stable_version, "phase": new.phase.value})
+        self.states.save(new)
+
+    def _alias(self, alias: str, version: str) -> None:
+        self.aliases.set_alias(self.pair, alias, version)
+        self.audit.append(actor=self.actor, action="alias.set", subject=f"{self.pair}@{alias}",
+                          payload={"pair": self.pair, "alias": alias, "version": version,
+                                   "deployment": self.deployment})
+
+    def _payload(self, old: RolloutState, new: RolloutState, decision: Decision) -> dict[str, Any]:
+        return {
+            "pair": self.pair,
+            "from_phase": old.phase.value,
+            "to_phase": new.phase.value,
+            "stable_version": new.stable_version,
+            "canary_version": new.canary_version or old.canary_version,
+            "decision": codec.decision_to_dict(decision),
+        }
+
+
+def _worth_recording(old: RolloutState, new: RolloutState, decision: Decision) -> bool:
+    """HOLDs are recorded when they change the phase or carry a real (non-inconclusive) verdict."""
+    if old.phase is not new.phase:
+        return True
+    return decision.analysis is not None and decision.analysis.verdict is not Verdict.INCONCLUSIVE

@@ -1,0 +1,34 @@
+"""Plain-data fixtures for the rollout brain."""
+
+from __future__ import annotations
+
+import pytest
+
+from specops.rollout import RolloutPolicy, RolloutState, WindowMetrics
+
+
+@pytest.fixture
+def policy() -> RolloutPolicy:
+    return RolloutPolicy(steps=(10, 50, 100), min_draft_tokens=100, min_requests=5,
+                         min_acceptance_rate=0.3, max_error_rate=0.05, failure_limit=2, bake_s=600)
+
+
+@pytest.fixture
+def canarying(policy: RolloutPolicy) -> RolloutState:
+    from specops.rollout import brain
+
+    stable = RolloutState(deployment="demo", pair="pair", stable_version="1", phase=brain.Phase.PROMOTED)
+    state, _ = brain.start(stable, version="2", policy=policy, now=0.0)
+    return state
+
+
+def good() -> WindowMetrics:
+    return WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200)
+
+
+def bad() -> WindowMetrics:
+    return WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=40)
+
+
+def thin() -> WindowMetrics:
+    return WindowMetrics(num_requests=1, num_drafts=5, num_draft_tokens=20, num_accepted_tokens=0)
