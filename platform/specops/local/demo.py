@@ -1,0 +1,217 @@
+"""`specops demo`: the whole loop on one machine, shown live.
+
+train or load the demo pairs → register v1 (good draft) and v2 (mismatched draft) through the
+qualification gate → deploy v1 → send traffic → v2 as a 10 % canary → the analysis measures v2's
+acceptance rate under the threshold → automatic rollback → aliases checked → audit chain verified →
+Markdown report. Nothing says "bad": v2 fails because its measured acceptance rate is low.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from specops.errors import SpecOpsError
+from specops.local.wiring import LocalRuntime
+from specops.rollout.model import Phase, Role, RolloutPolicy, WindowMetrics
+from specops.settings import Settings
+
+DEMO_POLICY = RolloutPolicy(
+    steps=(10, 50, 100),
+    analysis_interval_s=3.0,
+    min_draft_tokens=150,
+    min_requests=2,
+    min_acceptance_rate=0.25,
+    max_error_rate=0.05,
+    failure_limit=2,
+)
+"""Short windows so the story fits in a minute; thresholds are the product defaults' shape."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs.
+
+    clients: concurrent closed-loop clients. max_tokens: tokens per completion.
+    warmup_s: seconds of stable-only traffic before the canary starts.
+    timeout_s: longest the canary phase may run before the demo gives up (non-zero exit).
+    """
+
+    deployment: str = "demo"
+    pair: str = "stdlib-coder"
+    clients: int = 4
+    max_tokens: int = 48
+    warmup_s: float = 6.0
+    timeout_s: float = 120.0
+    policy: RolloutPolicy = DEMO_POLICY
+
+
+@dataclass
+class DemoOutcome:
+    """The measured story."""
+
+    versions: dict[str, dict[str, str]] = field(default_factory=dict)
+    windows: dict[str, WindowMetrics] = field(default_factory=dict)
+    breach_onset_at: float | None = None
+    rollback_done_at: float | None = None
+    final_phase: Phase = Phase.PENDING
+    production: str | None = None
+    canary_alias: str | None = None
+    audit_events: int = 0
+    audit_ok: bool = False
+    decisions: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def breach_to_rollback_s(self) -> float | None:
+        """Seconds from the canary's first request to the rollback being applied."""
+        if self.breach_onset_at is None or self.rollback_done_at is None:
+            return None
+        return self.rollback_done_at - self.breach_onset_at
+
+
+def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Console | None = None) -> DemoOutcome:
+    """Run the whole loop; raise SpecOpsError if the rollback was not observed."""
+    from specops.local.traffic import ClosedLoopTraffic
+    from specops.pairs.demo import demo_prompts, train_demo_pairs
+
+    console = console or Console()
+    started = time.monotonic()
+    outcome = DemoOutcome()
+
+    console.rule("[bold]1 · demo pairs")
+    pairs = train_demo_pairs(progress=True)
+    console.print(f"target {pairs.target}\ndraft {pairs.draft}\nmismatched draft {pairs.draft_mismatched}")
+
+    runtime = LocalRuntime.open(settings, deployment=config.deployment, pair=config.pair, policy=config.policy)
+    console.rule("[bold]2 · register and qualify")
+    good = runtime.register(target=pairs.target, draft=pairs.draft, note="draft trained on stdlib code")
+    bad = runtime.register(target=pairs.target, draft=pairs.draft_mismatched, min_acceptance=0.0,
+                           note="draft trained on prose (mismatched)")
+    for version in (good, bad):
+        outcome.versions[version.version] = dict(version.tags)
+        console.print(f"v{version.version}: {runtime.describe(version)}")
+
+    traffic = None
+    try:
+        console.rule(f"[bold]3 · deploy v{good.version} to production and send traffic")
+        runtime.start()
+        runtime.controller.begin(good.version, now=time.time())
+        prompts = demo_prompts(32, 48)
+        traffic = ClosedLoopTraffic(url=runtime.router.url, model=config.pair, prompts=prompts,
+                                    clients=config.clients, max_tokens=config.max_tokens).start()
+        time.sleep(config.warmup_s)
+        console.print(f"stable served {traffic.tally.ok['stable']} requests")
+
+        console.rule(f"[bold]4 · canary v{bad.version} at {config.policy.steps[0]}% — analysis every "
+                     f"{config.policy.analysis_interval_s:g} s")
+        runtime.controller.begin(bad.version, now=time.time())
+        deadline = time.monotonic() + config.timeout_s
+        with Live(console=console, refresh_per_second=4) as live:
+            while time.monotonic() < deadline:
+                time.sleep(config.policy.analysis_interval_s)
+                if outcome.breach_onset_at is None:
+                    outcome.breach_onset_at = runtime.router.upstreams.first_canary_request_at
+                state_before = runtime.controller.state()
+                decision = runtime.controller.tick(now=time.time(), action=runtime.pending_action())
+                state = runtime.controller.state()
+                if state_before.canary_version:
+                    outcome.windows = runtime.last_windows(state_before)
+                outcome.decisions.append(f"{decision.kind.value}: {decision.reason}")
+                live.update(_live_table(state.phase, state.weight, outcome, traffic.tally.ok))
+                if state.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
+                    outcome.rollback_done_at = time.time() if state.phase is Phase.ROLLED_BACK else None
+                    break
+        outcome.final_phase = runtime.controller.state().phase
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        runtime.stop()
+
+    console.rule("[bold]5 · check")
+    outcome.production = runtime.registry.alias(config.pair, "production")
+    outcome.canary_alias = runtime.registry.alias(config.pair, "canary")
+    verdict = runtime.audit.verify()
+    outcome.audit_ok, outcome.audit_events = verdict.ok, verdict.events
+    outcome.seconds = time.monotonic() - started
+    report = write_report(settings.home / "demo-report.md", config, outcome)
+    console.print(f"production alias → v{outcome.production}; canary alias → {outcome.canary_alias or 'none'}")
+    console.print(f"audit chain: {'intact' if verdict.ok else verdict.reason} ({verdict.events} events)")
+    if outcome.breach_to_rollback_s is not None:
+        console.print(f"[bold]breach onset → rollback complete: {outcome.breach_to_rollback_s:.1f} s")
+    console.print(f"report: {report}\n[bold]demo took {outcome.seconds:.0f} s")
+    if outcome.final_phase is not Phase.ROLLED_BACK:
+        raise SpecOpsError(f"the canary was not rolled back (phase {outcome.final_phase.value})")
+    if outcome.production != good.version or outcome.canary_alias is not None or not verdict.ok:
+        raise SpecOpsError("rollback left the registry or the audit log in an unexpected state")
+    return outcome
+
+
+def _live_table(phase: Phase, weight: int, outcome: DemoOutcome, served: object) -> Table:
+    table = Table("role", "requests", "draft tokens", "accepted", "acceptance", "mean accepted length",
+                  title=f"phase {phase.value} · canary weight {weight}%")
+    for role in (Role.STABLE, Role.CANARY):
+        window = outcome.windows.get(role.value)
+        if window is None:
+            continue
+        rate = window.acceptance_rate
+        length = window.mean_accepted_length
+        table.add_row(role.value, str(served[role.value]) if isinstance(served, dict) else "-",  # type: ignore[index]
+                      str(window.num_draft_tokens), str(window.num_accepted_tokens),
+                      "-" if rate is None else f"{rate:.2f}", "-" if length is None else f"{length:.2f}")
+    if outcome.decisions:
+        table.caption = outcome.decisions[-1]
+    return table
+
+
+def write_report(path: Path, config: DemoConfig, outcome: DemoOutcome) -> Path:
+    """Write the Markdown summary of the demo's measured figures."""
+    lines = [
+        "# SpecOps demo report",
+        "",
+        f"Deployment `{config.deployment}`, pair `{config.pair}`; result: **{outcome.final_phase.value}**.",
+        "",
+        "## Pair versions (qualification, measured at registration)",
+        "",
+        "| version | acceptance rate | mean accepted length | speedup | lossless | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for version, tags in outcome.versions.items():
+        lines.append(
+            f"| v{version} | {tags.get('qualification.acceptance_rate', '-')} "
+            f"| {tags.get('qualification.mean_accepted_length', '-')} | {tags.get('qualification.speedup', '-')} "
+            f"| {tags.get('qualification.lossless', '-')} | {tags.get('note', '')} |"
+        )
+    lines += ["", "## Canary analysis (live traffic, last window)", "",
+              "| role | draft tokens | accepted tokens | acceptance rate | mean accepted length |",
+              "|---|---|---|---|---|"]
+    for role, window in outcome.windows.items():
+        rate, length = window.acceptance_rate, window.mean_accepted_length
+        lines.append(f"| {role} | {window.num_draft_tokens} | {window.num_accepted_tokens} | "
+                     f"{'-' if rate is None else f'{rate:.3f}'} | {'-' if length is None else f'{length:.2f}'} |")
+    lines += [
+        "",
+        f"Threshold: acceptance rate ≥ {config.policy.min_acceptance_rate}, "
+        f"{config.policy.failure_limit} failed analyses of {config.policy.analysis_interval_s:g} s roll back.",
+        "",
+        "## Outcome",
+        "",
+        f"- breach onset → rollback complete: "
+        f"{'-' if outcome.breach_to_rollback_s is None else f'{outcome.breach_to_rollback_s:.1f} s'}",
+        f"- production alias: v{outcome.production}; canary alias: {outcome.canary_alias or 'none'}",
+        f"- audit chain: {'intact' if outcome.audit_ok else 'BROKEN'} ({outcome.audit_events} events)",
+        f"- demo wall time: {outcome.seconds:.0f} s",
+        "",
+        "## Decisions",
+        "",
+        *[f"1. {decision}" for decision in outcome.decisions],
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    return path
