@@ -6,6 +6,7 @@ Heavy libraries (torch, mlflow, kserve, evidently) are imported inside the comma
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -39,6 +40,9 @@ def _install_all() -> None:
 
 def main() -> None:
     """Entry point: run the app and turn SpecOps errors into one line and a non-zero exit."""
+    # Weights come from local folders only; never wait on a model hub that cannot be reached.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     _install_all()
     try:
         app(standalone_mode=False)

@@ -82,6 +82,9 @@ def apply_action(deployment: str, name: str) -> None:
     action = ManualAction(name)
     if state.phase is Phase.ROLLING_BACK:
         raise Conflict(f"{deployment}: a rollback is already running")
+    movable = {Phase.PROGRESSING, Phase.PAUSED} | ({Phase.PROMOTED} if action is ManualAction.ROLLBACK else set())
+    if state.phase not in movable or (state.phase is Phase.PROMOTED and state.previous_version is None):
+        raise Conflict(f"{deployment}: nothing to {name} in phase {state.phase.value}")
     if states.runtime_pid(deployment) is not None:
         before = state.history[-1] if state.history else None
         states.request(deployment, action)
