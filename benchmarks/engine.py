@@ -1,0 +1,494 @@
+"""Engine benchmark: SpecOps speculative decoding against Hugging Face generate, one GPU, one run.
+
+GPU (self-contained: trains the bench pair, then measures; imports only torch, transformers,
+tokenizers and `specops.engine`):
+
+    PYTHONPATH=platform python benchmarks/engine.py --out benchmarks/results/engine-h100.json
+    PYTHONPATH=platform python benchmarks/engine.py --smoke --device cpu --out /tmp/engine-smoke.json
+
+CPU with the demo pair (`specops.pairs.demo.train_demo_pairs()`):
+
+    PYTHONPATH=platform python benchmarks/engine.py --demo-pair --device cpu \
+        --out benchmarks/results/engine-cpu.json
+
+Measured at batch 1, 8 and 32 on the same device: HF greedy (eager, and static cache compiled),
+HF assisted generation and HF prompt lookup (batch 1), and the engine without speculation, with the
+draft (fixed best k and adaptive) and with prompt lookup. Losslessness: every engine output is
+compared with the target's own greedy output (HF, batch 1); each first divergence is checked to sit
+at a near-tie of the target's two best logits (within `--near-tie`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform as platform_module
+import sys
+import sysconfig
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine  # noqa: E402
+from specops.engine.adaptive import expected_speedup  # noqa: E402
+
+
+@dataclass(frozen=True)
+class BenchRecipe:
+    """The bench pair and its training; recorded in the JSON."""
+
+    corpus_bytes: int = 60_000_000
+    tokenizer_bytes: int = 20_000_000
+    min_file_chars: int = 2000
+    vocab_size: int = 8192
+    target_hidden: int = 1024
+    target_layers: int = 16
+    target_heads: int = 16
+    target_mlp: int = 2816
+    draft_hidden: int = 256
+    draft_layers: int = 2
+    draft_heads: int = 4
+    draft_mlp: int = 704
+    seq_len: int = 512
+    batch_size: int = 32
+    lr: float = 3e-4
+    warmup: int = 200
+    target_steps: int = 1500
+    draft_steps: int = 1500
+    target_train_seconds: float = 170.0  # budget: fewer steps (recorded) if 1500 do not fit
+    draft_train_seconds: float = 40.0
+    eval_files: int = 24
+    prompt_tokens: int = 128
+    new_tokens: int = 128
+    seed: int = 0
+
+
+SMOKE = BenchRecipe(
+    corpus_bytes=1_500_000, tokenizer_bytes=600_000, vocab_size=512, target_hidden=64, target_layers=2,
+    target_heads=4, target_mlp=128, draft_hidden=32, draft_layers=1, draft_heads=2, draft_mlp=64,
+    seq_len=64, batch_size=8, warmup=5, target_steps=30, draft_steps=30, target_train_seconds=30,
+    draft_train_seconds=15, eval_files=4, prompt_tokens=32, new_tokens=24,
+)
+
+
+# -- corpus and tokenizer -------------------------------------------------------------------------
+def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
+    """Every .py file of the stdlib and site-packages with >= min_chars; (train, held out by crc32 % 20 == 0)."""
+    roots = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    seen: set[Path] = set()
+    train, held = [], []
+    for root in sorted(roots):
+        for path in sorted(Path(root).rglob("*.py")):
+            real = path.resolve()
+            if real in seen or not path.is_file():
+                continue
+            seen.add(real)
+            try:
+                if path.stat().st_size < min_chars:
+                    continue
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if len(text) < min_chars:
+                continue
+            (held if zlib.crc32(str(path).encode()) % 20 == 0 else train).append(path)
+    return train, held
+
+
+def training_text(files: list[Path], limit: int) -> list[str]:
+    texts, total = [], 0
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        texts.append(text)
+        total += len(text.encode())
+        if total >= limit:
+            break
+    return texts
+
+
+def train_tokenizer(texts: list[str], recipe: BenchRecipe):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    sample, total = [], 0
+    for text in texts:
+        sample.append(text)
+        total += len(text.encode())
+        if total >= recipe.tokenizer_bytes:
+            break
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(sample, vocab_size=recipe.vocab_size, min_frequency=2,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
+# -- models and training --------------------------------------------------------------------------
+def llama(recipe: BenchRecipe, *, hidden: int, layers: int, heads: int, mlp: int, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=recipe.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=heads, intermediate_size=mlp, max_position_embeddings=2048,
+        tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=0,
+    )
+    return LlamaForCausalLM(config)
+
+
+def train(model, tokens: torch.Tensor, *, steps: int, seconds: float, recipe: BenchRecipe, device: str,
+          seed: int, log) -> dict:
+    """AdamW, cosine after warm-up, clip 1.0, bf16 autocast; steps cut to fit `seconds` (recorded)."""
+    model.to(device).train()
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.1,
+                                  fused=device == "cuda")
+    n_windows = (len(tokens) - 1) // recipe.seq_len
+    planned = steps
+    warmup = min(recipe.warmup, max(1, steps // 10))
+    start = time.perf_counter()
+    losses = []
+    step = 0
+    while step < planned:
+        lr_scale = (step + 1) / warmup if step < warmup else 0.5 * (
+            1 + math.cos(math.pi * (step - warmup) / max(1, planned - warmup)))
+        for group in optimizer.param_groups:
+            group["lr"] = recipe.lr * lr_scale
+        starts = torch.randint(0, n_windows, (recipe.batch_size,), generator=generator) * recipe.seq_len
+        batch = torch.stack([tokens[s : s + recipe.seq_len + 1] for s in starts.tolist()]).to(device)
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if step == 20 or (step == 5 and planned <= 40):
+            # calibrate: shrink the plan (and its cosine) so training fits its time budget
+            loss.item()
+            per_step = (time.perf_counter() - start) / step
+            fit = int(seconds / per_step)
+            if fit < planned:
+                planned = max(step + 1, fit)
+                warmup = min(warmup, max(1, planned // 10))
+            log(f"  {per_step * 1000:.0f} ms/step -> {planned} steps")
+        if step % 100 == 0 or step == planned:
+            losses.append(round(loss.item(), 4))
+    model.eval()
+    return {"steps": step, "planned_steps": steps, "seconds": round(time.perf_counter() - start, 1),
+            "final_loss": losses[-1] if losses else None, "loss_every_100": losses}
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def batches(prompts: list[list[int]], batch_size: int) -> list[list[list[int]]]:
+    """Groups of `batch_size` prompts; the prompt list is cycled to fill at least one full group."""
+    n = max(len(prompts), batch_size)
+    n = math.ceil(n / batch_size) * batch_size
+    cycled = [prompts[i % len(prompts)] for i in range(n)]
+    return [cycled[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def hf_run(model, groups, new_tokens: int, device: str, **kwargs) -> tuple[list[list[int]], float, int]:
+    outputs, seconds, tokens = [], 0.0, 0
+    for group in groups:
+        ids = torch.tensor(group, device=device)
+        sync(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, **kwargs)
+        sync(device)
+        seconds += time.perf_counter() - start
+        new = out[:, ids.shape[1] :].tolist()
+        outputs.extend(new)
+        tokens += sum(len(x) for x in new)
+    return outputs, seconds, tokens
+
+
+def engine_run(engine, groups, new_tokens: int, device: str):
+    outputs, seconds, tokens = [], 0.0, 0
+    step_stats = []
+    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
+    for group in groups:
+        sync(device)
+        start = time.perf_counter()
+        results = engine.generate(group, [params] * len(group), on_step=step_stats.append)
+        sync(device)
+        seconds += time.perf_counter() - start
+        outputs.extend(r.token_ids for r in results)
+        tokens += sum(len(r.token_ids) for r in results)
+        for r in results:
+            step_stats.append(r.stats)
+    return outputs, seconds, tokens, step_stats
+
+
+def speculation_figures(records) -> dict:
+    """alpha (geometric estimate), acceptance rate, mean accepted length and cost ratio c."""
+    from specops.engine import RequestStats, StepStats
+
+    requests = [r for r in records if isinstance(r, RequestStats)]
+    steps = [s for s in records if isinstance(s, StepStats) and s.speculative]
+    drafts = sum(r.num_drafts for r in requests)
+    draft_tokens = sum(r.num_draft_tokens for r in requests)
+    accepted = sum(r.num_accepted_tokens for r in requests)
+    bonus = sum(r.num_bonus_tokens for r in requests)
+    rejections = drafts - bonus
+    alpha = accepted / (accepted + rejections) if accepted + rejections else 0.0
+    rounds = sum(max(s.num_draft_tokens) for s in steps)
+    c = (sum(s.draft_seconds for s in steps) / rounds) / (sum(s.target_seconds for s in steps) / len(steps)) \
+        if steps and rounds else None
+    return {
+        "alpha": round(alpha, 4),
+        "acceptance_rate": round(accepted / draft_tokens, 4) if draft_tokens else 0.0,
+        "mean_accepted_length": round(1 + accepted / drafts, 4) if drafts else 1.0,
+        "c": round(c, 4) if c is not None else None,
+        "speculative_steps": len(steps),
+    }
+
+
+class Lossless:
+    """Compares outputs with the target's own greedy output; checks each first divergence for a near-tie."""
+
+    def __init__(self, target, prompts, reference, near_tie: float, device: str) -> None:
+        self.target, self.reference, self.near_tie, self.device = target, reference, near_tie, device
+        self.index = {tuple(p): i for i, p in enumerate(prompts)}
+        self.prompts = prompts
+
+    def check(self, groups, outputs) -> dict:
+        flat = [p for g in groups for p in g]
+        identical = not_near_tie = 0
+        gaps = []
+        for prompt, output in zip(flat, outputs, strict=True):
+            ref = self.reference[self.index[tuple(prompt)]]
+            if output == ref:
+                identical += 1
+                continue
+            at = next(i for i, (a, b) in enumerate(zip(output, ref, strict=False)) if a != b) \
+                if any(a != b for a, b in zip(output, ref, strict=False)) else min(len(output), len(ref))
+            with torch.inference_mode():
+                ids = torch.tensor([prompt + ref[:at]], device=self.device)
+                logits = self.target(ids).logits[0, -1].float()
+            top2 = torch.topk(logits, 2).values
+            gap = float(top2[0] - top2[1])
+            gaps.append(round(gap, 4))
+            if gap > self.near_tie:
+                not_near_tie += 1
+        return {"identical": identical, "prompts": len(flat), "divergences_not_near_tie": not_near_tie,
+                "divergence_gaps": gaps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to test the script")
+    parser.add_argument("--demo-pair", action="store_true", help="use specops.pairs.demo's pair (CPU file)")
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--slow-prompts", type=int, default=4, help="prompts for HF eager/assisted at batch 1")
+    parser.add_argument("--near-tie", type=float, default=0.125)
+    parser.add_argument("--budget-seconds", type=float, default=560.0, help="skip remaining HF static runs after")
+    parser.add_argument("--k-sweep", default="2,3,4,5,6")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    device = args.device
+    recipe = SMOKE if args.smoke else BenchRecipe()
+    log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
+    torch.backends.cuda.matmul.allow_tf32 = True
+    report: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else platform_module.processor()
+                    or platform_module.machine(), "torch": torch.__version__}
+    import transformers
+
+    report["transformers"] = transformers.__version__
+
+    if args.demo_pair:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from specops.pairs import corpus, demo
+
+        pairs = demo.train_demo_pairs(progress=False)
+        tokenizer = AutoTokenizer.from_pretrained(str(pairs.target))
+        target = AutoModelForCausalLM.from_pretrained(str(pairs.target)).eval()
+        draft = AutoModelForCausalLM.from_pretrained(str(pairs.draft)).eval()
+        held_texts = [corpus.read_text(name) for name in corpus.source_files(held_out=True)]
+        report["pair"] = {"kind": "demo", "root": str(pairs.root), "report": asdict(pairs.report)}
+        recipe = BenchRecipe(eval_files=8, prompt_tokens=64, new_tokens=64)
+        dtype = torch.float32
+    else:
+        log("collecting corpus")
+        train_files, held_files = corpus_files(recipe.min_file_chars)
+        texts = training_text(train_files, recipe.corpus_bytes)
+        log(f"{len(train_files)} train files ({len(texts)} used), {len(held_files)} held out; tokenizer")
+        tokenizer = train_tokenizer(texts, recipe)
+        log("tokenizing")
+        eos = tokenizer.eos_token_id
+        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        stream = torch.tensor([t for ids in encoded for t in (*ids, eos)], dtype=torch.long)
+        log(f"{len(stream)} training tokens; training target")
+        target = llama(recipe, hidden=recipe.target_hidden, layers=recipe.target_layers,
+                       heads=recipe.target_heads, mlp=recipe.target_mlp, seed=recipe.seed)
+        target_training = train(target, stream, steps=recipe.target_steps, seconds=recipe.target_train_seconds,
+                                recipe=recipe, device=device, seed=recipe.seed, log=log)
+        log(f"target: {target_training}; training draft")
+        draft = llama(recipe, hidden=recipe.draft_hidden, layers=recipe.draft_layers, heads=recipe.draft_heads,
+                      mlp=recipe.draft_mlp, seed=recipe.seed + 1)
+        draft_training = train(draft, stream, steps=recipe.draft_steps, seconds=recipe.draft_train_seconds,
+                               recipe=recipe, device=device, seed=recipe.seed + 1, log=log)
+        log(f"draft: {draft_training}")
+        held_texts = [p.read_text(encoding="utf-8") for p in held_files]
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        report["pair"] = {
+            "kind": "bench", "recipe": asdict(recipe), "train_tokens": len(stream),
+            "target_parameters": sum(p.numel() for p in target.parameters()),
+            "draft_parameters": sum(p.numel() for p in draft.parameters()),
+            "target_training": target_training, "draft_training": draft_training,
+        }
+    target = target.to(device=device, dtype=dtype).eval()
+    draft = draft.to(device=device, dtype=dtype).eval()
+    target.generation_config.eos_token_id = None
+    draft.generation_config.eos_token_id = None
+    report["dtype"] = str(dtype).removeprefix("torch.")
+
+    # prompts: a window from the middle of each held-out file long enough
+    prompts = []
+    for text in held_texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= 2 * recipe.prompt_tokens:
+            middle = len(ids) // 2 - recipe.prompt_tokens // 2
+            prompts.append(ids[middle : middle + recipe.prompt_tokens])
+        if len(prompts) == recipe.eval_files:
+            break
+    new = recipe.new_tokens
+    log(f"{len(prompts)} prompts of {recipe.prompt_tokens} tokens, {new} new tokens, {report['dtype']}")
+
+    # the target's own greedy output (reference): HF eager, batch 1, every prompt
+    reference, seconds, tokens = hf_run(target, [[p] for p in prompts[: args.slow_prompts]], new, device)
+    target_tok_s_b1 = tokens / seconds
+    log(f"HF eager batch 1: {target_tok_s_b1:.1f} tok/s")
+    static_kwargs = {"cache_implementation": "static"}
+    hf_run(target, [[prompts[0]]], new, device, **static_kwargs)  # compile
+    static_ref, seconds, tokens = hf_run(target, [[p] for p in prompts], new, device, **static_kwargs)
+    hf_static_b1 = tokens / seconds
+    log(f"HF static compiled batch 1: {hf_static_b1:.1f} tok/s")
+    same = sum(a == b for a, b in zip(reference, static_ref, strict=False))
+    report["hf_static_vs_eager_identical"] = f"{same}/{len(reference)}"
+    reference = static_ref  # all prompts
+    lossless = Lossless(target, prompts, reference, args.near_tie, device)
+
+    def engine(proposer: str, k: int, adaptive: bool) -> SpeculativeEngine:
+        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=adaptive)
+        return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
+
+    # fixed best k: a sweep at batch 1 on a few prompts
+    sweep = {}
+    few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
+    for k in [int(x) for x in args.k_sweep.split(",")]:
+        eng = engine("draft", k, adaptive=False)
+        engine_run(eng, few[:1], new, device)  # capture graphs
+        _, seconds, tokens, _ = engine_run(eng, few, new, device)
+        sweep[k] = round(tokens / seconds, 1)
+        del eng
+    best_k = max(sweep, key=sweep.get)
+    report["k_sweep_batch1_tok_s"] = sweep
+    log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
+
+    modes = {
+        "specops_nonspec": engine("none", 0, adaptive=False),
+        "specops_fixed_k": engine("draft", best_k, adaptive=False),
+        "specops": engine("draft", 8, adaptive=True),
+        "specops_prompt_lookup": engine("prompt_lookup", 8, adaptive=True),
+    }
+    for batch_size in [int(x) for x in args.batch_sizes.split(",")]:
+        row: dict = {"batch_size": batch_size, "k": best_k}
+        groups = batches(prompts, batch_size)
+        if batch_size == 1:
+            row["target_tok_s"] = round(target_tok_s_b1, 1)
+            row["hf_static_compiled_tok_s"] = round(hf_static_b1, 1)
+            slow = [[p] for p in prompts[: args.slow_prompts]]
+            _, seconds, tokens = hf_run(target, slow, new, device, assistant_model=draft)
+            row["hf_assisted_tok_s"] = round(tokens / seconds, 1)
+            _, seconds, tokens = hf_run(target, slow, new, device, prompt_lookup_num_tokens=10)
+            row["hf_prompt_lookup_tok_s"] = round(tokens / seconds, 1)
+            row["hf_slow_modes_prompts"] = len(slow)
+        else:
+            _, seconds, tokens = hf_run(target, groups[:1], new, device)
+            row["target_tok_s"] = round(tokens / seconds, 1)
+            if time.perf_counter() - began < args.budget_seconds - 120:
+                hf_run(target, groups[:1], new, device, **static_kwargs)  # compile for this batch size
+                _, seconds, tokens = hf_run(target, groups, new, device, **static_kwargs)
+                row["hf_static_compiled_tok_s"] = round(tokens / seconds, 1)
+            else:
+                row["hf_static_compiled_tok_s"] = None
+                row["hf_static_skipped"] = "time budget"
+        checks = {}
+        for name, eng in modes.items():
+            engine_run(eng, groups[:1], new, device)  # warm-up: graphs, governor
+            outputs, seconds, tokens, records = engine_run(eng, groups, new, device)
+            row[f"{name}_tok_s"] = round(tokens / seconds, 1)
+            checks[name] = lossless.check(groups, outputs)
+            if name in ("specops", "specops_fixed_k", "specops_prompt_lookup"):
+                row[f"{name}_figures"] = speculation_figures(records)
+        figures = row["specops_fixed_k_figures"]
+        row["alpha"] = figures["alpha"]
+        row["mean_accepted_length"] = figures["mean_accepted_length"]
+        row["c"] = figures["c"]
+        row["theoretical_speedup"] = (
+            round(expected_speedup(figures["alpha"], best_k, figures["c"]), 3) if figures["c"] is not None else None
+        )
+        row["speedup_over_target"] = round(row["specops_tok_s"] / row["target_tok_s"], 2)
+        row["spec_over_nonspec"] = round(row["specops_fixed_k_tok_s"] / row["specops_nonspec_tok_s"], 3)
+        row["identical"] = sum(c["identical"] for c in checks.values())
+        row["prompts"] = sum(c["prompts"] for c in checks.values())
+        row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
+        row["lossless_by_mode"] = checks
+        report[f"batch{batch_size}"] = row
+        log(f"batch {batch_size}: " + json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}))
+    report["wall_seconds"] = round(time.perf_counter() - began, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report, [int(x) for x in args.batch_sizes.split(",")])
+
+
+def print_table(report: dict, batch_sizes: list[int]) -> None:
+    columns = ["target", "hf_static_compiled", "hf_assisted", "hf_prompt_lookup", "specops_nonspec",
+               "specops_fixed_k", "specops", "specops_prompt_lookup"]
+    rows = []
+    for b in batch_sizes:
+        row = report[f"batch{b}"]
+        cells = [f"{row.get(f'{c}_tok_s'):.0f}" if row.get(f"{c}_tok_s") else "-" for c in columns]
+        rows.append([str(b), *cells, f"{row['alpha']:.2f}", f"{row['mean_accepted_length']:.2f}",
+                     str(row["c"]), str(row["theoretical_speedup"]), f"{row['identical']}/{row['prompts']}",
+                     str(row["divergences_not_near_tie"])])
+    header = ["batch", *columns, "alpha", "mean acc len", "c", "theory", "identical", "bad div."]
+    title = f"engine tok/s on {report['device']} (torch {report['torch']}, {report['dtype']})"
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(title)
+        print(" | ".join(header))
+        for r in rows:
+            print(" | ".join(r))
+        return
+    table = Table(title=title)
+    for h in header:
+        table.add_column(h, justify="right")
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    main()

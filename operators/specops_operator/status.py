@@ -1,0 +1,147 @@
+"""The SpeculativeDeployment ``status``: the rollout state (source of truth after a restart) plus what
+people read — phase, versions, weight, conditions, the last analysis with its queries, history.
+
+``status.rollout`` holds the brain's state (:mod:`specops.rollout.codec`) without its history and
+last analysis, which live once, readably, in ``status.history`` and ``status.lastAnalysis``.
+``status.rollout.revision`` counts saves, so a reconcile that sees an older status than the one it
+wrote itself (the watch stream lags behind a patch) keeps its own newer copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from specops.rollout import codec
+from specops.rollout.model import CanaryAnalysis, Phase, RolloutState, Transition
+
+CONDITION_TYPES = ("Ready", "Progressing", "Promoted", "Degraded")
+
+
+def iso(moment: float) -> str:
+    """Seconds since the epoch as RFC 3339 UTC with microseconds (lossless back to float)."""
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds(text: str) -> float:
+    """Inverse of :func:`iso`."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def revision(status: dict[str, Any] | None) -> int:
+    """How many times the operator has saved this status (0: never)."""
+    return int(((status or {}).get("rollout") or {}).get("revision", 0))
+
+
+def load_state(status: dict[str, Any] | None) -> RolloutState | None:
+    """The rollout state kept in ``status``, or None when the operator never saved one."""
+    rollout = (status or {}).get("rollout")
+    if not rollout or "deployment" not in rollout:
+        return None
+    data = {key: value for key, value in rollout.items() if key not in ("history", "last_analysis", "revision")}
+    data["history"] = [
+        {"at": seconds(item["at"]), "from_phase": item["from"], "to_phase": item["to"],
+         "weight": item.get("weight", 0), "reason": item.get("reason", "")}
+        for item in (status or {}).get("history", [])
+    ]
+    return codec.state_from_dict(data)
+
+
+def render(
+    state: RolloutState,
+    *,
+    revision: int,
+    conditions: list[dict[str, Any]],
+    previous: dict[str, Any] | None,
+    analysed_at: float | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The status to merge-patch for ``state`` (None values delete keys)."""
+    rollout = codec.state_to_dict(dataclasses.replace(state, history=(), last_analysis=None))
+    rollout.pop("history")
+    rollout.pop("last_analysis")
+    rollout["revision"] = revision
+    status: dict[str, Any] = {
+        "phase": state.phase.value,
+        "stableVersion": state.stable_version,
+        "canaryVersion": state.canary_version,
+        "previousVersion": state.previous_version,
+        "canaryWeight": state.weight,
+        "history": [_transition(item) for item in state.history],
+        "conditions": _keep_transition_times(conditions, (previous or {}).get("conditions", [])),
+        "rollout": rollout,
+    }
+    if state.last_analysis is not None and analysed_at is not None:
+        status["lastAnalysis"] = analysis(state.last_analysis, at=analysed_at)
+        rate = state.last_analysis.metrics.acceptance_rate if state.last_analysis.metrics else None
+        status["acceptanceRate"] = None if rate is None else round(rate, 4)
+    status.update(extra or {})
+    return status
+
+
+def analysis(result: CanaryAnalysis, *, at: float) -> dict[str, Any]:
+    """``status.lastAnalysis``: verdict, measured values, sample counts and the exact queries."""
+    metrics = result.metrics
+    rendered: dict[str, Any] = {
+        "at": iso(at),
+        "verdict": result.verdict.value,
+        "reason": result.reason,
+        "samples": result.samples,
+        "checks": [{"name": check.name, "measured": check.measured, "threshold": check.threshold,
+                    "passed": check.passed} for check in result.checks],
+    }
+    if metrics is not None:
+        rendered.update({
+            "acceptanceRate": metrics.acceptance_rate,
+            "errorRate": metrics.error_rate,
+            "itlP95Seconds": metrics.itl_p95_s,
+            "numRequests": metrics.num_requests,
+            "numErrors": metrics.num_errors,
+            "numDrafts": metrics.num_drafts,
+            "numDraftTokens": metrics.num_draft_tokens,
+            "numAcceptedTokens": metrics.num_accepted_tokens,
+            "queries": [{"name": name, "query": query} for name, query in metrics.queries],
+        })
+    return rendered
+
+
+def condition(kind: str, value: bool | None, reason: str, message: str = "") -> dict[str, Any]:
+    """One condition; ``value`` None is ``Unknown``."""
+    assert kind in CONDITION_TYPES, kind
+    text = "Unknown" if value is None else ("True" if value else "False")
+    return {"type": kind, "status": text, "reason": reason, "message": message}
+
+
+def phase_conditions(state: RolloutState) -> list[dict[str, Any]]:
+    """Progressing / Promoted / Degraded as the phase implies them (Ready is the caller's)."""
+    phase = state.phase
+    last = state.history[-1].reason if state.history else ""
+    if phase is Phase.ROLLED_BACK:  # say why it rolled back, not that the rollback was applied
+        last = next((item.reason for item in reversed(state.history) if item.to_phase is Phase.ROLLING_BACK), last)
+    progressing = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK)
+    return [
+        condition("Progressing", progressing, "Canary" + phase.value if progressing else "Idle",
+                  f"canary {state.canary_version} at {state.weight}%" if state.canary_version else ""),
+        condition("Promoted", phase is Phase.PROMOTED, "Promoted" if phase is Phase.PROMOTED else "NotPromoted",
+                  f"version {state.stable_version} serves all traffic" if phase is Phase.PROMOTED else ""),
+        condition("Degraded", phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED),
+                  phase.value if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED) else "Healthy",
+                  last if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED) else ""),
+    ]
+
+
+def _transition(item: Transition) -> dict[str, Any]:
+    return {"at": iso(item.at), "from": item.from_phase.value, "to": item.to_phase.value, "weight": item.weight,
+            "reason": item.reason}
+
+
+def _keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    before = {item.get("type"): item for item in old}
+    now = iso(datetime.now(tz=UTC).timestamp())
+    result = []
+    for item in new:
+        prior = before.get(item["type"])
+        same = prior is not None and prior.get("status") == item["status"] and prior.get("lastTransitionTime")
+        result.append({**item, "lastTransitionTime": prior["lastTransitionTime"] if same else now})
+    return result

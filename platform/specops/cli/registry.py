@@ -1,0 +1,269 @@
+"""``specops register``, ``qualify``, ``versions``, ``approve``: pair versions from a terminal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+Target = Annotated[Path, typer.Option("--target", help="Target checkpoint folder (save_pretrained).")]
+Draft = Annotated[Path, typer.Option("--draft", help="Draft checkpoint folder (shares the target's tokenizer).")]
+Config = Annotated[
+    Path | None, typer.Option("--config", help="PairSpec fields (YAML or JSON): licences, SLOs, lineage, use.")
+]
+Prompts = Annotated[
+    Path | None,
+    typer.Option("--prompts", help="Evaluation prompts (.json list, .jsonl, or one per line); default: bundled."),
+]
+MinAcceptance = Annotated[
+    float | None,
+    typer.Option(
+        "--min-acceptance",
+        min=0.0,
+        max=1.0,
+        help="Acceptance-rate floor (default: the spec's slos.min_acceptance_rate, 0.2). 0 records the "
+        "figures without judging acceptance; losslessness and tokenizer checks always apply.",
+        show_default=False,
+    ),
+]
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per prompt.")]
+
+
+def _actor(by: str | None) -> str:
+    return by or f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    """A rich progress bar and the qualification callback that drives it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    )
+    tasks: dict[str, Any] = {}
+
+    def advance(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(f"qualify: {phase}", total=total)
+        progress.update(tasks[phase], completed=done)
+
+    return progress, advance
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import logging
+
+    import mlflow  # noqa: F401 - configures its loggers on import; quieten them afterwards
+
+    for logger in ("mlflow", "mlflow.store.db.utils", "alembic"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def _report_table(report: Any, title: str):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("lossless (greedy = target alone)", "yes" if report.lossless else "no"),
+        ("tokenizer", report.tokenizer_reason),
+        ("acceptance rate", f"{report.acceptance_rate:.3f} (floor {report.min_acceptance:g})"),
+        ("mean accepted length", f"{report.mean_accepted_length:.2f}"),
+        ("speedup over target alone", f"{report.speedup:.2f}×"),
+        ("prompts × new tokens", f"{report.num_prompts} × {report.max_new_tokens}"),
+        ("draft length k", str(report.num_speculative_tokens)),
+        ("machine", report.machine),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def register(
+    name: Annotated[str, typer.Argument(help="Pair name (the MLflow registered model).")],
+    target: Target,
+    draft: Draft,
+    config: Config = None,
+    prompts: Prompts = None,
+    min_acceptance: MinAcceptance = None,
+    max_new_tokens: MaxNewTokens = 32,
+    note: Annotated[str, typer.Option("--note", help="A line stored with the version.")] = "",
+    by: Annotated[str | None, typer.Option("--by", help="Who registers (audit actor).")] = None,
+) -> None:
+    """Qualify a target + draft pair and register it as a new MLflow model version.
+
+    A pair that is not lossless, whose tokenizers differ, or whose acceptance rate is under the floor
+    is refused (exit 1, audit event version.refuse) and nothing is created in MLflow.
+    """
+    from rich.console import Console
+
+    from specops.governance import audit, store
+    from specops.pairs import qualification
+    from specops.registry import PairRegistry
+    from specops.settings import Settings
+
+    _quiet_libraries()
+    settings = Settings.from_env()
+    log = audit.AuditLog(store.open_store(settings.database_url))
+    registry = PairRegistry.from_settings(settings, audit=log, actor=_actor(by))
+    prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
+    console = Console()
+    progress, advance = _progress()
+    with progress:
+        version = registry.register(
+            name,
+            target=target,
+            draft=draft,
+            config=config,
+            min_acceptance=min_acceptance,
+            prompts=prompt_list,
+            max_new_tokens=max_new_tokens,
+            note=note,
+            progress=advance,
+        )
+    tags = version.tags
+    console.print(
+        f"[green]registered[/green] {name} version {version.version} ({version.uri}): "
+        f"acceptance {tags['qualification.acceptance_rate']}, "
+        f"mean accepted length {tags['qualification.mean_accepted_length']}, "
+        f"speedup {tags['qualification.speedup']}×, lossless {tags['qualification.lossless']}",
+        highlight=False,
+    )
+
+
+def qualify(
+    target: Target,
+    draft: Draft,
+    config: Config = None,
+    prompts: Prompts = None,
+    min_acceptance: MinAcceptance = None,
+    max_new_tokens: MaxNewTokens = 32,
+    report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
+) -> None:
+    """Measure a pair without registering it: losslessness, tokenizers, acceptance, speedup.
+
+    Exit 0 when the pair would be accepted, 1 (with the reason) when it would be refused.
+    """
+    from rich.console import Console
+
+    from specops.errors import StoreUnavailable
+    from specops.pairs import qualification
+    from specops.pairs import spec as pair_spec
+
+    _quiet_libraries()
+    floor = min_acceptance
+    k = 4
+    if config is not None:
+        data = pair_spec.read_config(config)
+        floor = floor if floor is not None else (data.get("slos") or {}).get("min_acceptance_rate")
+        k = int((data.get("speculation") or {}).get("num_speculative_tokens", k))
+    prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
+    progress, advance = _progress()
+    with progress:
+        result = qualification.qualify(
+            target,
+            draft,
+            prompts=prompt_list,
+            min_acceptance=qualification.DEFAULT_MIN_ACCEPTANCE if floor is None else float(floor),
+            num_speculative_tokens=k,
+            max_new_tokens=max_new_tokens,
+            progress=advance,
+        )
+    console = Console()
+    console.print(_report_table(result, "qualification"))
+    if report is not None:
+        try:
+            report.write_text(result.to_json())
+        except OSError as error:
+            raise StoreUnavailable(f"cannot write the report {report}: {error.strerror}") from error
+    qualification.enforce(result)
+    console.print(f"[green]{result.summary()}[/green]", highlight=False)
+
+
+def versions(
+    name: Annotated[str, typer.Argument(help="Pair name.")],
+) -> None:
+    """List a pair's versions with their qualification figures and aliases."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from specops.registry import PairRegistry
+    from specops.settings import Settings
+
+    _quiet_libraries()
+    registry = PairRegistry.from_settings(Settings.from_env())
+    found = registry.versions(name)
+    table = Table(title=f"{name}: pair versions", title_justify="left")
+    table.add_column("ver", justify="right", no_wrap=True)
+    table.add_column("aliases", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("accept", justify="right", no_wrap=True)
+    table.add_column("mean len", justify="right", no_wrap=True)
+    table.add_column("speedup", justify="right", no_wrap=True)
+    table.add_column("lossless", no_wrap=True)
+    table.add_column("target / draft sha256", no_wrap=True)
+    table.add_column("registered (UTC)", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for item in found:
+        tags = item.tags
+        table.add_row(
+            item.version,
+            ", ".join(item.aliases) or "-",
+            "passed" if item.qualified else "refused",
+            tags.get("qualification.acceptance_rate", "-"),
+            tags.get("qualification.mean_accepted_length", "-"),
+            tags.get("qualification.speedup", "-") + "×",
+            tags.get("qualification.lossless", "-"),
+            f"{tags.get('pair.target_sha256', '')[:8]} / {tags.get('pair.draft_sha256', '')[:8]}",
+            item.created_at.replace("T", " ").rstrip("Z")[:16],
+            tags.get("note", ""),
+        )
+    Console().print(table)
+
+
+def approve(
+    name: Annotated[str, typer.Argument(help="Pair name.")],
+    version: Annotated[str, typer.Argument(help="Version number.")],
+    by: Annotated[str, typer.Option("--by", help="Who approves (recorded and audited).")],
+    note: Annotated[str, typer.Option("--note", help="Why: ticket, review, evidence.")] = "",
+) -> None:
+    """Approve a pair version for production (needed when the approval policy is on)."""
+    from rich.console import Console
+
+    from specops.governance import approvals, store
+    from specops.registry import PairRegistry
+    from specops.settings import Settings
+
+    _quiet_libraries()
+    settings = Settings.from_env()
+    registry = PairRegistry.from_settings(settings)
+    item = registry.version(name, version)
+    if not item.qualified:
+        from specops.errors import Conflict
+
+        raise Conflict(f"{name} version {item.version} did not pass qualification: it cannot be approved")
+    record = approvals.approve(store.open_store(settings.database_url), name, item.version, by=by, note=note)
+    Console().print(
+        f"[green]approved[/green] {name} version {record.version} by {record.approved_by}", highlight=False
+    )
+
+
+def install(app: typer.Typer) -> None:
+    """Add the registry commands to ``app``."""
+    app.command("register")(register)
+    app.command("qualify")(qualify)
+    app.command("versions")(versions)
+    app.command("approve")(approve)

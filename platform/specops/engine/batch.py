@@ -1,0 +1,41 @@
+"""The running batch as proposers see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from specops.engine.sampling import RowRandom, SamplingTensors
+
+
+@dataclass
+class SequenceBatch:
+    """Sequences decoded together by one `generate` call.
+
+    `tokens[i]` is sequence i's prompt followed by the tokens generated so far (all committed:
+    verified, within budget, before any stop). Finished sequences stay in the batch as inactive rows
+    so tensor shapes (and captured CUDA graphs) stay put; they feed only padding.
+    """
+
+    tokens: list[list[int]]
+    active: list[bool]
+    sampling: SamplingTensors
+    rng: RowRandom
+    device: torch.device
+    capacity: int  # KV-cache slots per sequence the proposers may allocate
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.tokens)
+
+
+def left_padded(sequences: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token lists: ids [batch_size, longest] long and valid [batch_size, longest] bool."""
+    width = max(1, max(map(len, sequences)))
+    ids = [[0] * (width - len(s)) + list(s) for s in sequences]
+    valid = [[False] * (width - len(s)) + [True] * len(s) for s in sequences]
+    return (
+        torch.tensor(ids, dtype=torch.long, device=device),
+        torch.tensor(valid, dtype=torch.bool, device=device),
+    )

@@ -1,0 +1,309 @@
+"""`SpeculativeEngine`: load a target (+ draft) pair and generate with speculative decoding.
+
+One step for a batch:
+  1. choose k per sequence (adaptive controller, batch-size cap, measured fallback);
+  2. the proposer drafts up to k tokens per sequence;
+  3. the target scores `[last, d_1..d_k]` for every sequence in one forward over its KV cache;
+  4. the verifier keeps the accepted prefix plus one recovered or bonus token (verify.py);
+  5. stop conditions cut the new tokens; caches drop the rejected slots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from specops import errors
+from specops.engine import verify
+from specops.engine.adaptive import DraftLengthController, SpeculationGovernor
+from specops.engine.batch import SequenceBatch, left_padded
+from specops.engine.config import SamplingParams, SpeculationConfig
+from specops.engine.proposers import PROPOSERS, DraftModelProposer, Proposal, PromptLookupProposer
+from specops.engine.runner import ModelRunner
+from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
+from specops.engine.stats import RequestStats, StepStats
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass
+class GenerationResult:
+    """One sequence's output: generated token ids (EOS / stop-completing token included)."""
+
+    token_ids: list[int]
+    finish_reason: FinishReason
+    stats: RequestStats = field(default_factory=RequestStats)
+
+
+class SpeculativeEngine:
+    """Speculative decoding of a target model with a proposer; see the module docstring.
+
+    Not thread-safe: one `generate` call at a time.
+    """
+
+    def __init__(
+        self,
+        target: torch.nn.Module,
+        tokenizer: object,
+        *,
+        draft: torch.nn.Module | None = None,
+        config: SpeculationConfig | None = None,
+    ) -> None:
+        self.config = config or SpeculationConfig()
+        if self.config.proposer not in (*PROPOSERS, "none"):
+            raise errors.InvalidInput(
+                f"unknown proposer {self.config.proposer!r} (known: {', '.join([*PROPOSERS, 'none'])})"
+            )
+        self.tokenizer = tokenizer
+        self.target = ModelRunner(target, cuda_graphs=self.config.cuda_graphs)
+        self.max_context: int = self.target.max_context
+        self.device = self.target.device
+        self.eos_token_ids = _eos_token_ids(target, tokenizer)
+        self.proposer: DraftModelProposer | PromptLookupProposer | None = None
+        if self.config.proposer == "draft":
+            if draft is None:
+                raise errors.InvalidInput("proposer 'draft' needs a draft model")
+            _check_vocabularies(target, draft)
+            self.proposer = DraftModelProposer(ModelRunner(draft, cuda_graphs=self.config.cuda_graphs))
+        elif self.config.proposer == "prompt_lookup":
+            self.proposer = PromptLookupProposer(
+                min_ngram=self.config.prompt_lookup_min, max_ngram=self.config.prompt_lookup_max
+            )
+        self.governor = SpeculationGovernor(self.config)
+
+    @classmethod
+    def load(
+        cls,
+        target_dir: str | Path,
+        draft_dir: str | Path | None = None,
+        config: SpeculationConfig | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+    ) -> SpeculativeEngine:
+        """Load a pair from `save_pretrained` folders; raise InvalidInput for an incompatible pair."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        config = config or SpeculationConfig()
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(target_dir))
+        kwargs = {"dtype": dtype} if dtype is not None else {}
+        target = AutoModelForCausalLM.from_pretrained(str(target_dir), **kwargs).to(device)
+        draft = None
+        if config.proposer == "draft":
+            if draft_dir is None:
+                raise errors.InvalidInput("proposer 'draft' needs draft_dir")
+            draft_path = Path(draft_dir)
+            if any((draft_path / name).exists() for name in ("tokenizer.json", "tokenizer_config.json")):
+                draft_tokenizer = AutoTokenizer.from_pretrained(str(draft_path))
+                if draft_tokenizer.get_vocab() != tokenizer.get_vocab():
+                    raise errors.InvalidInput(
+                        f"draft {draft_dir} has a different tokenizer than target {target_dir}"
+                    )
+            draft = AutoModelForCausalLM.from_pretrained(str(draft_path), **kwargs).to(device)
+        return cls(target, tokenizer, draft=draft, config=config)
+
+    # -- generation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: Sequence[SamplingParams],
+        on_tokens: Callable[[int, list[int]], None] | None = None,
+        *,
+        on_step: Callable[[StepStats], None] | None = None,
+    ) -> list[GenerationResult]:
+        """Generate for each prompt (token ids) with its own `SamplingParams`, batched.
+
+        `on_tokens(i, new_ids)` is called after each step with the tokens sequence i gained;
+        `on_step(StepStats)` once per step with the batch's speculation figures.
+        """
+        prompts = [list(map(int, p)) for p in prompts]
+        params = list(params)
+        self._check_inputs(prompts, params)
+        if not prompts:
+            return []
+        batch_size = len(prompts)
+        budgets = [min(p.max_new_tokens, self.max_context - len(t)) for p, t in zip(params, prompts, strict=True)]
+        max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
+        capacity = max(map(len, prompts)) + max(budgets) + 2 * (max_k + 1) + 16
+        batch = SequenceBatch(
+            tokens=[list(p) for p in prompts],
+            active=[True] * batch_size,
+            sampling=SamplingTensors.from_params(params, self.device),
+            rng=RowRandom([p.seed for p in params], self.device),
+            device=self.device,
+            capacity=capacity,
+        )
+        results = [GenerationResult(token_ids=[], finish_reason="length") for _ in prompts]
+        controller = DraftLengthController(self.config, batch_size)
+        stop_window = [max((len(s) for s in p.stop), default=0) + 2 for p in params]
+
+        cache = self.target.cache(batch_size, capacity)
+        prefixes = [t[:-1] for t in batch.tokens]
+        if max(map(len, prefixes)) > 0:
+            ids, valid = left_padded(prefixes, self.device)
+            self.target.forward(cache, ids, valid, logits=False)
+        if self.proposer is not None:
+            self.proposer.start(batch)
+
+        step = 0
+        while any(batch.active):
+            num_running = sum(batch.active)
+            cap = self.config.max_draft_length(num_running) if self.proposer is not None else 0
+            speculative = cap > 0 and self.governor.speculate(num_running)
+            num_tokens = [
+                min(controller.choose(row, cap, self.governor.cost_ratio), budgets[row] - len(results[row].token_ids) - 1)
+                if active and speculative else 0
+                for row, active in enumerate(batch.active)
+            ]
+            captures_before = _captures(self.target, self.proposer)
+            started = time.perf_counter()
+            if max(num_tokens) > 0:
+                proposal = self.proposer.propose(batch, num_tokens)
+            else:
+                proposal = Proposal(
+                    draft_token_ids=torch.zeros(batch_size, 0, dtype=torch.long, device=self.device),
+                    num_draft_tokens=[0] * batch_size, draft_probs=None,
+                )
+            self._sync()
+            drafted = time.perf_counter()
+            num_drafted = proposal.num_draft_tokens
+            output_ids, num_accepted = self._verify_step(batch, cache, proposal)
+            verified = time.perf_counter()
+
+            emitted = [0] * batch_size
+            for row in range(batch_size):
+                if not batch.active[row]:
+                    continue
+                new_ids = output_ids[row][: num_accepted[row] + 1]
+                new_ids, reason = self._apply_stops(results[row].token_ids, new_ids, params[row],
+                                                    budgets[row], stop_window[row])
+                results[row].token_ids.extend(new_ids)
+                batch.tokens[row].extend(new_ids)
+                emitted[row] = len(new_ids)
+                stats = results[row].stats
+                stats.record(num_draft_tokens=num_drafted[row], num_accepted=num_accepted[row])
+                stats.draft_seconds += drafted - started
+                stats.target_seconds += verified - drafted
+                controller.update(row, num_drafted[row], num_accepted[row])
+                if reason is not None:
+                    results[row].finish_reason = reason
+                    batch.active[row] = False
+                if on_tokens is not None and new_ids:
+                    on_tokens(row, new_ids)
+            if self.proposer is not None:
+                self.proposer.commit(batch, proposal, num_accepted)
+            finished = time.perf_counter()
+            if _captures(self.target, self.proposer) == captures_before:
+                self.governor.record(batch_size=num_running, speculative=proposal.max_k > 0,
+                                     tokens=sum(emitted), seconds=finished - started)
+                self.governor.record_cost(draft_seconds=drafted - started, max_k=proposal.max_k,
+                                          target_seconds=verified - drafted)
+            if on_step is not None:
+                on_step(StepStats(
+                    step=step, batch_size=num_running, num_draft_tokens=list(num_drafted),
+                    num_accepted_tokens=[n if d else 0 for n, d in zip(num_accepted, num_drafted, strict=True)],
+                    num_emitted_tokens=emitted, draft_seconds=drafted - started,
+                    target_seconds=verified - drafted, speculative=proposal.max_k > 0,
+                ))
+            step += 1
+        return results
+
+    def _verify_step(
+        self, batch: SequenceBatch, cache: object, proposal: Proposal
+    ) -> tuple[list[list[int]], list[int]]:
+        """Target forward over `[last, drafts]`, verification, cache trim. Returns tokens and accepted counts."""
+        batch_size, max_k = proposal.draft_token_ids.shape
+        active = torch.tensor(batch.active, device=self.device)  # [batch_size]
+        num_draft = torch.tensor(proposal.num_draft_tokens, device=self.device)  # [batch_size]
+        last = torch.tensor([t[-1] for t in batch.tokens], device=self.device)  # [batch_size]
+        ids = torch.cat([last[:, None], proposal.draft_token_ids], dim=1)  # [batch_size, max_k + 1]
+        columns = torch.arange(max_k + 1, device=self.device)
+        valid = active[:, None] & (columns[None, :] <= num_draft[:, None])  # [batch_size, max_k + 1]
+        start = cache.length
+        logits = self.target.forward(cache, ids, valid)  # [batch_size, max_k + 1, vocab]
+        sampling = batch.sampling
+        result = verify.greedy(proposal.draft_token_ids, num_draft, logits)
+        if not sampling.all_greedy:
+            sampled = verify.rejection(
+                proposal.draft_token_ids, num_draft, probabilities(logits, sampling),
+                proposal.draft_probs, batch.rng,
+            )
+            greedy_rows = sampling.greedy[:, None]
+            result = verify.VerifyResult(
+                num_accepted=torch.where(sampling.greedy, result.num_accepted, sampled.num_accepted),
+                output_token_ids=torch.where(greedy_rows, result.output_token_ids, sampled.output_token_ids),
+            )
+        keep = valid & (columns[None, :] <= result.num_accepted[:, None])
+        cache.keep(start, keep)
+        return result.output_token_ids.tolist(), result.num_accepted.tolist()
+
+    def _apply_stops(
+        self, generated: list[int], new_ids: list[int], params: SamplingParams, budget: int, window: int
+    ) -> tuple[list[int], FinishReason | None]:
+        """Cut `new_ids` at the first stop: EOS, a stop string, or the token budget."""
+        room = budget - len(generated)
+        for index, token in enumerate(new_ids):
+            if index >= room:
+                return new_ids[:index], "length"
+            if token in self.eos_token_ids and not params.ignore_eos:
+                return new_ids[: index + 1], "stop"
+            if params.stop:
+                tail = [*generated[-window:], *new_ids[: index + 1]][-window:]
+                text = self.tokenizer.decode(tail)
+                if any(s in text for s in params.stop):
+                    return new_ids[: index + 1], "stop"
+        if len(new_ids) >= room:
+            return new_ids, "length"
+        return new_ids, None
+
+    def _check_inputs(self, prompts: list[list[int]], params: list[SamplingParams]) -> None:
+        if len(prompts) != len(params):
+            raise errors.InvalidInput(f"{len(prompts)} prompts but {len(params)} sampling params")
+        vocab = self.target.vocab_size
+        for index, prompt in enumerate(prompts):
+            if not prompt:
+                raise errors.InvalidInput(f"prompt {index} is empty")
+            if len(prompt) >= self.max_context:
+                raise errors.InvalidInput(
+                    f"prompt {index} has {len(prompt)} tokens; the context holds {self.max_context}"
+                )
+            if min(prompt) < 0 or max(prompt) >= vocab:
+                raise errors.InvalidInput(f"prompt {index} has token ids outside the vocabulary (0..{vocab - 1})")
+
+    def _sync(self) -> None:
+        if self.config.time_phases and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _captures(target: ModelRunner, proposer: object) -> int:
+    count = len(target._graphs)
+    if isinstance(proposer, DraftModelProposer):
+        count += len(proposer.runner._graphs)
+    return count
+
+
+def _eos_token_ids(model: torch.nn.Module, tokenizer: object) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if value is None:
+            continue
+        ids.update([value] if isinstance(value, int) else value)
+    return frozenset(ids)
+
+
+def _check_vocabularies(target: torch.nn.Module, draft: torch.nn.Module) -> None:
+    target_vocab = target.get_output_embeddings().weight.shape[0]
+    draft_vocab = draft.get_output_embeddings().weight.shape[0]
+    if target_vocab != draft_vocab or target.config.vocab_size != draft.config.vocab_size:
+        raise errors.InvalidInput(
+            f"target and draft vocabularies differ ({target_vocab} vs {draft_vocab} tokens): "
+            "a draft must share the target's tokenizer"
+        )

@@ -1,0 +1,36 @@
+"""What every proposer provides and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from specops.engine.batch import SequenceBatch
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Draft tokens for one step; what passes from a proposer to the verifier."""
+
+    draft_token_ids: torch.Tensor  # [batch_size, max_k] long, padded past num_draft_tokens
+    num_draft_tokens: list[int]  # [batch_size], k per sequence (0 = no draft this step)
+    draft_probs: torch.Tensor | None  # [batch_size, max_k, vocab] float32; None = deterministic (one-hot)
+
+    @property
+    def max_k(self) -> int:
+        return self.draft_token_ids.shape[1]
+
+
+class Proposer(Protocol):
+    """Proposes up to k tokens per sequence; one implementation per file, registered in `PROPOSERS`."""
+
+    def start(self, batch: SequenceBatch) -> None:
+        """Take in the prompts of a new batch (`batch.tokens`)."""
+
+    def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
+        """Draft at most `num_tokens[i]` tokens for each active sequence i (fewer is allowed)."""
+
+    def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
+        """Learn the verifier's decision; `batch.tokens` already holds the accepted and new tokens."""

@@ -1,0 +1,88 @@
+"""Draft-model proposer: a small causal LM sharing the target's tokenizer drafts k tokens autoregressively."""
+
+from __future__ import annotations
+
+import torch
+
+from specops.engine import sampling
+from specops.engine.batch import SequenceBatch, left_padded
+from specops.engine.proposers.base import Proposal
+from specops.engine.runner import KVCache, ModelRunner
+
+
+class DraftModelProposer:
+    """Drafts with its own KV cache, trimmed to the accepted prefix after each verification.
+
+    The draft cache holds a prefix of each sequence; the rest (`tokens[i][cached:]`, usually the
+    step's new token, plus the last draft token after a full acceptance) is fed in the first round.
+    Greedy sequences draft the draft's argmax, sampled ones sample from the draft's processed
+    distribution q, which the verifier needs.
+    """
+
+    def __init__(self, runner: ModelRunner) -> None:
+        self.runner = runner
+        self.cache: KVCache | None = None
+        self.cached: list[int] = []  # tokens of each sequence in the draft cache
+        self._round_start = 0
+        self._first_round = 0
+        self._fed_first: list[int] = []
+
+    def start(self, batch: SequenceBatch) -> None:
+        self.cache = self.runner.cache(batch.batch_size, batch.capacity)
+        self.cached = [0] * batch.batch_size
+        prefixes = [tokens[:-1] for tokens in batch.tokens]
+        if max(map(len, prefixes)) > 0:
+            ids, valid = left_padded(prefixes, batch.device)
+            self.runner.forward(self.cache, ids, valid, logits=False)
+            self.cached = [len(p) for p in prefixes]
+
+    def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
+        assert self.cache is not None, "start() first"
+        max_k = max(num_tokens)
+        pending = [
+            tokens[cached:] if active else []
+            for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
+        ]
+        ids, valid = left_padded(pending, batch.device)  # [batch_size, first_round]
+        self._round_start, self._first_round = self.cache.length, ids.shape[1]
+        self._fed_first = [len(p) for p in pending]
+        active = torch.tensor(batch.active, device=batch.device)  # [batch_size]
+        drafts, probs = [], []
+        for round_index in range(max_k):
+            logits = self.runner.forward(self.cache, ids, valid)[:, -1]  # [batch_size, vocab]
+            token, q = self._choose(logits, batch)
+            drafts.append(token)
+            probs.append(q)
+            if round_index + 1 < max_k:
+                ids, valid = token[:, None], active[:, None]
+        draft_ids = torch.stack(drafts, dim=1)  # [batch_size, max_k]
+        draft_probs = None if batch.sampling.all_greedy else torch.stack(probs, dim=1)
+        return Proposal(draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=draft_probs)
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Next draft token per sequence [batch_size] and, when sampling, q [batch_size, vocab]."""
+        argmax = logits.argmax(dim=-1)
+        if batch.sampling.all_greedy:
+            return argmax, None
+        q = sampling.probabilities(logits[:, None], batch.sampling)[:, 0]
+        return torch.where(batch.sampling.greedy, argmax, batch.rng.sample(q)), q
+
+    def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
+        assert self.cache is not None
+        fed_drafts = proposal.max_k - 1  # d_1..d_{max_k-1} went through the draft; d_max_k did not
+        if fed_drafts < 0:
+            return
+        kept_drafts = [
+            min(n, fed_drafts) if active else 0 for n, active in zip(num_accepted, batch.active, strict=True)
+        ]
+        # window: the first round's inputs (all kept), then d_1..d_{max_k-1} (kept while accepted)
+        start, first = self._round_start, self._first_round
+        columns = torch.arange(fed_drafts, device=batch.device)
+        keep_drafts = columns[None, :] < torch.tensor(kept_drafts, device=batch.device)[:, None]
+        first_valid = self.cache.valid[:, start : start + first].clone()
+        self.cache.keep(start, torch.cat([first_valid, keep_drafts], dim=1))
+        self.cached = [
+            cached + fed + kept
+            for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
+        ]

@@ -1,0 +1,335 @@
+"""Forward passes of a Hugging Face Llama-family model over the engine's own KV cache.
+
+The cache is a slot array shared by the batch. Every forward writes its `q` new tokens into the same
+slots `[length, length + q)` for all sequences; a per-sequence validity mask hides the slots a
+sequence does not own (padding of ragged prompts, rejected draft tokens). Trimming after a rejection
+moves `length` back to the last slot any sequence still owns, so nothing is re-encoded. When the
+holes would overflow the capacity the cache is compacted. Positions (RoPE) are per sequence: the
+count of its valid tokens, so padding and holes never shift a sequence.
+
+Owning the forward (instead of calling `model(...)`) keeps the engine independent of the cache API,
+which changes between transformers releases, and lets a CUDA device replay each (batch, q) shape as
+a CUDA graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from specops import errors
+
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+@dataclass
+class KVCache:
+    """Keys and values of one model for one batch; see the module docstring for the slot scheme."""
+
+    keys: list[torch.Tensor]  # per layer [batch_size, num_kv_heads, capacity, head_dim]
+    values: list[torch.Tensor]  # per layer [batch_size, num_kv_heads, capacity, head_dim]
+    valid: torch.Tensor  # [batch_size, capacity] bool, slot holds a token of that sequence
+    seq_lens: torch.Tensor  # [batch_size] long, valid tokens per sequence (next position)
+    length: int = 0  # slots in use
+
+    @property
+    def batch_size(self) -> int:
+        return self.valid.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.valid.shape[1]
+
+    def reset(self) -> None:
+        self.valid.zero_()
+        self.seq_lens.zero_()
+        self.length = 0
+
+    def keep(self, start: int, keep: torch.Tensor, used: int) -> None:
+        """After forwards that wrote slots `[start, start + q)`, keep only the marked ones.
+
+        keep: [batch_size, q] bool, True for slots the sequence keeps (rejection drops a suffix).
+        used: slots of the window up to the last one any sequence keeps (known on the host, so no sync).
+        """
+        q = keep.shape[1]
+        window = self.valid[:, start : start + q]
+        self.seq_lens -= (window & ~keep).sum(dim=1)
+        window &= keep
+        self.length = start + used
+
+    def compact(self) -> None:
+        """Move every sequence's valid slots to the front, removing holes."""
+        counts = self.valid.sum(dim=1)  # [batch_size]
+        new_length = int(counts.max()) if counts.numel() else 0
+        order = torch.argsort((~self.valid[:, : self.length]).to(torch.int8), dim=1, stable=True)
+        index = order[:, :new_length]  # [batch_size, new_length]
+        for cache in (self.keys, self.values):
+            for layer, tensor in enumerate(cache):
+                gather_index = index[:, None, :, None].expand(-1, tensor.shape[1], -1, tensor.shape[3])
+                moved = torch.gather(tensor[:, :, : self.length], 2, gather_index)
+                cache[layer][:, :, :new_length] = moved
+        slots = torch.arange(self.capacity, device=self.valid.device)
+        self.valid.copy_(slots[None, :] < counts[:, None])
+        self.length = new_length
+
+
+class ModelRunner:
+    """One causal LM (target or draft) with forwards over a `KVCache`.
+
+    Supports the Llama family as laid out by transformers (llama, mistral, qwen2, qwen3).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, cuda_graphs: bool = True) -> None:
+        config = model.config
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise errors.InvalidInput(
+                f"model type {config.model_type!r} is not supported by the engine "
+                f"(supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"
+            )
+        self.model = model.eval()
+        self.config = config
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.vocab_size: int = model.get_output_embeddings().weight.shape[0]
+        self.num_layers: int = config.num_hidden_layers
+        self.num_heads: int = config.num_attention_heads
+        self.num_kv_heads: int = getattr(config, "num_key_value_heads", None) or self.num_heads
+        self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // self.num_heads
+        self.max_context: int = config.max_position_embeddings
+        self.use_graphs = cuda_graphs and self.device.type == "cuda"
+        self._caches: dict[int, KVCache] = {}
+        self._graphs: dict[tuple, _CapturedGraph] = {}
+        self._pool = None
+
+    # -- cache -------------------------------------------------------------------------------
+    def cache(self, batch_size: int, capacity: int) -> KVCache:
+        """An empty cache for `batch_size` sequences; reused (and its graphs kept) when big enough."""
+        cache = self._caches.get(batch_size)
+        if cache is None or cache.capacity < capacity:
+            self._graphs = {key: g for key, g in self._graphs.items() if g.cache.batch_size != batch_size}
+            self._caches.pop(batch_size, None)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
+            cache = KVCache(
+                keys=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
+                values=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
+                valid=torch.zeros(batch_size, capacity, device=self.device, dtype=torch.bool),
+                seq_lens=torch.zeros(batch_size, device=self.device, dtype=torch.long),
+            )
+            self._caches[batch_size] = cache
+        cache.reset()
+        return cache
+
+    # -- forward -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward(
+        self,
+        cache: KVCache,
+        input_ids: torch.Tensor,  # [batch_size, q] long
+        input_valid: torch.Tensor,  # [batch_size, q] bool, False for padding
+        *,
+        logits: bool = True,
+    ) -> torch.Tensor | None:
+        """Append `q` tokens per sequence to the cache and return their logits [batch_size, q, vocab].
+
+        Padding tokens get a slot too (hidden from every other token); their logits are garbage.
+        """
+        batch_size, q = input_ids.shape
+        start = self._reserve(cache, batch_size, q)
+        if not logits or not self.use_graphs:
+            start_tensor = torch.tensor([start], device=self.device)
+            return self._forward(cache, input_ids, input_valid, start_tensor, kv_len=cache.length, logits=logits)
+        graph = self._graph(("forward", batch_size, q), cache, lambda: _ForwardGraph(self, cache, q))
+        return graph.run(input_ids, input_valid, start)
+
+    @torch.inference_mode()
+    def greedy_rounds(
+        self,
+        cache: KVCache,
+        input_ids: torch.Tensor,  # [batch_size, q] long, the first round's inputs
+        input_valid: torch.Tensor,  # [batch_size, q] bool
+        active: torch.Tensor,  # [batch_size] bool, sequences still running
+        num_rounds: int,
+    ) -> torch.Tensor:
+        """Greedy autoregressive drafting: `num_rounds` argmax tokens per sequence [batch_size, num_rounds].
+
+        Feeds the first round's inputs, then each new token but the last (q + num_rounds - 1 slots).
+        On a CUDA device the whole loop is one graph replay.
+        """
+        batch_size, q = input_ids.shape
+        start = self._reserve(cache, batch_size, q + num_rounds - 1)
+        if not self.use_graphs:
+            start_tensor = torch.tensor([start], device=self.device)
+            return self._greedy_rounds(cache, input_ids, input_valid, active, start_tensor, num_rounds,
+                                       kv_len=cache.length)
+        graph = self._graph(("rounds", batch_size, q, num_rounds), cache,
+                            lambda: _RoundsGraph(self, cache, q, num_rounds))
+        return graph.run(input_ids, input_valid, active, start)
+
+    def _reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
+        if batch_size != cache.batch_size:
+            raise ValueError(f"input batch {batch_size} != cache batch {cache.batch_size}")
+        if cache.length + num_slots > cache.capacity:
+            cache.compact()
+            if cache.length + num_slots > cache.capacity:
+                raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
+        start = cache.length
+        cache.length += num_slots
+        return start
+
+    def _graph(self, key: tuple, cache: KVCache, make):
+        graph = self._graphs.get(key)
+        if graph is None or graph.cache is not cache:
+            graph = self._graphs[key] = make()
+        return graph
+
+    def _greedy_rounds(
+        self,
+        cache: KVCache,
+        input_ids: torch.Tensor,  # [batch_size, q]
+        input_valid: torch.Tensor,  # [batch_size, q]
+        active: torch.Tensor,  # [batch_size]
+        start: torch.Tensor,  # [1] long
+        num_rounds: int,
+        *,
+        kv_len: int | None,
+    ) -> torch.Tensor:
+        tokens = []
+        ids, valid = input_ids, input_valid
+        for round_index in range(num_rounds):
+            logits = self._forward(cache, ids, valid, start, kv_len=kv_len)
+            tokens.append(logits[:, -1].argmax(dim=-1))
+            if round_index + 1 < num_rounds:
+                start = start + ids.shape[1]
+                ids, valid = tokens[-1][:, None], active[:, None]
+        return torch.stack(tokens, dim=1)  # [batch_size, num_rounds]
+
+    def _forward(
+        self,
+        cache: KVCache,
+        input_ids: torch.Tensor,  # [batch_size, q]
+        input_valid: torch.Tensor,  # [batch_size, q]
+        start: torch.Tensor,  # [1] long, first slot
+        *,
+        kv_len: int | None,
+        logits: bool = True,
+    ) -> torch.Tensor | None:
+        """The model over slots [start, start + q); attends over kv_len slots (None = the capacity)."""
+        inner = self.model.model
+        batch_size, q = input_ids.shape
+        kv_len = kv_len or cache.capacity
+        slots = start + torch.arange(q, device=self.device)  # [q]
+        # position = valid tokens before this one in the same sequence
+        positions = (cache.seq_lens[:, None] + torch.cumsum(input_valid.long(), dim=1) - 1).clamp(min=0)
+        cache.valid.index_copy_(1, slots, input_valid)
+        cache.seq_lens += input_valid.sum(dim=1)
+        key_slots = torch.arange(kv_len, device=self.device)
+        # attend to valid slots up to and including one's own; always to oneself (padding too)
+        mask = cache.valid[:, None, None, :kv_len] & (key_slots[None, None, None, :] <= slots[None, None, :, None])
+        mask |= key_slots[None, None, None, :] == slots[None, None, :, None]  # [batch_size, 1, q, kv_len]
+        hidden = inner.embed_tokens(input_ids)  # [batch_size, q, hidden]
+        cos, sin = inner.rotary_emb(hidden, positions)  # [batch_size, q, head_dim]
+        cos, sin = cos[:, None], sin[:, None]
+        gqa = self.num_kv_heads != self.num_heads
+        for layer_index, layer in enumerate(inner.layers[: self.num_layers]):
+            attn = layer.self_attn
+            x = layer.input_layernorm(hidden)
+            qs = attn.q_proj(x).view(batch_size, q, -1, self.head_dim)
+            ks = attn.k_proj(x).view(batch_size, q, -1, self.head_dim)
+            vs = attn.v_proj(x).view(batch_size, q, -1, self.head_dim).transpose(1, 2)
+            if hasattr(attn, "q_norm"):
+                qs, ks = attn.q_norm(qs), attn.k_norm(ks)
+            qs, ks = qs.transpose(1, 2), ks.transpose(1, 2)  # [batch_size, heads, q, head_dim]
+            qs = qs * cos + _rotate_half(qs) * sin
+            ks = ks * cos + _rotate_half(ks) * sin
+            keys, values = cache.keys[layer_index], cache.values[layer_index]
+            keys.index_copy_(2, slots, ks.to(keys.dtype))
+            values.index_copy_(2, slots, vs.to(values.dtype))
+            out = F.scaled_dot_product_attention(
+                qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask,
+                scale=attn.scaling, enable_gqa=gqa,
+            )  # [batch_size, heads, q, head_dim]
+            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(batch_size, q, -1))
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        if not logits:
+            return None
+        return self.model.lm_head(inner.norm(hidden)).float()  # [batch_size, q, vocab]
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class _CapturedGraph:
+    """A CUDA graph of one runner computation for fixed shapes, attending over the whole capacity.
+
+    The first call runs the computation for real (its cache writes are the step's), then records
+    it; later calls copy inputs into static buffers and replay.
+    """
+
+    def __init__(self, runner: ModelRunner, cache: KVCache) -> None:
+        self.runner, self.cache = runner, cache
+        self.start = torch.zeros(1, dtype=torch.long, device=runner.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.output: torch.Tensor | None = None
+
+    def _call(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _replay(self, start: int) -> torch.Tensor:
+        self.start.fill_(start)
+        if self.graph is not None:
+            self.graph.replay()
+            return self.output.clone()
+        # the real call happens on a side stream (also warming up), then the same work is recorded;
+        # recording does not execute, so the cache holds exactly one copy of the writes
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            result = self._call().clone()
+        torch.cuda.current_stream().wait_stream(stream)
+        saved_valid, saved_lens = self.cache.valid.clone(), self.cache.seq_lens.clone()
+        runner = self.runner
+        if runner._pool is None:
+            runner._pool = torch.cuda.graph_pool_handle()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=runner._pool):
+            self.output = self._call()
+        self.cache.valid.copy_(saved_valid)
+        self.cache.seq_lens.copy_(saved_lens)
+        return result
+
+
+class _ForwardGraph(_CapturedGraph):
+    def __init__(self, runner: ModelRunner, cache: KVCache, q: int) -> None:
+        super().__init__(runner, cache)
+        self.input_ids = torch.zeros(cache.batch_size, q, dtype=torch.long, device=runner.device)
+        self.input_valid = torch.zeros(cache.batch_size, q, dtype=torch.bool, device=runner.device)
+
+    def run(self, input_ids: torch.Tensor, input_valid: torch.Tensor, start: int) -> torch.Tensor:
+        self.input_ids.copy_(input_ids)
+        self.input_valid.copy_(input_valid)
+        return self._replay(start)
+
+    def _call(self) -> torch.Tensor:
+        return self.runner._forward(self.cache, self.input_ids, self.input_valid, self.start, kv_len=None)
+
+
+class _RoundsGraph(_ForwardGraph):
+    def __init__(self, runner: ModelRunner, cache: KVCache, q: int, num_rounds: int) -> None:
+        super().__init__(runner, cache, q)
+        self.active = torch.zeros(cache.batch_size, dtype=torch.bool, device=runner.device)
+        self.num_rounds = num_rounds
+
+    def run(self, input_ids: torch.Tensor, input_valid: torch.Tensor, active: torch.Tensor,  # type: ignore[override]
+            start: int) -> torch.Tensor:
+        self.active.copy_(active)
+        return super().run(input_ids, input_valid, start)
+
+    def _call(self) -> torch.Tensor:
+        return self.runner._greedy_rounds(self.cache, self.input_ids, self.input_valid, self.active, self.start,
+                                          self.num_rounds, kv_len=None)

@@ -1,0 +1,381 @@
+"""The demo pair: a target, a good draft and a mismatched draft, trained here on the CPU and cached.
+
+No model hub is reachable, so the demo makes its own models from the Python standard library's sources
+(:mod:`specops.pairs.corpus`): a byte-level BPE tokenizer, a Llama target and two one-layer Llama
+drafts — one trained on the same code (a good pair) and one trained on English prose (a pair whose
+acceptance rate is low *when measured*; nothing marks it as bad).
+
+Results are cached under ``platformdirs.user_cache_dir("specops")/demo-pairs/<recipe hash>``, keyed
+by every :class:`DemoRecipe` field plus the Python version (the corpus comes from it), so a second run
+starts at once. Training happens in a temporary folder renamed into place at the end, under a file
+lock, so an interrupted run never leaves a half-written cache entry.
+
+torch and transformers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from specops.errors import InvalidInput, StoreUnavailable
+from specops.pairs import corpus
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+FORMAT_VERSION = 1
+"""Bump when the training code changes what a recipe produces; it is part of the cache key."""
+
+TARGET_DIR, DRAFT_DIR, MISMATCHED_DIR = "target", "draft", "draft-mismatched"
+REPORT_FILE = "demo.json"
+CACHE_ENV = "SPECOPS_DEMO_CACHE"
+"""Environment variable overriding the cache folder (default: the user cache dir + ``demo-pairs``)."""
+
+CHARS_PER_TOKEN = 3.0
+"""Rough characters per token of the default tokenizer on standard-library code (for prompt sizing)."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Size of one Llama model."""
+
+    hidden_size: int
+    """Width of the residual stream."""
+    num_layers: int
+    """Decoder layers; the target's count over the draft's is most of the cost ratio."""
+    num_heads: int
+    """Attention heads (no grouped-query sharing); ``hidden_size`` must divide by it."""
+    intermediate_size: int
+    """Width of the SwiGLU feed-forward block."""
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that decides what the demo pair comes out as; every field is part of the cache key.
+
+    The defaults fit a 2-core CPU: tokenizer, target and good draft train in about two minutes, and
+    the good draft agrees with the target on roughly 0.4 of held-out positions, the prose draft on
+    about 0.1.
+    """
+
+    vocab_size: int = 4096
+    """BPE vocabulary size, including the three special tokens (bos, eos, pad)."""
+    corpus_bytes: int = 3_000_000
+    """UTF-8 bytes of training code read (whole files, seeded shuffle); the tokenizer trains on them too."""
+    seq_len: int = 256
+    """Tokens per training and evaluation window."""
+    batch_size: int = 16
+    """Windows per optimiser step."""
+    max_position_embeddings: int = 512
+    """Context the saved models declare (RoPE, so longer than ``seq_len`` is allowed)."""
+    target: ModelShape = ModelShape(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=688)
+    """The expensive model."""
+    draft: ModelShape = ModelShape(hidden_size=128, num_layers=1, num_heads=2, intermediate_size=344)
+    """The cheap model; both drafts share this shape."""
+    target_steps: int = 150
+    """Optimiser steps for the target."""
+    draft_steps: int = 150
+    """Optimiser steps for the good draft (same code corpus as the target)."""
+    mismatched_steps: int = 150
+    """Optimiser steps for the mismatched draft (prose corpus, :data:`corpus.PROSE_FILE`)."""
+    learning_rate: float = 2e-3
+    """Peak AdamW learning rate."""
+    warmup_steps: int = 10
+    """Linear warm-up steps before the cosine decay."""
+    bf16_autocast: bool = True
+    """Run matrix products in bfloat16 (CPU autocast; weights and saved files stay fp32): ~1.6x faster."""
+    eval_windows: int = 16
+    """Held-out windows of ``seq_len`` tokens the reported agreement is measured on."""
+    seed: int = 0
+    """Seeds file order, initialisation (target ``seed``, drafts ``seed + 1``/``+ 2``) and batches."""
+
+    def cache_key(self) -> str:
+        """Hex digest of the recipe, :data:`FORMAT_VERSION` and the Python version."""
+        payload = {"recipe": dataclasses.asdict(self), "python": corpus.python_tag(), "format": FORMAT_VERSION}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What training measured; stored as ``demo.json`` next to the three model folders."""
+
+    recipe_hash: str
+    python: str
+    seconds: dict[str, float]
+    """Wall seconds per phase: tokenizer (training + tokenising), target, draft, draft_mismatched,
+    evaluation, save."""
+    agreement: dict[str, float]
+    """Greedy agreement with the target on held-out windows, by draft folder name."""
+    final_loss: dict[str, float]
+    """Smoothed training loss at the last step, by folder name."""
+    num_parameters: dict[str, int]
+    num_train_tokens: int
+    """Tokens in the code training stream."""
+
+    @property
+    def target_and_draft_seconds(self) -> float:
+        """The budgeted part: tokenizer, target and good draft."""
+        return round(sum(self.seconds.get(phase, 0.0) for phase in ("tokenizer", TARGET_DIR, DRAFT_DIR)), 2)
+
+
+@dataclass(frozen=True)
+class DemoPairs:
+    """Where the trained demo models are: three save_pretrained folders sharing one tokenizer."""
+
+    root: Path
+    target: Path
+    draft: Path
+    draft_mismatched: Path
+    report: DemoReport
+    from_cache: bool = field(default=False)
+    """True when nothing was trained in this call."""
+
+    @classmethod
+    def at(cls, root: Path, *, report: DemoReport, from_cache: bool) -> DemoPairs:
+        return cls(
+            root=root,
+            target=root / TARGET_DIR,
+            draft=root / DRAFT_DIR,
+            draft_mismatched=root / MISMATCHED_DIR,
+            report=report,
+            from_cache=from_cache,
+        )
+
+
+def cache_dir() -> Path:
+    """The folder holding one sub-folder per recipe hash (``$SPECOPS_DEMO_CACHE`` overrides)."""
+    if override := os.environ.get(CACHE_ENV):
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("specops")) / "demo-pairs"
+
+
+def train_demo_pairs(
+    out: Path | None = None,
+    *,
+    recipe: DemoRecipe = DemoRecipe(),  # noqa: B008 - frozen, so a shared default is safe
+    progress: bool = True,
+    cache: Path | None = None,
+) -> DemoPairs:
+    """Train (or take from the cache) the demo target, draft and mismatched draft.
+
+    Args:
+        out: if given, the three folders (and ``demo.json``) are copied there, replacing any
+            folders of the same names; the returned paths then point into ``out``.
+        recipe: what to train; its hash names the cache entry.
+        progress: show a rich progress bar while training.
+        cache: cache folder; default :func:`cache_dir`.
+    """
+    base = cache or cache_dir()
+    key = recipe.cache_key()
+    entry = base / key
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreUnavailable(f"cannot create the demo-pair cache {base}: {error}") from error
+    with _locked(base / f"{key}.lock"):
+        from_cache = (entry / REPORT_FILE).is_file()
+        if not from_cache:
+            _discard_leftovers(base, key)
+            staging = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=base))
+            try:
+                _train_into(staging, recipe=recipe, key=key, progress=progress)
+                staging.chmod(0o755)  # mkdtemp makes it private; the cache entry is readable like its parent
+                staging.rename(entry)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+    report = _read_report(entry)
+    if out is None:
+        return DemoPairs.at(entry, report=report, from_cache=from_cache)
+    _copy_out(entry, Path(out))
+    return DemoPairs.at(Path(out), report=report, from_cache=from_cache)
+
+
+def greedy_agreement(
+    target: PreTrainedModel,
+    draft: PreTrainedModel,
+    token_batches: Iterable[torch.Tensor | Sequence[Sequence[int]]],
+) -> float:
+    """Fraction of positions where the draft's argmax equals the target's, teacher-forced.
+
+    ``token_batches`` yields ``[batch_size, seq_len]`` token ids (tensors or nested lists); both
+    models read the same tokens. A greedy speculative decoder accepts a drafted token exactly when the
+    two argmaxes agree, so this is the per-token acceptance rate a greedy draft would see.
+    """
+    from specops.pairs import demo_training
+
+    return demo_training.greedy_agreement(target, draft, token_batches)
+
+
+def held_out_batches(tokenizer: Any, *, seq_len: int = 256, num_windows: int = 16) -> list[list[list[int]]]:
+    """Windows of held-out standard-library code as token ids, one window per batch.
+
+    ``tokenizer`` is any Hugging Face tokenizer (the pair's); windows are cut from the held-out files
+    joined with eos, spread evenly over them.
+    """
+    ids: list[int] = []
+    for name in corpus.source_files(held_out=True):
+        ids.extend(tokenizer(corpus.read_text(name), add_special_tokens=False)["input_ids"])
+        ids.append(tokenizer.eos_token_id)
+    available = len(ids) // seq_len
+    if available < num_windows:
+        raise InvalidInput(f"held-out files give {available} windows of {seq_len} tokens, asked {num_windows}")
+    step = available / num_windows
+    return [[ids[int(i * step) * seq_len : (int(i * step) + 1) * seq_len]] for i in range(num_windows)]
+
+
+def demo_prompts(n: int, tokens: int, *, seed: int = 0) -> list[str]:
+    """``n`` prompts of about ``tokens`` tokens each, cut from held-out standard-library files.
+
+    Each prompt is a run of whole lines starting at a line that opens a ``def``/``class`` or a
+    statement at any indentation, taken from held-out files (never trained on), chosen with a seeded
+    RNG so the same arguments give the same prompts. Sizes are approximate (:data:`CHARS_PER_TOKEN`).
+    """
+    if n < 0 or tokens < 1:
+        raise InvalidInput(f"demo_prompts needs n >= 0 and tokens >= 1, got n={n}, tokens={tokens}")
+    budget = max(1, round(tokens * CHARS_PER_TOKEN))
+    documents = [corpus.read_text(name).splitlines(keepends=True) for name in corpus.source_files(held_out=True)]
+    starts = [
+        (doc, line)
+        for doc, lines in enumerate(documents)
+        for line, text in enumerate(lines)
+        if text.strip() and not text.lstrip().startswith(("#", ")", "]", "}")) and line + 1 < len(lines)
+    ]
+    rng = random.Random(seed)
+    prompts: list[str] = []
+    for doc, line in rng.sample(starts, k=n) if n <= len(starts) else rng.choices(starts, k=n):
+        text = ""
+        for next_line in documents[doc][line:]:
+            if text and len(text) + len(next_line) > budget:
+                break
+            text += next_line
+        prompts.append(text[:budget] if len(text) > budget else text)
+    return prompts
+
+
+def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -> None:
+    from specops.pairs import demo_training as training
+
+    seconds: dict[str, float] = {}
+    with _progress(enabled=progress) as bar:
+        task = bar.add_task("tokenizer + corpus", total=None, status="")
+        with training.timed(seconds, "tokenizer"):
+            tokenizer, data = training.build_corpus(recipe)
+        bar.update(task, total=1, completed=1)
+
+        models: dict[str, Any] = {}
+        losses: dict[str, float] = {}
+        plan = [
+            (TARGET_DIR, recipe.target, data.code, recipe.target_steps, recipe.seed),
+            (DRAFT_DIR, recipe.draft, data.code, recipe.draft_steps, recipe.seed + 1),
+            (MISMATCHED_DIR, recipe.draft, data.prose, recipe.mismatched_steps, recipe.seed + 2),
+        ]
+        for name, shape, stream, steps, seed in plan:
+            task = bar.add_task(name, total=steps, status="")
+
+            def on_step(done: int, loss: float, task: Any = task) -> None:
+                bar.update(task, completed=done, status=f"loss {loss:.2f}")
+
+            with training.timed(seconds, name.replace("-", "_")):
+                model = training.build_model(shape, recipe=recipe, tokenizer=tokenizer, seed=seed)
+                losses[name] = round(
+                    training.train_model(model, stream, recipe=recipe, steps=steps, seed=seed, on_step=on_step), 4
+                )
+            models[name] = model
+
+        task = bar.add_task("agreement", total=2, status="")
+        agreement: dict[str, float] = {}
+        with training.timed(seconds, "evaluation"):
+            for name in (DRAFT_DIR, MISMATCHED_DIR):
+                agreement[name] = round(
+                    training.greedy_agreement(models[TARGET_DIR], models[name], data.held_out.split(4)), 4
+                )
+                bar.advance(task)
+
+    with training.timed(seconds, "save"):
+        tokenizer_files = folder / ".tokenizer"
+        tokenizer.save_pretrained(tokenizer_files)
+        for name, model in models.items():
+            training.save_pair_folder(model, folder / name, tokenizer_files)
+        shutil.rmtree(tokenizer_files)
+    report = DemoReport(
+        recipe_hash=key,
+        python=corpus.python_tag(),
+        seconds=seconds,
+        agreement=agreement,
+        final_loss=losses,
+        num_parameters={name: sum(p.numel() for p in model.parameters()) for name, model in models.items()},
+        num_train_tokens=len(data.code),
+    )
+    payload = {"recipe": dataclasses.asdict(recipe), **dataclasses.asdict(report)}
+    (folder / REPORT_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def _read_report(entry: Path) -> DemoReport:
+    payload = json.loads((entry / REPORT_FILE).read_text())
+    names = {f.name for f in dataclasses.fields(DemoReport)}
+    return DemoReport(**{k: v for k, v in payload.items() if k in names})
+
+
+def _copy_out(entry: Path, out: Path) -> None:
+    """Copy the cache entry's folders into ``out``; each folder is staged, then renamed into place."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (TARGET_DIR, DRAFT_DIR, MISMATCHED_DIR):
+            staging = out / f".{name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(entry / name, staging)
+            shutil.rmtree(out / name, ignore_errors=True)
+            staging.rename(out / name)
+        shutil.copyfile(entry / REPORT_FILE, out / REPORT_FILE)
+    except OSError as error:
+        raise StoreUnavailable(f"cannot write the demo pairs to {out}: {error}") from error
+
+
+def _discard_leftovers(base: Path, key: str) -> None:
+    """Remove staging folders of this key left by interrupted runs (safe: we hold the key's lock)."""
+    for leftover in base.glob(f".tmp-{key}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path``, so concurrent runs train a recipe once."""
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _progress(*, enabled: bool) -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description:<20}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        disable=not enabled,
+    )
+    with bar:
+        yield bar

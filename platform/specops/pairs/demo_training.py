@@ -1,0 +1,227 @@
+"""How the demo pair is made: tokenizer, Llama models, the training loop and the agreement measure.
+
+Internal to :mod:`specops.pairs.demo`, which owns the recipe, the cache and the public API. This module
+imports torch, transformers and tokenizers at the top; import it only where they are needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+from specops.errors import InvalidInput
+from specops.pairs import corpus
+
+if TYPE_CHECKING:
+    from specops.pairs.demo import DemoRecipe, ModelShape
+
+BOS_TOKEN = "<|bos|>"
+EOS_TOKEN = "<|eos|>"
+PAD_TOKEN = "<|pad|>"
+
+StepCallback = Callable[[int, float], None]
+"""Called after each optimiser step with (steps done, smoothed training loss)."""
+
+
+@dataclass(frozen=True)
+class TrainingCorpus:
+    """Token streams a recipe trains and measures on (documents joined as ``BOS doc EOS``)."""
+
+    code: torch.Tensor  # [num_code_tokens] int64, training files
+    prose: torch.Tensor  # [num_prose_tokens] int64, help-topic prose
+    held_out: torch.Tensor  # [num_eval_windows, seq_len] int64, windows of held-out files
+    num_code_bytes: int
+
+
+def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (GPT-2 style pre-tokenisation) trained on ``texts``."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[BOS_TOKEN, EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=BOS_TOKEN,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        model_max_length=max_length,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def _stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
+    """Documents encoded and joined as ``BOS doc EOS BOS doc EOS ...``."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    ids: list[int] = []
+    for encoding in tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False):
+        ids.append(bos)
+        ids.extend(encoding.ids)
+        ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def build_corpus(recipe: DemoRecipe) -> tuple[PreTrainedTokenizerFast, TrainingCorpus]:
+    """Read the recipe's share of the standard library, train the tokenizer and tokenise everything."""
+    names = corpus.source_files(held_out=False)
+    random.Random(recipe.seed).shuffle(names)
+    texts: list[str] = []
+    num_bytes = 0
+    for name in names:
+        if num_bytes >= recipe.corpus_bytes:
+            break
+        text = corpus.read_text(name)
+        texts.append(text)
+        num_bytes += len(text.encode("utf-8"))
+    tokenizer = train_tokenizer(texts, vocab_size=recipe.vocab_size, max_length=recipe.max_position_embeddings)
+    held_out = _stream(tokenizer, [corpus.read_text(name) for name in corpus.source_files(held_out=True)])
+    num_windows = len(held_out) // recipe.seq_len
+    if num_windows < recipe.eval_windows:
+        raise InvalidInput(
+            f"held-out files give {num_windows} windows of {recipe.seq_len} tokens; "
+            f"the recipe asks for {recipe.eval_windows}"
+        )
+    windows = held_out[: num_windows * recipe.seq_len].view(num_windows, recipe.seq_len)
+    picks = torch.linspace(0, num_windows - 1, recipe.eval_windows).round().long()  # spread over files
+    return tokenizer, TrainingCorpus(
+        code=_stream(tokenizer, texts),
+        prose=_stream(tokenizer, corpus.prose_texts()),
+        held_out=windows[picks].contiguous(),
+        num_code_bytes=num_bytes,
+    )
+
+
+def build_model(shape: ModelShape, *, recipe: DemoRecipe, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+    """A freshly initialised Llama model of ``shape`` (tied input/output embeddings), seeded."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_heads,
+        max_position_embeddings=recipe.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def train_model(
+    model: PreTrainedModel,
+    stream: torch.Tensor,  # [num_tokens] int64
+    *,
+    recipe: DemoRecipe,
+    steps: int,
+    seed: int,
+    on_step: StepCallback | None = None,
+) -> float:
+    """Next-token training on random windows of ``stream``; returns the smoothed final loss.
+
+    AdamW with linear warm-up then cosine decay to a tenth of the peak rate, gradients clipped at 1.
+    Matrix products run in bfloat16 under CPU autocast when the recipe says so (weights stay fp32).
+    """
+    if len(stream) <= recipe.seq_len + 1:
+        raise InvalidInput(f"corpus of {len(stream)} tokens is shorter than one window of {recipe.seq_len}")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.learning_rate, betas=(0.9, 0.95), weight_decay=0.01
+    )
+
+    def rate(step: int) -> float:
+        if step < recipe.warmup_steps:
+            return (step + 1) / recipe.warmup_steps
+        progress = (step - recipe.warmup_steps) / max(1, steps - recipe.warmup_steps)
+        return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    offsets = torch.arange(recipe.seq_len)
+    smoothed = float("nan")
+    model.train()
+    for step in range(steps):
+        starts = torch.randint(0, len(stream) - recipe.seq_len, (recipe.batch_size,), generator=generator)
+        batch = stream[starts[:, None] + offsets]  # [batch_size, seq_len]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        smoothed = value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * value
+        if on_step is not None:
+            on_step(step + 1, smoothed)
+    model.eval()
+    return smoothed
+
+
+@torch.inference_mode()
+def greedy_agreement(
+    target: PreTrainedModel,
+    draft: PreTrainedModel,
+    token_batches: Iterable[torch.Tensor | Sequence[Sequence[int]]],
+) -> float:
+    """Fraction of positions where the draft's argmax equals the target's, teacher-forced.
+
+    Both models read the same tokens (no sampling, no padding); every position of every batch counts.
+    A greedy speculative decoder accepts a drafted token exactly when the two argmaxes agree, so this
+    is the per-token acceptance a greedy draft would see on this text.
+    """
+    num_agreed = num_positions = 0
+    for batch in token_batches:
+        ids = torch.as_tensor(batch, dtype=torch.long)
+        if ids.dim() == 1:
+            ids = ids[None, :]
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise InvalidInput(f"token batch must be [batch_size, seq_len], got shape {tuple(ids.shape)}")
+        target_argmax = target(input_ids=ids).logits.argmax(dim=-1)  # [batch_size, seq_len]
+        draft_argmax = draft(input_ids=ids).logits.argmax(dim=-1)  # [batch_size, seq_len]
+        num_agreed += int((target_argmax == draft_argmax).sum())
+        num_positions += ids.numel()
+    if num_positions == 0:
+        raise InvalidInput("no tokens to measure agreement on")
+    return num_agreed / num_positions
+
+
+def save_pair_folder(model: PreTrainedModel, folder: Path, tokenizer_files: Path) -> None:
+    """Write ``model`` as a save_pretrained folder and copy the shared tokenizer files into it."""
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' own tqdm bar would cut through ours
+    try:
+        model.save_pretrained(folder)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+    for file in sorted(tokenizer_files.iterdir()):
+        (folder / file.name).write_bytes(file.read_bytes())
+
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall-clock seconds the ``with`` body takes under ``seconds[phase]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = round(time.perf_counter() - start, 2)

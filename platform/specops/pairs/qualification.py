@@ -1,0 +1,389 @@
+"""The qualification gate: measure a pair on evaluation prompts before it may become a version.
+
+Measured on this machine, greedy, one prompt at a time:
+
+- **losslessness** — the pair's greedy output equals the target alone's (``proposer="none"``) on every
+  prompt, token for token (speculative decoding must never change greedy output; arXiv 2211.17192);
+- **tokenizer compatibility** — the draft's tokenizer (if it ships one) has the target's vocabulary and
+  the two models' vocabulary sizes agree;
+- **acceptance rate** — accepted / drafted tokens over all prompts, with a fixed draft length k
+  (adaptive k off, so the figure describes the draft, not the governor);
+- **mean accepted length** — tokens gained per target verification (1 + accepted per draft);
+- **speedup** — wall time of the target alone / wall time of the pair, after one warm-up each.
+
+A pair is refused when it is not lossless, its tokenizers differ, or its acceptance rate is under the
+floor (``min_acceptance``). Losslessness and tokenizer checks cannot be switched off; the floor can be
+lowered (``0.0`` records the figures without judging acceptance — the demo's mismatched pair is meant
+to be caught by the canary analysis, not here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from specops.errors import InvalidInput, QualificationRefused
+from specops.pairs import spec as pair_spec
+
+DEFAULT_MIN_ACCEPTANCE = 0.2
+"""Acceptance-rate floor when neither the spec nor a flag says otherwise."""
+
+DEFAULT_MAX_NEW_TOKENS = 32
+"""Tokens generated per evaluation prompt."""
+
+TAG_PREFIX = "qualification."
+"""Prefix of the registry tags that carry the figures."""
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as (phase, prompts done, prompts total)."""
+
+
+@dataclass
+class QualificationReport:
+    """Everything the gate measured and decided (written as ``qualification.json`` and as tags)."""
+
+    passed: bool
+    reason: str
+    lossless: bool
+    tokenizer_compatible: bool
+    tokenizer_reason: str
+    acceptance_rate: float
+    mean_accepted_length: float
+    speedup: float
+    min_acceptance: float
+    num_prompts: int
+    max_new_tokens: int
+    num_speculative_tokens: int
+    num_mismatched_prompts: int = 0
+    first_mismatch: dict[str, Any] | None = None
+    num_drafts: int = 0
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
+    num_accepted_per_position: list[int] = field(default_factory=list)
+    target_seconds: float = 0.0
+    pair_seconds: float = 0.0
+    target_tokens_per_s: float = 0.0
+    pair_tokens_per_s: float = 0.0
+    target_vocab_size: int = 0
+    draft_vocab_size: int = 0
+    device: str = "cpu"
+    machine: str = ""
+    measured_at: str = ""
+
+    def tags(self) -> dict[str, str]:
+        """The figures as registry tags (``qualification.*``)."""
+        return {
+            f"{TAG_PREFIX}passed": _flag(self.passed),
+            f"{TAG_PREFIX}lossless": _flag(self.lossless),
+            f"{TAG_PREFIX}tokenizer_compatible": _flag(self.tokenizer_compatible),
+            f"{TAG_PREFIX}acceptance_rate": f"{self.acceptance_rate:.4f}",
+            f"{TAG_PREFIX}mean_accepted_length": f"{self.mean_accepted_length:.3f}",
+            f"{TAG_PREFIX}speedup": f"{self.speedup:.3f}",
+            f"{TAG_PREFIX}min_acceptance": f"{self.min_acceptance:g}",
+            f"{TAG_PREFIX}num_prompts": str(self.num_prompts),
+            f"{TAG_PREFIX}max_new_tokens": str(self.max_new_tokens),
+            f"{TAG_PREFIX}num_speculative_tokens": str(self.num_speculative_tokens),
+            f"{TAG_PREFIX}device": self.device,
+            f"{TAG_PREFIX}machine": self.machine[:250],
+            f"{TAG_PREFIX}measured_at": self.measured_at,
+        }
+
+    def to_json(self) -> str:
+        """The report as indented JSON."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def summary(self) -> str:
+        """One line: verdict and figures."""
+        verdict = "qualified" if self.passed else f"refused: {self.reason}"
+        return (
+            f"{verdict} — acceptance {self.acceptance_rate:.3f} (floor {self.min_acceptance:g}), "
+            f"mean accepted length {self.mean_accepted_length:.2f}, speedup {self.speedup:.2f}×, "
+            f"lossless {'yes' if self.lossless else 'no'} on {self.num_prompts} prompts"
+        )
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+# ------------------------------------------------------------------------------------ prompts
+
+
+def load_prompts(path: str | Path | None = None) -> list[str]:
+    """Evaluation prompts: the bundled default, or a file.
+
+    Formats: ``.json`` (a list of strings, or ``{"prompts": [...]}``), ``.jsonl`` (one string or
+    ``{"prompt": ...}`` per line), anything else one prompt per non-empty line.
+    """
+    if path is None:
+        text = resources.files("specops.pairs").joinpath("eval-prompts.json").read_text()
+        return _prompts_from_json(json.loads(text), "the bundled prompts")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as error:
+        raise InvalidInput(f"prompt file {path} does not exist") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"cannot read prompt file {path}: {error}") from error
+    try:
+        if path.suffix == ".json":
+            prompts = _prompts_from_json(json.loads(text), str(path))
+        elif path.suffix == ".jsonl":
+            prompts = []
+            for line in filter(str.strip, text.splitlines()):
+                item = json.loads(line)
+                prompts.append(item["prompt"] if isinstance(item, dict) else item)
+        else:
+            prompts = [line for line in text.splitlines() if line.strip()]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidInput(f"prompt file {path} is malformed: {error}") from error
+    if not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise InvalidInput(f"prompt file {path} holds no prompts (or a prompt that is not text)")
+    return prompts
+
+
+def _prompts_from_json(data: Any, where: str) -> list[str]:
+    prompts = data.get("prompts") if isinstance(data, dict) else data
+    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise InvalidInput(f"{where} must hold a non-empty list of prompt strings")
+    return prompts
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def check_tokenizers(target: Path, draft: Path) -> tuple[bool, str, int, int]:
+    """(compatible, reason, target vocab size, draft vocab size) of a target/draft pair.
+
+    Compatible means: the models' ``vocab_size`` agree and, when the draft ships tokenizer files,
+    they are byte-identical to the target's or define the same vocabulary and special tokens.
+    """
+    from transformers import AutoTokenizer
+
+    target_vocab = _config_vocab_size(target)
+    draft_vocab = _config_vocab_size(draft)
+    if target_vocab != draft_vocab:
+        return False, f"vocabulary sizes differ (target {target_vocab}, draft {draft_vocab})", target_vocab, draft_vocab
+    target_hash = pair_spec.tokenizer_sha256(target)
+    if not target_hash:
+        raise InvalidInput(f"target checkpoint {target} has no tokenizer files")
+    draft_hash = pair_spec.tokenizer_sha256(draft)
+    if not draft_hash or draft_hash == target_hash:
+        return True, "same tokenizer files" if draft_hash else "draft uses the target's tokenizer", target_vocab, draft_vocab
+    try:
+        target_tokenizer = AutoTokenizer.from_pretrained(str(target))
+        draft_tokenizer = AutoTokenizer.from_pretrained(str(draft))
+    except Exception as error:  # noqa: BLE001 - any loader failure means an unreadable tokenizer
+        raise InvalidInput(f"cannot load a tokenizer: {_first_line(error)}") from error
+    if target_tokenizer.get_vocab() != draft_tokenizer.get_vocab():
+        return False, "draft tokenizer's vocabulary differs from the target's", target_vocab, draft_vocab
+    for special in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(target_tokenizer, special, None) != getattr(draft_tokenizer, special, None):
+            return False, f"draft tokenizer's {special} differs from the target's", target_vocab, draft_vocab
+    return True, "same vocabulary and special tokens", target_vocab, draft_vocab
+
+
+def _config_vocab_size(folder: Path) -> int:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise InvalidInput(f"checkpoint {folder} has an unreadable config.json: {error}") from error
+    text_config = config.get("text_config") or {}
+    value = config.get("vocab_size", text_config.get("vocab_size"))
+    if not isinstance(value, int):
+        raise InvalidInput(f"checkpoint {folder} config.json has no vocab_size")
+    return value
+
+
+# ------------------------------------------------------------------------------------ the gate
+
+
+def qualify(
+    target: str | Path,
+    draft: str | Path,
+    *,
+    prompts: list[str] | None = None,
+    min_acceptance: float = DEFAULT_MIN_ACCEPTANCE,
+    num_speculative_tokens: int = 4,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+) -> QualificationReport:
+    """Measure ``target`` + ``draft`` on ``prompts`` (default: the bundled set) and judge them.
+
+    Returns a report whether the pair passed or not; :func:`enforce` turns a failure into
+    :class:`QualificationRefused`. Missing or unreadable checkpoints raise :class:`InvalidInput`.
+    """
+    if not 0.0 <= min_acceptance <= 1.0:
+        raise InvalidInput(f"min_acceptance must be within [0, 1], got {min_acceptance}")
+    if max_new_tokens < 1:
+        raise InvalidInput(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    target_dir = pair_spec.checkpoint_folder(target, "target")
+    draft_dir = pair_spec.checkpoint_folder(draft, "draft")
+    prompts = prompts if prompts is not None else load_prompts()
+    if not prompts:
+        raise InvalidInput("qualification needs at least one prompt")
+
+    common = {
+        "min_acceptance": min_acceptance,
+        "num_prompts": len(prompts),
+        "max_new_tokens": max_new_tokens,
+        "num_speculative_tokens": num_speculative_tokens,
+        "device": device,
+        "machine": _machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    compatible, tokenizer_reason, target_vocab, draft_vocab = check_tokenizers(target_dir, draft_dir)
+    if not compatible:
+        return QualificationReport(
+            passed=False,
+            reason=f"tokenizers differ: {tokenizer_reason}",
+            lossless=False,
+            tokenizer_compatible=False,
+            tokenizer_reason=tokenizer_reason,
+            acceptance_rate=0.0,
+            mean_accepted_length=1.0,
+            speedup=0.0,
+            target_vocab_size=target_vocab,
+            draft_vocab_size=draft_vocab,
+            **common,
+        )
+
+    from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+
+    baseline = _load_engine(SpeculativeEngine, target_dir, None, SpeculationConfig(proposer="none"), device)
+    pair = _load_engine(
+        SpeculativeEngine,
+        target_dir,
+        draft_dir,
+        SpeculationConfig(proposer="draft", num_speculative_tokens=num_speculative_tokens, adaptive=False),
+        device,
+    )
+    tokenizer = baseline.tokenizer
+    encoded = [_encode(tokenizer, prompt, baseline.max_context, max_new_tokens) for prompt in prompts]
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)
+
+    baseline.generate([encoded[0]], [params])  # warm-up: first-call allocations are not the pair's fault
+    pair.generate([encoded[0]], [params])
+    target_outputs, target_seconds = _run(baseline, encoded, params, "target alone", progress)
+    pair_results, pair_seconds = _run(pair, encoded, params, "target + draft", progress)
+
+    mismatches = [
+        index
+        for index, (expected, got) in enumerate(zip(target_outputs, pair_results, strict=True))
+        if expected.token_ids != got.token_ids
+    ]
+    first_mismatch = None
+    if mismatches:
+        index = mismatches[0]
+        expected, got = target_outputs[index].token_ids, pair_results[index].token_ids
+        position = next((i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), None)
+        position = min(len(expected), len(got)) if position is None else position
+        first_mismatch = {"prompt_index": index, "prompt": prompts[index][:200], "token_position": position}
+
+    num_drafts = sum(r.stats.num_drafts for r in pair_results)
+    num_draft_tokens = sum(r.stats.num_draft_tokens for r in pair_results)
+    num_accepted = sum(r.stats.num_accepted_tokens for r in pair_results)
+    per_position = [0] * num_speculative_tokens
+    for result in pair_results:
+        for position, count in enumerate(result.stats.num_accepted_per_position[:num_speculative_tokens]):
+            per_position[position] += count
+    acceptance = num_accepted / num_draft_tokens if num_draft_tokens else 0.0
+    mean_length = 1.0 + num_accepted / num_drafts if num_drafts else 1.0
+    target_tokens = sum(len(r.token_ids) for r in target_outputs)
+    pair_tokens = sum(len(r.token_ids) for r in pair_results)
+
+    lossless = not mismatches
+    if not lossless:
+        reason = (
+            f"not lossless: greedy output differs from the target alone on {len(mismatches)} of "
+            f"{len(prompts)} prompts (first: prompt {first_mismatch['prompt_index']}, "  # type: ignore[index]
+            f"token {first_mismatch['token_position']})"  # type: ignore[index]
+        )
+    elif acceptance < min_acceptance:
+        reason = f"acceptance rate {acceptance:.3f} is under the floor {min_acceptance:g}"
+    else:
+        reason = "lossless, same tokenizer, acceptance at or above the floor"
+    return QualificationReport(
+        passed=lossless and acceptance >= min_acceptance,
+        reason=reason,
+        lossless=lossless,
+        tokenizer_compatible=True,
+        tokenizer_reason=tokenizer_reason,
+        acceptance_rate=acceptance,
+        mean_accepted_length=mean_length,
+        speedup=target_seconds / pair_seconds if pair_seconds > 0 else 0.0,
+        num_mismatched_prompts=len(mismatches),
+        first_mismatch=first_mismatch,
+        num_drafts=num_drafts,
+        num_draft_tokens=num_draft_tokens,
+        num_accepted_tokens=num_accepted,
+        num_accepted_per_position=per_position,
+        target_seconds=target_seconds,
+        pair_seconds=pair_seconds,
+        target_tokens_per_s=target_tokens / target_seconds if target_seconds > 0 else 0.0,
+        pair_tokens_per_s=pair_tokens / pair_seconds if pair_seconds > 0 else 0.0,
+        target_vocab_size=target_vocab,
+        draft_vocab_size=draft_vocab,
+        **common,
+    )
+
+
+def enforce(report: QualificationReport) -> None:
+    """Raise :class:`QualificationRefused` with the one-line reason when ``report`` did not pass."""
+    if not report.passed:
+        raise QualificationRefused(f"qualification refused: {report.reason}")
+
+
+def _load_engine(engine_class: Any, target: Path, draft: Path | None, config: Any, device: str) -> Any:
+    try:
+        return engine_class.load(target, draft, config=config, device=device)
+    except InvalidInput:
+        raise
+    except Exception as error:  # noqa: BLE001 - torch/transformers/safetensors raise many kinds
+        which = f"{target}" + (f" + {draft}" if draft else "")
+        raise InvalidInput(f"cannot load checkpoint {which}: {_first_line(error)}") from error
+
+
+def _encode(tokenizer: Any, prompt: str, max_context: int, max_new_tokens: int) -> list[int]:
+    ids = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    if not ids:
+        raise InvalidInput(f"prompt {prompt[:40]!r} encodes to no tokens")
+    budget = max_context - max_new_tokens - 32
+    if budget < 1:
+        raise InvalidInput(f"max_new_tokens {max_new_tokens} leaves no room in a context of {max_context}")
+    return ids[-budget:]
+
+
+def _run(engine: Any, encoded: list[list[int]], params: Any, phase: str, progress: ProgressCallback | None):  # type: ignore[no-untyped-def]
+    results = []
+    started = time.perf_counter()
+    for done, ids in enumerate(encoded):
+        results.extend(engine.generate([ids], [params]))
+        if progress is not None:
+            progress(phase, done + 1, len(encoded))
+    return results, time.perf_counter() - started
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]

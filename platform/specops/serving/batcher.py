@@ -1,0 +1,253 @@
+"""Dynamic batching: concurrent requests queue on the event loop and run together in the engine.
+
+One batcher per server. Requests wait in a queue; the batcher takes the oldest, lets up to
+``max_wait`` pass since *its arrival* for others to join (requests that queued while the engine was
+busy start at once), and runs up to ``max_batch`` of them in one ``engine.generate`` call on a
+single worker thread (torch releases the GIL). Tokens stream back through ``on_tokens`` into each
+job's asyncio queue via ``loop.call_soon_threadsafe``.
+
+The engine's contract has no mid-batch admission, so a batch runs to its end; a job whose client
+went away is skipped if still queued, and its tokens are ignored if already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from specops import errors
+from specops.telemetry import metrics as telemetry_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokensEvent:
+    """Tokens a sequence gained in one engine step, and when (``time.perf_counter``)."""
+
+    token_ids: list[int]
+    at: float
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The engine finished the sequence; ``result`` is its ``GenerationResult``."""
+
+    result: Any
+    at: float
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The engine failed on the batch holding this sequence."""
+
+    error: BaseException
+
+
+Event = TokensEvent | DoneEvent | ErrorEvent
+
+
+@dataclass(eq=False)
+class GenerationJob:
+    """One sequence to generate: its prompt, sampling parameters and where its events go."""
+
+    prompt_ids: list[int]
+    params: Any  # specops.engine.SamplingParams
+    arrival: float = field(default_factory=time.perf_counter)
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    started: bool = False
+
+
+class DynamicBatcher:
+    """Forms batches from queued jobs and runs them on one engine thread.
+
+    generate: ``engine.generate`` (prompts, params, on_tokens=..., [on_step=...]) -> results.
+    max_batch: most jobs per engine call. max_wait_s: longest the oldest queued job waits for company.
+    """
+
+    def __init__(
+        self,
+        *,
+        generate: Callable[..., Sequence[Any]],
+        max_batch: int,
+        max_wait_s: float,
+        metrics: telemetry_metrics.ServingMetrics,
+    ) -> None:
+        self._generate = generate
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._metrics = metrics
+        self._pending: collections.deque[GenerationJob] = collections.deque()
+        self._arrived: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="specops-engine")
+        self._step_callback = _accepts(generate, "on_step")
+        self.num_running = 0
+        self.num_batches = 0
+        self.num_batched_jobs = 0
+
+    @property
+    def num_waiting(self) -> int:
+        return sum(1 for job in self._pending if not job.cancelled)
+
+    def submit(self, job: GenerationJob) -> None:
+        """Queue ``job`` (call on the event loop); the batcher task starts on first use."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:
+            self._loop = loop
+            self._arrived = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="specops-batcher")
+        self._pending.append(job)
+        assert self._arrived is not None
+        self._arrived.set()
+        self._report()
+
+    def cancel(self, job: GenerationJob) -> None:
+        """Forget ``job``: skipped if still queued, its tokens ignored if running."""
+        job.cancelled = True
+        self._report()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _report(self) -> None:
+        self._metrics.queue(running=self.num_running, waiting=self.num_waiting)
+
+    async def _next_batch(self) -> list[GenerationJob]:
+        assert self._arrived is not None
+        while True:
+            while self._pending and self._pending[0].cancelled:
+                self._pending.popleft()
+            if self._pending:
+                break
+            self._arrived.clear()
+            await self._arrived.wait()
+        deadline = self._pending[0].arrival + self.max_wait_s
+        while self.num_waiting < self.max_batch:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                break
+        batch: list[GenerationJob] = []
+        while self._pending and len(batch) < self.max_batch:
+            job = self._pending.popleft()
+            if not job.cancelled:
+                job.started = True
+                batch.append(job)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                continue
+            self.num_running = len(batch)
+            self.num_batches += 1
+            self.num_batched_jobs += len(batch)
+            self._report()
+            try:
+                await loop.run_in_executor(self._executor, self._run_batch, loop, batch)
+            except asyncio.CancelledError:
+                for job in batch:
+                    job.events.put_nowait(ErrorEvent(RuntimeError("server shutting down")))
+                raise
+            except Exception as error:  # pragma: no cover - _run_batch reports its own errors
+                log.exception("batch failed")
+                for job in batch:
+                    job.events.put_nowait(ErrorEvent(error))
+            finally:
+                self.num_running = 0
+                self._report()
+
+    # -- engine thread ---------------------------------------------------------------------------------
+
+    def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> None:
+        try:
+            results = self._call_engine(loop, batch)
+        except errors.InvalidInput as error:
+            if len(batch) == 1:
+                _post(loop, batch[0], ErrorEvent(error))
+                return
+            # One bad sequence must not fail its neighbours: run them one by one.
+            log.warning("batch of %d refused (%s); running its sequences alone", len(batch), error)
+            for job in batch:
+                self._run_batch(loop, [job])
+            return
+        except Exception as error:
+            log.exception("engine failed on a batch of %d", len(batch))
+            for job in batch:
+                _post(loop, job, ErrorEvent(error))
+            return
+        now = time.perf_counter()
+        for job, result in zip(batch, results, strict=True):
+            _post(loop, job, DoneEvent(result, now))
+
+    def _call_engine(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> Sequence[Any]:
+        metrics = self._metrics
+
+        def on_tokens(index: int, new_ids: list[int]) -> None:
+            job = batch[index]
+            if not job.cancelled and new_ids:
+                _post(loop, job, TokensEvent(list(new_ids), time.perf_counter()))
+
+        kwargs: dict[str, Any] = {"on_tokens": on_tokens}
+        if self._step_callback:
+
+            def on_step(step: Any) -> None:
+                metrics.step(
+                    num_draft_tokens=step.num_draft_tokens,
+                    num_accepted_tokens=step.num_accepted_tokens,
+                    num_emitted_tokens=step.num_emitted_tokens,
+                )
+
+            kwargs["on_step"] = on_step
+        results = self._generate([job.prompt_ids for job in batch], [job.params for job in batch], **kwargs)
+        if len(results) != len(batch):
+            raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} prompts")
+        if not self._step_callback:
+            for result in results:
+                stats = result.stats
+                metrics.request_stats(
+                    num_drafts=stats.num_drafts,
+                    num_draft_tokens=stats.num_draft_tokens,
+                    num_accepted_tokens=stats.num_accepted_tokens,
+                    num_accepted_per_position=stats.num_accepted_per_position,
+                    num_generated_tokens=len(result.token_ids),
+                )
+        return results
+
+
+def _post(loop: asyncio.AbstractEventLoop, job: GenerationJob, event: Event) -> None:
+    try:
+        loop.call_soon_threadsafe(job.events.put_nowait, event)
+    except RuntimeError:  # the loop closed (shutdown): nobody is listening any more
+        pass
+
+
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

@@ -1,0 +1,97 @@
+"""Start the KServe model server with the speculative pair: `serve` (the CLI) and `build_app` (tests).
+
+Two quirks of kserve 0.21 shape this module:
+
+* ``kserve.model_server`` parses ``sys.argv`` when imported, so it is imported with an argv of just
+  the program name (our flags are not KServe's);
+* its OpenAI routes need vLLM, so ours are added to ``kserve.model_server.app`` before
+  ``ModelServer.start`` (see `specops.serving.openai_routes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from specops.serving.config import ServingConfig, resolve_pair
+
+log = logging.getLogger(__name__)
+
+
+def import_kserve_model_server() -> Any:
+    """Import ``kserve.model_server`` without letting it parse our command line."""
+    if "kserve.model_server" in sys.modules:
+        return sys.modules["kserve.model_server"]
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        import kserve.model_server as model_server
+    finally:
+        sys.argv = saved
+    return model_server
+
+
+def build_app(runtime: Any) -> Any:
+    """A fresh FastAPI app with KServe's routes, middlewares and error handlers plus ours (for tests).
+
+    Production uses `serve`, which puts the same routes on ``kserve.model_server.app``.
+    """
+    import_kserve_model_server()
+    from fastapi import FastAPI
+    from fastapi.responses import ORJSONResponse
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+
+    from specops.serving import kserve_model, openai_routes
+
+    repository = ModelRepository()
+    repository.update(kserve_model.SpeculativeModel(runtime))
+    rest = RESTServer("kserve.model_server:app", DataPlane(model_registry=repository),
+                      ModelRepositoryExtension(model_registry=repository), http_port=0)
+    app = FastAPI(title="SpecOps serving", default_response_class=ORJSONResponse, docs_url=None,
+                  redoc_url=None)
+    openai_routes.install(app, runtime)
+    rest._add_middlewares(app)
+    rest._register_endpoints(app)
+    rest._add_exception_handlers(app)
+    return app
+
+
+def serve(config: ServingConfig, *, started: float | None = None) -> None:
+    """Load the pair and serve it until SIGTERM/SIGINT (then flush request records and return)."""
+    started = started or time.perf_counter()
+    pair = resolve_pair(config.pair)
+    import prometheus_client
+
+    prometheus_client.disable_created_metrics()  # scrapes every second: skip the *_created series
+    model_server = import_kserve_model_server()
+    from specops.serving import kserve_model, openai_routes
+    from specops.serving.runtime import ServingRuntime
+
+    runtime = ServingRuntime.load(config, pair)
+    openai_routes.install(model_server.app, runtime)
+    _log_ready_time(model_server.app, runtime, started)
+    server = model_server.ModelServer(http_port=config.port, enable_grpc=False, workers=1,
+                                      enable_latency_logging=False)
+    try:
+        server.start([kserve_model.SpeculativeModel(runtime)])
+    finally:
+        if runtime.records is not None:
+            runtime.records.close()
+        log.info("specops serve stopped (records written %s, dropped %s)",
+                 getattr(runtime.records, "num_written", 0), getattr(runtime.records, "num_dropped", 0))
+
+
+def _log_ready_time(app: Any, runtime: Any, started: float) -> None:
+    async def report() -> None:
+        seconds = time.perf_counter() - started
+        message = (f"specops serve ready: model {runtime.model_name} pair {runtime.pair.name} "
+                   f"version {runtime.pair_version} role {runtime.role} in {seconds:.2f} s")
+        log.info(message)
+        print(message, file=sys.stderr, flush=True)
+
+    app.router.on_startup.append(report)

@@ -1,0 +1,78 @@
+"""Greedy speculative decoding returns exactly the target's own greedy tokens (CPU, fp32)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from conftest import hf_greedy, tiny_llama
+
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+
+PROMPTS = [
+    [1, 2, 3, 4, 5],
+    [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18],
+    [3],
+    [5, 6, 7, 5, 6, 7, 5, 6, 7, 5],
+]
+NEW_TOKENS = 24
+
+
+@functools.cache
+def _reference(prompt: tuple[int, ...]) -> list[int]:
+    return hf_greedy(tiny_llama(0, hidden=48, layers=3), list(prompt), NEW_TOKENS)
+
+
+def _engine(target, tokenizer, draft, proposer: str, k: int, adaptive: bool = False) -> SpeculativeEngine:
+    config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=adaptive)
+    return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
+
+
+@pytest.mark.parametrize("batch", [1, 4], ids=["batch1", "batch4-ragged"])
+@pytest.mark.parametrize("k", [1, 3, 8], ids=["k1", "k3", "k8"])
+@pytest.mark.parametrize("proposer", ["draft", "prompt_lookup"])
+def test_greedy_output_equals_the_targets_own_greedy_decoding(
+    target, near_draft, tokenizer, proposer, k, batch
+):
+    engine = _engine(target, tokenizer, near_draft, proposer, k)
+    prompts = PROMPTS[:batch] if batch > 1 else [PROMPTS[1]]
+    results = engine.generate(prompts, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(prompts))
+    for prompt, result in zip(prompts, results, strict=True):
+        assert result.token_ids == _reference(tuple(prompt))
+        assert result.finish_reason == "length"
+    if proposer == "draft":
+        assert sum(r.stats.num_accepted_tokens for r in results) > 0, "the near draft should be accepted sometimes"
+
+
+@pytest.mark.parametrize("proposer", ["none", "draft", "prompt_lookup"])
+def test_adaptive_engine_is_lossless_too(target, near_draft, tokenizer, proposer):
+    engine = _engine(target, tokenizer, near_draft, proposer, 6, adaptive=True)
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
+    assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
+
+
+def test_an_unrelated_draft_changes_nothing_but_speed(target, draft, tokenizer):
+    engine = _engine(target, tokenizer, draft, "draft", 3)
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
+    assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
+
+
+def test_different_budgets_in_one_batch_are_each_honoured_exactly(target, near_draft, tokenizer):
+    engine = _engine(target, tokenizer, near_draft, "draft", 4)
+    budgets = [1, 7, 24, 13]
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=n) for n in budgets])
+    for prompt, budget, result in zip(PROMPTS, budgets, results, strict=True):
+        assert result.token_ids == _reference(tuple(prompt))[:budget]
+
+
+def test_self_draft_accepts_everything_and_earns_a_bonus_per_draft(target, tokenizer):
+    engine = _engine(target, tokenizer, target, "draft", 4)
+    (result,) = engine.generate([PROMPTS[0]], [SamplingParams(max_new_tokens=21)])
+    stats = result.stats
+    assert result.token_ids == _reference(tuple(PROMPTS[0]))[:21]
+    assert stats.acceptance_rate == 1.0
+    assert stats.num_drafts == 4 and stats.num_draft_tokens == 4 * 4  # 4 steps of 5 tokens, then 1 plain
+    assert stats.num_bonus_tokens == 4
+    assert stats.num_accepted_per_position == [4, 4, 4, 4]
+    assert stats.mean_accepted_length == 5.0
+    assert stats.num_steps == 5

@@ -1,0 +1,327 @@
+"""Fixtures for the operator tests: kmock's Kubernetes emulator in a thread of its own, a real
+Prometheus on loopback scraping a test exporter whose counters the tests drive, and the operator run
+through ``kopf.testing.KopfRunner`` with a test Runtime (real audit log on SQLite, aliases in memory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "specops" / "crds" / "speculativedeployments.yaml"
+NAMESPACE = "ml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def crd() -> dict[str, Any]:
+    return yaml.safe_load(CRD_PATH.read_text())
+
+
+# ----------------------------------------------------------------------------- Kubernetes emulator
+
+
+class EmulatedCluster:
+    """kmock's stateful Kubernetes emulator served from its own thread and event loop, so the test
+    thread and kopf's thread can both block while it answers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.url = ""
+        self.emulator: Any = None
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="kmock", daemon=True)
+
+    def __enter__(self) -> EmulatedCluster:
+        self.thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("kmock did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        except BaseException as error:  # surfaced by __enter__
+            self._error = error
+            self._started.set()
+
+    async def _serve(self) -> None:
+        import kmock
+
+        from specops_operator import constants
+
+        self._stop = asyncio.Event()
+        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
+            verbs = {"list", "watch", "get", "create", "update", "patch", "delete"}
+            emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False,
+                                                                     verbs=verbs)
+            emulator.resources[f"{constants.API_VERSION}/{constants.PLURAL}"] = kmock.ResourceInfo(
+                kind=constants.KIND, namespaced=True, verbs=verbs, subresources={"status"})
+            emulator.resources[f"{constants.KSERVE_GROUP}/{constants.KSERVE_VERSION}/{constants.ISVC_PLURAL}"] = \
+                kmock.ResourceInfo(kind=constants.ISVC_KIND, namespaced=True, verbs=verbs, subresources={"status"})
+            emulator.resources[f"{constants.GATEWAY_GROUP}/{constants.GATEWAY_VERSION}/{constants.ROUTE_PLURAL}"] = \
+                kmock.ResourceInfo(kind=constants.ROUTE_KIND, namespaced=True, verbs=verbs)
+            self.emulator = emulator
+            self.url = str(server.url).rstrip("/")
+            self._started.set()
+            await self._stop.wait()
+
+    # Sync access for the tests (through the same client code the operator uses).
+    def client(self) -> Any:
+        from specops_operator import kube
+
+        return kube.KubeClient(kube.api_client(host=self.url))
+
+    def api(self) -> Any:
+        from specops_operator import kube
+
+        return kube.api_client(host=self.url)
+
+
+@pytest.fixture()
+def cluster() -> Iterator[EmulatedCluster]:
+    with EmulatedCluster() as emulated:
+        yield emulated
+
+
+# ----------------------------------------------------------------------------- Prometheus + exporter
+
+
+class Exporter:
+    """Serving metrics with the exact names of CONTRACTS.md, driven by the test, on a loopback port."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        from specops.telemetry import metrics
+
+        self.registry = CollectorRegistry()
+        self.families = metrics.families(self.registry)
+        self.port = free_port()
+        self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+        self._feeders: list[threading.Event] = []
+
+    def serve(self, *, model: str, version: str, role: str, requests: int, draft_tokens: int,
+              accepted_tokens: int, errors: int = 0, k: int = 4, itl_s: float = 0.02) -> None:
+        """Count ``requests`` finished requests with the given speculation totals."""
+        labels = (model, version, role)
+        fam = self.families
+        fam.requests.labels(*labels, "stop").inc(requests)
+        if errors:
+            fam.errors.labels(*labels, "internal").inc(errors)
+        fam.drafts.labels(*labels).inc(max(1, draft_tokens // k))
+        fam.draft_tokens.labels(*labels).inc(draft_tokens)
+        fam.accepted_tokens.labels(*labels).inc(accepted_tokens)
+        for _ in range(min(requests, 20)):
+            fam.itl.labels(*labels).observe(itl_s)
+
+    def feed(self, *, every_s: float = 0.25, **traffic: Any) -> Callable[[], None]:
+        """Keep serving ``traffic`` every ``every_s`` seconds in a thread; returns a stop function."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every_s):
+                self.serve(**traffic)
+
+        threading.Thread(target=loop, daemon=True).start()
+        self._feeders.append(stop)
+        return stop.set
+
+    def close(self) -> None:
+        for stop in self._feeders:
+            stop.set()
+        self.server.shutdown()
+
+
+class Prometheus:
+    """The Debian ``prometheus`` binary on loopback, scraping targets every second."""
+
+    def __init__(self, workdir: Path, targets: list[str]) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            pytest.skip("prometheus is not installed (apt-get install prometheus)")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        config.write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "serving", "static_configs": [{"targets": targets}]}],
+        }))
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ready, timeout=30, message="prometheus ready")
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def exporter() -> Iterator[Exporter]:
+    exported = Exporter()
+    yield exported
+    exported.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, exporter: Exporter) -> Iterator[Prometheus]:
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{exporter.port}"])
+    yield server
+    server.close()
+
+
+# ----------------------------------------------------------------------------- the operator
+
+
+@pytest.fixture()
+def audit_log(tmp_path: Path) -> Any:
+    from specops.governance.audit import AuditLog
+    from specops.governance.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'governance.db'}")
+    yield AuditLog(store)
+    store.dispose()
+
+
+@pytest.fixture()
+def aliases() -> Any:
+    from specops_operator.registry import MemoryAliases
+
+    return MemoryAliases()
+
+
+@pytest.fixture()
+def runtime(cluster: EmulatedCluster, prometheus: Prometheus, aliases: Any, audit_log: Any) -> Any:
+    from specops_operator import reconcile
+
+    with httpx.Client(timeout=5.0) as http:
+        yield reconcile.Runtime(kube=cluster.client(), http=http, prometheus_url=prometheus.url,
+                                versions=aliases, audit=audit_log)
+
+
+@contextlib.contextmanager
+def run_operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
+    """The operator in kopf's test runner, logged in to the emulator."""
+    import kopf
+    from kopf.testing import KopfRunner
+
+    from specops_operator import handlers
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, runtime)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=cluster.url, insecure=True)
+
+    settings = handlers.settings(posting=False)
+    settings.watching.reconnect_backoff = 0.2
+    with KopfRunner(["run", "--all-namespaces", "--standalone"], registry=registry, settings=settings,
+                    timeout=30, reraise=True) as runner:
+        yield runner
+
+
+@pytest.fixture()
+def operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
+    with run_operator(cluster, runtime) as runner:
+        yield runner
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def deployment(name: str, *, pair: str, version: str = "1", **spec: Any) -> dict[str, Any]:
+    """A SpeculativeDeployment manifest (the emulator does not fill in uid: the test does)."""
+    from specops_operator import constants
+
+    body_spec: dict[str, Any] = {"pair": {"name": pair, "version": version}}
+    body_spec.update(spec)
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
+        # kopf guards its finalizer patch with a JSON-patch test of resourceVersion, which the emulator
+        # neither sets nor bumps: a constant one satisfies it.
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": str(uuid.uuid4()), "generation": 1,
+                     "resourceVersion": "1"},
+        "spec": body_spec,
+    }
+
+
+def mark_ready(client: Any, name: str, *, ready: bool = True) -> None:
+    """Play KServe: report the InferenceService Ready (or not)."""
+    from specops_operator import kube
+
+    client.patch_status(kube.INFERENCE_SERVICES, NAMESPACE, name, {
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        "url": f"http://{name}.{NAMESPACE}.example.com",
+    })
+
+
+class Helpers:
+    """The helpers above, handed to tests as a fixture (test modules do not import conftest)."""
+
+    namespace = NAMESPACE
+    wait_for = staticmethod(wait_for)
+    deployment = staticmethod(deployment)
+    mark_ready = staticmethod(mark_ready)
+    run_operator = staticmethod(run_operator)
+
+
+@pytest.fixture()
+def helpers() -> type[Helpers]:
+    return Helpers

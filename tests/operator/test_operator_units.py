@@ -1,0 +1,107 @@
+"""Pure tests of the operator's adapters: PromQL and its answers, status round trips, alert annotations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from specops.rollout import brain
+from specops.rollout.model import Alert, Observation, Role, RolloutPolicy, RolloutState, Verdict, WindowMetrics
+from specops_operator import alerts, metrics
+from specops_operator import status as status_
+
+
+def test_figure_queries_are_exact_promql_per_version_and_role() -> None:
+    queries = metrics.figure_queries(names=metrics.SPECOPS_METRICS, model="chat", version="3", role="canary",
+                                     seconds=60)
+    selector = '{model_name="chat",pair_version="3",role="canary"}'
+    assert queries["num_draft_tokens"] == f"sum(increase(specops_spec_decode_num_draft_tokens_total{selector}[60s]))"
+    assert queries["num_errors"] == ('sum(increase(specops_request_errors_total'
+                                     '{model_name="chat",pair_version="3",role="canary",reason="internal"}[60s]))')
+    assert queries["itl_p95_s"] == ("histogram_quantile(0.95, sum by (le) "
+                                    f"(rate(specops_inter_token_latency_seconds_bucket{selector}[60s])))")
+    vllm = metrics.figure_queries(names=metrics.VLLM_METRICS, model="chat", version="3", role="canary", seconds=60)
+    assert "num_errors" not in vllm and vllm["num_drafts"].startswith("sum(increase(vllm:spec_decode_num_drafts_total")
+
+
+def prometheus_answering(results: list[dict[str, Any]], *, status: int = 200) -> tuple[httpx.Client, list[str]]:
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(httpx.QueryParams(request.content.decode()))["query"])
+        body = {"status": "success", "data": {"resultType": "vector", "result": results}}
+        if status != 200:
+            body = {"status": "error", "errorType": "bad_data", "error": "parse error"}
+        return httpx.Response(status, json=body)
+
+    return httpx.Client(transport=httpx.MockTransport(handle)), seen
+
+
+def sample(side: str, figure: str, value: str) -> dict[str, Any]:
+    return {"metric": {"side": side, "figure": figure}, "value": [0, value]}
+
+
+def test_one_query_per_tick_serves_both_sides() -> None:
+    http, seen = prometheus_answering([
+        sample("canary", "num_draft_tokens", "1000.4"), sample("canary", "num_accepted_tokens", "700"),
+        sample("canary", "num_requests", "50"), sample("canary", "num_drafts", "250"),
+        sample("canary", "itl_p95_s", "NaN"), sample("stable", "num_draft_tokens", "3000"),
+    ])
+    source = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat",
+                                       sides={Role.CANARY: "3", Role.STABLE: "2"})
+    canary = source.window(role=Role.CANARY, version="3", seconds=60)
+    stable = source.window(role=Role.STABLE, version="2", seconds=60)
+    assert len(seen) == 1 and " or " in seen[0]
+    assert (canary.num_draft_tokens, canary.num_accepted_tokens, canary.num_errors) == (1000, 700, 0)
+    assert canary.itl_p95_s is None and canary.acceptance_rate == pytest.approx(0.7)
+    assert stable.num_draft_tokens == 3000 and stable.num_requests == 0
+    assert dict(canary.queries)["num_requests"].startswith("sum(increase(specops_requests_total")
+
+
+def test_empty_answers_are_zeros_and_the_brain_waits() -> None:
+    http, _ = prometheus_answering([])
+    window = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat").window(
+        role=Role.CANARY, version="3", seconds=60)
+    assert window.num_draft_tokens == 0
+    state = RolloutState(deployment="ml/chat", pair="chat", stable_version="2", canary_version="3",
+                         phase=brain.Phase.PROGRESSING, step_index=0, weight=10)
+    new, decision = brain.decide(state, Observation(now=1.0, canary=window), RolloutPolicy())
+    assert decision.kind.value == "hold" and new.last_analysis.verdict is Verdict.INCONCLUSIVE
+
+
+def test_prometheus_errors_raise_metrics_unavailable() -> None:
+    http, _ = prometheus_answering([], status=400)
+    source = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat")
+    with pytest.raises(metrics.MetricsUnavailable, match="bad_data"):
+        source.window(role=Role.CANARY, version="3", seconds=60)
+    unreachable = metrics.PrometheusMetrics(http=httpx.Client(timeout=0.5), url="http://127.0.0.1:9", model="chat")
+    with pytest.raises(metrics.MetricsUnavailable, match="did not answer"):
+        unreachable.window(role=Role.CANARY, version="3", seconds=60)
+
+
+def test_status_round_trips_the_rollout_state() -> None:
+    policy = RolloutPolicy(min_draft_tokens=10)
+    state = RolloutState(deployment="ml/chat", pair="chat", stable_version="2")
+    state, _ = brain.start(state, version="3", policy=policy, now=1_795_000_000.25)
+    window = WindowMetrics(num_requests=20, num_draft_tokens=100, num_accepted_tokens=80, num_drafts=25,
+                           queries=(("num_draft_tokens", "sum(...)"),))
+    state, _ = brain.decide(state, Observation(now=1_795_000_060.5, canary=window), policy)
+    rendered = status_.render(state, revision=7, conditions=[], previous=None, analysed_at=1_795_000_060.5)
+    rendered = json.loads(json.dumps(rendered))  # what the API stores
+    loaded = status_.load_state(rendered)
+    assert loaded == state.__class__(**{**state.__dict__, "last_analysis": None})
+    assert status_.revision(rendered) == 7 and rendered["canaryWeight"] == 25
+    assert rendered["lastAnalysis"]["queries"] == [{"name": "num_draft_tokens", "query": "sum(...)"}]
+    assert rendered["acceptanceRate"] == 0.8 and [item["weight"] for item in rendered["history"]] == [10, 25]
+
+
+def test_alert_annotation_round_trips() -> None:
+    batch = (Alert("SpecOpsCanaryErrorBurn", "page", role=Role.CANARY, version="3", summary="5% errors"),
+             Alert("SpecOpsDrift", "ticket"))
+    batch_id, decoded = alerts.decode(alerts.encode(batch, batch_id="b1", at=1.0))
+    assert batch_id == "b1" and decoded == batch
+    with pytest.raises(ValueError, match="not a specops alerts annotation"):
+        alerts.decode('{"alerts": []}')

@@ -1,0 +1,102 @@
+"""A real serving runtime (real engine, tiny random Llama pair) behind a real HTTP server in a thread."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.pairs import build_pair
+from tests.serving.scrape import scrape
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    runtime: object
+    database_url: str
+
+    def client(self, **kwargs) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=60, **kwargs)
+
+    def metrics(self) -> dict:
+        with self.client() as client:
+            return scrape(client.get("/metrics").text)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A target (2 layers) and a random draft (1 layer): low acceptance."""
+    return build_pair(tmp_path_factory.mktemp("pair") / "tiny-pair", name="tiny-pair", version="3")
+
+
+@pytest.fixture(scope="session")
+def twin_pair(tiny_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The target as its own draft: greedy drafts are always accepted."""
+    root = tmp_path_factory.mktemp("twin") / "twin-pair"
+    shutil.copytree(tiny_pair / "target", root / "target")
+    shutil.copytree(tiny_pair / "target", root / "draft")
+    (root / "pair.json").write_text('{"name": "twin-pair", "version": "7"}')
+    return root
+
+
+def start_server(pair: Path, *, tmp: Path, role: str = "stable", **overrides) -> tuple[LiveServer, object]:
+    import uvicorn
+
+    from specops.serving import config, runtime, server
+
+    database_url = f"sqlite:///{tmp / 'records.db'}"
+    settings = config.ServingConfig(pair=str(pair), port=free_port(), role=role, database_url=database_url,
+                                    **{"max_tokens": 24, "max_batch": 8, "max_wait_ms": 20.0, **overrides})
+    live_runtime = runtime.ServingRuntime.load(settings)
+    app = server.build_app(live_runtime)
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                                       lifespan="off"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    return LiveServer(f"http://127.0.0.1:{settings.port}", live_runtime, database_url), (uv, thread)
+
+
+@pytest.fixture(scope="session")
+def live(tiny_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server, (uv, thread) = start_server(tiny_pair, tmp=tmp_path_factory.mktemp("live"), context_limit=64)
+    yield server
+    uv.should_exit = True
+    thread.join(10)
+    if server.runtime.records is not None:
+        server.runtime.records.close()
+
+
+@pytest.fixture(scope="session")
+def twin(twin_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server, (uv, thread) = start_server(twin_pair, tmp=tmp_path_factory.mktemp("twin-live"), role="canary",
+                                        deployment="chat-prod", adaptive=False)
+    yield server
+    uv.should_exit = True
+    thread.join(10)
+    if server.runtime.records is not None:
+        server.runtime.records.close()
+
+
+@pytest.fixture
+def client(live: LiveServer) -> Iterator[httpx.Client]:
+    with live.client() as c:
+        yield c
