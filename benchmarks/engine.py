@@ -29,15 +29,15 @@ import sys
 import sysconfig
 import time
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine  # noqa: E402
-from specops.engine.adaptive import expected_speedup  # noqa: E402
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine.adaptive import expected_speedup
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,27 @@ class BenchRecipe:
 
 
 SMOKE = BenchRecipe(
-    corpus_bytes=1_500_000, tokenizer_bytes=600_000, vocab_size=512, target_hidden=64, target_layers=2,
-    target_heads=4, target_mlp=128, draft_hidden=32, draft_layers=1, draft_heads=2, draft_mlp=64,
-    seq_len=64, batch_size=8, warmup=5, target_steps=30, draft_steps=30, target_train_seconds=30,
-    draft_train_seconds=15, eval_files=4, prompt_tokens=32, new_tokens=24,
+    corpus_bytes=1_500_000,
+    tokenizer_bytes=600_000,
+    vocab_size=512,
+    target_hidden=64,
+    target_layers=2,
+    target_heads=4,
+    target_mlp=128,
+    draft_hidden=32,
+    draft_layers=1,
+    draft_heads=2,
+    draft_mlp=64,
+    seq_len=64,
+    batch_size=8,
+    warmup=5,
+    target_steps=30,
+    draft_steps=30,
+    target_train_seconds=30,
+    draft_train_seconds=15,
+    eval_files=4,
+    prompt_tokens=32,
+    new_tokens=24,
 )
 
 
@@ -124,10 +141,12 @@ def train_tokenizer(texts: list[str], recipe: BenchRecipe):
         if total >= recipe.tokenizer_bytes:
             break
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(sample, vocab_size=recipe.vocab_size, min_frequency=2,
-                            special_tokens=["<|endoftext|>"], show_progress=False)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>")
+    bpe.train_from_iterator(
+        sample, vocab_size=recipe.vocab_size, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
 
 
 # -- models and training --------------------------------------------------------------------------
@@ -136,20 +155,30 @@ def llama(recipe: BenchRecipe, *, hidden: int, layers: int, heads: int, mlp: int
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=recipe.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=heads, intermediate_size=mlp, max_position_embeddings=2048,
-        tie_word_embeddings=False, bos_token_id=None, eos_token_id=None, pad_token_id=0,
+        vocab_size=recipe.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=mlp,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
     )
     return LlamaForCausalLM(config)
 
 
-def train(model, tokens: torch.Tensor, *, steps: int, seconds: float, recipe: BenchRecipe, device: str,
-          seed: int, log) -> dict:
+def train(
+    model, tokens: torch.Tensor, *, steps: int, seconds: float, recipe: BenchRecipe, device: str, seed: int, log
+) -> dict:
     """AdamW, cosine after warm-up, clip 1.0, bf16 autocast; steps cut to fit `seconds` (recorded)."""
     model.to(device).train()
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.1,
-                                  fused=device == "cuda")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=device == "cuda"
+    )
     n_windows = (len(tokens) - 1) // recipe.seq_len
     planned = steps
     warmup = min(recipe.warmup, max(1, steps // 10))
@@ -157,8 +186,11 @@ def train(model, tokens: torch.Tensor, *, steps: int, seconds: float, recipe: Be
     losses = []
     step = 0
     while step < planned:
-        lr_scale = (step + 1) / warmup if step < warmup else 0.5 * (
-            1 + math.cos(math.pi * (step - warmup) / max(1, planned - warmup)))
+        lr_scale = (
+            (step + 1) / warmup
+            if step < warmup
+            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, planned - warmup)))
+        )
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr * lr_scale
         starts = torch.randint(0, n_windows, (recipe.batch_size,), generator=generator) * recipe.seq_len
@@ -182,8 +214,13 @@ def train(model, tokens: torch.Tensor, *, steps: int, seconds: float, recipe: Be
         if step % 100 == 0 or step == planned:
             losses.append(round(loss.item(), 4))
     model.eval()
-    return {"steps": step, "planned_steps": steps, "seconds": round(time.perf_counter() - start, 1),
-            "final_loss": losses[-1] if losses else None, "loss_every_100": losses}
+    return {
+        "steps": step,
+        "planned_steps": steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "final_loss": losses[-1] if losses else None,
+        "loss_every_100": losses,
+    }
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -207,8 +244,15 @@ def hf_run(model, groups, new_tokens: int, device: str, **kwargs) -> tuple[list[
         sync(device)
         start = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=0, **kwargs)
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+                **kwargs,
+            )
         sync(device)
         seconds += time.perf_counter() - start
         new = out[:, ids.shape[1] :].tolist()
@@ -247,8 +291,11 @@ def speculation_figures(records) -> dict:
     rejections = drafts - bonus
     alpha = accepted / (accepted + rejections) if accepted + rejections else 0.0
     rounds = sum(max(s.num_draft_tokens) for s in steps)
-    c = (sum(s.draft_seconds for s in steps) / rounds) / (sum(s.target_seconds for s in steps) / len(steps)) \
-        if steps and rounds else None
+    c = (
+        (sum(s.draft_seconds for s in steps) / rounds) / (sum(s.target_seconds for s in steps) / len(steps))
+        if steps and rounds
+        else None
+    )
     return {
         "alpha": round(alpha, 4),
         "acceptance_rate": round(accepted / draft_tokens, 4) if draft_tokens else 0.0,
@@ -275,8 +322,11 @@ class Lossless:
             if output == ref:
                 identical += 1
                 continue
-            at = next(i for i, (a, b) in enumerate(zip(output, ref, strict=False)) if a != b) \
-                if any(a != b for a, b in zip(output, ref, strict=False)) else min(len(output), len(ref))
+            at = (
+                next(i for i, (a, b) in enumerate(zip(output, ref, strict=False)) if a != b)
+                if any(a != b for a, b in zip(output, ref, strict=False))
+                else min(len(output), len(ref))
+            )
             with torch.inference_mode():
                 ids = torch.tensor([prompt + ref[:at]], device=self.device)
                 logits = self.target(ids).logits[0, -1].float()
@@ -285,8 +335,12 @@ class Lossless:
             gaps.append(round(gap, 4))
             if gap > self.near_tie:
                 not_near_tie += 1
-        return {"identical": identical, "prompts": len(flat), "divergences_not_near_tie": not_near_tie,
-                "divergence_gaps": gaps}
+        return {
+            "identical": identical,
+            "prompts": len(flat),
+            "divergences_not_near_tie": not_near_tie,
+            "divergence_gaps": gaps,
+        }
 
 
 def main() -> None:
@@ -300,14 +354,25 @@ def main() -> None:
     parser.add_argument("--near-tie", type=float, default=0.125)
     parser.add_argument("--budget-seconds", type=float, default=560.0, help="skip remaining HF static runs after")
     parser.add_argument("--k-sweep", default="2,3,4,5,6")
+    parser.add_argument("--train-seconds", help="override the training budgets: TARGET,DRAFT seconds")
+    parser.add_argument("--eval-files", type=int, help="override the number of prompts")
     args = parser.parse_args()
     began = time.perf_counter()
     device = args.device
     recipe = SMOKE if args.smoke else BenchRecipe()
+    if args.train_seconds:
+        target_s, draft_s = (float(x) for x in args.train_seconds.split(","))
+        recipe = replace(recipe, target_train_seconds=target_s, draft_train_seconds=draft_s)
+    if args.eval_files:
+        recipe = replace(recipe, eval_files=args.eval_files)
     log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
     torch.backends.cuda.matmul.allow_tf32 = True
-    report: dict = {"device": torch.cuda.get_device_name() if device == "cuda" else platform_module.processor()
-                    or platform_module.machine(), "torch": torch.__version__}
+    report: dict = {
+        "device": torch.cuda.get_device_name()
+        if device == "cuda"
+        else platform_module.processor() or platform_module.machine(),
+        "torch": torch.__version__,
+    }
     import transformers
 
     report["transformers"] = transformers.__version__
@@ -323,7 +388,7 @@ def main() -> None:
         draft = AutoModelForCausalLM.from_pretrained(str(pairs.draft)).eval()
         held_texts = [corpus.read_text(name) for name in corpus.source_files(held_out=True)]
         report["pair"] = {"kind": "demo", "root": str(pairs.root), "report": asdict(pairs.report)}
-        recipe = BenchRecipe(eval_files=8, prompt_tokens=64, new_tokens=64)
+        recipe = replace(recipe, eval_files=args.eval_files or 8, prompt_tokens=64, new_tokens=64)
         dtype = torch.float32
     else:
         log("collecting corpus")
@@ -336,23 +401,54 @@ def main() -> None:
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
         stream = torch.tensor([t for ids in encoded for t in (*ids, eos)], dtype=torch.long)
         log(f"{len(stream)} training tokens; training target")
-        target = llama(recipe, hidden=recipe.target_hidden, layers=recipe.target_layers,
-                       heads=recipe.target_heads, mlp=recipe.target_mlp, seed=recipe.seed)
-        target_training = train(target, stream, steps=recipe.target_steps, seconds=recipe.target_train_seconds,
-                                recipe=recipe, device=device, seed=recipe.seed, log=log)
+        target = llama(
+            recipe,
+            hidden=recipe.target_hidden,
+            layers=recipe.target_layers,
+            heads=recipe.target_heads,
+            mlp=recipe.target_mlp,
+            seed=recipe.seed,
+        )
+        target_training = train(
+            target,
+            stream,
+            steps=recipe.target_steps,
+            seconds=recipe.target_train_seconds,
+            recipe=recipe,
+            device=device,
+            seed=recipe.seed,
+            log=log,
+        )
         log(f"target: {target_training}; training draft")
-        draft = llama(recipe, hidden=recipe.draft_hidden, layers=recipe.draft_layers, heads=recipe.draft_heads,
-                      mlp=recipe.draft_mlp, seed=recipe.seed + 1)
-        draft_training = train(draft, stream, steps=recipe.draft_steps, seconds=recipe.draft_train_seconds,
-                               recipe=recipe, device=device, seed=recipe.seed + 1, log=log)
+        draft = llama(
+            recipe,
+            hidden=recipe.draft_hidden,
+            layers=recipe.draft_layers,
+            heads=recipe.draft_heads,
+            mlp=recipe.draft_mlp,
+            seed=recipe.seed + 1,
+        )
+        draft_training = train(
+            draft,
+            stream,
+            steps=recipe.draft_steps,
+            seconds=recipe.draft_train_seconds,
+            recipe=recipe,
+            device=device,
+            seed=recipe.seed + 1,
+            log=log,
+        )
         log(f"draft: {draft_training}")
         held_texts = [p.read_text(encoding="utf-8") for p in held_files]
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         report["pair"] = {
-            "kind": "bench", "recipe": asdict(recipe), "train_tokens": len(stream),
+            "kind": "bench",
+            "recipe": asdict(recipe),
+            "train_tokens": len(stream),
             "target_parameters": sum(p.numel() for p in target.parameters()),
             "draft_parameters": sum(p.numel() for p in draft.parameters()),
-            "target_training": target_training, "draft_training": draft_training,
+            "target_training": target_training,
+            "draft_training": draft_training,
         }
     target = target.to(device=device, dtype=dtype).eval()
     draft = draft.to(device=device, dtype=dtype).eval()
@@ -453,6 +549,8 @@ def main() -> None:
         row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
         row["lossless_by_mode"] = checks
         report[f"batch{batch_size}"] = row
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
         log(f"batch {batch_size}: " + json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}))
     report["wall_seconds"] = round(time.perf_counter() - began, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -461,16 +559,49 @@ def main() -> None:
 
 
 def print_table(report: dict, batch_sizes: list[int]) -> None:
-    columns = ["target", "hf_static_compiled", "hf_assisted", "hf_prompt_lookup", "specops_nonspec",
-               "specops_fixed_k", "specops", "specops_prompt_lookup"]
+    columns = [
+        "target",
+        "hf_static_compiled",
+        "hf_assisted",
+        "hf_prompt_lookup",
+        "specops_nonspec",
+        "specops_fixed_k",
+        "specops",
+        "specops_prompt_lookup",
+    ]
     rows = []
     for b in batch_sizes:
         row = report[f"batch{b}"]
         cells = [f"{row.get(f'{c}_tok_s'):.0f}" if row.get(f"{c}_tok_s") else "-" for c in columns]
-        rows.append([str(b), *cells, f"{row['alpha']:.2f}", f"{row['mean_accepted_length']:.2f}",
-                     str(row["c"]), str(row["theoretical_speedup"]), f"{row['identical']}/{row['prompts']}",
-                     str(row["divergences_not_near_tie"])])
-    header = ["batch", *columns, "alpha", "mean acc len", "c", "theory", "identical", "bad div."]
+        rows.append(
+            [
+                str(b),
+                *cells,
+                f"{row['alpha']:.2f}",
+                f"{row['mean_accepted_length']:.2f}",
+                str(row["c"]),
+                str(row["theoretical_speedup"]),
+                f"{row['identical']}/{row['prompts']}",
+                str(row["divergences_not_near_tie"]),
+            ]
+        )
+    header = [
+        "batch",
+        "target",
+        "hf static",
+        "hf assist",
+        "hf lookup",
+        "nonspec",
+        "fixed k",
+        "spec",
+        "lookup",
+        "alpha",
+        "acc len",
+        "c",
+        "theory",
+        "identical",
+        "bad div",
+    ]
     title = f"engine tok/s on {report['device']} (torch {report['torch']}, {report['dtype']})"
     try:
         from rich.console import Console
@@ -486,7 +617,7 @@ def print_table(report: dict, batch_sizes: list[int]) -> None:
         table.add_column(h, justify="right")
     for r in rows:
         table.add_row(*r)
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from specops.errors import NotFound
 
 from specops_operator.builders import PairSource
 
-TAG_PROPOSER = "specops.proposer"
-TAG_NUM_SPECULATIVE_TOKENS = "specops.num_speculative_tokens"
+TAG_PROPOSER = "pair.proposer"
+"""Not written by the registry yet: without it, a version with a draft model uses it, else n-gram lookup."""
+TAG_DRAFT_SHA256 = "pair.draft_sha256"
+TAG_NUM_SPECULATIVE_TOKENS = "pair.num_speculative_tokens"
 
 
 class PairVersions(Protocol):
@@ -42,17 +44,7 @@ class RegistryAliases:
         self.registry.set_alias(pair, alias, version)
 
     def delete_alias(self, pair: str, alias: str) -> None:
-        delete = getattr(self.registry, "delete_alias", None)
-        if delete is not None:
-            delete(pair, alias)
-            return
-        from mlflow.exceptions import MlflowException
-        from mlflow.tracking import MlflowClient
-
-        try:
-            MlflowClient().delete_registered_model_alias(pair, alias)
-        except MlflowException:
-            pass  # absent alias: nothing to delete
+        self.registry.delete_alias(pair, alias)
 
     def resolve(self, pair: str, ref: str) -> str:
         if ref.isdigit():
@@ -63,15 +55,14 @@ class RegistryAliases:
         return str(version)
 
     def source(self, pair: str, version: str) -> PairSource:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient()
-        model_version = client.get_model_version(pair, version)
-        tags = dict(model_version.tags or {})
+        """The version's artifact location (what KServe's storage initializer downloads) and its
+        speculation settings from the registry's tags."""
+        item = self.registry.version(pair, version)
+        tags = item.tags
         return PairSource(
-            storage_uri=client.get_model_version_download_uri(pair, version),
-            proposer=tags.get(TAG_PROPOSER, "draft"),
-            num_speculative_tokens=int(tags.get(TAG_NUM_SPECULATIVE_TOKENS, 4)),
+            storage_uri=item.source,
+            proposer=tags.get(TAG_PROPOSER) or ("draft" if tags.get(TAG_DRAFT_SHA256) else "prompt_lookup"),
+            num_speculative_tokens=int(tags.get(TAG_NUM_SPECULATIVE_TOKENS) or 4),
         )
 
 

@@ -18,14 +18,30 @@ class ByteTokenizer:
         return bytes(i % 256 for i in ids).decode("latin-1")
 
 
-def tiny_llama(seed: int, *, hidden: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2,
-               vocab: int = VOCAB, init_range: float = 0.3) -> LlamaForCausalLM:
+def tiny_llama(
+    seed: int,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    kv_heads: int = 2,
+    vocab: int = VOCAB,
+    init_range: float = 0.3,
+) -> LlamaForCausalLM:
     """A random Llama whose logits are peaked (large init), so greedy ties are unlikely."""
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=256,
-        initializer_range=init_range, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=256,
+        initializer_range=init_range,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
         pad_token_id=None,
     )
     return LlamaForCausalLM(config).eval()
@@ -35,9 +51,15 @@ def hf_greedy(model: LlamaForCausalLM, prompt: list[int], max_new_tokens: int) -
     """The target's own greedy decoding, token by token with HF's cache (the reference)."""
     ids = torch.tensor([prompt])
     with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             min_new_tokens=max_new_tokens, do_sample=False, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return out[0, len(prompt) :].tolist()
 
 
 @pytest.fixture(scope="session")

@@ -31,9 +31,7 @@ def _engine(target, tokenizer, draft, proposer: str, k: int, adaptive: bool = Fa
 @pytest.mark.parametrize("batch", [1, 4], ids=["batch1", "batch4-ragged"])
 @pytest.mark.parametrize("k", [1, 3, 8], ids=["k1", "k3", "k8"])
 @pytest.mark.parametrize("proposer", ["draft", "prompt_lookup"])
-def test_greedy_output_equals_the_targets_own_greedy_decoding(
-    target, near_draft, tokenizer, proposer, k, batch
-):
+def test_greedy_output_equals_the_targets_own_greedy_decoding(target, near_draft, tokenizer, proposer, k, batch):
     engine = _engine(target, tokenizer, near_draft, proposer, k)
     prompts = PROMPTS[:batch] if batch > 1 else [PROMPTS[1]]
     results = engine.generate(prompts, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(prompts))
@@ -76,3 +74,11 @@ def test_self_draft_accepts_everything_and_earns_a_bonus_per_draft(target, token
     assert stats.num_accepted_per_position == [4, 4, 4, 4]
     assert stats.mean_accepted_length == 5.0
     assert stats.num_steps == 5
+
+
+def test_attending_over_the_whole_cache_as_cuda_graphs_do_changes_nothing(target, near_draft, tokenizer):
+    engine = _engine(target, tokenizer, near_draft, "draft", 3)
+    engine.target.attend_capacity = True
+    engine.proposer.runner.attend_capacity = True
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
+    assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]

@@ -56,7 +56,9 @@ def test_first_token_follows_the_targets_distribution(small_pair, tokenizer, pro
 def test_a_wrong_acceptance_rule_fails_the_same_test(small_pair, tokenizer, monkeypatch):
     """Negative control: accepting every draft token returns the draft's distribution, not the target's."""
     target, draft = small_pair
-    monkeypatch.setattr(verify, "acceptance_mask", lambda draft_ids, *args: torch.ones_like(draft_ids, dtype=torch.bool))
+    monkeypatch.setattr(
+        verify, "acceptance_mask", lambda draft_ids, *args: torch.ones_like(draft_ids, dtype=torch.bool)
+    )
     config = SpeculationConfig(proposer="draft", num_speculative_tokens=2, adaptive=False)
     engine = SpeculativeEngine(target, tokenizer, draft=draft, config=config)
     tokens, _ = _first_tokens(engine, num_samples=NUM_SAMPLES, seed0=0, temperature=1.0)
@@ -80,8 +82,9 @@ def test_temperature_and_top_k_shape_the_distribution(small_pair, tokenizer):
 
 def test_top_p_keeps_the_smallest_set_reaching_p(small_pair, tokenizer):
     target, draft = small_pair
-    engine = SpeculativeEngine(target, tokenizer, draft=draft,
-                               config=SpeculationConfig(num_speculative_tokens=2, adaptive=False))
+    engine = SpeculativeEngine(
+        target, tokenizer, draft=draft, config=SpeculationConfig(num_speculative_tokens=2, adaptive=False)
+    )
     probs = _target_probs(target, PROMPT)
     order = torch.argsort(probs, descending=True)
     mass_before = torch.cumsum(probs[order], 0) - probs[order]
@@ -92,8 +95,9 @@ def test_top_p_keeps_the_smallest_set_reaching_p(small_pair, tokenizer):
 
 def test_a_seed_reproduces_a_sampled_generation(small_pair, tokenizer):
     target, draft = small_pair
-    engine = SpeculativeEngine(target, tokenizer, draft=draft,
-                               config=SpeculationConfig(num_speculative_tokens=3, adaptive=False))
+    engine = SpeculativeEngine(
+        target, tokenizer, draft=draft, config=SpeculationConfig(num_speculative_tokens=3, adaptive=False)
+    )
     params = [SamplingParams(max_new_tokens=12, temperature=1.0, seed=s) for s in (1, 2, 1)]
     first, again = engine.generate([PROMPT] * 3, params), engine.generate([PROMPT] * 3, params)
     assert [r.token_ids for r in first] == [r.token_ids for r in again]
@@ -103,8 +107,9 @@ def test_a_seed_reproduces_a_sampled_generation(small_pair, tokenizer):
 def test_greedy_and_sampled_requests_share_a_batch(target, near_draft, tokenizer):
     from conftest import hf_greedy
 
-    engine = SpeculativeEngine(target, tokenizer, draft=near_draft,
-                               config=SpeculationConfig(num_speculative_tokens=3, adaptive=False))
+    engine = SpeculativeEngine(
+        target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3, adaptive=False)
+    )
     params = [SamplingParams(max_new_tokens=16), SamplingParams(max_new_tokens=16, temperature=1.0, seed=3)]
     greedy, sampled = engine.generate([[4, 5, 6], [4, 5, 6]], params)
     assert greedy.token_ids == hf_greedy(target, [4, 5, 6], 16)

@@ -20,8 +20,9 @@ def reference(target) -> list[int]:
 
 def _self_draft_engine(target, tokenizer, k: int = 4) -> SpeculativeEngine:
     """Draft = target: every draft is accepted, so blocks of k + 1 tokens arrive per step."""
-    return SpeculativeEngine(target, tokenizer, draft=target,
-                             config=SpeculationConfig(num_speculative_tokens=k, adaptive=False))
+    return SpeculativeEngine(
+        target, tokenizer, draft=target, config=SpeculationConfig(num_speculative_tokens=k, adaptive=False)
+    )
 
 
 def test_eos_inside_an_accepted_block_ends_the_output_there(target, reference):
@@ -57,12 +58,15 @@ def test_max_new_tokens_is_honoured_exactly(target, tokenizer, reference, budget
 
 
 def test_on_tokens_streams_every_token_once_in_order(target, near_draft, tokenizer):
-    engine = SpeculativeEngine(target, tokenizer, draft=near_draft,
-                               config=SpeculationConfig(num_speculative_tokens=3))
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
     streamed: dict[int, list[int]] = {0: [], 1: []}
     steps = []
-    results = engine.generate([PROMPT, [9, 9]], [SamplingParams(max_new_tokens=17)] * 2,
-                              on_tokens=lambda i, ids: streamed[i].extend(ids), on_step=steps.append)
+    results = engine.generate(
+        [PROMPT, [9, 9]],
+        [SamplingParams(max_new_tokens=17)] * 2,
+        on_tokens=lambda i, ids: streamed[i].extend(ids),
+        on_step=steps.append,
+    )
     assert [streamed[0], streamed[1]] == [r.token_ids for r in results]
     assert sum(s.num_accepted_tokens[0] for s in steps) == results[0].stats.num_accepted_tokens
     assert sum(s.num_emitted_tokens[1] for s in steps) == 17

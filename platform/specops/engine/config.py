@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 from specops import errors
@@ -82,15 +83,13 @@ class SpeculationConfig:
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:
-            raise errors.InvalidInput(
-                f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}"
-            )
+            raise errors.InvalidInput(f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}")
         if not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
             raise errors.InvalidInput("prompt lookup needs 1 <= prompt_lookup_min <= prompt_lookup_max")
         if not 0.0 < self.acceptance_smoothing <= 1.0:
             raise errors.InvalidInput("acceptance_smoothing must be in (0, 1]")
         rows = tuple((int(b), int(k)) for b, k in self.batch_schedule)
-        if any(b2 <= b1 for (b1, _), (b2, _) in zip(rows, rows[1:], strict=False)):
+        if any(b2 <= b1 for (b1, _), (b2, _) in itertools.pairwise(rows)):
             raise errors.InvalidInput("batch_schedule rows must have ascending batch sizes")
         object.__setattr__(self, "batch_schedule", rows)
 

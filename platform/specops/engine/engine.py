@@ -23,7 +23,7 @@ from specops.engine import verify
 from specops.engine.adaptive import DraftLengthController, SpeculationGovernor
 from specops.engine.batch import SequenceBatch, left_padded
 from specops.engine.config import SamplingParams, SpeculationConfig
-from specops.engine.proposers import PROPOSERS, DraftModelProposer, Proposal, PromptLookupProposer
+from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
 from specops.engine.runner import ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
@@ -102,9 +102,7 @@ class SpeculativeEngine:
             if any((draft_path / name).exists() for name in ("tokenizer.json", "tokenizer_config.json")):
                 draft_tokenizer = AutoTokenizer.from_pretrained(str(draft_path))
                 if draft_tokenizer.get_vocab() != tokenizer.get_vocab():
-                    raise errors.InvalidInput(
-                        f"draft {draft_dir} has a different tokenizer than target {target_dir}"
-                    )
+                    raise errors.InvalidInput(f"draft {draft_dir} has a different tokenizer than target {target_dir}")
             draft = AutoModelForCausalLM.from_pretrained(str(draft_path), **kwargs).to(device)
         return cls(target, tokenizer, draft=draft, config=config)
 
@@ -158,8 +156,12 @@ class SpeculativeEngine:
             cap = self.config.max_draft_length(num_running) if self.proposer is not None else 0
             speculative = cap > 0 and self.governor.speculate(num_running)
             num_tokens = [
-                min(controller.choose(row, cap, self.governor.cost_ratio), budgets[row] - len(results[row].token_ids) - 1)
-                if active and speculative else 0
+                min(
+                    controller.choose(row, cap, self.governor.cost_ratio),
+                    budgets[row] - len(results[row].token_ids) - 1,
+                )
+                if active and speculative
+                else 0
                 for row, active in enumerate(batch.active)
             ]
             captures_before = _captures(self.target, self.proposer)
@@ -169,7 +171,8 @@ class SpeculativeEngine:
             else:
                 proposal = Proposal(
                     draft_token_ids=torch.zeros(batch_size, 0, dtype=torch.long, device=self.device),
-                    num_draft_tokens=[0] * batch_size, draft_probs=None,
+                    num_draft_tokens=[0] * batch_size,
+                    draft_probs=None,
                 )
             self._sync()
             drafted = time.perf_counter()
@@ -182,8 +185,9 @@ class SpeculativeEngine:
                 if not batch.active[row]:
                     continue
                 new_ids = output_ids[row][: num_accepted[row] + 1]
-                new_ids, reason = self._apply_stops(results[row].token_ids, new_ids, params[row],
-                                                    budgets[row], stop_window[row])
+                new_ids, reason = self._apply_stops(
+                    results[row].token_ids, new_ids, params[row], budgets[row], stop_window[row]
+                )
                 results[row].token_ids.extend(new_ids)
                 batch.tokens[row].extend(new_ids)
                 emitted[row] = len(new_ids)
@@ -201,17 +205,28 @@ class SpeculativeEngine:
                 self.proposer.commit(batch, proposal, num_accepted)
             finished = time.perf_counter()
             if _captures(self.target, self.proposer) == captures_before:
-                self.governor.record(batch_size=num_running, speculative=proposal.max_k > 0,
-                                     tokens=sum(emitted), seconds=finished - started)
-                self.governor.record_cost(draft_seconds=drafted - started, max_k=proposal.max_k,
-                                          target_seconds=verified - drafted)
+                self.governor.record(
+                    batch_size=num_running,
+                    speculative=proposal.max_k > 0,
+                    tokens=sum(emitted),
+                    seconds=finished - started,
+                )
+                self.governor.record_cost(
+                    draft_seconds=drafted - started, max_k=proposal.max_k, target_seconds=verified - drafted
+                )
             if on_step is not None:
-                on_step(StepStats(
-                    step=step, batch_size=num_running, num_draft_tokens=list(num_drafted),
-                    num_accepted_tokens=[n if d else 0 for n, d in zip(num_accepted, num_drafted, strict=True)],
-                    num_emitted_tokens=emitted, draft_seconds=drafted - started,
-                    target_seconds=verified - drafted, speculative=proposal.max_k > 0,
-                ))
+                on_step(
+                    StepStats(
+                        step=step,
+                        batch_size=num_running,
+                        num_draft_tokens=list(num_drafted),
+                        num_accepted_tokens=[n if d else 0 for n, d in zip(num_accepted, num_drafted, strict=True)],
+                        num_emitted_tokens=emitted,
+                        draft_seconds=drafted - started,
+                        target_seconds=verified - drafted,
+                        speculative=proposal.max_k > 0,
+                    )
+                )
             step += 1
         return results
 
@@ -219,7 +234,7 @@ class SpeculativeEngine:
         self, batch: SequenceBatch, cache: object, proposal: Proposal
     ) -> tuple[list[list[int]], list[int]]:
         """Target forward over `[last, drafts]`, verification, cache trim. Returns tokens and accepted counts."""
-        batch_size, max_k = proposal.draft_token_ids.shape
+        max_k = proposal.max_k
         active = torch.tensor(batch.active, device=self.device)  # [batch_size]
         num_draft = torch.tensor(proposal.num_draft_tokens, device=self.device)  # [batch_size]
         last = torch.tensor([t[-1] for t in batch.tokens], device=self.device)  # [batch_size]
@@ -232,8 +247,11 @@ class SpeculativeEngine:
         result = verify.greedy(proposal.draft_token_ids, num_draft, logits)
         if not sampling.all_greedy:
             sampled = verify.rejection(
-                proposal.draft_token_ids, num_draft, probabilities(logits, sampling),
-                proposal.draft_probs, batch.rng,
+                proposal.draft_token_ids,
+                num_draft,
+                probabilities(logits, sampling),
+                proposal.draft_probs,
+                batch.rng,
             )
             greedy_rows = sampling.greedy[:, None]
             result = verify.VerifyResult(
@@ -241,8 +259,11 @@ class SpeculativeEngine:
                 output_token_ids=torch.where(greedy_rows, result.output_token_ids, sampled.output_token_ids),
             )
         keep = valid & (columns[None, :] <= result.num_accepted[:, None])
-        cache.keep(start, keep)
-        return result.output_token_ids.tolist(), result.num_accepted.tolist()
+        packed = torch.cat([result.num_accepted[:, None], result.output_token_ids], dim=1).tolist()
+        num_accepted = [row[0] for row in packed]
+        used = 1 + max(n for n, a in zip(num_accepted, batch.active, strict=True) if a) if any(batch.active) else 0
+        cache.keep(start, keep, used)
+        return [row[1:] for row in packed], num_accepted
 
     def _apply_stops(
         self, generated: list[int], new_ids: list[int], params: SamplingParams, budget: int, window: int

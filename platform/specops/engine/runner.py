@@ -99,9 +99,22 @@ class ModelRunner:
         self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // self.num_heads
         self.max_context: int = config.max_position_embeddings
         self.use_graphs = cuda_graphs and self.device.type == "cuda"
+        # attend over the whole capacity, as CUDA graphs must (tests set it on a CPU to cover that path)
+        self.attend_capacity = self.use_graphs
+        # on a GPU, fewer and larger kernels: q/k/v and gate/up projections as one matrix each
+        # (copies of those weights), fused RMSNorm, one rotary pass for q and k
+        self.fused: list[_FusedLayer] | None = None
+        if self.use_graphs:
+            self.fuse()
         self._caches: dict[int, KVCache] = {}
         self._graphs: dict[tuple, _CapturedGraph] = {}
         self._pool = None
+
+    def fuse(self) -> None:
+        """Use the fused layer path (tests call it on a CPU to cover it)."""
+        layers = self.model.model.layers[: self.num_layers]
+        if not any(hasattr(layer.self_attn, "q_norm") for layer in layers):
+            self.fused = [_FusedLayer.of(layer) for layer in layers]
 
     # -- cache -------------------------------------------------------------------------------
     def cache(self, batch_size: int, capacity: int) -> KVCache:
@@ -141,7 +154,8 @@ class ModelRunner:
         start = self._reserve(cache, batch_size, q)
         if not logits or not self.use_graphs:
             start_tensor = torch.tensor([start], device=self.device)
-            return self._forward(cache, input_ids, input_valid, start_tensor, kv_len=cache.length, logits=logits)
+            kv_len = None if self.attend_capacity else cache.length
+            return self._forward(cache, input_ids, input_valid, start_tensor, kv_len=kv_len, logits=logits)
         graph = self._graph(("forward", batch_size, q), cache, lambda: _ForwardGraph(self, cache, q))
         return graph.run(input_ids, input_valid, start)
 
@@ -163,10 +177,11 @@ class ModelRunner:
         start = self._reserve(cache, batch_size, q + num_rounds - 1)
         if not self.use_graphs:
             start_tensor = torch.tensor([start], device=self.device)
-            return self._greedy_rounds(cache, input_ids, input_valid, active, start_tensor, num_rounds,
-                                       kv_len=cache.length)
-        graph = self._graph(("rounds", batch_size, q, num_rounds), cache,
-                            lambda: _RoundsGraph(self, cache, q, num_rounds))
+            kv_len = None if self.attend_capacity else cache.length
+            return self._greedy_rounds(cache, input_ids, input_valid, active, start_tensor, num_rounds, kv_len=kv_len)
+        graph = self._graph(
+            ("rounds", batch_size, q, num_rounds), cache, lambda: _RoundsGraph(self, cache, q, num_rounds)
+        )
         return graph.run(input_ids, input_valid, active, start)
 
     def _reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
@@ -235,6 +250,12 @@ class ModelRunner:
         cos, sin = cos[:, None], sin[:, None]
         gqa = self.num_kv_heads != self.num_heads
         for layer_index, layer in enumerate(inner.layers[: self.num_layers]):
+            keys, values = cache.keys[layer_index], cache.values[layer_index]
+            if self.fused is not None:
+                hidden = self.fused[layer_index].forward(
+                    hidden, cos, sin, keys, values, slots, mask, kv_len, self.num_heads, self.num_kv_heads, gqa
+                )
+                continue
             attn = layer.self_attn
             x = layer.input_layernorm(hidden)
             qs = attn.q_proj(x).view(batch_size, q, -1, self.head_dim)
@@ -245,18 +266,91 @@ class ModelRunner:
             qs, ks = qs.transpose(1, 2), ks.transpose(1, 2)  # [batch_size, heads, q, head_dim]
             qs = qs * cos + _rotate_half(qs) * sin
             ks = ks * cos + _rotate_half(ks) * sin
-            keys, values = cache.keys[layer_index], cache.values[layer_index]
             keys.index_copy_(2, slots, ks.to(keys.dtype))
             values.index_copy_(2, slots, vs.to(values.dtype))
             out = F.scaled_dot_product_attention(
-                qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask,
-                scale=attn.scaling, enable_gqa=gqa,
+                qs,
+                keys[:, :, :kv_len],
+                values[:, :, :kv_len],
+                attn_mask=mask,
+                scale=attn.scaling,
+                enable_gqa=gqa,
             )  # [batch_size, heads, q, head_dim]
             hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(batch_size, q, -1))
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         if not logits:
             return None
         return self.model.lm_head(inner.norm(hidden)).float()  # [batch_size, q, vocab]
+
+
+@dataclass
+class _FusedLayer:
+    """One decoder layer with concatenated projections (same maths as the transformers modules)."""
+
+    input_norm: torch.Tensor  # [hidden]
+    input_eps: float
+    post_norm: torch.Tensor  # [hidden]
+    post_eps: float
+    qkv_weight: torch.Tensor  # [(heads + 2 kv_heads) * head_dim, hidden]
+    qkv_bias: torch.Tensor | None
+    o_proj: torch.nn.Module
+    gate_up_weight: torch.Tensor  # [2 * intermediate, hidden]
+    down_proj: torch.nn.Module
+    act: torch.nn.Module
+    scaling: float
+
+    @classmethod
+    def of(cls, layer: torch.nn.Module) -> _FusedLayer:
+        attn, mlp = layer.self_attn, layer.mlp
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        biases = [p.bias for p in projections]
+        return cls(
+            input_norm=layer.input_layernorm.weight,
+            input_eps=layer.input_layernorm.variance_epsilon,
+            post_norm=layer.post_attention_layernorm.weight,
+            post_eps=layer.post_attention_layernorm.variance_epsilon,
+            qkv_weight=torch.cat([p.weight.detach() for p in projections]),
+            qkv_bias=None if biases[0] is None else torch.cat([b.detach() for b in biases]),
+            o_proj=attn.o_proj,
+            gate_up_weight=torch.cat([mlp.gate_proj.weight.detach(), mlp.up_proj.weight.detach()]),
+            down_proj=mlp.down_proj,
+            act=mlp.act_fn,
+            scaling=attn.scaling,
+        )
+
+    @staticmethod
+    def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,  # [batch_size, q, hidden]
+        cos: torch.Tensor,  # [batch_size, 1, q, head_dim]
+        sin: torch.Tensor,  # [batch_size, 1, q, head_dim]
+        keys: torch.Tensor,  # [batch_size, kv_heads, capacity, head_dim]
+        values: torch.Tensor,  # [batch_size, kv_heads, capacity, head_dim]
+        slots: torch.Tensor,  # [q]
+        mask: torch.Tensor,  # [batch_size, 1, q, kv_len]
+        kv_len: int,
+        num_heads: int,
+        num_kv_heads: int,
+        gqa: bool,
+    ) -> torch.Tensor:
+        batch_size, q, _ = hidden.shape
+        x = self._norm(hidden, self.input_norm, self.input_eps)
+        qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(batch_size, q, num_heads + 2 * num_kv_heads, -1)
+        qkv = qkv.transpose(1, 2)  # [batch_size, heads + 2 kv_heads, q, head_dim]
+        qk = qkv[:, : num_heads + num_kv_heads]
+        qk = qk * cos + _rotate_half(qk) * sin
+        qs, ks, vs = qk[:, :num_heads], qk[:, num_heads:], qkv[:, num_heads + num_kv_heads :]
+        keys.index_copy_(2, slots, ks.to(keys.dtype))
+        values.index_copy_(2, slots, vs.to(values.dtype))
+        out = F.scaled_dot_product_attention(
+            qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask, scale=self.scaling, enable_gqa=gqa
+        )  # [batch_size, heads, q, head_dim]
+        hidden = hidden + self.o_proj(out.transpose(1, 2).reshape(batch_size, q, -1))
+        gate, up = F.linear(self._norm(hidden, self.post_norm, self.post_eps), self.gate_up_weight).chunk(2, dim=-1)
+        return hidden + self.down_proj(self.act(gate) * up)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -292,15 +386,12 @@ class _CapturedGraph:
         with torch.cuda.stream(stream):
             result = self._call().clone()
         torch.cuda.current_stream().wait_stream(stream)
-        saved_valid, saved_lens = self.cache.valid.clone(), self.cache.seq_lens.clone()
         runner = self.runner
         if runner._pool is None:
             runner._pool = torch.cuda.graph_pool_handle()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=runner._pool):
             self.output = self._call()
-        self.cache.valid.copy_(saved_valid)
-        self.cache.seq_lens.copy_(saved_lens)
         return result
 
 
@@ -325,11 +416,17 @@ class _RoundsGraph(_ForwardGraph):
         self.active = torch.zeros(cache.batch_size, dtype=torch.bool, device=runner.device)
         self.num_rounds = num_rounds
 
-    def run(self, input_ids: torch.Tensor, input_valid: torch.Tensor, active: torch.Tensor,  # type: ignore[override]
-            start: int) -> torch.Tensor:
+    def run(
+        self,
+        input_ids: torch.Tensor,
+        input_valid: torch.Tensor,
+        active: torch.Tensor,  # type: ignore[override]
+        start: int,
+    ) -> torch.Tensor:
         self.active.copy_(active)
         return super().run(input_ids, input_valid, start)
 
     def _call(self) -> torch.Tensor:
-        return self.runner._greedy_rounds(self.cache, self.input_ids, self.input_valid, self.active, self.start,
-                                          self.num_rounds, kv_len=None)
+        return self.runner._greedy_rounds(
+            self.cache, self.input_ids, self.input_valid, self.active, self.start, self.num_rounds, kv_len=None
+        )

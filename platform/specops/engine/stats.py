@@ -43,9 +43,7 @@ class RequestStats:
         self.num_draft_tokens += num_draft_tokens
         self.num_accepted_tokens += num_accepted
         if len(self.num_accepted_per_position) < num_draft_tokens:
-            self.num_accepted_per_position.extend(
-                [0] * (num_draft_tokens - len(self.num_accepted_per_position))
-            )
+            self.num_accepted_per_position.extend([0] * (num_draft_tokens - len(self.num_accepted_per_position)))
         for position in range(num_accepted):
             self.num_accepted_per_position[position] += 1
         if num_accepted == num_draft_tokens:

@@ -32,9 +32,7 @@ class VerifyResult:
     output_token_ids: torch.Tensor  # [batch_size, max_k + 1] long, n accepted + 1 recovered/bonus, then -1
 
 
-def _check(
-    draft_token_ids: torch.Tensor, num_draft_tokens: torch.Tensor, target: torch.Tensor
-) -> tuple[int, int]:
+def _check(draft_token_ids: torch.Tensor, num_draft_tokens: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
     if draft_token_ids.ndim != 2 or target.ndim != 3:
         raise ValueError("draft_token_ids must be [batch, k] and target scores [batch, k + 1, vocab]")
     batch_size, max_k = draft_token_ids.shape
@@ -45,9 +43,7 @@ def _check(
     return batch_size, max_k
 
 
-def _finish(
-    draft_token_ids: torch.Tensor, accepted: torch.Tensor, final_token: torch.Tensor
-) -> VerifyResult:
+def _finish(draft_token_ids: torch.Tensor, accepted: torch.Tensor, final_token: torch.Tensor) -> VerifyResult:
     """accepted [batch, k] bool per position (already valid-masked); final_token [batch]."""
     batch_size, max_k = draft_token_ids.shape
     num_accepted = torch.cumprod(accepted.long(), dim=1).sum(dim=1)  # [batch_size]
@@ -124,9 +120,7 @@ def rejection(
         at_draft = at.clamp(max=max_k - 1)
         rejected_token = draft_token_ids.gather(1, at_draft[:, :, 0])[:, 0]  # [batch_size]
         q_next = (
-            None
-            if draft_probs is None
-            else draft_probs.gather(1, at_draft.expand(-1, 1, draft_probs.shape[-1]))[:, 0]
+            None if draft_probs is None else draft_probs.gather(1, at_draft.expand(-1, 1, draft_probs.shape[-1]))[:, 0]
         )
         recovered_probs = residual(p_next, q_next, rejected_token)
         bonus = num_accepted == num_draft_tokens  # [batch_size]

@@ -179,6 +179,7 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
     def _record(deployment: str, alerts: list[AlertmanagerAlert]) -> None:
         from specops.governance import models
 
+        events: list[tuple[str, dict[str, Any]]] = []  # audited after the commit (one writer at a time)
         with store.session() as session:
             incident = (session.query(models.Incident)
                         .filter_by(deployment=deployment, status="open")
@@ -212,15 +213,17 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
                     row.incident = incident
             session.flush()
             if opened is not None:
-                _audit("incident.opened", deployment, {"incident": opened.id, "title": opened.title,
-                                                       "severity": opened.severity})
+                events.append(("incident.opened", {"incident": opened.id, "title": opened.title,
+                                                   "severity": opened.severity}))
             if incident is not None and incident.status == "open":
                 still_firing = (session.query(models.Alert)
                                 .filter_by(incident_id=incident.id, status="firing").count())
                 if still_firing == 0:
                     incident.status = "resolved"
                     incident.resolved_at = datetime.now(UTC)
-                    _audit("incident.resolved", deployment, {"incident": incident.id})
+                    events.append(("incident.resolved", {"incident": incident.id}))
+        for action, payload in events:
+            _audit(action, deployment, payload)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:

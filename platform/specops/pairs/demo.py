@@ -33,7 +33,7 @@ from specops.pairs import corpus
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 FORMAT_VERSION = 1
 """Bump when the training code changes what a recipe produces; it is part of the cache key."""
@@ -123,6 +123,9 @@ class DemoReport:
     num_parameters: dict[str, int]
     num_train_tokens: int
     """Tokens in the code training stream."""
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """Process CPU seconds (all threads) per phase; CPU/wall well under the thread count means the
+    machine was shared."""
 
     @property
     def target_and_draft_seconds(self) -> float:
@@ -166,7 +169,7 @@ def cache_dir() -> Path:
 def train_demo_pairs(
     out: Path | None = None,
     *,
-    recipe: DemoRecipe = DemoRecipe(),  # noqa: B008 - frozen, so a shared default is safe
+    recipe: DemoRecipe = DemoRecipe(),
     progress: bool = True,
     cache: Path | None = None,
 ) -> DemoPairs:
@@ -221,29 +224,26 @@ def greedy_agreement(
     return demo_training.greedy_agreement(target, draft, token_batches)
 
 
-def held_out_batches(tokenizer: Any, *, seq_len: int = 256, num_windows: int = 16) -> list[list[list[int]]]:
-    """Windows of held-out standard-library code as token ids, one window per batch.
+def held_out_batches(
+    tokenizer: PreTrainedTokenizerFast, *, seq_len: int = 256, num_windows: int = 16, batch_size: int = 4
+) -> list[torch.Tensor]:
+    """Windows of held-out standard-library code as ``[batch_size, seq_len]`` token-id batches.
 
-    ``tokenizer`` is any Hugging Face tokenizer (the pair's); windows are cut from the held-out files
-    joined with eos, spread evenly over them.
+    The windows (documents joined as ``bos doc eos``, cut evenly over the held-out files) are those
+    the training report's agreement is measured on when ``seq_len`` and ``num_windows`` match the recipe.
     """
-    ids: list[int] = []
-    for name in corpus.source_files(held_out=True):
-        ids.extend(tokenizer(corpus.read_text(name), add_special_tokens=False)["input_ids"])
-        ids.append(tokenizer.eos_token_id)
-    available = len(ids) // seq_len
-    if available < num_windows:
-        raise InvalidInput(f"held-out files give {available} windows of {seq_len} tokens, asked {num_windows}")
-    step = available / num_windows
-    return [[ids[int(i * step) * seq_len : (int(i * step) + 1) * seq_len]] for i in range(num_windows)]
+    from specops.pairs import demo_training
+
+    return list(demo_training.held_out_windows(tokenizer, seq_len=seq_len, num_windows=num_windows).split(batch_size))
 
 
 def demo_prompts(n: int, tokens: int, *, seed: int = 0) -> list[str]:
     """``n`` prompts of about ``tokens`` tokens each, cut from held-out standard-library files.
 
-    Each prompt is a run of whole lines starting at a line that opens a ``def``/``class`` or a
-    statement at any indentation, taken from held-out files (never trained on), chosen with a seeded
-    RNG so the same arguments give the same prompts. Sizes are approximate (:data:`CHARS_PER_TOKEN`).
+    Each prompt is a run of whole lines of a held-out file (never trained on), starting at a non-blank
+    line that is not a comment or a closing bracket, chosen with a seeded RNG so the same arguments
+    give the same prompts. Sizes are approximate (:data:`CHARS_PER_TOKEN`); a first line longer than
+    the budget is cut.
     """
     if n < 0 or tokens < 1:
         raise InvalidInput(f"demo_prompts needs n >= 0 and tokens >= 1, got n={n}, tokens={tokens}")
@@ -271,9 +271,10 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
     from specops.pairs import demo_training as training
 
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
     with _progress(enabled=progress) as bar:
         task = bar.add_task("tokenizer + corpus", total=None, status="")
-        with training.timed(seconds, "tokenizer"):
+        with training.timed(seconds, cpu_seconds, "tokenizer"):
             tokenizer, data = training.build_corpus(recipe)
         bar.update(task, total=1, completed=1)
 
@@ -290,7 +291,7 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
             def on_step(done: int, loss: float, task: Any = task) -> None:
                 bar.update(task, completed=done, status=f"loss {loss:.2f}")
 
-            with training.timed(seconds, name.replace("-", "_")):
+            with training.timed(seconds, cpu_seconds, name.replace("-", "_")):
                 model = training.build_model(shape, recipe=recipe, tokenizer=tokenizer, seed=seed)
                 losses[name] = round(
                     training.train_model(model, stream, recipe=recipe, steps=steps, seed=seed, on_step=on_step), 4
@@ -299,14 +300,14 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
 
         task = bar.add_task("agreement", total=2, status="")
         agreement: dict[str, float] = {}
-        with training.timed(seconds, "evaluation"):
+        with training.timed(seconds, cpu_seconds, "evaluation"):
             for name in (DRAFT_DIR, MISMATCHED_DIR):
                 agreement[name] = round(
                     training.greedy_agreement(models[TARGET_DIR], models[name], data.held_out.split(4)), 4
                 )
                 bar.advance(task)
 
-    with training.timed(seconds, "save"):
+    with training.timed(seconds, cpu_seconds, "save"):
         tokenizer_files = folder / ".tokenizer"
         tokenizer.save_pretrained(tokenizer_files)
         for name, model in models.items():
@@ -316,6 +317,7 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
         recipe_hash=key,
         python=corpus.python_tag(),
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         agreement=agreement,
         final_loss=losses,
         num_parameters={name: sum(p.numel() for p in model.parameters()) for name, model in models.items()},

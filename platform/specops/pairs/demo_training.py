@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as hf_logging
 
 from specops.errors import InvalidInput
@@ -68,7 +73,7 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int) -
 
 
 def _stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
-    """Documents encoded and joined as ``BOS doc EOS BOS doc EOS ...``."""
+    """Documents encoded (by the fast tokenizer's Rust backend) and joined as ``BOS doc EOS ...``."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     ids: list[int] = []
     for encoding in tokenizer.backend_tokenizer.encode_batch(list(texts), add_special_tokens=False):
@@ -91,24 +96,28 @@ def build_corpus(recipe: DemoRecipe) -> tuple[PreTrainedTokenizerFast, TrainingC
         texts.append(text)
         num_bytes += len(text.encode("utf-8"))
     tokenizer = train_tokenizer(texts, vocab_size=recipe.vocab_size, max_length=recipe.max_position_embeddings)
-    held_out = _stream(tokenizer, [corpus.read_text(name) for name in corpus.source_files(held_out=True)])
-    num_windows = len(held_out) // recipe.seq_len
-    if num_windows < recipe.eval_windows:
-        raise InvalidInput(
-            f"held-out files give {num_windows} windows of {recipe.seq_len} tokens; "
-            f"the recipe asks for {recipe.eval_windows}"
-        )
-    windows = held_out[: num_windows * recipe.seq_len].view(num_windows, recipe.seq_len)
-    picks = torch.linspace(0, num_windows - 1, recipe.eval_windows).round().long()  # spread over files
     return tokenizer, TrainingCorpus(
         code=_stream(tokenizer, texts),
         prose=_stream(tokenizer, corpus.prose_texts()),
-        held_out=windows[picks].contiguous(),
+        held_out=held_out_windows(tokenizer, seq_len=recipe.seq_len, num_windows=recipe.eval_windows),
         num_code_bytes=num_bytes,
     )
 
 
-def build_model(shape: ModelShape, *, recipe: DemoRecipe, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+def held_out_windows(tokenizer: PreTrainedTokenizerFast, *, seq_len: int, num_windows: int) -> torch.Tensor:
+    """``[num_windows, seq_len]`` token ids cut from the held-out files, spread evenly over them."""
+    stream = _stream(tokenizer, [corpus.read_text(name) for name in corpus.source_files(held_out=True)])
+    available = len(stream) // seq_len
+    if available < num_windows:
+        raise InvalidInput(f"held-out files give {available} windows of {seq_len} tokens, not {num_windows}")
+    windows = stream[: available * seq_len].view(available, seq_len)
+    picks = torch.linspace(0, available - 1, num_windows).round().long()
+    return windows[picks].contiguous()
+
+
+def build_model(
+    shape: ModelShape, *, recipe: DemoRecipe, tokenizer: PreTrainedTokenizerFast, seed: int
+) -> LlamaForCausalLM:
     """A freshly initialised Llama model of ``shape`` (tied input/output embeddings), seeded."""
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -144,9 +153,7 @@ def train_model(
     if len(stream) <= recipe.seq_len + 1:
         raise InvalidInput(f"corpus of {len(stream)} tokens is shorter than one window of {recipe.seq_len}")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.learning_rate, betas=(0.9, 0.95), weight_decay=0.01
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
 
     def rate(step: int) -> float:
         if step < recipe.warmup_steps:
@@ -218,10 +225,15 @@ def save_pair_folder(model: PreTrainedModel, folder: Path, tokenizer_files: Path
 
 
 @contextlib.contextmanager
-def timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
-    """Record the wall-clock seconds the ``with`` body takes under ``seconds[phase]``."""
-    start = time.perf_counter()
+def timed(seconds: dict[str, float], cpu_seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall-clock and process CPU seconds (all threads) the ``with`` body takes.
+
+    On a shared machine the ratio tells contention apart from work: two busy threads on two free
+    cores give about 2 CPU seconds per wall second.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         yield
     finally:
-        seconds[phase] = round(time.perf_counter() - start, 2)
+        seconds[phase] = round(time.perf_counter() - wall, 2)
+        cpu_seconds[phase] = round(time.process_time() - cpu, 2)

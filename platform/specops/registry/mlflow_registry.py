@@ -173,6 +173,7 @@ class PairRegistry:
         if draft_dir is None:
             raise InvalidInput("a pair needs a draft checkpoint (--draft)")
 
+        self._experiment_id()  # fail fast: an unreachable store or unwritable artifact folder before measuring
         report = qualification or gate.qualify(
             target_dir,
             draft_dir,
@@ -604,6 +605,8 @@ def _is_missing(error: BaseException) -> bool:
 def _connect(tracking_uri: str) -> Any:
     """An MlflowClient for ``tracking_uri``; an unreachable store is :class:`StoreUnavailable`."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an unreachable server fails in seconds
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):

@@ -94,6 +94,7 @@ class DynamicBatcher:
         self.num_running = 0
         self.num_batches = 0
         self.num_batched_jobs = 0
+        self.largest_batch = 0
 
     @property
     def num_waiting(self) -> int:
@@ -165,6 +166,7 @@ class DynamicBatcher:
             self.num_running = len(batch)
             self.num_batches += 1
             self.num_batched_jobs += len(batch)
+            self.largest_batch = max(self.largest_batch, len(batch))
             self._report()
             try:
                 await loop.run_in_executor(self._executor, self._run_batch, loop, batch)

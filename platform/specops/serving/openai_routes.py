@@ -384,7 +384,26 @@ def _chat_stream(runtime: ServingRuntime, prepared: list[PreparedRequest], *, id
                           usage_chunk=usage_chunk if include_usage else None)
 
 
+def repository_guard() -> APIRouter:
+    """Refuse KServe's model-repository load/unload (registered ahead of KServe's own routes).
+
+    This server serves exactly one pair version; unloading it through an unauthenticated POST would
+    take the deployment down, and loading another is the rollout's job (a new server), so both
+    answer 403.
+    """
+    guard = APIRouter(prefix="/v2/repository/models", include_in_schema=False)
+
+    async def refuse(model_name: str) -> JSONResponse:
+        return JSONResponse(status_code=403, content={
+            "error": "this server serves one pair version; load and unload are done by rolling out"})
+
+    guard.add_api_route("/{model_name}/load", refuse, methods=["POST"])
+    guard.add_api_route("/{model_name}/unload", refuse, methods=["POST"])
+    return guard
+
+
 def install(app: FastAPI, runtime: ServingRuntime) -> None:
-    """Add the OpenAI routes and the error-accounting middleware to ``app`` (before it starts)."""
+    """Add the OpenAI routes, the repository guard and error accounting to ``app`` (before it starts)."""
     app.include_router(router(runtime))
+    app.include_router(repository_guard())
     app.add_middleware(ErrorAccountingMiddleware, runtime=runtime)

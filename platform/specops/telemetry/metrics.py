@@ -49,6 +49,8 @@ above for fleet ratios.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -155,15 +157,18 @@ def define(registry: CollectorRegistry) -> MetricFamilies:
     )
 
 
-_FAMILIES_BY_REGISTRY: dict[int, MetricFamilies] = {}
+#: The families defined on each registry (they belong to it; entries go with the registry).
+_FAMILIES_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, MetricFamilies] = weakref.WeakKeyDictionary()
+_DEFINE_LOCK = threading.Lock()
 
 
 def families(registry: CollectorRegistry = REGISTRY) -> MetricFamilies:
     """The metric families on ``registry``, defined on first use (the registry is the only global)."""
-    key = id(registry)
-    if key not in _FAMILIES_BY_REGISTRY:
-        _FAMILIES_BY_REGISTRY[key] = define(registry)
-    return _FAMILIES_BY_REGISTRY[key]
+    with _DEFINE_LOCK:
+        found = _FAMILIES_BY_REGISTRY.get(registry)
+        if found is None:
+            found = _FAMILIES_BY_REGISTRY[registry] = define(registry)
+        return found
 
 
 class ServingMetrics:

@@ -47,6 +47,9 @@ class DraftModelProposer:
         self._round_start, self._first_round = self.cache.length, ids.shape[1]
         self._fed_first = [len(p) for p in pending]
         active = torch.tensor(batch.active, device=batch.device)  # [batch_size]
+        if batch.sampling.all_greedy:
+            draft_ids = self.runner.greedy_rounds(self.cache, ids, valid, active, max_k)  # [batch_size, max_k]
+            return Proposal(draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=None)
         drafts, probs = [], []
         for round_index in range(max_k):
             logits = self.runner.forward(self.cache, ids, valid)[:, -1]  # [batch_size, vocab]
@@ -56,8 +59,9 @@ class DraftModelProposer:
             if round_index + 1 < max_k:
                 ids, valid = token[:, None], active[:, None]
         draft_ids = torch.stack(drafts, dim=1)  # [batch_size, max_k]
-        draft_probs = None if batch.sampling.all_greedy else torch.stack(probs, dim=1)
-        return Proposal(draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=draft_probs)
+        return Proposal(
+            draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=torch.stack(probs, dim=1)
+        )
 
     @staticmethod
     def _choose(logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -81,8 +85,8 @@ class DraftModelProposer:
         columns = torch.arange(fed_drafts, device=batch.device)
         keep_drafts = columns[None, :] < torch.tensor(kept_drafts, device=batch.device)[:, None]
         first_valid = self.cache.valid[:, start : start + first].clone()
-        self.cache.keep(start, torch.cat([first_valid, keep_drafts], dim=1))
+        used = first + max(kept_drafts) if any(batch.active) else 0
+        self.cache.keep(start, torch.cat([first_valid, keep_drafts], dim=1), used)
         self.cached = [
-            cached + fed + kept
-            for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
+            cached + fed + kept for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
         ]

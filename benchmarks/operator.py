@@ -1,0 +1,315 @@
+"""Operator control-loop benchmark: one operator process holding N SpeculativeDeployments mid-rollout.
+
+Three processes besides this one: kmock's Kubernetes emulator, a real Prometheus (Debian package)
+scraping an exporter run here, and the operator (``handlers.register`` + ``kopf.run``, as
+``python -m specops_operator`` runs it, with in-memory aliases and a SQLite audit log). Every
+deployment is a canary at 10 % whose analysis (every ``--interval`` seconds) stays inconclusive
+(its minimum sample count is never reached), so each one queries Prometheus and patches its status
+every interval: the steady-state cost of holding them. Measured on the operator process only:
+
+* cpu_fraction: (user + system CPU seconds) / wall seconds over ``--measure`` seconds (1.0 = one core);
+* rss_mib: resident memory at the end of the window (peak in ``rss_peak_mib``);
+* verdict_to_rollback_s: for ``--bad`` extra deployments fed a bad canary, the time from the analysis
+  that decides the rollback (``status.lastAnalysis.at``) to the route without the canary being visible
+  in the API (polled every 20 ms), worst case.
+
+Writes ``benchmarks/results/operator.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "operator.json"
+NAMESPACE = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------- child: emulator
+
+
+def serve_emulator(port: int) -> None:
+    import logging
+
+    import kmock
+
+    from specops_operator import constants
+
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    async def main() -> None:
+        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator, port=port):
+            verbs = {"list", "watch", "get", "create", "update", "patch", "delete"}
+            emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=verbs)
+            emulator.resources[f"{constants.API_VERSION}/{constants.PLURAL}"] = kmock.ResourceInfo(
+                kind=constants.KIND, namespaced=True, verbs=verbs, subresources={"status"})
+            emulator.resources[f"{constants.KSERVE_GROUP}/{constants.KSERVE_VERSION}/{constants.ISVC_PLURAL}"] = \
+                kmock.ResourceInfo(kind=constants.ISVC_KIND, namespaced=True, verbs=verbs, subresources={"status"})
+            emulator.resources[f"{constants.GATEWAY_GROUP}/{constants.GATEWAY_VERSION}/{constants.ROUTE_PLURAL}"] = \
+                kmock.ResourceInfo(kind=constants.ROUTE_KIND, namespaced=True, verbs=verbs)
+            print("ready", flush=True)
+            while True:
+                await asyncio.sleep(3600)
+
+    asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------- child: operator
+
+
+def serve_operator(api_url: str, prometheus_url: str, audit_db: str) -> None:
+    import logging
+
+    import httpx
+    import kopf
+
+    from specops.governance.audit import AuditLog
+    from specops.governance.store import open_store
+    from specops_operator import handlers, kube, reconcile
+    from specops_operator.registry import MemoryAliases
+
+    logging.basicConfig(level=logging.WARNING)
+    runtime = reconcile.Runtime(kube=kube.KubeClient(kube.api_client(host=api_url)), http=httpx.Client(timeout=10),
+                                prometheus_url=prometheus_url, versions=MemoryAliases(),
+                                audit=AuditLog(open_store(f"sqlite:///{audit_db}")))
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, runtime)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=api_url, insecure=True)
+
+    settings = handlers.settings(posting=False)
+    kopf.run(registry=registry, settings=settings, standalone=True, clusterwide=True)
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def wait_for(predicate: Any, *, timeout: float, message: str, interval: float = 0.2) -> Any:
+    if os.environ.get("BENCH_DEBUG"):
+        print(f"{time.strftime('%H:%M:%S')} waiting for {message}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {message}")
+
+
+def body(name: str, *, pair: str, interval: float, min_tokens: int) -> dict[str, Any]:
+    from specops_operator import constants
+
+    return {
+        "apiVersion": constants.API_VERSION, "kind": constants.KIND,
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": str(uuid.uuid4()), "generation": 1,
+                     "resourceVersion": "1"},
+        "spec": {"pair": {"name": pair, "version": "1"},
+                 "rollout": {"analysisIntervalSeconds": interval, "minDraftTokens": min_tokens, "minRequests": 1,
+                             "failureLimit": 1, "thresholds": {"minAcceptanceRate": 0.5}}},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--measure", type=float, default=60.0, help="seconds of steady state measured")
+    parser.add_argument("--bad", type=int, default=5, help="extra deployments rolled back to time verdict→rollback")
+    parser.add_argument("--role", choices=["parent", "emulator", "operator"], default="parent")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--api")
+    parser.add_argument("--prometheus")
+    parser.add_argument("--audit-db")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.role == "emulator":
+        serve_emulator(args.port)
+        return 0
+    if args.role == "operator":
+        serve_operator(args.api, args.prometheus, args.audit_db)
+        return 0
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0915 - one linear script
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from specops.telemetry import metrics
+    from specops_operator import builders, kube
+    from specops_operator import status as status_
+
+    workdir = Path(tempfile.mkdtemp(prefix="specops-operator-bench-"))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        port = free_port()
+        emulator = subprocess.Popen([sys.executable, __file__, "--role", "emulator", "--port", str(port)],
+                                    stdout=subprocess.PIPE)
+        children.append(emulator)
+        assert emulator.stdout is not None
+        emulator.stdout.readline()
+        api_url = f"http://127.0.0.1:{port}"
+        client = kube.KubeClient(kube.api_client(host=api_url))
+
+        registry = CollectorRegistry()
+        families = metrics.families(registry)
+        exporter_port = free_port()
+        start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
+        prometheus_port = free_port()
+        config = workdir / "prometheus.yml"
+        config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [
+            {"job_name": "serving", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}]}))
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise SystemExit("prometheus is not installed (apt-get install prometheus)")
+        children.append(subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        prometheus_url = f"http://127.0.0.1:{prometheus_port}"
+
+        names = [f"hold-{index:03d}" for index in range(args.deployments)]
+        bad = [f"bad-{index:02d}" for index in range(args.bad)]
+        stop = threading.Event()
+
+        def feed() -> None:  # a trickle for the held canaries, a bad canary for the others
+            while not stop.wait(0.5):
+                for name in names:
+                    families.draft_tokens.labels(f"pair-{name}", "2", "canary").inc(4)
+                    families.accepted_tokens.labels(f"pair-{name}", "2", "canary").inc(3)
+                for name in bad:
+                    families.requests.labels(f"pair-{name}", "2", "canary", "stop").inc(2)
+                    families.draft_tokens.labels(f"pair-{name}", "2", "canary").inc(40)
+                    families.accepted_tokens.labels(f"pair-{name}", "2", "canary").inc(4)
+
+        threading.Thread(target=feed, daemon=True).start()
+
+        operator = subprocess.Popen([sys.executable, __file__, "--role", "operator", "--api", api_url,
+                                     "--prometheus", prometheus_url, "--audit-db", str(workdir / "audit.db")])
+        children.append(operator)
+
+        started = time.monotonic()
+        for name in names:
+            client.create(kube.DEPLOYMENTS, NAMESPACE, body(name, pair=f"pair-{name}", interval=args.interval,
+                                                            min_tokens=10**9))
+
+        def mark_ready(isvc: str) -> bool:
+            if client.get(kube.INFERENCE_SERVICES, NAMESPACE, isvc) is None:
+                return False
+            client.patch_status(kube.INFERENCE_SERVICES, NAMESPACE, isvc,
+                                {"conditions": [{"type": "Ready", "status": "True"}]})
+            return True
+
+        for name in names:
+            wait_for(lambda name=name: mark_ready(f"{name}-v1"), timeout=120, message=f"{name}-v1")
+        wait_for(lambda: all((client.get(kube.DEPLOYMENTS, NAMESPACE, n) or {}).get("status", {}).get("phase")
+                             == "Promoted" for n in names), timeout=180, message="all promoted")
+        for name in names:
+            client.patch(kube.DEPLOYMENTS, NAMESPACE, name, {"spec": {"pair": {"version": "2"}}})
+        for name in names:
+            wait_for(lambda name=name: mark_ready(f"{name}-v2"), timeout=120, message=f"{name}-v2")
+        wait_for(lambda: all((client.get(kube.DEPLOYMENTS, NAMESPACE, n) or {}).get("status", {}).get("lastAnalysis")
+                             for n in names), timeout=180 + 2 * args.interval, message="all analysing")
+        setup_s = time.monotonic() - started
+        print(f"{len(names)} deployments progressing after {setup_s:.1f}s; measuring {args.measure:.0f}s ...")
+
+        cpu0, wall0 = cpu_seconds(operator.pid), time.monotonic()
+        time.sleep(args.measure)
+        cpu1, wall1 = cpu_seconds(operator.pid), time.monotonic()
+        rss, rss_peak = memory_mib(operator.pid)
+        analyses = sum(1 for n in names
+                       if (client.get(kube.DEPLOYMENTS, NAMESPACE, n) or {}).get("status", {}).get("lastAnalysis"))
+
+        # verdict → rollback, on extra deployments fed a bad canary
+        delays = []
+        for name in bad:
+            client.create(kube.DEPLOYMENTS, NAMESPACE, body(name, pair=f"pair-{name}", interval=2.0, min_tokens=20))
+            wait_for(lambda name=name: mark_ready(f"{name}-v1"), timeout=60, message=f"{name}-v1")
+            wait_for(lambda name=name: (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {}).get("status", {})
+                     .get("phase") == "Promoted", timeout=60, message=f"{name} promoted")
+            client.patch(kube.DEPLOYMENTS, NAMESPACE, name, {"spec": {"pair": {"version": "2"}}})
+            wait_for(lambda name=name: mark_ready(f"{name}-v2"), timeout=60, message=f"{name}-v2")
+            wait_for(lambda name=name: builders.route_weights(client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {})
+                     .get(f"{name}-v2-predictor") == 10, timeout=60, message=f"{name} canary at 10%")
+            removed_at = wait_for(
+                lambda name=name: f"{name}-v2-predictor" not in builders.route_weights(
+                    client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {}) and time.time(),
+                timeout=60, interval=0.02, message=f"{name} rolled back")
+            status = wait_for(lambda name=name: (found := (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {})
+                                                 .get("status", {})).get("phase") == "RolledBack" and found,
+                              timeout=30, message=f"{name} status RolledBack")
+            delays.append(removed_at - status_.seconds(status["lastAnalysis"]["at"]))
+        stop.set()
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    result = {
+        "deployments": args.deployments,
+        "interval_s": args.interval,
+        "measure_s": round(wall1 - wall0, 1),
+        "cpu_fraction": round((cpu1 - cpu0) / (wall1 - wall0), 4),
+        "rss_mib": round(rss, 1),
+        "rss_peak_mib": round(rss_peak, 1),
+        "verdict_to_rollback_s": round(max(delays), 3) if delays else None,
+        "verdict_to_rollback_samples_s": [round(delay, 3) for delay in delays],
+        "deployments_analysed": analyses,
+        "setup_s": round(setup_s, 1),
+        "api": "kmock 0.8 KubernetesEmulator (separate process)",
+        "metrics": "Prometheus 2.42 on loopback, 1 s scrape",
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'deployments':<24}{result['deployments']}")
+    print(f"{'interval_s':<24}{result['interval_s']}")
+    print(f"{'cpu_fraction':<24}{result['cpu_fraction']:.3f}  (budget 0.25)")
+    print(f"{'rss_mib':<24}{result['rss_mib']:.1f}  (peak {result['rss_peak_mib']:.1f}; budget 300)")
+    print(f"{'verdict_to_rollback_s':<24}{result['verdict_to_rollback_s']}  (budget 2.0)")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Serving load benchmark: N concurrent streaming clients against `specops serve` with the demo pair.
+
+    .venv/bin/python benchmarks/serving.py                       # 32 clients, 60 s per configuration
+    .venv/bin/python benchmarks/serving.py --clients 8 --seconds 10 --out /tmp/serving-smoke.json
+
+Two servers run the same pair on loopback ports: one with telemetry (Prometheus metrics, scraped
+every second as the local rollout runtime does, and request records written to SQLite) and one
+started with ``--no-telemetry``. Their measured phases alternate (``--rounds`` phases each,
+``--seconds`` in total per server) so that the machine's drift hits both alike; the idle server
+sleeps on its queue. In a phase every client sends streaming completions back to back until the
+phase ends, then the in-flight requests finish; tokens/s = completion tokens / phase wall time.
+
+TTFT is measured from sending the request to the first streamed text; ITL is the gap between
+successive streamed chunks (as vLLM's benchmark_serving counts it: with speculation one chunk can
+carry several tokens). Errors are non-200 answers, error events in a stream and transport failures.
+
+Writes ``benchmarks/results/serving-cpu.json`` (``--out``) and prints a rich table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "platform"))
+
+
+@dataclass
+class PhaseResult:
+    seconds: float = 0.0
+    requests: int = 0
+    errors: int = 0
+    tokens: int = 0
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)
+
+    def add(self, other: PhaseResult) -> None:
+        self.seconds += other.seconds
+        self.requests += other.requests
+        self.errors += other.errors
+        self.tokens += other.tokens
+        self.ttft += other.ttft
+        self.itl += other.itl
+        self.error_samples += other.error_samples[:5]
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def req_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(pair: Path, *, port: int, telemetry: bool, database_url: str, max_batch: int,
+                 max_tokens: int, adaptive: bool, log: Path) -> tuple[subprocess.Popen, float]:
+    command = [sys.executable, "-m", "specops.cli", "serve", "--pair", str(pair), "--port", str(port),
+               "--max-batch", str(max_batch), "--max-tokens", str(max_tokens),
+               "--telemetry" if telemetry else "--no-telemetry", "--adaptive" if adaptive else "--fixed-k"]
+    if telemetry:
+        command += ["--database-url", database_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
+    started = time.monotonic()
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    return process, started
+
+
+def wait_ready(port: int, process: subprocess.Popen, started: float, timeout: float = 300.0) -> float:
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server on port {port} not ready after {timeout} s")
+
+
+async def one_request(client: httpx.AsyncClient, prompt: str, *, max_tokens: int, result: PhaseResult) -> None:
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
+            "stream_options": {"include_usage": True}}
+    sent = time.perf_counter()
+    last: float | None = None
+    ttft: float | None = None
+    gaps: list[float] = []
+    tokens = 0
+    try:
+        async with client.stream("POST", "/openai/v1/completions", json=body) as response:
+            if response.status_code != 200:
+                result.errors += 1
+                result.error_samples.append(f"{response.status_code} {(await response.aread())[:200]!r}")
+                return
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                if "error" in event:
+                    result.errors += 1
+                    result.error_samples.append(str(event["error"])[:200])
+                    return
+                now = time.perf_counter()
+                if event.get("usage"):
+                    tokens = event["usage"]["completion_tokens"]
+                if event.get("choices") and event["choices"][0].get("text"):
+                    if ttft is None:
+                        ttft = now - sent
+                    else:
+                        gaps.append(now - last)
+                    last = now
+    except (httpx.HTTPError, json.JSONDecodeError) as error:
+        result.errors += 1
+        result.error_samples.append(repr(error)[:200])
+        return
+    result.requests += 1
+    result.tokens += tokens
+    if ttft is not None:
+        result.ttft.append(ttft)
+    result.itl += gaps
+
+
+async def run_phase(port: int, prompts: list[str], *, clients: int, seconds: float, max_tokens: int,
+                    scrape: bool) -> PhaseResult:
+    result = PhaseResult()
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300, limits=limits) as client:
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def worker(index: int) -> None:
+            n = index
+            while time.perf_counter() < deadline:
+                await one_request(client, prompts[n % len(prompts)], max_tokens=max_tokens, result=result)
+                n += clients
+
+        async def scraper() -> None:
+            while time.perf_counter() < deadline:
+                await client.get("/metrics")
+                await asyncio.sleep(1.0)
+
+        tasks = [asyncio.create_task(worker(i)) for i in range(clients)]
+        if scrape:
+            tasks.append(asyncio.create_task(scraper()))
+        await asyncio.gather(*tasks)
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def demo_pair_and_prompts(count: int, tokens: int) -> tuple[Path, list[str], str]:
+    from specops.pairs import demo
+
+    pairs = demo.train_demo_pairs(progress=True)
+    return pairs.root, demo.demo_prompts(count, tokens), "demo pair (specops.pairs.demo, cached)"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs (shared), {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per configuration")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating phases per configuration")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--adaptive", action="store_true",
+                        help="adaptive draft length (default: fixed k, so both servers do the same work)")
+    parser.add_argument("--warmup-seconds", type=float, default=5.0)
+    parser.add_argument("--pair", type=Path, default=None, help="pair folder (default: the demo pair)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving-cpu.json")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if args.pair is None:
+        pair, prompts, pair_label = demo_pair_and_prompts(256, args.prompt_tokens)
+    else:
+        from specops.pairs import demo
+
+        pair, prompts, pair_label = args.pair, demo.demo_prompts(256, args.prompt_tokens), str(args.pair)
+
+    workdir = Path(tempfile.mkdtemp(prefix="specops-serving-bench-"))
+    database_url = f"sqlite:///{workdir / 'records.db'}"
+    ports = {"on": free_port(), "off": free_port()}
+    servers = {}
+    for name, telemetry in (("on", True), ("off", False)):
+        servers[name] = start_server(pair, port=ports[name], telemetry=telemetry, database_url=database_url,
+                                     max_batch=args.max_batch, max_tokens=max(args.max_tokens, 16),
+                                     adaptive=args.adaptive,
+                                     log=workdir / f"server-{name}.log")
+    try:
+        ready = {name: wait_ready(ports[name], *servers[name]) for name in servers}
+        console.print(f"servers ready in {ready['on']:.1f} s / {ready['off']:.1f} s (started together)")
+        for name in ("on", "off"):
+            asyncio.run(run_phase(ports[name], prompts, clients=args.clients, seconds=args.warmup_seconds,
+                                  max_tokens=args.max_tokens, scrape=False))
+        totals = {"on": PhaseResult(), "off": PhaseResult()}
+        phase_seconds = args.seconds / args.rounds
+        for round_index in range(args.rounds):
+            order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
+            for name in order:
+                phase = asyncio.run(run_phase(ports[name], prompts, clients=args.clients, seconds=phase_seconds,
+                                              max_tokens=args.max_tokens, scrape=name == "on"))
+                totals[name].add(phase)
+                console.print(f"round {round_index + 1} telemetry {name:>3}: {phase.tok_s:8.1f} tok/s "
+                              f"{phase.req_s:6.2f} req/s errors {phase.errors}")
+    finally:
+        for process, _ in servers.values():
+            process.send_signal(signal.SIGTERM)
+        for process, _ in servers.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    records_written = _count_records(workdir / "records.db")  # after SIGTERM flushed the writer
+    on, off = totals["on"], totals["off"]
+    overhead = 1.0 - on.tok_s / off.tok_s if off.tok_s else float("nan")
+    result = {
+        "clients": args.clients,
+        "seconds": round(on.seconds, 2),
+        "requests": on.requests,
+        "errors": on.errors + off.errors,
+        "tok_s": round(on.tok_s, 2),
+        "req_s": round(on.req_s, 3),
+        "ttft_p50_s": round(quantile(on.ttft, 0.5), 4),
+        "ttft_p99_s": round(quantile(on.ttft, 0.99), 4),
+        "itl_p50_s": round(quantile(on.itl, 0.5), 4),
+        "itl_p99_s": round(quantile(on.itl, 0.99), 4),
+        "tok_s_without_telemetry": round(off.tok_s, 2),
+        "overhead_fraction": round(overhead, 4),
+        "requests_without_telemetry": off.requests,
+        "errors_without_telemetry": off.errors,
+        "records_written": records_written,
+        "rounds": args.rounds,
+        "max_tokens": args.max_tokens,
+        "prompt_tokens_approx": args.prompt_tokens,
+        "max_batch": args.max_batch,
+        "adaptive_draft_length": args.adaptive,
+        "ready_s": round(ready["on"], 2),
+        "pair": pair_label,
+        "machine": machine(),
+        "python": platform.python_version(),
+        "notes": "telemetry on = metrics scraped every 1 s + request records to SQLite; both servers on one "
+                 "machine, measured phases alternate; greedy, ignore_eos, streaming",
+        "error_samples": (on.error_samples + off.error_samples)[:5],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    table = Table(title=f"specops serve, {args.clients} streaming clients, {pair_label}")
+    table.add_column("telemetry")
+    for column in ("seconds", "requests", "errors", "tok/s", "req/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99"):
+        table.add_column(column, justify="right")
+    for name, phase in (("on", on), ("off", off)):
+        table.add_row(name, f"{phase.seconds:.1f}", str(phase.requests), str(phase.errors), f"{phase.tok_s:.1f}",
+                      f"{phase.req_s:.2f}", f"{quantile(phase.ttft, 0.5) * 1000:.0f} ms",
+                      f"{quantile(phase.ttft, 0.99) * 1000:.0f} ms", f"{quantile(phase.itl, 0.5) * 1000:.1f} ms",
+                      f"{quantile(phase.itl, 0.99) * 1000:.1f} ms")
+    console.print(table)
+    console.print(f"telemetry overhead: {overhead * 100:.2f} % of tokens/s; records written: {records_written}; "
+                  f"machine: {result['machine']}; wrote {args.out}")
+
+
+def _count_records(path: Path) -> int:
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    try:
+        return int(sqlite3.connect(path).execute("select count(*) from request_records").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+if __name__ == "__main__":
+    main()
