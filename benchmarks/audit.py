@@ -114,8 +114,7 @@ def run(backend: str, processes: int, appends: int, verify_events: int, workdir:
         context = multiprocessing.get_context("spawn")
         ready, start = context.Semaphore(0), context.Event()
         workers = [
-            context.Process(target=_append_worker, args=(url, n, per_process, ready, start))
-            for n in range(processes)
+            context.Process(target=_append_worker, args=(url, n, per_process, ready, start)) for n in range(processes)
         ]
         for worker in workers:
             worker.start()
@@ -159,6 +158,7 @@ def run(backend: str, processes: int, appends: int, verify_events: int, workdir:
             "machine": {
                 "cpu": _cpu_name(),
                 "cores": os.cpu_count(),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
                 "python": platform.python_version(),
                 "system": platform.platform(),
             },
@@ -198,7 +198,13 @@ def main() -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in (
-        "processes", "appends", "lost", "appends_per_s", "chain_ok", "verify_events", "verify_seconds",
+        "processes",
+        "appends",
+        "lost",
+        "appends_per_s",
+        "chain_ok",
+        "verify_events",
+        "verify_seconds",
         "verify_cli_seconds",
     ):
         table.add_row(key, str(result[key]))

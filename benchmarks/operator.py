@@ -144,6 +144,25 @@ def body(name: str, *, pair: str, interval: float, min_tokens: int) -> dict[str,
     }
 
 
+def promoted_state(client: Any, name: str, *, pair: str, interval: float, min_tokens: int) -> None:
+    """Create a deployment whose status says version 1 is promoted, wanting version 2, with v1 Ready."""
+    from specops.rollout.model import Phase, RolloutState
+    from specops_operator import builders, kube, spec
+    from specops_operator import status as status_
+
+    manifest = body(name, pair=pair, interval=interval, min_tokens=min_tokens)
+    manifest["spec"]["pair"]["version"] = "2"
+    state = RolloutState(deployment=f"{NAMESPACE}/{name}", pair=pair, stable_version="1", phase=Phase.PROMOTED,
+                         promoted_at=time.time())
+    manifest["status"] = status_.render(state, revision=1, conditions=[], previous=None)
+    client.create(kube.DEPLOYMENTS, NAMESPACE, manifest)
+    owner = builders.Owner(name=name, namespace=NAMESPACE, uid=manifest["metadata"]["uid"])
+    isvc = builders.inference_service(owner=owner, spec=spec.parse(manifest["spec"]), version="1", role="stable",
+                                      source=builders.PairSource(storage_uri=f"s3://pairs/{pair}/1"))
+    isvc["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    client.create(kube.INFERENCE_SERVICES, NAMESPACE, isvc)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, default=200)
@@ -166,7 +185,7 @@ def main() -> int:
     return run(args)
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0915 - one linear script
+def run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from specops.telemetry import metrics
@@ -218,14 +237,14 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915 - one linear script
 
         threading.Thread(target=feed, daemon=True).start()
 
+        # The cluster as a restarted operator finds it: version 1 promoted and serving (state in status),
+        # version 2 wanted. The operator starts each canary from status; the script plays KServe.
+        started = time.monotonic()
+        for name in names:
+            promoted_state(client, name, pair=f"pair-{name}", interval=args.interval, min_tokens=10**9)
         operator = subprocess.Popen([sys.executable, __file__, "--role", "operator", "--api", api_url,
                                      "--prometheus", prometheus_url, "--audit-db", str(workdir / "audit.db")])
         children.append(operator)
-
-        started = time.monotonic()
-        for name in names:
-            client.create(kube.DEPLOYMENTS, NAMESPACE, body(name, pair=f"pair-{name}", interval=args.interval,
-                                                            min_tokens=10**9))
 
         def mark_ready(isvc: str) -> bool:
             if client.get(kube.INFERENCE_SERVICES, NAMESPACE, isvc) is None:
@@ -234,16 +253,17 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0915 - one linear script
                                 {"conditions": [{"type": "Ready", "status": "True"}]})
             return True
 
-        for name in names:
-            wait_for(lambda name=name: mark_ready(f"{name}-v1"), timeout=120, message=f"{name}-v1")
-        wait_for(lambda: all((client.get(kube.DEPLOYMENTS, NAMESPACE, n) or {}).get("status", {}).get("phase")
-                             == "Promoted" for n in names), timeout=180, message="all promoted")
-        for name in names:
-            client.patch(kube.DEPLOYMENTS, NAMESPACE, name, {"spec": {"pair": {"version": "2"}}})
-        for name in names:
-            wait_for(lambda name=name: mark_ready(f"{name}-v2"), timeout=120, message=f"{name}-v2")
-        wait_for(lambda: all((client.get(kube.DEPLOYMENTS, NAMESPACE, n) or {}).get("status", {}).get("lastAnalysis")
-                             for n in names), timeout=180 + 2 * args.interval, message="all analysing")
+        def all_ready() -> bool:
+            items = client.list(kube.INFERENCE_SERVICES, NAMESPACE)
+            pending = [item for item in items if not (item.get("status") or {}).get("conditions")]
+            for item in pending:
+                mark_ready(item["metadata"]["name"])
+            return not pending and len(items) >= 2 * len(names)
+
+        wait_for(all_ready, timeout=900, interval=1.0, message="every canary InferenceService")
+        wait_for(lambda: all((item.get("status") or {}).get("lastAnalysis")
+                             for item in client.list(kube.DEPLOYMENTS, NAMESPACE)),
+                 timeout=900, interval=1.0, message="every deployment analysing")
         setup_s = time.monotonic() - started
         print(f"{len(names)} deployments progressing after {setup_s:.1f}s; measuring {args.measure:.0f}s ...")
 

@@ -23,7 +23,6 @@ def build_runtime(*, prometheus_url: str):  # type: ignore[no-untyped-def]
     from specops.governance.audit import AuditLog
     from specops.governance.store import open_store
     from specops.settings import Settings
-
     from specops_operator import kube, reconcile
     from specops_operator.registry import RegistryAliases
 

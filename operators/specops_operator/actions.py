@@ -13,7 +13,6 @@ from typing import Any
 
 from specops.errors import InvalidInput, NotFound
 from specops.rollout.model import ManualAction
-
 from specops_operator import constants
 
 

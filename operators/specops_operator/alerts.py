@@ -16,7 +16,6 @@ from dataclasses import asdict
 from typing import Any
 
 from specops.rollout.model import Alert, Role
-
 from specops_operator import constants
 
 

@@ -168,4 +168,4 @@ def _count(value: float | None) -> int:
     """A counter increase as an int; NaN/None (no series) is 0."""
     if value is None or not math.isfinite(value) or value < 0:
         return 0
-    return int(round(value))
+    return round(value)

@@ -30,7 +30,6 @@ from specops.errors import InvalidInput, NotFound, SpecOpsError
 from specops.rollout import controller as rollout_controller
 from specops.rollout.model import Alert, Decision, ManualAction, Phase, Role, RolloutState
 from specops.rollout.ports import AuditTrail
-
 from specops_operator import builders, constants, kube
 from specops_operator import status as status_
 from specops_operator.metrics import MetricsUnavailable, PrometheusMetrics
@@ -212,6 +211,11 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
             canary = backend.serving_names(state0).get(Role.CANARY.value, "")
             if ready(view.namespace, canary):
                 acted = "analysis"
+                # Fetch the window first (one query, cached by the metrics adapter), so that ``now`` — the
+                # verdict's time in status — is when the data was in hand, not before the round trip.
+                for role, version in sides.items():
+                    metrics.window(role=role, version=version, seconds=spec.policy.analysis_interval_s)
+                now = runtime.clock()
                 decision = control.tick(now=now)
                 ticked_at = now
                 analysed_at = now
@@ -245,7 +249,7 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     stable_name = backend.serving_names(state).get(Role.STABLE.value)
     if stable_name and not ready(view.namespace, stable_name) and not problems:
         problems.append(("WaitingForInferenceService", f"InferenceService {stable_name} is not Ready"))
-    conditions = [_ready_condition(problems, state)] + status_.phase_conditions(state)
+    conditions = [_ready_condition(problems, state), *status_.phase_conditions(state)]
     if any(reason in ("MetricsUnavailable", "ApplyFailed") for reason, _ in problems):
         conditions[-1] = status_.condition("Degraded", True, problems[0][0], problems[0][1])
     if problems:
@@ -337,7 +341,9 @@ def _pending_action(annotations: dict[str, str], current: dict[str, Any] | None)
     return action.strip().lower(), action_id
 
 
-def _pending_alerts(annotations: dict[str, str], current: dict[str, Any] | None) -> tuple[tuple[Alert, ...] | None, str]:
+def _pending_alerts(
+    annotations: dict[str, str], current: dict[str, Any] | None
+) -> tuple[tuple[Alert, ...] | None, str]:
     from specops_operator import alerts as alerts_
 
     raw = annotations.get(constants.ALERTS_ANNOTATION)

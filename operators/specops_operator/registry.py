@@ -11,7 +11,6 @@ import threading
 from typing import Any, Protocol
 
 from specops.errors import NotFound
-
 from specops_operator.builders import PairSource
 
 TAG_PROPOSER = "pair.proposer"

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from specops.rollout.model import Phase, Role, RolloutState
-
 from specops_operator import builders, constants, kube
 from specops_operator.spec import DeploymentSpec
 
@@ -94,10 +93,12 @@ class KServeBackend:
             })
         else:
             if restore is not None:
-                if self.client.get(kube.INFERENCE_SERVICES, self.owner.namespace, self._name(restore)) is None:
-                    self._apply_isvc(restore, Role.STABLE, canary_percent=None)
+                # Traffic first: the route is what makes the rollback effective.
                 self.stable_version, self.canary_version = restore, None
                 self._apply_route(canary_weight=0)
+                if self.prior.phase is Phase.PROMOTED and self.client.get(
+                        kube.INFERENCE_SERVICES, self.owner.namespace, self._name(restore)) is None:
+                    self._apply_isvc(restore, Role.STABLE, canary_percent=None)  # retired after the bake
             if retire is not None and retire != restore:
                 self.client.delete(kube.INFERENCE_SERVICES, self.owner.namespace, self._name(retire))
         self.stable_version, self.canary_version = restore, None
@@ -195,7 +196,9 @@ class KServeBackend:
 
     def _apply_route(self, *, canary_weight: int) -> None:
         manifest = self._route(canary_weight=canary_weight)
-        if self.client.get(kube.HTTP_ROUTES, self.owner.namespace, self.owner.name) is None:
-            self.client.create(kube.HTTP_ROUTES, self.owner.namespace, manifest)
-        else:
+        try:
             self.client.patch(kube.HTTP_ROUTES, self.owner.namespace, self.owner.name, {"spec": manifest["spec"]})
+        except kube.ApiException as error:
+            if error.status != 404:
+                raise
+            self.client.create(kube.HTTP_ROUTES, self.owner.namespace, manifest)

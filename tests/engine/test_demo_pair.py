@@ -23,8 +23,13 @@ def pair():
     for prompt in prompts:
         ids = torch.tensor([prompt])
         with torch.no_grad():
-            out = target.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
-                                  do_sample=False, pad_token_id=engine.tokenizer.pad_token_id)
+            out = target.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                pad_token_id=engine.tokenizer.pad_token_id,
+            )
         reference.append(out[0, len(prompt) :].tolist())
     return pairs, engine, prompts, reference
 
@@ -32,11 +37,14 @@ def pair():
 @pytest.mark.parametrize("batch", [1, 4], ids=["batch1", "batch4-ragged"])
 @pytest.mark.parametrize("proposer", ["draft", "prompt_lookup"])
 def test_the_demo_pair_decodes_exactly_as_its_target(pair, proposer, batch):
-    pairs, draft_engine, prompts, reference = pair
+    _pairs, draft_engine, prompts, reference = pair
     engine = draft_engine
     if proposer == "prompt_lookup":
-        engine = SpeculativeEngine(draft_engine.target.model, draft_engine.tokenizer,
-                                   config=SpeculationConfig(proposer="prompt_lookup", num_speculative_tokens=4))
+        engine = SpeculativeEngine(
+            draft_engine.target.model,
+            draft_engine.tokenizer,
+            config=SpeculationConfig(proposer="prompt_lookup", num_speculative_tokens=4),
+        )
     chosen = prompts[:batch]
     results = engine.generate(chosen, [SamplingParams(max_new_tokens=NEW_TOKENS)] * batch)
     for result, expected in zip(results, reference[:batch], strict=True):

@@ -69,9 +69,10 @@ def test_self_draft_accepts_everything_and_earns_a_bonus_per_draft(target, token
     stats = result.stats
     assert result.token_ids == _reference(tuple(PROMPTS[0]))[:21]
     assert stats.acceptance_rate == 1.0
-    assert stats.num_drafts == 4 and stats.num_draft_tokens == 4 * 4  # 4 steps of 5 tokens, then 1 plain
-    assert stats.num_bonus_tokens == 4
-    assert stats.num_accepted_per_position == [4, 4, 4, 4]
+    # 4 steps of 5 tokens, then a 5th whose block is cut to the one token left in the budget
+    assert stats.num_drafts == 5 and stats.num_draft_tokens == 5 * 4
+    assert stats.num_bonus_tokens == 5
+    assert stats.num_accepted_per_position == [5, 5, 5, 5]
     assert stats.mean_accepted_length == 5.0
     assert stats.num_steps == 5
 
@@ -80,5 +81,15 @@ def test_attending_over_the_whole_cache_as_cuda_graphs_do_changes_nothing(target
     engine = _engine(target, tokenizer, near_draft, "draft", 3)
     engine.target.attend_capacity = True
     engine.proposer.runner.attend_capacity = True
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
+    assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
+
+
+def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer):
+    engine = _engine(target, tokenizer, near_draft, "draft", 3)
+    for runner in (engine.target, engine.proposer.runner):
+        runner.attend_capacity = True
+        runner.fuse()
+    assert engine.target.fused is not None
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from collections.abc import Callable
 
@@ -45,7 +46,7 @@ def test_appended_events_form_an_intact_chain(store: Store) -> None:
     events = log.events()
     assert [event.seq for event in events] == [1, 2, 3, 4, 5, 6]
     assert events[0].prev_hash == "0" * 64
-    assert all(later.prev_hash == earlier.hash for earlier, later in zip(events, events[1:], strict=False))
+    assert all(later.prev_hash == earlier.hash for earlier, later in itertools.pairwise(events))
 
 
 def test_events_can_be_filtered_by_subject_and_limited(store: Store) -> None:
@@ -61,9 +62,7 @@ def test_an_empty_log_verifies(store: Store) -> None:
 
 
 def test_the_payload_is_stored_as_canonical_json(store: Store) -> None:
-    event = audit.AuditLog(store).append(
-        actor="a", action="b", subject="c", payload={"z": 1, "a": "é", "m": [1, 2]}
-    )
+    event = audit.AuditLog(store).append(actor="a", action="b", subject="c", payload={"z": 1, "a": "é", "m": [1, 2]})
     assert event.payload == '{"a":"é","m":[1,2],"z":1}'
 
 

@@ -47,3 +47,32 @@ def test_opening_twice_is_a_no_op(database_url: str) -> None:
         heads = conn.exec_driver_sql("SELECT count(*) FROM audit_chain_head").scalar_one()
     reopened.dispose()
     assert heads == 1
+
+
+def _open_and_close(url: str) -> None:
+    store_module.open_store(url).dispose()
+
+
+def test_several_processes_opening_a_fresh_store_at_once_all_succeed(database_url: str) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_open_and_close, args=(database_url,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+
+
+def test_a_store_from_a_newer_schema_is_refused_with_one_line(database_url: str) -> None:
+    import pytest
+
+    from specops.errors import StoreUnavailable
+
+    opened = store_module.open_store(database_url)
+    with opened.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    opened.dispose()
+    with pytest.raises(StoreUnavailable, match="newer SpecOps"):
+        store_module.open_store(database_url)

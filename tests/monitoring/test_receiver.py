@@ -132,3 +132,18 @@ def test_garbage_is_a_422_not_a_crash(client: TestClient) -> None:
 def test_an_empty_token_is_refused_at_construction(sink: Sink) -> None:
     with pytest.raises(ValueError, match="non-empty bearer token"):
         receiver.create_app(token="", sink=sink)
+
+
+def test_metrics_also_serve_the_drift_gauge_files(tmp_path, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+    from specops.monitoring import drift
+
+    gauges = drift.DriftGauges()
+    result = drift.DriftResult(drifted=True, drift_share=0.5, drifted_share=0.6, reference_rows=100, current_rows=100,
+                               columns=(drift.ColumnDrift("prompt", "Percentile text content drift", 0.99, "roc_auc",
+                                                          0.95, True),))
+    gauges.publish(result, deployment="chat", version="2", at=1.0)
+    gauges.write(tmp_path / "drift-chat.prom")
+    client = TestClient(receiver.create_app(token=TOKEN, sink=sink, textfile_dir=tmp_path))
+    text = client.get("/metrics").text
+    assert 'specops_drift_detected{deployment="chat",pair_version="2"} 1.0' in text
+    assert "specops_alert_receiver_unauthorized_total 0.0" in text

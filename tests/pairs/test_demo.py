@@ -148,6 +148,12 @@ def test_demo_prompts_are_repeatable_slices_of_held_out_files():
     assert all(len(prompt) <= 48 * demo.CHARS_PER_TOKEN for prompt in prompts)
 
 
+def test_demo_prompts_have_exactly_the_tokens_asked_of_a_given_tokenizer(tiny_pairs):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_pairs.target))
+    prompts = demo.demo_prompts(8, 20, tokenizer=tokenizer)
+    assert [len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for prompt in prompts] == [20] * 8
+
+
 def test_demo_prompts_refuse_nonsense_sizes():
     with pytest.raises(InvalidInput):
         demo.demo_prompts(3, 0)

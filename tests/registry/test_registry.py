@@ -151,7 +151,11 @@ def test_move_alias_writes_an_audit_event(registry, registered, log, clean_alias
     (event,) = log.events("tiny@production")
     assert event.action == "alias.set"
     assert json.loads(event.payload) == {
-        "alias": "production", "pair": "tiny", "previous": None, "reason": "first release", "version": "1",
+        "alias": "production",
+        "pair": "tiny",
+        "previous": None,
+        "reason": "first release",
+        "version": "1",
     }
 
 

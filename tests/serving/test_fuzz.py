@@ -7,13 +7,15 @@ does not run under pytest 9, so the operations are driven here directly.)
 
 from __future__ import annotations
 
+import os
+
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from tests.serving.scrape import value
 
 LABELS = {"model_name": "tiny-pair", "pair_version": "3", "role": "stable"}
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = int(os.environ.get("SPECOPS_FUZZ_EXAMPLES", "40"))
 
 
 def fuzz(operation, base_url: str, server_errors: list[str]) -> None:

@@ -170,3 +170,33 @@ def test_acceptance_metrics_follow_vllm_meaning(twin) -> None:
     assert body["speculation"]["mean_accepted_length"] == 1 + accepted / drafts
     assert delta("specops_request_acceptance_rate_sum") == 1.0
     assert delta("specops_request_mean_accepted_length_sum") == body["speculation"]["mean_accepted_length"]
+
+
+def test_a_stop_string_ends_the_text_before_it(twin) -> None:
+    request = {"prompt": "import os\n", "max_tokens": 16, "temperature": 0, "ignore_eos": True}
+    with twin.client() as client:
+        full = client.post("/openai/v1/completions", json=request).json()["choices"][0]["text"]
+        stop = full[len(full) // 2: len(full) // 2 + 2]
+        assert stop, full
+        cut = client.post("/openai/v1/completions", json={**request, "stop": [stop]}).json()["choices"][0]
+        with client.stream("POST", "/openai/v1/completions",
+                           json={**request, "stop": stop, "stream": True}) as response:
+            streamed = "".join(e["choices"][0]["text"] for e in sse_events(response)
+                               if isinstance(e, dict) and e["choices"])
+    assert cut["text"] == full[: full.index(stop)]
+    assert cut["finish_reason"] == "stop"
+    assert streamed == cut["text"]
+
+
+def test_a_request_filling_the_whole_context_is_served(twin) -> None:
+    runtime = twin.runtime
+    limit = runtime.context_limit
+    prompt = list(range(5, 5 + limit - 8))
+    with twin.client() as client:
+        response = client.post("/openai/v1/completions",
+                               json={"prompt": prompt, "max_tokens": 8, "ignore_eos": True, "temperature": 0})
+        assert response.status_code == 200, response.text
+        assert response.json()["usage"]["completion_tokens"] == 8
+        over = client.post("/openai/v1/completions", json={"prompt": prompt, "max_tokens": 9})
+        assert over.status_code == 400
+        assert over.json()["error"]["code"] == "context_length_exceeded"

@@ -34,9 +34,7 @@ def verify(database_url: DatabaseUrl = None) -> None:
     verdict = audit.AuditLog(_open(database_url)).verify()
     if not verdict.ok:
         where = f"first bad record id {verdict.first_bad_id}" if verdict.first_bad_id is not None else "chain head"
-        raise AuditChainBroken(
-            f"audit chain broken ({where}): {verdict.reason}; {verdict.events} events read"
-        )
+        raise AuditChainBroken(f"audit chain broken ({where}): {verdict.reason}; {verdict.events} events read")
     Console().print(
         f"[green]audit chain intact[/green]: {verdict.events} events verified in {verdict.seconds:.2f} s",
         highlight=False,

@@ -46,11 +46,15 @@ def train_demo(
     console.print(table)
     seconds = report.seconds
     trained = (
-        f"tokenizer {seconds['tokenizer']:.1f} s + target {seconds['target']:.1f} s + draft {seconds['draft']:.1f} s"
-        f" = {report.target_and_draft_seconds:.1f} s; mismatched draft {seconds['draft_mismatched']:.1f} s"
+        f"tokenizer {seconds['tokenizer']:.1f} s, then side by side: target {seconds['target']:.1f} s | "
+        f"draft {seconds['draft']:.1f} s + mismatched draft {seconds['draft_mismatched']:.1f} s; "
+        f"target and draft ready after {report.target_and_draft_seconds:.1f} s, "
+        f"all done after {report.total_seconds:.1f} s"
     )
     if pairs.from_cache:
-        console.print(f"from cache {report.recipe_hash} in {elapsed:.1f} s (when trained: {trained})", highlight=False)
+        console.print(
+            f"taken from cache {report.recipe_hash} in {elapsed:.1f} s; when trained: {trained}", highlight=False
+        )
     else:
         console.print(f"trained in {elapsed:.1f} s ({trained}); cached as {report.recipe_hash}", highlight=False)
     console.print(f"target {report.num_parameters[demo.TARGET_DIR]:,} parameters: {pairs.target}", highlight=False)

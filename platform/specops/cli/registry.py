@@ -256,9 +256,7 @@ def approve(
 
         raise Conflict(f"{name} version {item.version} did not pass qualification: it cannot be approved")
     record = approvals.approve(store.open_store(settings.database_url), name, item.version, by=by, note=note)
-    Console().print(
-        f"[green]approved[/green] {name} version {record.version} by {record.approved_by}", highlight=False
-    )
+    Console().print(f"[green]approved[/green] {name} version {record.version} by {record.approved_by}", highlight=False)
 
 
 def install(app: typer.Typer) -> None:

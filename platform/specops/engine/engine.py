@@ -128,8 +128,7 @@ class SpeculativeEngine:
             return []
         batch_size = len(prompts)
         budgets = [min(p.max_new_tokens, self.max_context - len(t)) for p, t in zip(params, prompts, strict=True)]
-        max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
-        capacity = max(map(len, prompts)) + max(budgets) + 2 * (max_k + 1) + 16
+        capacity = self._capacity(max(len(p) + b for p, b in zip(prompts, budgets, strict=True)))
         batch = SequenceBatch(
             tokens=[list(p) for p in prompts],
             active=[True] * batch_size,
@@ -158,7 +157,8 @@ class SpeculativeEngine:
             num_tokens = [
                 min(
                     controller.choose(row, cap, self.governor.cost_ratio),
-                    budgets[row] - len(results[row].token_ids) - 1,
+                    # drafts stay inside the context; past the budget they are merely cut
+                    self.max_context - len(batch.tokens[row]),
                 )
                 if active and speculative
                 else 0
@@ -229,6 +229,39 @@ class SpeculativeEngine:
                 )
             step += 1
         return results
+
+    def _capacity(self, max_tokens: int) -> int:
+        """KV slots per sequence: the longest sequence plus room for one step's holes, rounded up
+        so that calls of similar sizes share caches (and their CUDA graphs)."""
+        max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
+        return -(-(max_tokens + 2 * (max_k + 1) + 16) // 128) * 128
+
+    @torch.inference_mode()
+    def warm_up(self, batch_sizes: Sequence[int], *, max_tokens: int) -> None:
+        """Capture the CUDA graphs of every step shape up front (no-op without graphs).
+
+        max_tokens: the longest prompt + max_new_tokens the calls will use (sizes the caches).
+        """
+        if not self.target.use_graphs:
+            return
+        capacity = self._capacity(max_tokens)
+        max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
+        for batch_size in batch_sizes:
+            ones = torch.ones(batch_size, max_k + 2, dtype=torch.bool, device=self.device)
+            zeros = torch.zeros(batch_size, max_k + 2, dtype=torch.long, device=self.device)
+            cache = self.target.cache(batch_size, capacity)
+            for q in range(1, max_k + 2):
+                self.target.forward(cache, zeros[:, :q], ones[:, :q])
+                cache.reset()
+            if isinstance(self.proposer, DraftModelProposer):
+                runner = self.proposer.runner
+                draft_cache = runner.cache(batch_size, capacity)
+                for first_round in (1, 2):
+                    for rounds in range(1, max_k + 1):
+                        runner.greedy_rounds(
+                            draft_cache, zeros[:, :first_round], ones[:, :first_round], ones[:, 0], rounds
+                        )
+                        draft_cache.reset()
 
     def _verify_step(
         self, batch: SequenceBatch, cache: object, proposal: Proposal

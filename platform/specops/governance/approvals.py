@@ -60,9 +60,7 @@ def set_approval_policy(store: Store, *, required: bool, actor: str) -> None:
         ).rowcount
         if not updated:
             conn.execute(
-                sa.insert(table).values(
-                    key=REQUIRE_APPROVAL, value=value, updated_by=actor, updated_at=models.utcnow()
-                )
+                sa.insert(table).values(key=REQUIRE_APPROVAL, value=value, updated_by=actor, updated_at=models.utcnow())
             )
         audit.append_with(
             conn, actor=actor, action="policy.set", subject="policy:" + REQUIRE_APPROVAL, payload={"value": value}

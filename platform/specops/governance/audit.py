@@ -57,9 +57,7 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_hash(
-    prev_hash: str, *, seq: int, time: str, actor: str, action: str, subject: str, payload: str
-) -> str:
+def event_hash(prev_hash: str, *, seq: int, time: str, actor: str, action: str, subject: str, payload: str) -> str:
     """The hash of one event given its predecessor's hash (``payload`` is canonical JSON text)."""
     body = canonical_json(
         {"action": action, "actor": actor, "payload": payload, "seq": seq, "subject": subject, "time": time}
@@ -98,6 +96,10 @@ class AuditLog:
     ) -> models.AuditEvent:
         """Append one event in its own transaction and return it (detached)."""
         try:
+            if self.store.dialect == "postgresql":  # one statement, atomic by itself: no BEGIN round trip
+                with self.store.engine.connect() as conn:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return append_with(conn, actor=actor, action=action, subject=subject, payload=payload)
             with self.store.write_connection() as conn:
                 return append_with(conn, actor=actor, action=action, subject=subject, payload=payload)
         except exc.OperationalError as error:
@@ -164,17 +166,15 @@ def append_with(
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(f"audit event {field} must be a non-empty string")
     payload_text = canonical_json(payload or {})
-    query = sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1)
+    now = datetime.now(UTC)
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    head = conn.execute(query).one_or_none()
+        return _append_postgresql(conn, now=now, actor=actor, action=action, subject=subject, payload=payload_text)
+    head = conn.execute(sa.select(_head.c.seq, _head.c.hash).where(_head.c.id == 1)).one_or_none()
     if head is None:
         raise StoreUnavailable("the audit chain head is missing: run `specops audit verify`")
     seq = int(head.seq) + 1
-    now = datetime.now(UTC)
-    time_text = format_time(now)
     digest = event_hash(
-        head.hash, seq=seq, time=time_text, actor=actor, action=action, subject=subject, payload=payload_text
+        head.hash, seq=seq, time=format_time(now), actor=actor, action=action, subject=subject, payload=payload_text
     )
     values = {
         "seq": seq,
@@ -189,6 +189,74 @@ def append_with(
     event_id = conn.execute(sa.insert(_events).values(**values).returning(_events.c.id)).scalar_one()
     conn.execute(sa.update(_head).where(_head.c.id == 1).values(seq=seq, hash=digest))
     return models.AuditEvent(id=event_id, **values)
+
+
+_SEQ_SENTINEL = -7_351_946_208_113
+"""Stands in for ``seq`` while the hashed body is built; cannot occur unescaped anywhere else in it."""
+
+# One round trip on PostgreSQL: lock the head row, hash in the server, move the head, insert the event.
+# The body's text is built here (canonical JSON around the seq, which only the server knows) and hashed
+# by the server's sha256(); ``verify`` recomputes the same bytes in Python.
+_APPEND_POSTGRESQL = sa.text(
+    """
+    WITH head AS (
+        SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE
+    ), next AS (
+        SELECT seq + 1 AS seq,
+               hash AS prev_hash,
+               encode(sha256(convert_to(hash || :body_prefix || (seq + 1)::text || :body_suffix, 'UTF8')), 'hex')
+                   AS hash
+        FROM head
+    ), moved AS (
+        UPDATE audit_chain_head SET seq = next.seq, hash = next.hash FROM next WHERE audit_chain_head.id = 1
+    )
+    INSERT INTO audit_events (seq, time, actor, action, subject, payload, prev_hash, hash)
+    SELECT next.seq, :time, :actor, :action, :subject, :payload, next.prev_hash, next.hash FROM next
+    RETURNING id, seq, prev_hash, hash
+    """
+)
+
+
+def _append_postgresql(
+    conn: Connection, *, now: datetime, actor: str, action: str, subject: str, payload: str
+) -> models.AuditEvent:
+    body = canonical_json(
+        {
+            "action": action,
+            "actor": actor,
+            "payload": payload,
+            "seq": _SEQ_SENTINEL,
+            "subject": subject,
+            "time": format_time(now),
+        }
+    )
+    marker = f'"seq":{_SEQ_SENTINEL}'
+    cut = body.index(marker) + len('"seq":')
+    row = conn.execute(
+        _APPEND_POSTGRESQL,
+        {
+            "body_prefix": body[:cut],
+            "body_suffix": body[cut + len(str(_SEQ_SENTINEL)) :],
+            "time": now,
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "payload": payload,
+        },
+    ).one_or_none()
+    if row is None:
+        raise StoreUnavailable("the audit chain head is missing: run `specops audit verify`")
+    return models.AuditEvent(
+        id=row.id,
+        seq=row.seq,
+        time=now,
+        actor=actor,
+        action=action,
+        subject=subject,
+        payload=payload,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 def _verify_rows(conn: Connection) -> ChainVerdict:
@@ -216,9 +284,16 @@ def _verify_rows(conn: Connection) -> ChainVerdict:
         count += 1
         if seq != expected_seq:
             kind = "missing" if seq > expected_seq else "duplicated"
-            return _broken(count, row_id, seq, f"seq {seq} where {expected_seq} was expected ({kind} or reordered events)")
+            return _broken(
+                count, row_id, seq, f"seq {seq} where {expected_seq} was expected ({kind} or reordered events)"
+            )
         if stored_prev != prev_hash:
-            return _broken(count, row_id, seq, "prev_hash does not match the previous event's hash (deleted, inserted or reordered)")
+            return _broken(
+                count,
+                row_id,
+                seq,
+                "prev_hash does not match the previous event's hash (deleted, inserted or reordered)",
+            )
         body = dumps(
             {
                 "action": action,

@@ -10,7 +10,7 @@ Times are timezone-aware UTC. JSON columns hold plain dicts/lists. The audit log
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -48,7 +48,7 @@ class Base(DeclarativeBase):
     """Declarative base with a naming convention so constraint names are stable across dialects."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
 
 
 # --------------------------------------------------------------------------- pairs and versions
@@ -132,9 +132,7 @@ class Rollout(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
     deployment: Mapped[Deployment] = relationship(back_populates="rollouts")
-    analysis_runs: Mapped[list[AnalysisRun]] = relationship(
-        back_populates="rollout", cascade="all, delete-orphan"
-    )
+    analysis_runs: Mapped[list[AnalysisRun]] = relationship(back_populates="rollout", cascade="all, delete-orphan")
 
 
 class AnalysisRun(Base):
@@ -164,9 +162,7 @@ class AnalysisMeasurement(Base):
     __tablename__ = "analysis_measurements"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    analysis_run_id: Mapped[int] = mapped_column(
-        ForeignKey("analysis_runs.id", ondelete="CASCADE"), index=True
-    )
+    analysis_run_id: Mapped[int] = mapped_column(ForeignKey("analysis_runs.id", ondelete="CASCADE"), index=True)
     metric: Mapped[str] = mapped_column(String(128))  # e.g. acceptance_rate
     role: Mapped[str] = mapped_column(String(32))  # canary | production
     query: Mapped[str] = mapped_column(Text)  # PromQL, or a description of the local computation
@@ -205,9 +201,7 @@ class Alert(Base):
     __tablename__ = "alerts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int | None] = mapped_column(
-        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
-    )
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"), index=True)
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     name: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(32))  # firing | resolved

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,12 +102,8 @@ def create_engine(url: str | URL) -> Engine:
                 try:
                     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
-                    raise StoreUnavailable(
-                        f"cannot create the folder of {database}: {error.strerror}"
-                    ) from error
-            engine = sa.create_engine(
-                parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_pre_ping=False
-            )
+                    raise StoreUnavailable(f"cannot create the folder of {database}: {error.strerror}") from error
+            engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, pool_pre_ping=False)
             _install_sqlite_transactions(engine)
             return engine
         connect_args = {}
@@ -130,10 +126,8 @@ def _install_sqlite_transactions(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        try:
+        with suppress(Exception):
             cursor.execute("PRAGMA journal_mode=WAL")
-        except Exception:  # noqa: BLE001 - read-only or in-memory databases keep their journal
-            pass
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -178,6 +172,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_KEY})")
             conn.commit()
+        elif engine.dialect.name == "sqlite":
+            # Take the write lock before reading the schema version, so concurrent openers queue
+            # (a deferred reader that later writes would get SQLITE_BUSY without waiting).
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         try:
             command.upgrade(alembic_config(conn), revision)
             conn.commit()
@@ -203,10 +201,18 @@ def open_store(url: str | URL, *, migrate: bool = True) -> Store:
     Raises :class:`StoreUnavailable` when the database cannot be reached or written, and
     :class:`InvalidInput` for a URL that is not one.
     """
+    from alembic.util import CommandError
+
     engine = create_engine(url)
     try:
         if migrate:
-            upgrade(engine)
+            try:
+                upgrade(engine)
+            except CommandError as error:
+                raise StoreUnavailable(
+                    f"cannot migrate the governance store: {str(error).splitlines()[0]} "
+                    "(is it from a newer SpecOps?)"
+                ) from error
         else:
             with _unavailable_on_connect_failure(engine.url), engine.connect():
                 pass

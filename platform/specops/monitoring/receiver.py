@@ -21,9 +21,11 @@ freshly promoted version) on a page. Every step is an audit event: ``alert.recei
 from __future__ import annotations
 
 import hmac
+import threading
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from specops.monitoring import names
@@ -102,14 +105,16 @@ class ReceiverMetrics:
 
 def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
                metrics: ReceiverMetrics | None = None,
-               extra_registries: tuple[CollectorRegistry, ...] = ()) -> FastAPI:
+               extra_registries: tuple[CollectorRegistry, ...] = (), textfile_dir: Path | None = None) -> FastAPI:
     """The receiver as a FastAPI (ASGI) app.
 
     token: the bearer token Alertmanager must send (empty is refused: the receiver is never open).
     sink: called once per deployment with the alerts still firing for it.
     store: a :class:`specops.governance.store.Store` for incidents and alerts (None: not recorded).
     audit: anything with ``append(actor=, action=, subject=, payload=)`` (None: not audited).
-    extra_registries: more registries served at ``/metrics`` (e.g. the drift gauges).
+    extra_registries: more registries served at ``/metrics``.
+    textfile_dir: a folder of ``*.prom`` text files (the drift gauges ``specops drift run`` writes) served
+        at ``/metrics`` after the receiver's own counters.
     """
     if not token:
         raise ValueError("the alert receiver needs a non-empty bearer token")
@@ -117,6 +122,7 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
     app = FastAPI(title="SpecOps alert receiver", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.metrics = counters
     expected = f"Bearer {token}".encode()
+    record_lock = threading.Lock()
 
     def _audit(action: str, subject: str, payload: dict[str, Any]) -> None:
         if audit is not None:
@@ -177,57 +183,70 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
         return forwarded
 
     def _record(deployment: str, alerts: list[AlertmanagerAlert]) -> None:
+        # Notifications arrive concurrently (one per alert group): serialise them here, and take the
+        # database's write lock up front (SQLite: BEGIN IMMEDIATE) so that two receivers cannot deadlock.
+        with record_lock, store.write_connection() as connection, Session(bind=connection) as session:
+            events = _record_in(session, deployment, alerts)
+        for action, payload in events:  # audited after the commit: the audit log takes the lock itself
+            _audit(action, deployment, payload)
+
+    def _record_in(session: Session, deployment: str, alerts: list[AlertmanagerAlert]) -> list[tuple[str, dict[str, Any]]]:
         from specops.governance import models
 
-        events: list[tuple[str, dict[str, Any]]] = []  # audited after the commit (one writer at a time)
-        with store.session() as session:
-            incident = (session.query(models.Incident)
-                        .filter_by(deployment=deployment, status="open")
-                        .order_by(models.Incident.id.desc()).first())
-            opened = None
-            for alert in alerts:
-                fingerprint = alert.fingerprint or _fingerprint(alert.labels)
-                starts = _utc(alert.startsAt) or datetime.now(UTC)
-                row = (session.query(models.Alert)
-                       .filter_by(fingerprint=fingerprint, starts_at=starts).first())
-                if alert.status == "firing" and incident is None:
-                    incident = opened = models.Incident(
-                        deployment=deployment,
-                        title=f"{alert.labels.get('alertname', 'alert')} on {deployment}",
-                        severity=alert.labels.get(names.LABEL_SEVERITY, "info") or "info",
-                        summary=alert.annotations.get("summary", ""))
-                    session.add(incident)
-                    session.flush()
-                if incident is not None and alert.status == "firing" and \
-                        _rank(alert.labels.get(names.LABEL_SEVERITY, "")) > _rank(incident.severity):
-                    incident.severity = alert.labels[names.LABEL_SEVERITY]
-                if row is None:
-                    row = models.Alert(fingerprint=fingerprint, name=alert.labels.get("alertname", "unnamed"),
-                                       status=alert.status, severity=alert.labels.get(names.LABEL_SEVERITY, ""),
-                                       starts_at=starts, labels=dict(alert.labels),
-                                       annotations=dict(alert.annotations))
-                    session.add(row)
-                row.status = alert.status
-                row.ends_at = _utc(alert.endsAt) if alert.status == "resolved" else None
-                if row.incident_id is None and incident is not None:
-                    row.incident = incident
-            session.flush()
-            if opened is not None:
-                events.append(("incident.opened", {"incident": opened.id, "title": opened.title,
-                                                   "severity": opened.severity}))
-            if incident is not None and incident.status == "open":
-                still_firing = (session.query(models.Alert)
-                                .filter_by(incident_id=incident.id, status="firing").count())
-                if still_firing == 0:
-                    incident.status = "resolved"
-                    incident.resolved_at = datetime.now(UTC)
-                    events.append(("incident.resolved", {"incident": incident.id}))
-        for action, payload in events:
-            _audit(action, deployment, payload)
+        events: list[tuple[str, dict[str, Any]]] = []
+        incident = (session.query(models.Incident)
+                    .filter_by(deployment=deployment, status="open")
+                    .order_by(models.Incident.id.desc()).first())
+        opened = None
+        for alert in alerts:
+            fingerprint = alert.fingerprint or _fingerprint(alert.labels)
+            starts = _utc(alert.startsAt) or datetime.now(UTC)
+            row = (session.query(models.Alert)
+                   .filter_by(fingerprint=fingerprint, starts_at=starts).first())
+            if alert.status == "firing" and incident is None:
+                incident = opened = models.Incident(
+                    deployment=deployment,
+                    title=f"{alert.labels.get('alertname', 'alert')} on {deployment}",
+                    severity=alert.labels.get(names.LABEL_SEVERITY, "info") or "info",
+                    summary=alert.annotations.get("summary", ""))
+                session.add(incident)
+                session.flush()
+            if incident is not None and alert.status == "firing" and \
+                    _rank(alert.labels.get(names.LABEL_SEVERITY, "")) > _rank(incident.severity):
+                incident.severity = alert.labels[names.LABEL_SEVERITY]
+            if row is None:
+                row = models.Alert(fingerprint=fingerprint, name=alert.labels.get("alertname", "unnamed"),
+                                   status=alert.status, severity=alert.labels.get(names.LABEL_SEVERITY, ""),
+                                   starts_at=starts, labels=dict(alert.labels),
+                                   annotations=dict(alert.annotations))
+                session.add(row)
+            row.status = alert.status
+            row.ends_at = _utc(alert.endsAt) if alert.status == "resolved" else None
+            if row.incident_id is None and incident is not None:
+                row.incident = incident
+        session.flush()
+        if opened is not None:
+            events.append(("incident.opened", {"incident": opened.id, "title": opened.title,
+                                               "severity": opened.severity}))
+        if incident is not None and incident.status == "open":
+            still_firing = (session.query(models.Alert)
+                            .filter_by(incident_id=incident.id, status="firing").count())
+            if still_firing == 0:
+                incident.status = "resolved"
+                incident.resolved_at = datetime.now(UTC)
+                events.append(("incident.resolved", {"incident": incident.id}))
+        session.flush()
+        return events
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
         body = generate_latest(counters.registry) + b"".join(generate_latest(r) for r in extra_registries)
+        if textfile_dir is not None and textfile_dir.is_dir():
+            for path in sorted(textfile_dir.glob("*.prom")):
+                try:
+                    body += path.read_bytes()
+                except OSError:  # a file being replaced right now is served next scrape
+                    continue
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")

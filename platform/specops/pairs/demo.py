@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bump when the training code changes what a recipe produces; it is part of the cache key."""
 
 TARGET_DIR, DRAFT_DIR, MISMATCHED_DIR = "target", "draft", "draft-mismatched"
@@ -43,8 +43,8 @@ REPORT_FILE = "demo.json"
 CACHE_ENV = "SPECOPS_DEMO_CACHE"
 """Environment variable overriding the cache folder (default: the user cache dir + ``demo-pairs``)."""
 
-CHARS_PER_TOKEN = 3.0
-"""Rough characters per token of the default tokenizer on standard-library code (for prompt sizing)."""
+CHARS_PER_TOKEN = 3.5
+"""Characters per token of the default recipe's tokenizer on the held-out files (3.54 measured)."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,9 @@ class DemoReport:
     recipe_hash: str
     python: str
     seconds: dict[str, float]
-    """Wall seconds per phase: tokenizer (training + tokenising), target, draft, draft_mismatched,
-    evaluation, save."""
+    """Wall seconds per phase: ``tokenizer`` (training it + tokenising the corpora), ``models`` (all
+    three trainings: the target in one lane beside the two drafts, one after the other, in another),
+    each model's own ``target``/``draft``/``draft_mismatched``, ``evaluation`` and ``save``."""
     agreement: dict[str, float]
     """Greedy agreement with the target on held-out windows, by draft folder name."""
     final_loss: dict[str, float]
@@ -129,8 +130,14 @@ class DemoReport:
 
     @property
     def target_and_draft_seconds(self) -> float:
-        """The budgeted part: tokenizer, target and good draft."""
-        return round(sum(self.seconds.get(phase, 0.0) for phase in ("tokenizer", TARGET_DIR, DRAFT_DIR)), 2)
+        """The budgeted part: from the start until the tokenizer, target and good draft are all trained."""
+        seconds = self.seconds
+        return round(seconds.get("tokenizer", 0.0) + max(seconds.get(TARGET_DIR, 0.0), seconds.get(DRAFT_DIR, 0.0)), 2)
+
+    @property
+    def total_seconds(self) -> float:
+        """Wall time of the whole training run, mismatched draft, evaluation and saving included."""
+        return round(sum(self.seconds.get(phase, 0.0) for phase in ("tokenizer", "models", "evaluation", "save")), 2)
 
 
 @dataclass(frozen=True)
@@ -237,34 +244,42 @@ def held_out_batches(
     return list(demo_training.held_out_windows(tokenizer, seq_len=seq_len, num_windows=num_windows).split(batch_size))
 
 
-def demo_prompts(n: int, tokens: int, *, seed: int = 0) -> list[str]:
+def demo_prompts(n: int, tokens: int, *, seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None) -> list[str]:
     """``n`` prompts of about ``tokens`` tokens each, cut from held-out standard-library files.
 
-    Each prompt is a run of whole lines of a held-out file (never trained on), starting at a non-blank
-    line that is not a comment or a closing bracket, chosen with a seeded RNG so the same arguments
-    give the same prompts. Sizes are approximate (:data:`CHARS_PER_TOKEN`); a first line longer than
-    the budget is cut.
+    Each prompt starts at the beginning of a non-blank line (not a comment or a closing bracket) of a
+    held-out file — never trained on — and runs on, across lines, to the size asked, so it may end
+    mid-line as a completion prompt does. Starts are drawn with a seeded RNG: the same arguments give
+    the same prompts. With ``tokenizer`` every prompt is exactly ``tokens`` tokens of it (when the file
+    is long enough); without, sizes are approximate (:data:`CHARS_PER_TOKEN` characters a token).
     """
     if n < 0 or tokens < 1:
         raise InvalidInput(f"demo_prompts needs n >= 0 and tokens >= 1, got n={n}, tokens={tokens}")
     budget = max(1, round(tokens * CHARS_PER_TOKEN))
-    documents = [corpus.read_text(name).splitlines(keepends=True) for name in corpus.source_files(held_out=True)]
+    documents = [corpus.read_text(name) for name in corpus.source_files(held_out=True)]
     starts = [
-        (doc, line)
-        for doc, lines in enumerate(documents)
-        for line, text in enumerate(lines)
-        if text.strip() and not text.lstrip().startswith(("#", ")", "]", "}")) and line + 1 < len(lines)
+        (doc, offset)
+        for doc, text in enumerate(documents)
+        for offset, line in _line_starts(text)
+        if line.strip() and not line.lstrip().startswith(("#", ")", "]", "}")) and offset + budget <= len(text)
     ]
     rng = random.Random(seed)
-    prompts: list[str] = []
-    for doc, line in rng.sample(starts, k=n) if n <= len(starts) else rng.choices(starts, k=n):
-        text = ""
-        for next_line in documents[doc][line:]:
-            if text and len(text) + len(next_line) > budget:
-                break
-            text += next_line
-        prompts.append(text[:budget] if len(text) > budget else text)
+    chosen = rng.sample(starts, k=n) if n <= len(starts) else rng.choices(starts, k=n)
+    if tokenizer is None:
+        return [documents[doc][offset : offset + budget] for doc, offset in chosen]
+    prompts = []
+    for doc, offset in chosen:
+        ids = tokenizer(documents[doc][offset : offset + 4 * budget], add_special_tokens=False)["input_ids"]
+        prompts.append(tokenizer.decode(ids[:tokens]))
     return prompts
+
+
+def _line_starts(text: str) -> Iterator[tuple[int, str]]:
+    """(character offset, line) of every line of ``text``."""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        yield offset, line
+        offset += len(line)
 
 
 def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -> None:
@@ -278,25 +293,35 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
             tokenizer, data = training.build_corpus(recipe)
         bar.update(task, total=1, completed=1)
 
-        models: dict[str, Any] = {}
-        losses: dict[str, float] = {}
-        plan = [
-            (TARGET_DIR, recipe.target, data.code, recipe.target_steps, recipe.seed),
-            (DRAFT_DIR, recipe.draft, data.code, recipe.draft_steps, recipe.seed + 1),
-            (MISMATCHED_DIR, recipe.draft, data.prose, recipe.mismatched_steps, recipe.seed + 2),
-        ]
-        for name, shape, stream, steps, seed in plan:
-            task = bar.add_task(name, total=steps, status="")
+        # Built here, in order: initialisation draws from torch's global RNG.
+        jobs = {
+            name: training.TrainingJob(
+                name=name,
+                model=training.build_model(shape, recipe=recipe, tokenizer=tokenizer, seed=seed),
+                stream=stream,
+                steps=steps,
+                seed=seed,
+            )
+            for name, shape, stream, steps, seed in (
+                (TARGET_DIR, recipe.target, data.code, recipe.target_steps, recipe.seed),
+                (DRAFT_DIR, recipe.draft, data.code, recipe.draft_steps, recipe.seed + 1),
+                (MISMATCHED_DIR, recipe.draft, data.prose, recipe.mismatched_steps, recipe.seed + 2),
+            )
+        }
+        tasks = {name: bar.add_task(name, total=job.steps, status="") for name, job in jobs.items()}
 
-            def on_step(done: int, loss: float, task: Any = task) -> None:
-                bar.update(task, completed=done, status=f"loss {loss:.2f}")
+        def on_step(name: str, done: int, loss: float) -> None:
+            bar.update(tasks[name], completed=done, status=f"loss {loss:.2f}")
 
-            with training.timed(seconds, cpu_seconds, name.replace("-", "_")):
-                model = training.build_model(shape, recipe=recipe, tokenizer=tokenizer, seed=seed)
-                losses[name] = round(
-                    training.train_model(model, stream, recipe=recipe, steps=steps, seed=seed, on_step=on_step), 4
-                )
-            models[name] = model
+        with training.timed(seconds, cpu_seconds, "models"):
+            losses = training.train_in_lanes(
+                [[jobs[TARGET_DIR]], [jobs[DRAFT_DIR], jobs[MISMATCHED_DIR]]],
+                recipe=recipe,
+                on_step=on_step,
+                seconds=seconds,
+                cpu_seconds=cpu_seconds,
+            )
+        models = {name: job.model for name, job in jobs.items()}
 
         task = bar.add_task("agreement", total=2, status="")
         agreement: dict[str, float] = {}
@@ -319,7 +344,7 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
         seconds=seconds,
         cpu_seconds=cpu_seconds,
         agreement=agreement,
-        final_loss=losses,
+        final_loss={name: round(loss, 4) for name, loss in losses.items()},
         num_parameters={name: sum(p.numel() for p in model.parameters()) for name, model in models.items()},
         num_train_tokens=len(data.code),
     )

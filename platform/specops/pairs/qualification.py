@@ -176,11 +176,16 @@ def check_tokenizers(target: Path, draft: Path) -> tuple[bool, str, int, int]:
         raise InvalidInput(f"target checkpoint {target} has no tokenizer files")
     draft_hash = pair_spec.tokenizer_sha256(draft)
     if not draft_hash or draft_hash == target_hash:
-        return True, "same tokenizer files" if draft_hash else "draft uses the target's tokenizer", target_vocab, draft_vocab
+        return (
+            True,
+            "same tokenizer files" if draft_hash else "draft uses the target's tokenizer",
+            target_vocab,
+            draft_vocab,
+        )
     try:
         target_tokenizer = AutoTokenizer.from_pretrained(str(target))
         draft_tokenizer = AutoTokenizer.from_pretrained(str(draft))
-    except Exception as error:  # noqa: BLE001 - any loader failure means an unreadable tokenizer
+    except Exception as error:
         raise InvalidInput(f"cannot load a tokenizer: {_first_line(error)}") from error
     if target_tokenizer.get_vocab() != draft_tokenizer.get_vocab():
         return False, "draft tokenizer's vocabulary differs from the target's", target_vocab, draft_vocab
@@ -347,7 +352,7 @@ def _load_engine(engine_class: Any, target: Path, draft: Path | None, config: An
         return engine_class.load(target, draft, config=config, device=device)
     except InvalidInput:
         raise
-    except Exception as error:  # noqa: BLE001 - torch/transformers/safetensors raise many kinds
+    except Exception as error:
         which = f"{target}" + (f" + {draft}" if draft else "")
         raise InvalidInput(f"cannot load checkpoint {which}: {_first_line(error)}") from error
 

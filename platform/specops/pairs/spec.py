@@ -156,8 +156,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
             data = yaml.safe_load(text)
     except (ValueError, Exception) as error:  # json.JSONDecodeError, yaml.YAMLError
-        raise InvalidInput(f"config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: "
-                           f"{str(error).splitlines()[0]}") from error
+        raise InvalidInput(
+            f"config file {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {str(error).splitlines()[0]}"
+        ) from error
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -89,7 +89,9 @@ class PairRegistry:
         self._client: Any = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, audit: AuditLog | None = None, actor: str | None = None) -> PairRegistry:
+    def from_settings(
+        cls, settings: Settings, *, audit: AuditLog | None = None, actor: str | None = None
+    ) -> PairRegistry:
         """The registry named by ``settings`` (tracking URI, artifact folder under ``home``)."""
         return cls(
             tracking_uri=settings.tracking_uri,
@@ -117,10 +119,12 @@ class PairRegistry:
             try:
                 self.artifacts_dir.mkdir(parents=True, exist_ok=True)
             except OSError as error:
-                raise StoreUnavailable(f"cannot create the artifact folder {self.artifacts_dir}: {error.strerror}") from error
+                raise StoreUnavailable(
+                    f"cannot create the artifact folder {self.artifacts_dir}: {error.strerror}"
+                ) from error
             try:
                 return client.create_experiment(EXPERIMENT, artifact_location=self.artifacts_dir.resolve().as_uri())
-            except Exception:  # noqa: BLE001 - another process created it first
+            except Exception:
                 experiment = client.get_experiment_by_name(EXPERIMENT)
                 if experiment is None:
                     raise
@@ -255,12 +259,15 @@ class PairRegistry:
                             name, description=f"Speculative-decoding pair {name} (target + draft)."
                         )
                         created_model = name
-                    except Exception:  # noqa: BLE001 - created concurrently
+                    except Exception:
                         client.get_registered_model(name)
                 run = client.create_run(experiment_id, run_name=f"register-{name}", tags={"specops.pair": name})
                 created_run = run.info.run_id
                 pair_folder = packaging.stage_pair(
-                    staging / "pair", target=target_dir, draft=draft_dir, spec=spec,
+                    staging / "pair",
+                    target=target_dir,
+                    draft=draft_dir,
+                    spec=spec,
                     qualification_json=report.to_json(),
                 )
                 artifacts = {
@@ -449,7 +456,9 @@ class PairRegistry:
         with _mlflow_errors(f"delete alias {alias} of {name}"):
             self.client.delete_registered_model_alias(name, alias)
 
-    def move_alias(self, name: str, alias: str, version: str | int, *, actor: str | None = None, reason: str = "") -> None:
+    def move_alias(
+        self, name: str, alias: str, version: str | int, *, actor: str | None = None, reason: str = ""
+    ) -> None:
         """Set an alias and write the ``alias.set`` audit event (for moves made outside a rollout)."""
         before = self.alias(name, alias)
         self.set_alias(name, alias, version)
@@ -614,7 +623,9 @@ def _connect(tracking_uri: str) -> Any:
         try:
             database.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreUnavailable(f"cannot create the MLflow store folder {database.parent}: {error.strerror}") from error
+            raise StoreUnavailable(
+                f"cannot create the MLflow store folder {database.parent}: {error.strerror}"
+            ) from error
     with _mlflow_errors("open the MLflow tracking store"):
         return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 

@@ -34,8 +34,14 @@ def speculators_config(spec: PairSpec, target_config: dict[str, Any]) -> dict[st
         "name_or_path": spec.target.source,
         "architectures": target_config.get("architectures") or [spec.target.architecture],
     }
-    for key in ("hidden_size", "intermediate_size", "vocab_size", "max_position_embeddings",
-                "bos_token_id", "eos_token_id"):
+    for key in (
+        "hidden_size",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "bos_token_id",
+        "eos_token_id",
+    ):
         if key in target_config:
             verifier[key] = target_config[key]
     return {

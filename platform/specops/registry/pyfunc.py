@@ -52,8 +52,9 @@ class SpeculativePairModel(mlflow.pyfunc.PythonModel):
             num_speculative_tokens=int(speculation.get("num_speculative_tokens", 4)),
             adaptive=bool(speculation.get("adaptive", True)),
         )
-        self.engine = SpeculativeEngine.load(target, draft if proposer == "draft" else None, config=config,
-                                             device=device)
+        self.engine = SpeculativeEngine.load(
+            target, draft if proposer == "draft" else None, config=config, device=device
+        )
 
     def predict(self, context: Any, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
         """Completions of ``model_input`` (list of prompts, a DataFrame with ``prompt``, or one string)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import inspect
 import logging
 import time
@@ -120,10 +121,8 @@ class DynamicBatcher:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
             self._task = None
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -241,10 +240,8 @@ class DynamicBatcher:
 
 
 def _post(loop: asyncio.AbstractEventLoop, job: GenerationJob, event: Event) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody is listening any more
         loop.call_soon_threadsafe(job.events.put_nowait, event)
-    except RuntimeError:  # the loop closed (shutdown): nobody is listening any more
-        pass
 
 
 def _accepts(function: Callable[..., Any], name: str) -> bool:

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from specops import errors
@@ -96,7 +96,6 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     stats: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ServingRuntime:
@@ -129,7 +128,6 @@ class ServingRuntime:
             generate=engine.generate, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
             metrics=metrics,
         )
-        self._background: set[asyncio.Task] = set()
         self._sampling_params = _sampling_params_class()
         self._sampling_fields = frozenset(f.name for f in dataclasses.fields(self._sampling_params))
 
@@ -164,8 +162,6 @@ class ServingRuntime:
 
     async def close(self) -> None:
         await self.batcher.close()
-        if self._background:
-            await asyncio.wait(self._background, timeout=2.0)
         if self.records is not None:
             await asyncio.to_thread(self.records.close)
 

@@ -33,6 +33,29 @@ def import_kserve_model_server() -> Any:
     return model_server
 
 
+class ClientErrorLogFilter(logging.Filter):
+    """KServe logs every error response with a traceback at ERROR; for the client's mistakes
+    (bad input, unknown model, unsupported feature) keep one WARNING line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.levelno >= logging.ERROR:
+            error = record.exc_info[1]
+            from kserve.errors import InvalidInput, ModelNotFound
+
+            if isinstance(error, InvalidInput | ModelNotFound | NotImplementedError):
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                record.msg, record.args = "client error: %s: %s", (type(error).__name__, error)
+                record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Install `ClientErrorLogFilter` on KServe's logger (idempotent)."""
+    kserve_logger = logging.getLogger("kserve")
+    if not any(isinstance(f, ClientErrorLogFilter) for f in kserve_logger.filters):
+        kserve_logger.addFilter(ClientErrorLogFilter())
+
+
 def build_app(runtime: Any) -> Any:
     """A fresh FastAPI app with KServe's routes, middlewares and error handlers plus ours (for tests).
 
@@ -48,6 +71,7 @@ def build_app(runtime: Any) -> Any:
 
     from specops.serving import kserve_model, openai_routes
 
+    quiet_client_errors()
     repository = ModelRepository()
     repository.update(kserve_model.SpeculativeModel(runtime))
     rest = RESTServer("kserve.model_server:app", DataPlane(model_registry=repository),
@@ -73,6 +97,7 @@ def serve(config: ServingConfig, *, started: float | None = None) -> None:
     from specops.serving.runtime import ServingRuntime
 
     runtime = ServingRuntime.load(config, pair)
+    quiet_client_errors()
     openai_routes.install(model_server.app, runtime)
     _log_ready_time(model_server.app, runtime, started)
     server = model_server.ModelServer(http_port=config.port, enable_grpc=False, workers=1,

@@ -10,6 +10,7 @@ batch is dropped and counted (``reason="store_error"``). Neither ever blocks or 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -202,10 +203,8 @@ class RequestRecordWriter:
         thread, self._thread = self._thread, None
         if thread is None:
             return
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
         thread.join(timeout)
 
     # -- writer thread -----------------------------------------------------------------------------

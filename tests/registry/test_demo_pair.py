@@ -1,0 +1,24 @@
+"""The trained demo pair passes the gate; its mismatched draft is told apart by acceptance alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from specops.pairs import qualification
+
+
+@pytest.mark.slow
+def test_the_demo_pair_qualifies_and_the_mismatched_draft_accepts_less() -> None:
+    demo = pytest.importorskip("specops.pairs.demo")
+    pairs = demo.train_demo_pairs(progress=False)
+    prompts = qualification.load_prompts()[:8]
+    good = qualification.qualify(pairs.target, pairs.draft, prompts=prompts, max_new_tokens=24)
+    assert good.passed, good.reason
+    assert good.lossless
+    assert good.acceptance_rate >= qualification.DEFAULT_MIN_ACCEPTANCE
+    mismatched = qualification.qualify(
+        pairs.target, pairs.draft_mismatched, prompts=prompts, max_new_tokens=24, min_acceptance=0.0
+    )
+    assert mismatched.passed  # recorded, not refused: the canary is what catches it
+    assert mismatched.lossless
+    assert mismatched.acceptance_rate < good.acceptance_rate
