@@ -19,7 +19,6 @@ Writes ``benchmarks/results/operator.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -50,27 +49,12 @@ def free_port() -> int:
 def serve_emulator(port: int) -> None:
     import logging
 
-    import kmock
-
-    from specops_operator import constants
+    from specops_operator.testing import EmulatedCluster
 
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-    async def main() -> None:
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator, port=port):
-            verbs = {"list", "watch", "get", "create", "update", "patch", "delete"}
-            emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=verbs)
-            emulator.resources[f"{constants.API_VERSION}/{constants.PLURAL}"] = kmock.ResourceInfo(
-                kind=constants.KIND, namespaced=True, verbs=verbs, subresources={"status"})
-            emulator.resources[f"{constants.KSERVE_GROUP}/{constants.KSERVE_VERSION}/{constants.ISVC_PLURAL}"] = \
-                kmock.ResourceInfo(kind=constants.ISVC_KIND, namespaced=True, verbs=verbs, subresources={"status"})
-            emulator.resources[f"{constants.GATEWAY_GROUP}/{constants.GATEWAY_VERSION}/{constants.ROUTE_PLURAL}"] = \
-                kmock.ResourceInfo(kind=constants.ROUTE_KIND, namespaced=True, verbs=verbs)
-            print("ready", flush=True)
-            while True:
-                await asyncio.sleep(3600)
-
-    asyncio.run(main())
+    with EmulatedCluster(port):
+        print("ready", flush=True)
+        threading.Event().wait()
 
 
 # ----------------------------------------------------------------------------- child: operator
@@ -242,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         for name in names:
             promoted_state(client, name, pair=f"pair-{name}", interval=args.interval, min_tokens=10**9)
-        operator = subprocess.Popen([sys.executable, __file__, "--role", "operator", "--api", api_url,
-                                     "--prometheus", prometheus_url, "--audit-db", str(workdir / "audit.db")])
+        command = [sys.executable, __file__, "--role", "operator"]
+        if os.environ.get("BENCH_OPERATOR_PROFILE"):  # development aid: cProfile of the operator's loop
+            command = [sys.executable, os.environ["BENCH_OPERATOR_PROFILE"]]
+        operator = subprocess.Popen([*command, "--api", api_url, "--prometheus", prometheus_url,
+                                     "--audit-db", str(workdir / "audit.db")])
         children.append(operator)
 
         def mark_ready(isvc: str) -> bool:

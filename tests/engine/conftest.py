@@ -7,6 +7,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 VOCAB = 64
+DEFAULT_THREADS = torch.get_num_threads()
 
 
 class ByteTokenizer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEFAULT_THREADS
 from transformers import AutoModelForCausalLM
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
@@ -14,7 +15,12 @@ NEW_TOKENS = 32
 
 @pytest.fixture(scope="module")
 def pair():
-    pairs = demo.train_demo_pairs(progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_THREADS)  # training likes every core
+    try:
+        pairs = demo.train_demo_pairs(progress=False)  # cached after the first run
+    finally:
+        torch.set_num_threads(threads)
     prompts_text = demo.demo_prompts(4, 48, seed=1)
     engine = SpeculativeEngine.load(pairs.target, pairs.draft, config=SpeculationConfig(num_speculative_tokens=4))
     prompts = [engine.tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts_text]

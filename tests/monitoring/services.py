@@ -97,7 +97,8 @@ def prometheus(workdir: Path, *, rules: Path, targets_file: Path, static_targets
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "scrape_configs": [
-            {"job_name": "specops-serving", "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]},
+            {"job_name": "specops-serving",
+             "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]},
             {"job_name": "specops-receiver", "static_configs": [{"targets": static_targets}]},
         ],
     }

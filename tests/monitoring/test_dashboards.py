@@ -38,7 +38,8 @@ def test_the_dashboard_has_a_stable_uid_and_a_datasource_variable() -> None:
                    "Estimated speedup", "Time to first token", "Inter-token latency", "Errors/s",
                    "Error budget remaining", "Burn rate (shortest window)", "Drift share"):
         assert wanted in titles
-    assert {a["name"] for a in board["annotations"]["list"]} >= {"Page alerts", "Canary removed (promoted or rolled back)"}
+    annotations = {a["name"] for a in board["annotations"]["list"]}
+    assert annotations >= {"Page alerts", "Canary started", "Canary removed (promoted or rolled back)"}
 
 
 def test_every_dashboard_expression_is_valid_promql(tmp_path: Path) -> None:

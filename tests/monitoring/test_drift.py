@@ -102,7 +102,8 @@ def test_a_run_leaves_a_report_a_row_gauges_and_an_audit_event(scenarios: dict[s
         assert row.drifted_share == regressed.result.drifted_share
     gauges = (scenarios["home"] / "metrics" / "drift-regressed.prom").read_text()  # type: ignore[operator]
     assert 'specops_drift_share{deployment="regressed",pair_version="2"}' in gauges
-    assert 'specops_drift_column_drifted{column="acceptance_rate",deployment="regressed",pair_version="2"} 1.0' in gauges
+    flag = 'specops_drift_column_drifted{column="acceptance_rate",deployment="regressed",pair_version="2"} 1.0'
+    assert flag in gauges
     [event] = scenarios["audit"].events(subject="regressed", action="drift.reported")  # type: ignore[attr-defined]
     assert json.loads(event.payload)["diagnosis"]["conclusion"] == "regression"
 

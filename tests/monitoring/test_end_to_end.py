@@ -8,9 +8,10 @@ policy rolls the canary back. The canary analysis is disabled (it never has enou
 rollback can only come from the alert. Then every PromQL expression of the rules and the dashboards
 is executed against that Prometheus and must return data.
 
-The serving side is a stand-in (``fleet.py``): exporter processes counting simulated requests with the
-serving runtime's own telemetry class, because a real model server per version does not fit the CI
-machine's two cores next to the rest of the suite.
+The serving side here is a stand-in (``fleet.py``): exporter servers counting simulated requests with
+the serving runtime's own telemetry class, so that every SLO can be driven into and out of breach on
+purpose and every rule and dashboard expression checked for data. ``test_end_to_end_local.py`` runs the
+acceptance path with the real local runtime and ``specops serve`` processes.
 """
 
 from __future__ import annotations

@@ -69,8 +69,9 @@ def test_a_page_alert_reaches_the_sink_as_a_rollout_alert(client: TestClient, si
     assert response.json() == {"deployments": {"chat": 1}}
     [(deployment, alerts)] = sink.calls
     assert deployment == "chat"
+    summary = "chat canary 2: SLO acceptance-rate is burning its error budget (page)"
     assert alerts == (Alert(name="SpecOpsAcceptanceRateBudgetBurn", severity="page", role=Role.CANARY,
-                            version="2", summary="chat canary 2: SLO acceptance-rate is burning its error budget (page)"),)
+                            version="2", summary=summary),)
 
 
 def test_firing_alerts_open_one_incident_and_resolving_closes_it(client: TestClient, store, audit) -> None:  # type: ignore[no-untyped-def]

@@ -90,3 +90,16 @@ def test_slo_render_writes_both_files(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (out / "rules.yaml").read_text() == (TESTDATA / "out-short-windows.rules.yaml").read_text()
     assert "release: x" in (out / "prometheusrule.yaml").read_text()
+
+
+def test_slo_check_lists_the_slos_and_refuses_a_bad_spec(tmp_path: Path) -> None:
+    from specops.cli.app import _install_all, app
+
+    _install_all()
+    ok = CliRunner().invoke(app, ["slo", "check", "--spec", str(TESTDATA / "in-availability-only.yaml")])
+    assert ok.exit_code == 0 and "availability: availability objective 0.9995 over 30d" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: specops/slo/v9\nslos: []\n")
+    refused = CliRunner().invoke(app, ["slo", "check", "--spec", str(bad)])
+    assert refused.exit_code != 0
+    assert "unknown SLO spec version" in str(refused.exception)

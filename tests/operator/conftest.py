@@ -5,7 +5,6 @@ through ``kopf.testing.KopfRunner`` with a test Runtime (real audit log on SQLit
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import shutil
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from specops_operator.testing import EmulatedCluster
 
 logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -53,73 +54,6 @@ def crd() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- Kubernetes emulator
-
-
-class EmulatedCluster:
-    """kmock's stateful Kubernetes emulator served from its own thread and event loop, so the test
-    thread and kopf's thread can both block while it answers."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.url = ""
-        self.emulator: Any = None
-        self._started = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="kmock", daemon=True)
-
-    def __enter__(self) -> EmulatedCluster:
-        self.thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("kmock did not start")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self._serve())
-        except BaseException as error:  # surfaced by __enter__
-            self._error = error
-            self._started.set()
-
-    async def _serve(self) -> None:
-        import kmock
-
-        from specops_operator import constants
-
-        self._stop = asyncio.Event()
-        async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
-            verbs = {"list", "watch", "get", "create", "update", "patch", "delete"}
-            emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False,
-                                                                     verbs=verbs)
-            emulator.resources[f"{constants.API_VERSION}/{constants.PLURAL}"] = kmock.ResourceInfo(
-                kind=constants.KIND, namespaced=True, verbs=verbs, subresources={"status"})
-            emulator.resources[f"{constants.KSERVE_GROUP}/{constants.KSERVE_VERSION}/{constants.ISVC_PLURAL}"] = \
-                kmock.ResourceInfo(kind=constants.ISVC_KIND, namespaced=True, verbs=verbs, subresources={"status"})
-            emulator.resources[f"{constants.GATEWAY_GROUP}/{constants.GATEWAY_VERSION}/{constants.ROUTE_PLURAL}"] = \
-                kmock.ResourceInfo(kind=constants.ROUTE_KIND, namespaced=True, verbs=verbs)
-            self.emulator = emulator
-            self.url = str(server.url).rstrip("/")
-            self._started.set()
-            await self._stop.wait()
-
-    # Sync access for the tests (through the same client code the operator uses).
-    def client(self) -> Any:
-        from specops_operator import kube
-
-        return kube.KubeClient(kube.api_client(host=self.url))
-
-    def api(self) -> Any:
-        from specops_operator import kube
-
-        return kube.api_client(host=self.url)
 
 
 @pytest.fixture()

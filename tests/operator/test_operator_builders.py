@@ -241,3 +241,17 @@ def test_parser_applies_documented_defaults() -> None:
     assert parsed_spec.policy.steps == (10, 25, 50, 100) and parsed_spec.policy.analysis_interval_s == 60
     assert parsed_spec.policy.automatic and parsed_spec.runtime.type == "specops"
     assert parsed_spec.gateway.name == "kserve-ingress-gateway"
+
+
+
+def test_chart_example_is_a_valid_speculative_deployment(crd: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "charts" / "specops" / "examples" / "speculativedeployment.yaml"
+    body = yaml.safe_load(example.read_text())
+    schema_validator(crd).validate(body)
+    jsonschema.Draft7Validator(_strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+                               ).validate(body["spec"])
+    assert spec.parse(body["spec"]).policy.max_itl_p95_s == 0.08

@@ -1,8 +1,9 @@
 """Demo-pair fixtures: a tiny recipe trained in seconds, and the real default pair (slow, cached).
 
 ``demo_pairs`` is session-scoped and trains the default recipe into the normal demo cache
-(``$SPECOPS_DEMO_CACHE`` or the user cache dir), so it costs about two minutes once per machine and
-nothing afterwards; other test folders may move it up to ``tests/conftest.py``.
+(``$SPECOPS_DEMO_CACHE`` or the user cache dir): about 105 s once per machine when its cores are free
+(minutes when they are shared), nothing afterwards. Other test folders may move it up to
+``tests/conftest.py``.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def test_register_list_approve_and_refuse_from_the_command_line(tiny_pairs, tmp_
         *common, home=home,
     )  # fmt: skip
     assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines() == [refused.stderr.strip().splitlines()[0]]  # one line
+    assert len(refused.stderr.strip().splitlines()) == 1
     assert "under the floor" in refused.stderr
 
     lowered = _specops(

@@ -15,6 +15,9 @@ from tests.registry.conftest import PROMPTS
 
 FAST = {"prompts": PROMPTS[:2], "max_new_tokens": 6}
 
+# MLflow 3.17 configures its ORM with a loader strategy SQLAlchemy 2.1 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SADeprecationWarning")
+
 
 @pytest.fixture(scope="module")
 def shared_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
@@ -96,11 +99,23 @@ def test_a_downloaded_version_is_a_pair_folder_with_a_speculators_block(registry
     assert registry.download("tiny", "1") == folder  # cached
 
 
-def test_the_pyfunc_model_generates_like_the_target(registry, registered) -> None:  # type: ignore[no-untyped-def]
+def test_the_pyfunc_model_generates_like_the_target(registry, registered, tiny_pairs) -> None:  # type: ignore[no-untyped-def]
+    from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+
     model = registry.load("tiny", "1")
-    completions = model.predict(["def __init__(self, ", "import os\n"])
+    prompts = ["def __init__(self, ", "import os\n"]
+    completions = model.predict(prompts)
     assert len(completions) == 2
     assert all(isinstance(text, str) for text in completions)
+    alone = SpeculativeEngine.load(tiny_pairs.target, config=SpeculationConfig(proposer="none"))
+    tokenizer = alone.tokenizer
+    expected = [
+        tokenizer.decode(result.token_ids, skip_special_tokens=True)
+        for result in alone.generate(
+            [tokenizer(prompt)["input_ids"] for prompt in prompts], [SamplingParams(max_new_tokens=8)] * 2
+        )
+    ]
+    assert model.unwrap_python_model().generate(prompts, max_new_tokens=8) == expected
 
 
 def test_a_refused_pair_creates_nothing_and_is_audited(registry, log, tiny_pairs) -> None:  # type: ignore[no-untyped-def]
@@ -223,3 +238,20 @@ def test_an_unreachable_tracking_server_is_store_unavailable(tmp_path: Path, tin
         registry.register("tiny", target=tiny_pairs.target, draft=tiny_pairs.draft_copy, **FAST)
     with pytest.raises(StoreUnavailable):
         registry.versions("tiny")
+
+
+def test_a_pair_folder_and_a_spec_register_with_measured_checksums(registry, registered, tiny_pairs) -> None:  # type: ignore[no-untyped-def]
+    from specops.pairs import spec as pair_spec
+
+    folder = registry.download("tiny", "1")
+    spec = pair_spec.PairSpec.from_file(folder / "pair.json")
+    forged = spec.model_copy(
+        update={
+            "target": spec.target.model_copy(update={"sha256": "0" * 64, "licence": "MIT"}),
+            "lineage": spec.lineage.model_copy(update={"parents": ["tiny/1"]}),
+        }
+    )
+    version = registry.register("tiny-child", folder, forged, **FAST)
+    assert version.tags["pair.target_sha256"] == pair_spec.weights_sha256(tiny_pairs.target)
+    assert version.tags["pair.target_licence"] == "MIT"
+    assert version.tags["pair.parents"] == "tiny/1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.serving.scrape import value
 
@@ -200,3 +201,13 @@ def test_a_request_filling_the_whole_context_is_served(twin) -> None:
         over = client.post("/openai/v1/completions", json={"prompt": prompt, "max_tokens": 9})
         assert over.status_code == 400
         assert over.json()["error"]["code"] == "context_length_exceeded"
+
+
+@pytest.mark.parametrize("fields", [
+    {"top_k": 2**70}, {"top_k": -1}, {"temperature": 1e-12}, {"temperature": 2.0, "top_p": 1e-9},
+    {"seed": -(2**63)}, {"seed": 2**64 - 1}, {"stop": ["", "\n"]},
+], ids=["huge-top-k", "top-k-off", "tiny-temperature", "hot-narrow", "lowest-seed", "highest-seed",
+        "empty-stop"])
+def test_sampling_extremes_are_served(client: httpx.Client, fields: dict) -> None:
+    response = client.post("/openai/v1/completions", json={"prompt": "def", "max_tokens": 3, **fields})
+    assert response.status_code == 200, response.text

@@ -110,8 +110,14 @@ def register(
     """
     from rich.console import Console
 
-    from specops.governance import audit, store
     from specops.pairs import qualification
+    from specops.pairs import spec as pair_spec
+
+    pair_spec.checkpoint_folder(target, "target")  # cheap checks before the heavy imports
+    pair_spec.checkpoint_folder(draft, "draft")
+    prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
+
+    from specops.governance import audit, store
     from specops.registry import PairRegistry
     from specops.settings import Settings
 
@@ -119,7 +125,6 @@ def register(
     settings = Settings.from_env()
     log = audit.AuditLog(store.open_store(settings.database_url))
     registry = PairRegistry.from_settings(settings, audit=log, actor=_actor(by))
-    prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
     console = Console()
     progress, advance = _progress()
     with progress:
@@ -163,6 +168,8 @@ def qualify(
     from specops.pairs import qualification
     from specops.pairs import spec as pair_spec
 
+    pair_spec.checkpoint_folder(target, "target")
+    pair_spec.checkpoint_folder(draft, "draft")
     _quiet_libraries()
     floor = min_acceptance
     k = 4
@@ -231,7 +238,19 @@ def versions(
             item.created_at.replace("T", " ").rstrip("Z")[:16],
             tags.get("note", ""),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    from specops.governance import audit, store
+
+    refusals = audit.AuditLog(store.open_store(Settings.from_env().database_url)).events(
+        f"pair:{name}", action="version.refuse"
+    )
+    if refusals:
+        console.print(
+            f"{len(refusals)} refused registration(s), never versioned: "
+            f"specops audit log --subject pair:{name} --action version.refuse",
+            highlight=False,
+        )
 
 
 def approve(

@@ -108,7 +108,6 @@ class ModelRunner:
             self.fuse()
         self._caches: dict[int, KVCache] = {}
         self._graphs: dict[tuple, _CapturedGraph] = {}
-        self._pool = None
 
     def fuse(self) -> None:
         """Use the fused layer path (tests call it on a CPU to cover it)."""
@@ -123,8 +122,6 @@ class ModelRunner:
         if cache is None or cache.capacity < capacity:
             self._graphs = {key: g for key, g in self._graphs.items() if g.cache.batch_size != batch_size}
             self._caches.pop(batch_size, None)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
             shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
             cache = KVCache(
                 keys=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
@@ -386,11 +383,8 @@ class _CapturedGraph:
         with torch.cuda.stream(stream):
             result = self._call().clone()
         torch.cuda.current_stream().wait_stream(stream)
-        runner = self.runner
-        if runner._pool is None:
-            runner._pool = torch.cuda.graph_pool_handle()
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=runner._pool):
+        with torch.cuda.graph(self.graph):  # a private memory pool per graph: replay order never matters
             self.output = self._call()
         return result
 

@@ -21,8 +21,8 @@ freshly promoted version) on a page. Every step is an audit event: ``alert.recei
 from __future__ import annotations
 
 import hmac
-import threading
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -55,10 +55,10 @@ class AlertmanagerAlert(BaseModel):
     status: str = "firing"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: datetime | None = None  # noqa: N815 - Alertmanager's field names
-    endsAt: datetime | None = None  # noqa: N815
+    startsAt: datetime | None = None
+    endsAt: datetime | None = None
     fingerprint: str = ""
-    generatorURL: str = ""  # noqa: N815
+    generatorURL: str = ""
 
 
 class AlertmanagerNotification(BaseModel):
@@ -69,7 +69,7 @@ class AlertmanagerNotification(BaseModel):
     version: str = "4"
     status: str = "firing"
     receiver: str = ""
-    groupKey: str = ""  # noqa: N815
+    groupKey: str = ""
     alerts: list[AlertmanagerAlert] = Field(default_factory=list)
 
 
@@ -140,12 +140,12 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
             notification = AlertmanagerNotification.model_validate_json(await request.body())
         except ValueError as error:
             counters.notifications.labels("invalid").inc()
-            first = getattr(error, "errors", lambda: [{"msg": str(error)}])()[0]
-            return JSONResponse({"error": f"not an Alertmanager notification: {first.get('msg')}"},
+            problems = error.errors() if isinstance(error, ValidationError) else [{"msg": str(error)}]
+            return JSONResponse({"error": f"not an Alertmanager notification: {problems[0].get('msg')}"},
                                 status_code=422)
         try:
             forwarded = await run_in_threadpool(_handle, notification)
-        except Exception as error:  # noqa: BLE001 - answer 500 so Alertmanager retries; never crash
+        except Exception as error:  # answer 500 so that Alertmanager retries; never crash the server
             log.exception("alert notification failed")
             counters.notifications.labels("failed").inc()
             return JSONResponse({"error": f"{type(error).__name__}: {error}"}, status_code=500)
@@ -190,7 +190,8 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
         for action, payload in events:  # audited after the commit: the audit log takes the lock itself
             _audit(action, deployment, payload)
 
-    def _record_in(session: Session, deployment: str, alerts: list[AlertmanagerAlert]) -> list[tuple[str, dict[str, Any]]]:
+    def _record_in(session: Session, deployment: str,
+                   alerts: list[AlertmanagerAlert]) -> list[tuple[str, dict[str, Any]]]:
         from specops.governance import models
 
         events: list[tuple[str, dict[str, Any]]] = []

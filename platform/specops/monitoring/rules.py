@@ -164,7 +164,8 @@ def drift_group(spec: SLOSpec) -> RuleGroup:
         for_=spec.drift_alert.for_ if duration_seconds(spec.drift_alert.for_) > 0 else None,
         labels={**spec.labels, names.LABEL_SEVERITY: spec.drift_alert.severity.value},
         annotations={
-            "summary": "{{ $labels.deployment }} {{ $labels.pair_version }}: request traffic drifted from its reference",
+            "summary": ("{{ $labels.deployment }} {{ $labels.pair_version }}: "
+                        "request traffic drifted from its reference"),
             "description": "specops drift run found the share of drifted columns at or above its drift_share; "
                            "see the drift report in the governance store.",
         },

@@ -73,9 +73,11 @@ sum by ({{ by }}) (rate({{ draft_tokens }}[{{ window }}]))""",
 or
 {% endif %}
 (
-  max without ({{ window_label }}) ({{ condition.short_record }}{ {{- slo_label }}="{{ slo }}"} > ({{ condition.burn_rate }} * {{ budget }}))
+  max without ({{ window_label }}) ({{ condition.short_record }}{ {{- slo_label }}="{{ slo }}"}
+    > ({{ condition.burn_rate }} * {{ budget }}))
   and
-  max without ({{ window_label }}) ({{ condition.long_record }}{ {{- slo_label }}="{{ slo }}"} > ({{ condition.burn_rate }} * {{ budget }}))
+  max without ({{ window_label }}) ({{ condition.long_record }}{ {{- slo_label }}="{{ slo }}"}
+    > ({{ condition.burn_rate }} * {{ budget }}))
 )
 {% endfor %}""",
     "drift_alert": "max by ({{ by }}) ({{ detected }}) > 0",

@@ -12,7 +12,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -243,7 +243,6 @@ def train_in_lanes(
     return losses
 
 
-@torch.inference_mode()
 def greedy_agreement(
     target: PreTrainedModel,
     draft: PreTrainedModel,
@@ -255,7 +254,18 @@ def greedy_agreement(
     A greedy speculative decoder accepts a drafted token exactly when the two argmaxes agree, so this
     is the per-token acceptance a greedy draft would see on this text.
     """
-    num_agreed = num_positions = 0
+    return agreements(target, {"draft": draft}, token_batches)["draft"]
+
+
+@torch.inference_mode()
+def agreements(
+    target: PreTrainedModel,
+    drafts: Mapping[str, PreTrainedModel],
+    token_batches: Iterable[torch.Tensor | Sequence[Sequence[int]]],
+) -> dict[str, float]:
+    """:func:`greedy_agreement` of several drafts with one target, running the target once."""
+    num_agreed = dict.fromkeys(drafts, 0)
+    num_positions = 0
     for batch in token_batches:
         ids = torch.as_tensor(batch, dtype=torch.long)
         if ids.dim() == 1:
@@ -263,12 +273,13 @@ def greedy_agreement(
         if ids.dim() != 2 or ids.shape[1] == 0:
             raise InvalidInput(f"token batch must be [batch_size, seq_len], got shape {tuple(ids.shape)}")
         target_argmax = target(input_ids=ids).logits.argmax(dim=-1)  # [batch_size, seq_len]
-        draft_argmax = draft(input_ids=ids).logits.argmax(dim=-1)  # [batch_size, seq_len]
-        num_agreed += int((target_argmax == draft_argmax).sum())
+        for name, draft in drafts.items():
+            draft_argmax = draft(input_ids=ids).logits.argmax(dim=-1)  # [batch_size, seq_len]
+            num_agreed[name] += int((target_argmax == draft_argmax).sum())
         num_positions += ids.numel()
     if num_positions == 0:
         raise InvalidInput("no tokens to measure agreement on")
-    return num_agreed / num_positions
+    return {name: agreed / num_positions for name, agreed in num_agreed.items()}
 
 
 def save_pair_folder(model: PreTrainedModel, folder: Path, tokenizer_files: Path) -> None:

@@ -164,18 +164,13 @@ class PairRegistry:
         if not isinstance(name, str) or not _valid_name(name):
             raise InvalidInput(f"pair name {name!r} is not valid (letters, digits, '.', '_', '-'; up to 128)")
         target_dir, draft_dir, config_data = _resolve_inputs(pair_dir, target, draft, config, spec)
-        if spec is None:
-            spec = pair_spec.build_spec(
-                name, target=target_dir, draft=draft_dir, config=config_data, min_acceptance=min_acceptance
-            )
-        elif min_acceptance is not None:
-            spec = spec.model_copy(
-                update={"slos": spec.slos.model_copy(update={"min_acceptance_rate": min_acceptance})}
-            )
-        if spec.name != name:
-            spec = spec.model_copy(update={"name": name})
         if draft_dir is None:
             raise InvalidInput("a pair needs a draft checkpoint (--draft)")
+        if spec is not None:  # a given spec keeps its choices, but checksums are always measured here
+            config_data = json.loads(spec.model_dump_json())
+        spec = pair_spec.build_spec(
+            name, target=target_dir, draft=draft_dir, config=config_data, min_acceptance=min_acceptance
+        )
 
         self._experiment_id()  # fail fast: an unreachable store or unwritable artifact folder before measuring
         report = qualification or gate.qualify(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from specops import errors
@@ -34,10 +34,12 @@ class ServingConfig:
     record_sample_rate: share of requests recorded, 0..1 (``SPECOPS_RECORD_SAMPLE_RATE``, default 1).
     record_prompt: prompt redaction in records: full | none | hash | truncate:N (``SPECOPS_RECORD_PROMPT``).
     telemetry: metrics and records on (default); off only to measure their cost.
-    num_speculative_tokens: largest draft length k (``SPECOPS_NUM_SPECULATIVE_TOKENS``, default 4).
-    adaptive: let the engine adapt k per sequence and batch size (default); off: fixed k.
+    num_speculative_tokens: largest draft length k (``SPECOPS_NUM_SPECULATIVE_TOKENS``).
+    adaptive: let the engine adapt k per sequence and batch size; off: fixed k.
     proposer: ``draft``, ``prompt_lookup`` or ``none``; ``draft`` falls back to ``prompt_lookup``
         when the pair has no draft model.
+    The last three default (None) to the pair's ``pair.json`` ``speculation`` section, else k=4,
+    adaptive, draft.
     device: torch device (``SPECOPS_DEVICE``, default ``cpu``).
     """
 
@@ -55,9 +57,9 @@ class ServingConfig:
     record_sample_rate: float = 1.0
     record_prompt: str = "full"
     telemetry: bool = True
-    num_speculative_tokens: int = 4
-    adaptive: bool = True
-    proposer: str = "draft"
+    num_speculative_tokens: int | None = None
+    adaptive: bool | None = None
+    proposer: str | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -75,7 +77,9 @@ class ServingConfig:
             raise errors.InvalidInput(f"context limit must be >= 0, got {self.context_limit}")
         if not 0.0 <= self.record_sample_rate <= 1.0:
             raise errors.InvalidInput(f"record sample rate must be in [0, 1], got {self.record_sample_rate}")
-        if self.proposer not in ("draft", "prompt_lookup", "none"):
+        if self.num_speculative_tokens is not None and self.num_speculative_tokens < 0:
+            raise errors.InvalidInput(f"num speculative tokens must be >= 0, got {self.num_speculative_tokens}")
+        if self.proposer not in (None, "draft", "prompt_lookup", "none"):
             raise errors.InvalidInput(f"proposer must be draft, prompt_lookup or none, got {self.proposer!r}")
 
 
@@ -86,6 +90,7 @@ class ResolvedPair:
     path: Path
     name: str
     version: str
+    speculation: dict = field(default_factory=dict)  # pair.json's "speculation" section, if any
 
     @property
     def target_dir(self) -> Path:
@@ -108,17 +113,25 @@ def resolve_pair(source: str) -> ResolvedPair:
     path = Path(source).expanduser().resolve()
     if not (path / "target" / "config.json").exists():
         raise errors.NotFound(f"no pair at {source}: expected {path / 'target' / 'config.json'}")
-    name, version = path.name, "local"
+    spec = _read_spec(path)
+    return ResolvedPair(path=path, name=str(spec.get("name") or path.name),
+                        version=str(spec.get("version") or "local"), speculation=_speculation(spec))
+
+
+def _read_spec(path: Path) -> dict:
     spec_file = path / "pair.json"
-    if spec_file.exists():
-        try:
-            spec = json.loads(spec_file.read_text())
-        except (OSError, ValueError) as error:
-            raise errors.InvalidInput(f"cannot read {spec_file}: {error}") from error
-        if isinstance(spec, dict):
-            name = str(spec.get("name") or name)
-            version = str(spec.get("version") or version)
-    return ResolvedPair(path=path, name=name, version=version)
+    if not spec_file.exists():
+        return {}
+    try:
+        spec = json.loads(spec_file.read_text())
+    except (OSError, ValueError) as error:
+        raise errors.InvalidInput(f"cannot read {spec_file}: {error}") from error
+    return spec if isinstance(spec, dict) else {}
+
+
+def _speculation(spec: dict) -> dict:
+    section = spec.get("speculation")
+    return dict(section) if isinstance(section, dict) else {}
 
 
 def _resolve_registry_uri(uri: str) -> ResolvedPair:
@@ -142,4 +155,4 @@ def _resolve_registry_uri(uri: str) -> ResolvedPair:
         if version is None:
             raise errors.NotFound(f"pair {name} has no alias {alias!r}")
     path = Path(reg.download(name, version))
-    return ResolvedPair(path=path, name=name, version=str(version))
+    return ResolvedPair(path=path, name=name, version=str(version), speculation=_speculation(_read_spec(path)))

@@ -142,11 +142,16 @@ class ServingRuntime:
         from specops import engine as spec_engine
 
         draft_dir = pair.draft_dir
-        proposer = config.proposer
+        from_pair = pair.speculation
+        proposer = config.proposer or str(from_pair.get("proposer") or "draft")
         if proposer == "draft" and draft_dir is None:
             proposer = "prompt_lookup"
+        k = config.num_speculative_tokens
+        adaptive = config.adaptive
         speculation = spec_engine.SpeculationConfig(
-            proposer=proposer, num_speculative_tokens=config.num_speculative_tokens, adaptive=config.adaptive,
+            proposer=proposer,
+            num_speculative_tokens=int(k if k is not None else from_pair.get("num_speculative_tokens", 4)),
+            adaptive=bool(adaptive if adaptive is not None else from_pair.get("adaptive", True)),
         )
         engine = spec_engine.SpeculativeEngine.load(
             pair.target_dir, draft_dir=draft_dir if proposer == "draft" else None, config=speculation,
@@ -215,8 +220,8 @@ class ServingRuntime:
             raise RequestError(f"temperature must be >= 0, got {temperature}", param="temperature")
         if not (0.0 < top_p <= 1.0):
             raise RequestError(f"top_p must be in (0, 1], got {top_p}", param="top_p")
-        if top_k < 0:
-            top_k = 0
+        if top_k < 0 or top_k >= self.vocab_size:
+            top_k = 0  # -1 (vLLM's "off") or a k beyond the vocabulary: no truncation
         stops = tuple(s for s in stop if s)
         for text in stops:
             try:

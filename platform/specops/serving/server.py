@@ -11,8 +11,10 @@ Two quirks of kserve 0.21 shape this module:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from specops.serving.config import ServingConfig, resolve_pair
@@ -92,14 +94,18 @@ def serve(config: ServingConfig, *, started: float | None = None) -> None:
     import prometheus_client
 
     prometheus_client.disable_created_metrics()  # scrapes every second: skip the *_created series
+    phase = time.perf_counter()
     model_server = import_kserve_model_server()
     from specops.serving import kserve_model, openai_routes
     from specops.serving.runtime import ServingRuntime
 
+    phases = {"import kserve": time.perf_counter() - phase}
+    phase = time.perf_counter()
     runtime = ServingRuntime.load(config, pair)
+    phases["load engine"] = time.perf_counter() - phase
     quiet_client_errors()
     openai_routes.install(model_server.app, runtime)
-    _log_ready_time(model_server.app, runtime, started)
+    _log_ready_time(model_server.app, runtime, started, phases)
     server = model_server.ModelServer(http_port=config.port, enable_grpc=False, workers=1,
                                       enable_latency_logging=False)
     try:
@@ -111,11 +117,25 @@ def serve(config: ServingConfig, *, started: float | None = None) -> None:
                  getattr(runtime.records, "num_written", 0), getattr(runtime.records, "num_dropped", 0))
 
 
-def _log_ready_time(app: Any, runtime: Any, started: float) -> None:
+def _seconds_since_process_start() -> float | None:
+    """Age of this process from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return time.time() - (boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _log_ready_time(app: Any, runtime: Any, started: float, phases: dict[str, float]) -> None:
     async def report() -> None:
-        seconds = time.perf_counter() - started
+        age = _seconds_since_process_start()
+        seconds = age if age is not None else time.perf_counter() - started
+        detail = ", ".join(f"{name} {value:.2f} s" for name, value in phases.items())
         message = (f"specops serve ready: model {runtime.model_name} pair {runtime.pair.name} "
-                   f"version {runtime.pair_version} role {runtime.role} in {seconds:.2f} s")
+                   f"version {runtime.pair_version} role {runtime.role} in {seconds:.2f} s since process "
+                   f"start ({detail})")
         log.info(message)
         print(message, file=sys.stderr, flush=True)
 

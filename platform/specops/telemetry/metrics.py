@@ -38,8 +38,9 @@ PromQL (never an average of per-request averages):
     histogram_quantile(0.99, sum by (role, le) (rate(specops_inter_token_latency_seconds_bucket[5m])))
 
 Inter-token latency: the engine emits a step's tokens together (1 + accepted draft tokens); the gap
-since the previous step is spread evenly over them, so each token observes ``gap / k`` once. Its
-mean is the time per output token a client sees.
+since the previous step is spread evenly over them, so each token observes ``gap / k`` once
+(tokens that arrive together with the first token observe 0). A request of n tokens therefore
+observes n - 1 values, and their mean is the time per output token a client sees.
 
 The histograms ``specops_request_acceptance_rate`` and ``specops_request_mean_accepted_length`` are
 per-request distributions (what the drift monitor and the canary analysis compare); use the counters

@@ -1,0 +1,178 @@
+"""End to end with the real serving runtime: the local runtime (``specops.local``) runs ``specops serve``
+processes with the demo pairs behind its router; Prometheus (Debian) scrapes them and evaluates the SLO
+rules generated from ``testdata/in-short-windows.yaml``; the acceptance-rate page on the canary (the
+draft trained on prose, "mismatched") goes through Alertmanager to the receiver, which hands it to the
+runtime's rollout controller; the automatic policy rolls back.
+
+The runtime's own canary analysis is switched off (it never has enough data), so the rollback can only
+come from the alert. The demo pairs are trained once per machine and cached (a few minutes the first time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from specops.governance.audit import AuditLog
+from specops.governance.store import open_store
+from specops.monitoring import receiver, spec, writer
+from specops.rollout.model import Alert, DecisionKind, Phase, Role, RolloutPolicy
+from tests.monitoring import services
+from tests.monitoring.conftest import TESTDATA
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "local-e2e-token"
+DEPLOYMENT = "demo"
+PAIR = "stdlib-coder"
+ROLLBACK_BUDGET_S = 60.0
+POLICY = RolloutPolicy(steps=(50, 100), analysis_interval_s=5.0, min_draft_tokens=10**12, min_requests=10**9,
+                       automatic=True)
+
+
+@dataclass
+class RuntimeSink:
+    """The receiver's sink for the local runtime: one controller tick per notification."""
+
+    runtime: object
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    calls: list[tuple[str, tuple[Alert, ...], str]] = field(default_factory=list)
+    rolled_back_at: float | None = None
+
+    def __call__(self, deployment: str, alerts: tuple[Alert, ...]) -> None:
+        controller = self.runtime.controller  # type: ignore[attr-defined]
+        if deployment != controller.deployment:
+            return
+        with self.lock:
+            decision = controller.tick(now=time.time(), alerts=alerts)
+            self.calls.append((deployment, alerts, decision.kind.value))
+            if decision.kind is DecisionKind.ROLLBACK and controller.state().phase is Phase.ROLLED_BACK:
+                self.rolled_back_at = self.rolled_back_at or time.time()
+
+
+class TargetPublisher:
+    """Writes the runtime's servers as a Prometheus file_sd file, twice a second (service discovery)."""
+
+    def __init__(self, runtime: object, path: Path) -> None:
+        self.runtime, self.path = runtime, path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="targets", daemon=True)
+        self.publish()
+
+    def publish(self) -> None:
+        targets = [{"targets": [t.url.removeprefix("http://")], "labels": {"deployment": DEPLOYMENT}}
+                   for t in self.runtime.backend.targets()]  # type: ignore[attr-defined]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(targets))
+        os.replace(tmp, self.path)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.publish()
+
+    def start(self) -> TargetPublisher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _wait(condition, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def demo_pairs():  # type: ignore[no-untyped-def]
+    from specops.pairs.demo import train_demo_pairs
+
+    return train_demo_pairs(progress=False)
+
+
+@pytest.fixture
+def runtime_stack(tmp_path: Path, demo_pairs, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, object]]:  # type: ignore[no-untyped-def]
+    from specops.local.wiring import LocalRuntime
+    from specops.settings import Settings
+
+    for variable in ("SPECOPS_DATABASE_URL", "MLFLOW_TRACKING_URI", "SPECOPS_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    settings = Settings.from_env(home=tmp_path / ".specops")
+    runtime = LocalRuntime.open(settings, deployment=DEPLOYMENT, pair=PAIR, policy=POLICY)
+    good = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft, note="draft trained on code")
+    bad = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft_mismatched, min_acceptance=0.0,
+                           note="draft trained on prose (mismatched)")
+    store = open_store(settings.database_url)
+    audit = AuditLog(store)
+    sink = RuntimeSink(runtime)
+    rules_dir = tmp_path / "rules"
+    writer.render_to(rules_dir, spec.load(TESTDATA / "in-short-windows.yaml"))
+    web = services.ASGIServer(receiver.create_app(token=TOKEN, sink=sink, store=store, audit=audit)).start()
+    started: list[object] = []
+    try:
+        am = services.alertmanager(tmp_path, webhook_url=f"{web.url}{receiver.WEBHOOK_PATH}", token=TOKEN).start()
+        started.append(am)
+        runtime.start()
+        started.append(runtime)
+        runtime.controller.begin(good.version, now=time.time())
+        publisher = TargetPublisher(runtime, tmp_path / "targets.json").start()
+        started.append(publisher)
+        prom = services.prometheus(tmp_path, rules=rules_dir / "rules.yaml", targets_file=tmp_path / "targets.json",
+                                   static_targets=[f"127.0.0.1:{web.port}"], alertmanager_port=am.port).start()
+        started.append(prom)
+        yield {"runtime": runtime, "good": good, "bad": bad, "sink": sink, "prometheus": prom, "audit": audit}
+    finally:
+        for item in reversed(started):
+            item.stop()  # type: ignore[attr-defined]
+        web.stop()
+        store.dispose()
+
+
+def test_the_real_runtime_rolls_back_a_mismatched_draft_on_its_acceptance_page(
+        runtime_stack: dict[str, object]) -> None:
+    from specops.local.traffic import ClosedLoopTraffic
+    from specops.pairs.demo import demo_prompts
+
+    runtime = runtime_stack["runtime"]
+    sink: RuntimeSink = runtime_stack["sink"]  # type: ignore[assignment]
+    prom: services.Service = runtime_stack["prometheus"]  # type: ignore[assignment]
+    good, bad = runtime_stack["good"], runtime_stack["bad"]
+    traffic = ClosedLoopTraffic(url=runtime.router.url, model=PAIR, prompts=demo_prompts(32, 48), clients=4,
+                                max_tokens=48).start()
+    try:
+        stable = f'slo:sli_error:ratio_rate20s{{slo="acceptance-rate", deployment="{DEPLOYMENT}", role="stable"}}'
+        _wait(lambda: services.query(prom.url, stable), timeout=90, what="the stable version's acceptance SLI")
+        runtime.controller.begin(bad.version, now=time.time())
+        first_bad = _wait(lambda: runtime.router.upstreams.first_canary_request_at, timeout=60,
+                          what="the canary's first request")
+        _wait(lambda: sink.rolled_back_at, timeout=120, what="the alert-driven rollback")
+    finally:
+        traffic.stop()
+    elapsed = sink.rolled_back_at - first_bad  # type: ignore[operator]
+    print(f"\n[real runtime] first bad request → rollback complete: {elapsed:.1f} s")
+    assert elapsed <= ROLLBACK_BUDGET_S
+
+    state = runtime.controller.state()
+    assert (state.phase, state.stable_version) == (Phase.ROLLED_BACK, good.version)
+    assert runtime.registry.alias(PAIR, "production") == good.version
+    assert runtime.registry.alias(PAIR, "canary") is None
+    rollback = next(call for call in sink.calls if call[2] == "rollback")
+    assert any(a.name == "SpecOpsAcceptanceRateBudgetBurn" and a.severity == "page" and a.role is Role.CANARY
+               and a.version == bad.version for a in rollback[1])
+    actions = [e.action for e in runtime_stack["audit"].events(subject=DEPLOYMENT)]  # type: ignore[attr-defined]
+    for action in ("alert.received", "incident.opened", "alert.forwarded", "rollout.rollback", "rollout.rolled_back"):
+        assert action in actions
+    assert runtime_stack["audit"].verify().ok  # type: ignore[attr-defined]
