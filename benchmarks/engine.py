@@ -207,11 +207,14 @@ def train(
                 log(f"  step {step}: non-finite gradient (loss {loss.item()}), update skipped")
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if step == 20 or (step == 5 and planned <= 40):
-            # calibrate: shrink the plan (and its cosine) so training fits its time budget
+        if step == 10:
             loss.item()
-            per_step = (time.perf_counter() - start) / step
-            fit = int(seconds / per_step)
+            ten_steps_at = time.perf_counter()
+        if step == 30 or (step == 12 and planned <= 40):
+            # calibrate on steps 11..: shrink the plan (and its cosine) so training fits its time budget
+            loss.item()
+            per_step = (time.perf_counter() - ten_steps_at) / (step - 10)
+            fit = int((seconds - (ten_steps_at - start)) / per_step) + 10
             if fit < planned:
                 planned = max(step + 1, fit)
                 warmup = min(warmup, max(1, planned // 4))

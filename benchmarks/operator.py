@@ -2,10 +2,13 @@
 
 Three processes besides this one: kmock's Kubernetes emulator, a real Prometheus (Debian package)
 scraping an exporter run here, and the operator (``handlers.register`` + ``kopf.run``, as
-``python -m specops_operator`` runs it, with in-memory aliases and a SQLite audit log). Every
-deployment is a canary at 10 % whose analysis (every ``--interval`` seconds) stays inconclusive
-(its minimum sample count is never reached), so each one queries Prometheus and patches its status
-every interval: the steady-state cost of holding them. Measured on the operator process only:
+``python -m specops_operator`` runs it, with in-memory aliases, a SQLite audit log and logging at
+WARNING). The deployments are created as a restarted operator finds them (version 1 promoted in
+status, version 2 wanted); the operator starts every canary, the script plays KServe (Ready). Every
+canary's analysis (every ``--interval`` seconds) stays inconclusive (its minimum sample count is never
+reached), so each one queries Prometheus and patches its status every interval: the steady-state cost
+of holding them. The emulator runs with :func:`specops_operator.testing.speed_up_kmock`. Measured on
+the operator process only:
 
 * cpu_fraction: (user + system CPU seconds) / wall seconds over ``--measure`` seconds (1.0 = one core);
 * rss_mib: resident memory at the end of the window (peak in ``rss_peak_mib``);
@@ -104,8 +107,6 @@ def memory_mib(pid: int) -> tuple[float, float]:
 
 
 def wait_for(predicate: Any, *, timeout: float, message: str, interval: float = 0.2) -> Any:
-    if os.environ.get("BENCH_DEBUG"):
-        print(f"{time.strftime('%H:%M:%S')} waiting for {message}", file=sys.stderr, flush=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -226,11 +227,8 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         for name in names:
             promoted_state(client, name, pair=f"pair-{name}", interval=args.interval, min_tokens=10**9)
-        command = [sys.executable, __file__, "--role", "operator"]
-        if os.environ.get("BENCH_OPERATOR_PROFILE"):  # development aid: cProfile of the operator's loop
-            command = [sys.executable, os.environ["BENCH_OPERATOR_PROFILE"]]
-        operator = subprocess.Popen([*command, "--api", api_url, "--prometheus", prometheus_url,
-                                     "--audit-db", str(workdir / "audit.db")])
+        operator = subprocess.Popen([sys.executable, __file__, "--role", "operator", "--api", api_url,
+                                     "--prometheus", prometheus_url, "--audit-db", str(workdir / "audit.db")])
         children.append(operator)
 
         def mark_ready(isvc: str) -> bool:
@@ -254,31 +252,36 @@ def run(args: argparse.Namespace) -> int:
         setup_s = time.monotonic() - started
         print(f"{len(names)} deployments progressing after {setup_s:.1f}s; measuring {args.measure:.0f}s ...")
 
+        def analysed_at() -> dict[str, str]:
+            return {item["metadata"]["name"]: item["status"]["lastAnalysis"]["at"]
+                    for item in client.list(kube.DEPLOYMENTS, NAMESPACE)}
+
+        before = analysed_at()
         cpu0, wall0 = cpu_seconds(operator.pid), time.monotonic()
         time.sleep(args.measure)
         cpu1, wall1 = cpu_seconds(operator.pid), time.monotonic()
         rss, rss_peak = memory_mib(operator.pid)
-        analyses = sum(1 for n in names
-                       if (client.get(kube.DEPLOYMENTS, NAMESPACE, n) or {}).get("status", {}).get("lastAnalysis"))
+        after = analysed_at()
+        analyses = sum(1 for name in names if after.get(name, "") > before.get(name, ""))
 
         # verdict → rollback, on extra deployments fed a bad canary
         delays = []
         for name in bad:
             client.create(kube.DEPLOYMENTS, NAMESPACE, body(name, pair=f"pair-{name}", interval=2.0, min_tokens=20))
-            wait_for(lambda name=name: mark_ready(f"{name}-v1"), timeout=60, message=f"{name}-v1")
+            wait_for(lambda name=name: mark_ready(f"{name}-v1"), timeout=180, message=f"{name}-v1")
             wait_for(lambda name=name: (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {}).get("status", {})
-                     .get("phase") == "Promoted", timeout=60, message=f"{name} promoted")
+                     .get("phase") == "Promoted", timeout=180, message=f"{name} promoted")
             client.patch(kube.DEPLOYMENTS, NAMESPACE, name, {"spec": {"pair": {"version": "2"}}})
-            wait_for(lambda name=name: mark_ready(f"{name}-v2"), timeout=60, message=f"{name}-v2")
+            wait_for(lambda name=name: mark_ready(f"{name}-v2"), timeout=180, message=f"{name}-v2")
             wait_for(lambda name=name: builders.route_weights(client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {})
-                     .get(f"{name}-v2-predictor") == 10, timeout=60, message=f"{name} canary at 10%")
+                     .get(f"{name}-v2-predictor") == 10, timeout=180, message=f"{name} canary at 10%")
             removed_at = wait_for(
                 lambda name=name: f"{name}-v2-predictor" not in builders.route_weights(
                     client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {}) and time.time(),
                 timeout=60, interval=0.02, message=f"{name} rolled back")
             status = wait_for(lambda name=name: (found := (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {})
                                                  .get("status", {})).get("phase") == "RolledBack" and found,
-                              timeout=30, message=f"{name} status RolledBack")
+                              timeout=180, message=f"{name} status RolledBack")
             delays.append(removed_at - status_.seconds(status["lastAnalysis"]["at"]))
         stop.set()
     finally:
@@ -300,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
         "rss_peak_mib": round(rss_peak, 1),
         "verdict_to_rollback_s": round(max(delays), 3) if delays else None,
         "verdict_to_rollback_samples_s": [round(delay, 3) for delay in delays],
-        "deployments_analysed": analyses,
+        "deployments_analysed_in_window": analyses,
         "setup_s": round(setup_s, 1),
         "api": "kmock 0.8 KubernetesEmulator (separate process)",
         "metrics": "Prometheus 2.42 on loopback, 1 s scrape",

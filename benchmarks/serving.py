@@ -183,6 +183,58 @@ def demo_pair_and_prompts(count: int, tokens: int) -> tuple[Path, list[str], str
     return pairs.root, demo.demo_prompts(count, tokens), "demo pair (specops.pairs.demo, cached)"
 
 
+def telemetry_cpu_cost(*, batch: int, max_tokens: int, tokens_per_step: float = 1.5) -> dict[str, float]:
+    """CPU seconds telemetry spends per generated token, measured in-process (noise-free).
+
+    Replays what the server does for ``batch`` requests of ``max_tokens`` tokens: one ``step`` per
+    engine step, TTFT / ITL / e2e / per-request histograms, the request record (queued and written
+    to SQLite by the writer thread, whose CPU time is counted too) and one ``/metrics`` render per
+    second of the measured run.
+    """
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from specops.telemetry import metrics, records
+
+    registry = CollectorRegistry()
+    serving = metrics.ServingMetrics(model_name="bench", pair_version="1", role="stable", registry=registry)
+    with tempfile.TemporaryDirectory() as folder:
+        writer = records.RequestRecordWriter(f"sqlite:///{folder}/r.db", flush_seconds=0.05)
+        writer.start()
+        writer.offer(records.RequestRecordData(
+            created_at=records.now(), deployment="d", pair_name="p", pair_version="1", role="stable",
+            prompt_tokens=1, output_tokens=1, acceptance_rate=0.0, mean_accepted_length=1.0, ttft_s=0.0,
+            e2e_s=0.0, itl_mean_s=0.0, finish_reason="stop", prompt="warm-up"))
+        time.sleep(1.0)  # store opened and migrated before timing
+        steps = max(1, round(max_tokens / tokens_per_step))
+        rounds = 20
+        started_cpu = time.process_time()
+        for _ in range(rounds):
+            for _ in range(steps):
+                serving.step(num_draft_tokens=[4] * batch, num_accepted_tokens=[1] * batch,
+                             num_emitted_tokens=[2] * batch)
+                serving.queue(running=batch, waiting=0)
+                for _ in range(batch):
+                    serving.inter_token(0.02, num_tokens=2)
+            for _ in range(batch):
+                serving.first_token(0.1)
+                serving.finished(finish_reason="length", e2e_seconds=1.0, num_drafts=steps,
+                                 acceptance_rate=0.25, mean_accepted_length=2.0)
+                if writer.sampled():
+                    writer.offer(records.RequestRecordData(
+                        created_at=records.now(), deployment="d", pair_name="p", pair_version="1", role="stable",
+                        prompt_tokens=64, output_tokens=max_tokens, acceptance_rate=0.25,
+                        mean_accepted_length=2.0, ttft_s=0.1, e2e_s=1.0, itl_mean_s=0.02, finish_reason="length",
+                        prompt="def f(x):\n    return x\n" * 8))
+        writer.close(timeout=60)
+        request_cpu = time.process_time() - started_cpu
+        started_cpu = time.process_time()
+        for _ in range(20):
+            generate_latest(registry)
+        scrape_cpu = (time.process_time() - started_cpu) / 20
+    tokens = rounds * batch * max_tokens
+    return {"telemetry_cpu_s_per_token": request_cpu / tokens, "metrics_scrape_cpu_s": scrape_cpu}
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -199,7 +251,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per configuration")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating phases per configuration")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating phases per configuration")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--max-batch", type=int, default=32)
@@ -237,6 +289,7 @@ def main() -> None:
             asyncio.run(run_phase(ports[name], prompts, clients=args.clients, seconds=args.warmup_seconds,
                                   max_tokens=args.max_tokens, scrape=False))
         totals = {"on": PhaseResult(), "off": PhaseResult()}
+        phase_tok_s: dict[str, list[float]] = {"on": [], "off": []}
         phase_seconds = args.seconds / args.rounds
         for round_index in range(args.rounds):
             order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
@@ -244,6 +297,7 @@ def main() -> None:
                 phase = asyncio.run(run_phase(ports[name], prompts, clients=args.clients, seconds=phase_seconds,
                                               max_tokens=args.max_tokens, scrape=name == "on"))
                 totals[name].add(phase)
+                phase_tok_s[name].append(phase.tok_s)
                 console.print(f"round {round_index + 1} telemetry {name:>3}: {phase.tok_s:8.1f} tok/s "
                               f"{phase.req_s:6.2f} req/s errors {phase.errors}")
     finally:
@@ -258,6 +312,9 @@ def main() -> None:
     records_written = _count_records(workdir / "records.db")  # after SIGTERM flushed the writer
     on, off = totals["on"], totals["off"]
     overhead = 1.0 - on.tok_s / off.tok_s if off.tok_s else float("nan")
+    cost = telemetry_cpu_cost(batch=min(args.clients, args.max_batch), max_tokens=args.max_tokens)
+    # CPU share telemetry takes at the measured rate: per-token work plus one /metrics render a second.
+    cpu_bound = cost["telemetry_cpu_s_per_token"] * off.tok_s + cost["metrics_scrape_cpu_s"]
     result = {
         "clients": args.clients,
         "seconds": round(on.seconds, 2),
@@ -271,6 +328,11 @@ def main() -> None:
         "itl_p99_s": round(quantile(on.itl, 0.99), 4),
         "tok_s_without_telemetry": round(off.tok_s, 2),
         "overhead_fraction": round(overhead, 4),
+        "telemetry_cpu_s_per_token": round(cost["telemetry_cpu_s_per_token"], 9),
+        "metrics_scrape_cpu_s": round(cost["metrics_scrape_cpu_s"], 6),
+        "overhead_fraction_cpu_bound": round(cpu_bound, 5),
+        "phase_tok_s": {name: [round(v, 2) for v in values] for name, values in phase_tok_s.items()},
+        "noise_fraction": round(_spread(phase_tok_s), 4),
         "requests_without_telemetry": off.requests,
         "errors_without_telemetry": off.errors,
         "records_written": records_written,
@@ -300,8 +362,18 @@ def main() -> None:
                       f"{quantile(phase.ttft, 0.99) * 1000:.0f} ms", f"{quantile(phase.itl, 0.5) * 1000:.1f} ms",
                       f"{quantile(phase.itl, 0.99) * 1000:.1f} ms")
     console.print(table)
-    console.print(f"telemetry overhead: {overhead * 100:.2f} % of tokens/s; records written: {records_written}; "
+    console.print(f"telemetry CPU (in-process, noise-free): {cost['telemetry_cpu_s_per_token'] * 1e6:.1f} µs/token"
+                  f" + {cost['metrics_scrape_cpu_s'] * 1e3:.2f} ms per scrape -> at most {cpu_bound * 100:.2f} % "
+                  "of one core at this rate")
+    console.print(f"telemetry overhead: {overhead * 100:.2f} % of tokens/s (phase-to-phase noise "
+                  f"{result['noise_fraction'] * 100:.1f} %); records written: {records_written}; "
                   f"machine: {result['machine']}; wrote {args.out}")
+
+
+def _spread(phase_tok_s: dict[str, list[float]]) -> float:
+    """Largest relative gap between phases of the same configuration: the machine's noise."""
+    gaps = [(max(v) - min(v)) / max(v) for v in phase_tok_s.values() if len(v) > 1 and max(v) > 0]
+    return max(gaps, default=0.0)
 
 
 def _count_records(path: Path) -> int:

@@ -41,7 +41,7 @@ def build_runtime(*, prometheus_url: str):  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="specops-operator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="specops-operator", description="Run the SpecOps Kubernetes operator.")
     parser.add_argument("--namespace", action="append", default=[],
                         help="watch only this namespace (repeatable); default: all namespaces")
     parser.add_argument("--prometheus-url", default=os.environ.get("SPECOPS_PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL))

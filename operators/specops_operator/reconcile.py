@@ -10,9 +10,11 @@ brain behind it decide; this module only chooses *which* controller call a recon
 4. a rollback not yet confirmed → ``tick`` (the brain re-applies it, never decides a second one);
 5. an analysis that is due (every ``analysisIntervalSeconds``) while the canary is Ready → ``tick``.
 
-At most one of them per reconcile; the status patch that follows records the state with a revision
-counter and acknowledges the request, so a restarted operator continues from status and neither
-promotes nor rolls back twice.
+Only the scheduled analysis (5) reads Prometheus; manual actions and alerts are decided without
+metrics, so they work while Prometheus is down. At most one call per reconcile; the status patch that
+follows records the state with a revision counter and acknowledges the request, so a restarted
+operator continues from status and neither promotes nor rolls back twice. (A crash between applying a
+decision and that patch would decide it again: the controller applies first and saves state last.)
 """
 
 from __future__ import annotations
@@ -26,9 +28,18 @@ from typing import Any
 
 import httpx
 
-from specops.errors import InvalidInput, NotFound, SpecOpsError
+from specops.errors import Conflict, InvalidInput, NotFound, SpecOpsError
 from specops.rollout import controller as rollout_controller
-from specops.rollout.model import Alert, Decision, ManualAction, Phase, Role, RolloutState
+from specops.rollout.model import (
+    Alert,
+    Decision,
+    DecisionKind,
+    ManualAction,
+    Phase,
+    Role,
+    RolloutState,
+    WindowMetrics,
+)
 from specops.rollout.ports import AuditTrail
 from specops_operator import builders, constants, kube
 from specops_operator import status as status_
@@ -107,6 +118,16 @@ class Outcome:
     acted: str = ""
 
 
+class _NoMetrics:
+    """A MetricsSource with empty windows, for ticks that must not depend on Prometheus."""
+
+    def window(self, *, role: Role, version: str, seconds: float) -> WindowMetrics:
+        return WindowMetrics()
+
+
+NO_METRICS = _NoMetrics()
+
+
 class StatusStore:
     """``StateStore`` over one reconcile: the controller's saves are kept here and written to
     ``status`` in one patch at the end of the reconcile (see :func:`reconcile`)."""
@@ -156,11 +177,13 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     metrics = PrometheusMetrics(http=runtime.http, url=runtime.prometheus_url, model=spec.pair,
                                 runtime=spec.runtime.type, sides=sides)
     control = rollout_controller.RolloutController(
-        deployment=subject(view), pair=spec.pair, policy=spec.policy, serving=backend, metrics=metrics,
+        deployment=subject(view), pair=spec.pair, policy=spec.policy, serving=backend, metrics=NO_METRICS,
         aliases=runtime.versions, audit=runtime.audit, states=store, actor=runtime.actor)
+    # Only a scheduled analysis reads Prometheus (below). Manual actions and alerts are decided without
+    # metrics — the brain does not analyse for them — so they work while Prometheus is down, and an alert
+    # never sneaks in an analysis out of schedule (an empty window is inconclusive: the brain waits).
 
-    rollout_extra = dict((current or {}).get("rollout") or {})
-    ticked_at = rollout_extra.get("tickedAt")
+    ticked_at = ((current or {}).get("rollout") or {}).get("tickedAt")
     extra: dict[str, Any] = {"observedGeneration": view.generation, "message": None}
     problems: list[tuple[str, str]] = []  # (reason, message) for the Ready/Degraded conditions
     decision: Decision | None = None
@@ -176,6 +199,9 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     except NotFound as error:
         desired = None
         problems.append(("UnknownVersion", str(error)))
+    except Conflict as error:
+        desired = None
+        problems.append(("VersionRefused", str(error)))
     if rejected is not None and desired is not None and desired != rejected:
         rejected = None  # the spec moved on: a later return to that version is a new request
     extra["rejectedVersion"] = rejected
@@ -216,6 +242,7 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
                 for role, version in sides.items():
                     metrics.window(role=role, version=version, seconds=spec.policy.analysis_interval_s)
                 now = runtime.clock()
+                control.metrics = metrics
                 decision = control.tick(now=now)
                 ticked_at = now
                 analysed_at = now
@@ -239,7 +266,7 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     baking = state.promoted_at is not None and now - state.promoted_at <= spec.policy.bake_s
     key = (state.phase, state.stable_version, state.canary_version, state.weight,
            bool(canary_name and ready(view.namespace, canary_name)), baking, spec.deployment_mode)
-    if key != memory.synced or store.saves:
+    if key != memory.synced or (decision is not None and decision.kind is not DecisionKind.HOLD):
         try:
             backend.sync(state, now=now)
             memory.synced = key
@@ -257,12 +284,11 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     elif decision is not None:
         extra["message"] = decision.reason
 
-    rollout_extra["tickedAt"] = ticked_at
     new_status = status_.render(state, revision=status_.revision(current) + 1, conditions=conditions,
                                 previous=current, analysed_at=analysed_at, extra=extra)
     new_status["rollout"]["tickedAt"] = ticked_at
     _write(runtime, view, memory, current, new_status)
-    if acted == "action":
+    if "lastAction" in extra:  # acknowledged: the request annotations can go
         runtime.kube.patch(kube.DEPLOYMENTS, view.namespace, view.name, {"metadata": {"annotations": {
             constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}}})
     return Outcome(next_in=0.0 if more else _next_in(now, ticked_at, state, spec, problems),
@@ -281,7 +307,7 @@ def _reject(runtime: Runtime, view: View, memory: Memory, current: dict[str, Any
         new_status["rollout"]["tickedAt"] = ((current or {}).get("rollout") or {}).get("tickedAt")
     else:
         new_status = {"phase": Phase.FAILED.value, "message": message, "observedGeneration": view.generation,
-                      "conditions": status_._keep_transition_times(conditions, (current or {}).get("conditions", []))}
+                      "conditions": status_.keep_transition_times(conditions, (current or {}).get("conditions", []))}
     _write(runtime, view, memory, current, new_status)
     return Outcome(next_in=IDLE_RECHECK_S, status=new_status, acted="reject")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from specops.errors import NotFound
+from specops.errors import Conflict, NotFound
 from specops_operator.builders import PairSource
 
 TAG_PROPOSER = "pair.proposer"
@@ -27,7 +27,7 @@ class PairVersions(Protocol):
     def delete_alias(self, pair: str, alias: str) -> None: ...
 
     def resolve(self, pair: str, ref: str) -> str:
-        """A version number for ``ref`` (a number or an alias); raise NotFound."""
+        """A version number for ``ref`` (a number or an alias); NotFound, or Conflict if unqualified."""
 
     def source(self, pair: str, version: str) -> PairSource:
         """Where the version's pair folder is, and how it speculates."""
@@ -46,12 +46,14 @@ class RegistryAliases:
         self.registry.delete_alias(pair, alias)
 
     def resolve(self, pair: str, ref: str) -> str:
-        if ref.isdigit():
-            return ref
-        version = self.registry.alias(pair, ref)
+        """The version ``ref`` names; Conflict when it did not pass qualification (it never gets traffic)."""
+        version = ref if ref.isdigit() else self.registry.alias(pair, ref)
         if version is None:
             raise NotFound(f"pair {pair} has no alias {ref!r}")
-        return str(version)
+        item = self.registry.version(pair, str(version))
+        if not item.qualified:
+            raise Conflict(f"{pair} version {item.version} did not pass qualification: it is not rolled out")
+        return item.version
 
     def source(self, pair: str, version: str) -> PairSource:
         """The version's artifact location (what KServe's storage initializer downloads) and its

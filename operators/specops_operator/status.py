@@ -69,7 +69,7 @@ def render(
         "previousVersion": state.previous_version,
         "canaryWeight": state.weight,
         "history": [_transition(item) for item in state.history],
-        "conditions": _keep_transition_times(conditions, (previous or {}).get("conditions", [])),
+        "conditions": keep_transition_times(conditions, (previous or {}).get("conditions", [])),
         "rollout": rollout,
     }
     if state.last_analysis is not None and analysed_at is not None:
@@ -136,7 +136,7 @@ def _transition(item: Transition) -> dict[str, Any]:
             "reason": item.reason}
 
 
-def _keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
     before = {item.get("type"): item for item in old}
     now = iso(datetime.now(tz=UTC).timestamp())
     result = []

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import pytest
+from conftest import tiny_llama
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
-from specops.engine.adaptive import DraftLengthController, SpeculationGovernor, expected_speedup
+from specops.engine.adaptive import DraftLengthController, SpeculationGovernor, expected_speedup, expected_tokens
 
 
 def test_expected_speedup_matches_the_papers_formula():
     assert expected_speedup(0.0, 3, 0.1) == pytest.approx(1 / 1.3)
     assert expected_speedup(0.8, 4, 0.05) == pytest.approx((1 - 0.8**5) / (0.2 * 1.2))
+    assert expected_tokens(0.5, 0) == pytest.approx(1.0)
 
 
-def test_high_acceptance_drafts_long_and_low_acceptance_stops_drafting():
+def test_a_sequence_drafts_long_when_accepted_and_short_when_rejected():
     controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=8), batch_size=2)
     for _ in range(20):
         controller.update(0, 8, 8)  # always fully accepted
         controller.update(1, 4, 0)  # always rejected at once
-    assert controller.choose(0, 8, cost_ratio=0.05) == 8
-    assert controller.choose(1, 8, cost_ratio=0.05) == 0
+    assert controller.length(0, 8) == 8
+    assert controller.length(1, 8) == 1
     assert controller.alpha(1) < 0.05
+    assert controller.length(0, 0) == 0
 
 
 @pytest.mark.parametrize(("batch_size", "cap"), [(1, 8), (4, 8), (5, 4), (16, 4), (64, 2), (65, 0)])
@@ -33,21 +36,47 @@ def test_a_fixed_k_ignores_the_schedule():
     assert SpeculationConfig(num_speculative_tokens=5, adaptive=False).max_draft_length(1000) == 5
 
 
-def test_the_governor_falls_back_when_speculation_measures_slower():
+def test_the_governor_tries_every_k_then_keeps_the_fastest_and_probes_the_rest():
     governor = SpeculationGovernor(SpeculationConfig(probe_interval=8))
-    governor.record(batch_size=1, speculative=True, tokens=10, seconds=1.0)
-    governor.record(batch_size=1, speculative=False, tokens=20, seconds=1.0)
-    choices = [governor.speculate(1) for _ in range(32)]
-    assert sum(choices) == 4  # only the probes, one in eight steps
-    governor.record(batch_size=1, speculative=True, tokens=90, seconds=1.0)
-    governor.record(batch_size=1, speculative=True, tokens=90, seconds=1.0)
-    assert sum(governor.speculate(1) for _ in range(32)) == 28
+    step_seconds = {0: 1.0, 1: 1.1, 2: 1.2, 3: 1.3}  # drafting costs 10% a token
+    tried = []
+    for _ in range(4):
+        k = governor.choose(1, [0.7], cap=3)
+        tried.append(k)
+        governor.record(batch_size=1, k=k, seconds=step_seconds[k])
+    assert sorted(tried) == [0, 1, 2, 3]
+    choices = [governor.choose(1, [0.7], cap=3) for _ in range(32)]
+    best = max(step_seconds, key=lambda k: expected_tokens(0.7, k) / step_seconds[k])
+    assert best == 3 and choices.count(best) == 28
 
 
-def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, draft, tokenizer):
-    engine = SpeculativeEngine(target, tokenizer, draft=draft, config=SpeculationConfig(num_speculative_tokens=4))
+def test_the_governor_falls_back_to_plain_decoding_when_drafting_does_not_pay():
+    governor = SpeculationGovernor(SpeculationConfig(probe_interval=8))
+    for k in range(3):
+        governor.record(batch_size=1, k=k, seconds=1.0 + k)  # each draft token doubles the step
+    choices = [governor.choose(1, [0.3], cap=2) for _ in range(32)]
+    assert choices.count(0) == 28
+
+
+def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, tokenizer):
+    """An unrelated draft as large as the target: every draft token is rejected and costs a target forward."""
+    useless = tiny_llama(5, hidden=48, layers=3)
+    engine = SpeculativeEngine(target, tokenizer, draft=useless, config=SpeculationConfig(num_speculative_tokens=4))
     steps = []
-    engine.generate([[1, 2, 3], [4, 5]], [SamplingParams(max_new_tokens=40)] * 2, on_step=steps.append)
-    drafted = sum(sum(s.num_draft_tokens) for s in steps)
-    assert drafted < 0.25 * 4 * 2 * len(steps)
-    assert sum(not s.speculative for s in steps[-10:]) >= 8
+    for _ in range(2):
+        engine.generate([[1, 2, 3], [4, 5]], [SamplingParams(max_new_tokens=40)] * 2, on_step=steps.append)
+    late = steps[-30:]
+    assert sum(not s.speculative for s in late) >= 24
+
+
+def test_a_draft_that_sat_out_plain_steps_catches_up_losslessly(target, near_draft, tokenizer, monkeypatch):
+    """Force plain steps between speculative ones: the draft must catch up on the tokens it missed."""
+    from conftest import hf_greedy
+
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
+    pattern = iter([3, 0, 0, 0, 2, 0, 0, 1, 0, 3] * 10)
+    monkeypatch.setattr(engine.governor, "choose", lambda batch_size, alphas, cap: min(next(pattern), cap))
+    prompts = [[1, 2, 3, 4, 5], [9, 8]]
+    results = engine.generate(prompts, [SamplingParams(max_new_tokens=24)] * 2)
+    assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in prompts]
+    assert all(r.stats.num_drafts > 0 for r in results)

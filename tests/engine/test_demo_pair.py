@@ -22,7 +22,8 @@ def pair():
     finally:
         torch.set_num_threads(threads)
     prompts_text = demo.demo_prompts(4, 48, seed=1)
-    engine = SpeculativeEngine.load(pairs.target, pairs.draft, config=SpeculationConfig(num_speculative_tokens=4))
+    config = SpeculationConfig(num_speculative_tokens=4, adaptive=False)
+    engine = SpeculativeEngine.load(pairs.target, pairs.draft, config=config)
     prompts = [engine.tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts_text]
     target = AutoModelForCausalLM.from_pretrained(str(pairs.target)).eval()
     reference = []
@@ -49,7 +50,7 @@ def test_the_demo_pair_decodes_exactly_as_its_target(pair, proposer, batch):
         engine = SpeculativeEngine(
             draft_engine.target.model,
             draft_engine.tokenizer,
-            config=SpeculationConfig(proposer="prompt_lookup", num_speculative_tokens=4),
+            config=SpeculationConfig(proposer="prompt_lookup", num_speculative_tokens=4, adaptive=False),
         )
     chosen = prompts[:batch]
     results = engine.generate(chosen, [SamplingParams(max_new_tokens=NEW_TOKENS)] * batch)

@@ -7,7 +7,7 @@ import functools
 import pytest
 from conftest import hf_greedy, tiny_llama
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, runner
 
 PROMPTS = [
     [1, 2, 3, 4, 5],
@@ -87,9 +87,25 @@ def test_attending_over_the_whole_cache_as_cuda_graphs_do_changes_nothing(target
 
 def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer):
     engine = _engine(target, tokenizer, near_draft, "draft", 3)
-    for runner in (engine.target, engine.proposer.runner):
-        runner.attend_capacity = True
-        runner.fuse()
+    for model_runner in (engine.target, engine.proposer.runner):
+        model_runner.attend_capacity = True
+        model_runner.fuse()
     assert engine.target.fused is not None
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
+def test_a_tight_cache_compacts_its_holes_and_stays_lossless(target, near_draft, tokenizer, temperature, monkeypatch):
+    engine = _engine(target, tokenizer, near_draft, "draft", 4)
+    monkeypatch.setattr(engine, "_capacity", lambda max_tokens: max_tokens + 6)  # holes overflow it soon
+    compactions = []
+    real_compact = runner.KVCache.compact
+    monkeypatch.setattr(runner.KVCache, "compact", lambda cache: (compactions.append(1), real_compact(cache)))
+    params = [SamplingParams(max_new_tokens=NEW_TOKENS, temperature=temperature, seed=i) for i in range(4)]
+    results = engine.generate(PROMPTS, params)
+    assert compactions
+    if temperature == 0.0:
+        assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
+    else:
+        assert all(len(r.token_ids) == NEW_TOKENS for r in results)

@@ -1,6 +1,7 @@
 """A stand-in serving fleet for the end-to-end test: in-process exporter servers (one loopback HTTP port
-each, like a model server's ``/metrics``) that count simulated requests with the real serving telemetry (:class:`specops.telemetry.metrics.ServingMetrics`, so every metric name
-and label is the serving runtime's own), a weighted traffic driver, and a ServingBackend over them.
+each, like a model server's ``/metrics``) that count simulated requests with the real serving telemetry
+(:class:`specops.telemetry.metrics.ServingMetrics`, so every metric name and label is the serving
+runtime's own), a weighted traffic driver, and a ServingBackend over them.
 
 A *good* pair accepts each draft position with probability 0.8 (acceptance ≈ 0.59); a *mismatched*
 draft with 0.05 (acceptance ≈ 0.013), as a draft trained on the wrong text does.

@@ -1,8 +1,12 @@
 """End to end with the real serving runtime: the local runtime (``specops.local``) runs ``specops serve``
-processes with the demo pairs behind its router; Prometheus (Debian) scrapes them and evaluates the SLO
-rules generated from ``testdata/in-short-windows.yaml``; the acceptance-rate page on the canary (the
-draft trained on prose, "mismatched") goes through Alertmanager to the receiver, which hands it to the
-runtime's rollout controller; the automatic policy rolls back.
+processes with the demo pairs behind its router; Prometheus (Debian) scrapes them and evaluates SLO
+rules with windows of seconds; the acceptance-rate page on the canary (the draft trained on prose,
+"mismatched") goes through Alertmanager to the receiver, which hands it to the runtime's rollout
+controller; the automatic policy rolls back.
+
+The tiny demo pairs accept far fewer tokens than production pairs, so the page threshold is set between
+the two versions' qualified acceptance rates (their geometric mean), as an operator would set an SLO
+from qualification figures.
 
 The runtime's own canary analysis is switched off (it never has enough data), so the rollback can only
 come from the alert. The demo pairs are trained once per machine and cached (a few minutes the first time).
@@ -86,6 +90,22 @@ class TargetPublisher:
         self._thread.join(timeout=5)
 
 
+def _spec_between(good: float, bad: float) -> spec.SLOSpec:
+    """The short-window acceptance SLO alone (latency on a loaded CPU is not under test), paging below the
+    geometric mean of the two versions' qualified acceptance rates."""
+    import yaml
+
+    assert good > bad > 0, f"the demo pairs do not separate: good {good}, mismatched {bad}"
+    threshold = (good * bad) ** 0.5
+    burn_rate = round((1 - threshold) / 0.5, 4)  # objective 0.5: error budget 0.5
+    raw = yaml.safe_load((TESTDATA / "in-short-windows.yaml").read_text())
+    [acceptance] = [slo for slo in raw["slos"] if slo["sli"]["kind"] == "acceptance"]
+    for window in (*acceptance["alerting"]["page"], *acceptance["alerting"]["ticket"]):
+        window["burn_rate"] = burn_rate
+    raw["slos"] = [acceptance]
+    return spec.parse(yaml.safe_dump(raw), source="in-short-windows.yaml (acceptance, from qualification)")
+
+
 def _wait(condition, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,14 +132,17 @@ def runtime_stack(tmp_path: Path, demo_pairs, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.delenv(variable, raising=False)
     settings = Settings.from_env(home=tmp_path / ".specops")
     runtime = LocalRuntime.open(settings, deployment=DEPLOYMENT, pair=PAIR, policy=POLICY)
-    good = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft, note="draft trained on code")
+    # Both are registered with their figures recorded, not judged: the qualification gate is not under test.
+    good = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft, min_acceptance=0.0,
+                            note="draft trained on code")
     bad = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft_mismatched, min_acceptance=0.0,
                            note="draft trained on prose (mismatched)")
     store = open_store(settings.database_url)
     audit = AuditLog(store)
     sink = RuntimeSink(runtime)
     rules_dir = tmp_path / "rules"
-    writer.render_to(rules_dir, spec.load(TESTDATA / "in-short-windows.yaml"))
+    writer.render_to(rules_dir, _spec_between(float(good.tags["qualification.acceptance_rate"]),
+                                              float(bad.tags["qualification.acceptance_rate"])))
     web = services.ASGIServer(receiver.create_app(token=TOKEN, sink=sink, store=store, audit=audit)).start()
     started: list[object] = []
     try:
@@ -171,7 +194,7 @@ def test_the_real_runtime_rolls_back_a_mismatched_draft_on_its_acceptance_page(
     assert runtime.registry.alias(PAIR, "canary") is None
     rollback = next(call for call in sink.calls if call[2] == "rollback")
     assert any(a.name == "SpecOpsAcceptanceRateBudgetBurn" and a.severity == "page" and a.role is Role.CANARY
-               and a.version == bad.version for a in rollback[1])
+               and a.version == bad.version for a in rollback[1]), sink.calls
     actions = [e.action for e in runtime_stack["audit"].events(subject=DEPLOYMENT)]  # type: ignore[attr-defined]
     for action in ("alert.received", "incident.opened", "alert.forwarded", "rollout.rollback", "rollout.rolled_back"):
         assert action in actions

@@ -71,3 +71,14 @@ def test_values_schema_refuses_bad_values() -> None:
     assert rendered.returncode != 0 and "prometheusUrl" in rendered.stderr
     rendered = render("operator.replicas=3")
     assert rendered.returncode != 0 and "replicas" in rendered.stderr
+
+
+def test_pod_monitor_relabels_pod_labels_for_the_canary_queries() -> None:
+    rendered = render("podMonitor.enabled=true")
+    assert rendered.returncode == 0, rendered.stderr
+    monitor = next(doc for doc in yaml.safe_load_all(rendered.stdout) if doc and doc["kind"] == "PodMonitor")
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    targets = {item["targetLabel"] for item in endpoint["relabelings"]}
+    assert {"pair_version", "role"} <= targets and endpoint["honorLabels"] is True
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": monitor["metadata"]}, "1.33",
+                                 strict=True)

@@ -253,6 +253,43 @@ def test_serverless_mode_uses_canary_traffic_percent_and_deletion_cleans_up(
     assert audit_actions(audit_log, "ml/knative")["deployment.deleted"] == 1
 
 
+def test_manual_rollback_works_while_prometheus_is_down_and_analysis_waits(
+        cluster: Any, helpers: Any, aliases: Any, audit_log: Any) -> None:
+    """One reconcile at a time, without kopf: the analysis reports Degraded, the rollback still happens."""
+    import httpx
+
+    from specops_operator import constants, reconcile
+
+    client = cluster.client()
+    body = helpers.deployment("dark", pair="dark-pair", version="1", rollout=ROLLOUT)
+    client.create(kube.DEPLOYMENTS, helpers.namespace, body)
+    clock = [1_800_000_000.0]
+    with httpx.Client(timeout=1.0) as http:
+        runtime = reconcile.Runtime(kube=client, http=http, prometheus_url="http://127.0.0.1:9", versions=aliases,
+                                    audit=audit_log, clock=lambda: clock[0])
+        memory = reconcile.Memory()
+
+        def step(**annotations: str) -> reconcile.Outcome:
+            found = client.get(kube.DEPLOYMENTS, helpers.namespace, "dark")
+            found["metadata"].setdefault("annotations", {}).update(annotations)
+            clock[0] += 3
+            return reconcile.reconcile(runtime, reconcile.View.of(found), memory, ready=lambda ns, name: True)
+
+        assert step().decision.kind.value == "promote"
+        client.patch(kube.DEPLOYMENTS, helpers.namespace, "dark", {"spec": {"pair": {"version": "2"}}})
+        assert step().decision.kind.value == "start_canary"
+        outcome = step()  # the analysis is due: Prometheus does not answer
+        assert outcome.decision is None and outcome.status["phase"] == "Progressing"
+        degraded = next(item for item in outcome.status["conditions"] if item["type"] == "Degraded")
+        assert degraded["status"] == "True" and degraded["reason"] == "MetricsUnavailable"
+        outcome = step(**{constants.ACTION_ANNOTATION: "rollback", constants.ACTION_ID_ANNOTATION: "r-1"})
+    assert outcome.decision.kind.value == "rollback" and outcome.status["phase"] == "RolledBack"
+    assert outcome.status["lastAction"]["id"] == "r-1"
+    assert weights(client, helpers, "dark") == {"dark-v1-predictor": 100}
+    assert "specops.io/action" not in (client.get(kube.DEPLOYMENTS, helpers.namespace, "dark")["metadata"]
+                                       .get("annotations") or {})
+
+
 @pytest.mark.parametrize(("spec", "message"), [
     ({"pair": {"name": "p", "version": "1"}, "rollout": {"steps": [50, 25, 100]}},
      "spec.rollout.steps must be strictly increasing"),

@@ -105,3 +105,122 @@ def test_alert_annotation_round_trips() -> None:
     assert batch_id == "b1" and decoded == batch
     with pytest.raises(ValueError, match="not a specops alerts annotation"):
         alerts.decode('{"alerts": []}')
+
+
+class FakePairRegistry:
+    """The slice of ``specops.registry.PairRegistry`` the adapter calls."""
+
+    def __init__(self) -> None:
+        from specops.registry import PairVersion
+
+        self.versions = {
+            "3": PairVersion(name="chat", version="3", source="s3://mlflow/1/abc/artifacts/model",
+                             tags={"qualification.passed": "true", "pair.draft_sha256": "ab",
+                                   "pair.num_speculative_tokens": "6"}),
+            "4": PairVersion(name="chat", version="4", tags={"qualification.passed": "false"}),
+        }
+        self.aliases = {"candidate": "3", "risky": "4"}
+        self.calls: list[tuple[str, ...]] = []
+
+    def alias(self, name: str, alias: str) -> str | None:
+        return self.aliases.get(alias)
+
+    def version(self, name: str, version: str) -> Any:
+        return self.versions[version]
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.calls.append(("set", alias, version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.calls.append(("delete", alias))
+
+
+def test_registry_adapter_resolves_aliases_refuses_unqualified_versions_and_finds_sources() -> None:
+    from specops.errors import Conflict, NotFound
+    from specops_operator.registry import RegistryAliases
+
+    adapter = RegistryAliases(FakePairRegistry())
+    assert adapter.resolve("chat", "candidate") == "3" and adapter.resolve("chat", "3") == "3"
+    with pytest.raises(Conflict, match="did not pass qualification"):
+        adapter.resolve("chat", "risky")
+    with pytest.raises(NotFound, match="no alias 'gone'"):
+        adapter.resolve("chat", "gone")
+    source = adapter.source("chat", "3")
+    assert (source.storage_uri, source.proposer, source.num_speculative_tokens) == (
+        "s3://mlflow/1/abc/artifacts/model", "draft", 6)
+    adapter.set_alias("chat", "canary", "3")
+    adapter.delete_alias("chat", "canary")
+    assert adapter.registry.calls == [("set", "canary", "3"), ("delete", "canary")]
+
+
+class RecordingKube:
+    """A KubeClient stand-in that keeps objects in a dict and records every write."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.writes: list[tuple[str, str, Any]] = []
+
+    def get(self, kind: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind.plural, name))
+
+    def create(self, kind: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.objects[(kind.plural, body["metadata"]["name"])] = body
+        self.writes.append(("create", body["metadata"]["name"], body))
+        return body
+
+    def patch(self, kind: Any, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        if (kind.plural, name) not in self.objects:
+            from kubernetes.client.exceptions import ApiException
+
+            raise ApiException(status=404)
+        self.writes.append(("patch", name, patch))
+        return self.objects[(kind.plural, name)]
+
+    def delete(self, kind: Any, namespace: str, name: str) -> bool:
+        self.writes.append(("delete", name, None))
+        return self.objects.pop((kind.plural, name), None) is not None
+
+    def list(self, kind: Any, namespace: str, *, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        return [body for (plural, _), body in self.objects.items() if plural == kind.plural]
+
+
+def backend(mode: str, prior: RolloutState) -> tuple[Any, RecordingKube]:
+    from specops_operator import builders, spec
+    from specops_operator.serving import KServeBackend
+
+    fake = RecordingKube()
+    serving = KServeBackend(client=fake, owner=builders.Owner(name="chat", namespace="ml", uid="u"),  # type: ignore[arg-type]
+                            spec=spec.parse({"pair": {"name": "chat", "version": "1"}, "deploymentMode": mode}),
+                            sources=lambda version: builders.PairSource(storage_uri=f"s3://p/{version}"),
+                            prior=prior, ready=lambda name: True)
+    return serving, fake
+
+
+def test_serverless_canary_promotion_and_rollback_follow_kserve() -> None:
+    serving, fake = backend("Serverless", RolloutState(deployment="ml/chat", pair="chat"))
+    serving.deploy_stable("1")
+    serving.start_canary("2", 10)
+    assert fake.writes[-1][2]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    serving.set_canary_weight(25)
+    assert fake.writes[-1][2] == {"spec": {"predictor": {"canaryTrafficPercent": 25}}}
+    serving.remove_canary()
+    assert fake.writes[-1][2]["spec"]["predictor"]["canaryTrafficPercent"] == 0  # KServe's rollback
+    serving.start_canary("3", 10)
+    serving.promote_canary()
+    assert fake.writes[-1][2]["spec"]["predictor"]["canaryTrafficPercent"] is None  # removed: 100 % latest
+
+
+def test_standard_rollback_after_promotion_restores_the_previous_version_first() -> None:
+    from specops.rollout.model import Phase
+
+    promoted = RolloutState(deployment="ml/chat", pair="chat", stable_version="3", previous_version="2",
+                            phase=Phase.PROMOTED, promoted_at=1.0)
+    serving, fake = backend("Standard", promoted)
+    serving.deploy_stable("3")
+    fake.writes.clear()
+    serving.remove_canary()
+    kinds = [(kind, name) for kind, name, _ in fake.writes]
+    assert kinds[0] == ("patch", "chat")  # the route moves first
+    assert ("create", "chat-v2") in kinds and ("delete", "chat-v3") in kinds
+    route = next(body for kind, name, body in fake.writes if name == "chat")
+    assert [ref["name"] for ref in route["spec"]["rules"][0]["backendRefs"]] == ["chat-v2-predictor"]

@@ -63,8 +63,8 @@ class SpeculationConfig:
         off above the last row. Only used when `adaptive` is on.
     prompt_lookup_min / prompt_lookup_max: n-gram lengths the prompt-lookup proposer tries, longest first.
     acceptance_smoothing: weight of the newest step in the per-sequence acceptance average (0..1].
-    probe_interval: every this many steps the adaptive engine times a plain step against a
-        speculative one, per batch-size bucket, to decide whether speculation still pays.
+    probe_interval: every this many steps the adaptive engine re-times another draft length
+        (0 = plain decoding) per batch-size bucket, to keep its choice of k measured.
     cuda_graphs: capture forwards as CUDA graphs on a CUDA device (ignored on CPU).
     time_phases: synchronise the device around draft and target phases so that `draft_seconds`
         and `target_seconds` are exact (costs a little speed on a GPU).

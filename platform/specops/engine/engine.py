@@ -153,15 +153,11 @@ class SpeculativeEngine:
         while any(batch.active):
             num_running = sum(batch.active)
             cap = self.config.max_draft_length(num_running) if self.proposer is not None else 0
-            speculative = cap > 0 and self.governor.speculate(num_running)
+            alphas = [controller.alpha(row) for row, active in enumerate(batch.active) if active]
+            step_k = self.governor.choose(num_running, alphas, cap)
             num_tokens = [
-                min(
-                    controller.choose(row, cap, self.governor.cost_ratio),
-                    # drafts stay inside the context; past the budget they are merely cut
-                    self.max_context - len(batch.tokens[row]),
-                )
-                if active and speculative
-                else 0
+                # drafts stay inside the context; past the budget they are merely cut
+                min(controller.length(row, step_k), self.max_context - len(batch.tokens[row])) if active else 0
                 for row, active in enumerate(batch.active)
             ]
             captures_before = _captures(self.target, self.proposer)
@@ -205,15 +201,7 @@ class SpeculativeEngine:
                 self.proposer.commit(batch, proposal, num_accepted)
             finished = time.perf_counter()
             if _captures(self.target, self.proposer) == captures_before:
-                self.governor.record(
-                    batch_size=num_running,
-                    speculative=proposal.max_k > 0,
-                    tokens=sum(emitted),
-                    seconds=finished - started,
-                )
-                self.governor.record_cost(
-                    draft_seconds=drafted - started, max_k=proposal.max_k, target_seconds=verified - drafted
-                )
+                self.governor.record(batch_size=num_running, k=step_k, seconds=finished - started)
             if on_step is not None:
                 on_step(
                     StepStats(
@@ -274,8 +262,8 @@ class SpeculativeEngine:
         ids = torch.cat([last[:, None], proposal.draft_token_ids], dim=1)  # [batch_size, max_k + 1]
         columns = torch.arange(max_k + 1, device=self.device)
         valid = active[:, None] & (columns[None, :] <= num_draft[:, None])  # [batch_size, max_k + 1]
-        start = cache.length
         logits = self.target.forward(cache, ids, valid)  # [batch_size, max_k + 1, vocab]
+        start = cache.length - (max_k + 1)  # after the forward: it may have compacted the cache
         sampling = batch.sampling
         result = verify.greedy(proposal.draft_token_ids, num_draft, logits)
         if not sampling.all_greedy:

@@ -181,13 +181,18 @@ class ModelRunner:
         )
         return graph.run(input_ids, input_valid, active, start)
 
-    def _reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
-        if batch_size != cache.batch_size:
-            raise ValueError(f"input batch {batch_size} != cache batch {cache.batch_size}")
+    @staticmethod
+    def ensure_room(cache: KVCache, num_slots: int) -> None:
+        """Compact now if `num_slots` more slots would not fit (so several forwards stay contiguous)."""
         if cache.length + num_slots > cache.capacity:
             cache.compact()
             if cache.length + num_slots > cache.capacity:
                 raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
+
+    def _reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
+        if batch_size != cache.batch_size:
+            raise ValueError(f"input batch {batch_size} != cache batch {cache.batch_size}")
+        self.ensure_room(cache, num_slots)
         start = cache.length
         cache.length += num_slots
         return start

@@ -320,7 +320,7 @@ class ServingRuntime:
             reason = "context_length" if "context" in message.lower() else "invalid_request"
             self.metrics.error(reason)
             return RequestError(message, reason=reason)
-        log.error("engine error: %r", error)
+        log.debug("request failed by engine error: %r", error)  # the batcher logged the traceback once
         self.metrics.error("internal")
         return RequestError("internal error while generating", status=500, reason="internal")
 

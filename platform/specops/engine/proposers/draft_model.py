@@ -39,17 +39,20 @@ class DraftModelProposer:
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         assert self.cache is not None, "start() first"
         max_k = max(num_tokens)
+        self._catch_up(batch)
         pending = [
             tokens[cached:] if active else []
             for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
         ]
         ids, valid = left_padded(pending, batch.device)  # [batch_size, first_round]
-        self._round_start, self._first_round = self.cache.length, ids.shape[1]
+        first_round = ids.shape[1]
         self._fed_first = [len(p) for p in pending]
         active = torch.tensor(batch.active, device=batch.device)  # [batch_size]
         if batch.sampling.all_greedy:
             draft_ids = self.runner.greedy_rounds(self.cache, ids, valid, active, max_k)  # [batch_size, max_k]
+            self._note_window(first_round, max_k)
             return Proposal(draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=None)
+        self.runner.ensure_room(self.cache, first_round + max_k - 1)  # no compaction between rounds
         drafts, probs = [], []
         for round_index in range(max_k):
             logits = self.runner.forward(self.cache, ids, valid)[:, -1]  # [batch_size, vocab]
@@ -59,9 +62,29 @@ class DraftModelProposer:
             if round_index + 1 < max_k:
                 ids, valid = token[:, None], active[:, None]
         draft_ids = torch.stack(drafts, dim=1)  # [batch_size, max_k]
+        self._note_window(first_round, max_k)
         return Proposal(
             draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=torch.stack(probs, dim=1)
         )
+
+    def _catch_up(self, batch: SequenceBatch) -> None:
+        """After plain steps the draft lags by several tokens: feed all but the last two in one
+        forward outside the CUDA graphs, so the drafting rounds keep a first round of 1-2 tokens
+        (shapes captured once) instead of a new shape per lag."""
+        lagging = [
+            tokens[cached:-2] if active else []
+            for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
+        ]
+        if max(map(len, lagging)) == 0:
+            return
+        ids, valid = left_padded(lagging, batch.device)
+        self.runner.forward(self.cache, ids, valid, logits=False)
+        self.cached = [cached + len(lag) for cached, lag in zip(self.cached, lagging, strict=True)]
+
+    def _note_window(self, first_round: int, max_k: int) -> None:
+        """Remember where this step's slots start (read after the forwards: they may compact the cache)."""
+        self._round_start = self.cache.length - (first_round + max_k - 1)
+        self._first_round = first_round
 
     @staticmethod
     def _choose(logits: torch.Tensor, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
