@@ -366,6 +366,7 @@ def main() -> None:
     parser.add_argument("--train-seconds", help="override the training budgets: TARGET,DRAFT seconds")
     parser.add_argument("--eval-files", type=int, help="override the number of prompts")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="run the engine eagerly")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared 2-core machines)")
     args = parser.parse_args()
     began = time.perf_counter()
     device = args.device
@@ -377,6 +378,8 @@ def main() -> None:
         recipe = replace(recipe, eval_files=args.eval_files)
     log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
     torch.backends.cuda.matmul.allow_tf32 = True
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
     report: dict = {
         "device": torch.cuda.get_device_name()
         if device == "cuda"
@@ -465,6 +468,11 @@ def main() -> None:
     target.generation_config.eos_token_id = None
     draft.generation_config.eos_token_id = None
     report["dtype"] = str(dtype).removeprefix("torch.")
+    if device == "cpu":
+        report["cpu_threads"] = torch.get_num_threads()
+        report["hf_static_note"] = (
+            "transformers compiles static-cache generation only on accelerators: on a CPU it is the static cache, eager"
+        )
 
     # prompts: a window from the middle of each held-out file long enough
     prompts = []

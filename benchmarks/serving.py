@@ -317,7 +317,8 @@ def main() -> None:
     cpu_bound = cost["telemetry_cpu_s_per_token"] * off.tok_s + cost["metrics_scrape_cpu_s"]
     result = {
         "clients": args.clients,
-        "seconds": round(on.seconds, 2),
+        "seconds": args.seconds,
+        "measured_seconds": round(on.seconds, 2),  # phases plus the drain of their in-flight requests
         "requests": on.requests,
         "errors": on.errors + off.errors,
         "tok_s": round(on.tok_s, 2),

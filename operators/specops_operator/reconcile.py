@@ -235,7 +235,13 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
             decision = control.tick(now=now)
         elif state0.phase is Phase.PROGRESSING and _due(now, ticked_at, spec):
             canary = backend.serving_names(state0).get(Role.CANARY.value, "")
-            if ready(view.namespace, canary):
+            routed = memory.synced is not None and memory.synced[:5] == (
+                state0.phase, state0.stable_version, state0.canary_version, state0.weight, True)
+            if ready(view.namespace, canary) and not routed:
+                # Ready, but this process has not yet routed its share of traffic to it (just became
+                # Ready, or the operator restarted): route first (sync below); the first window starts now.
+                ticked_at = now
+            elif ready(view.namespace, canary):
                 acted = "analysis"
                 # Fetch the window first (one query, cached by the metrics adapter), so that ``now`` — the
                 # verdict's time in status — is when the data was in hand, not before the round trip.

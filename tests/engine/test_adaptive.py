@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_llama
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.adaptive import DraftLengthController, SpeculationGovernor, expected_speedup, expected_tokens
+from tests.engine.conftest import hf_greedy, tiny_llama
 
 
 def test_expected_speedup_matches_the_papers_formula():
@@ -71,8 +71,6 @@ def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, tokenize
 
 def test_a_draft_that_sat_out_plain_steps_catches_up_losslessly(target, near_draft, tokenizer, monkeypatch):
     """Force plain steps between speculative ones: the draft must catch up on the tokens it missed."""
-    from conftest import hf_greedy
-
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
     pattern = iter([3, 0, 0, 0, 2, 0, 0, 1, 0, 3] * 10)
     monkeypatch.setattr(engine.governor, "choose", lambda batch_size, alphas, cap: min(next(pattern), cap))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 
 import pytest
-from conftest import hf_greedy, tiny_llama
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, runner
+from tests.engine.conftest import hf_greedy, tiny_llama
 
 PROMPTS = [
     [1, 2, 3, 4, 5],

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_llama
 from scipy.stats import chisquare
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, verify
+from tests.engine.conftest import hf_greedy, tiny_llama
 
 VOCAB = 12
 PROMPT = [1, 2, 3]
@@ -105,8 +105,6 @@ def test_a_seed_reproduces_a_sampled_generation(small_pair, tokenizer):
 
 
 def test_greedy_and_sampled_requests_share_a_batch(target, near_draft, tokenizer):
-    from conftest import hf_greedy
-
     engine = SpeculativeEngine(
         target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3, adaptive=False)
     )

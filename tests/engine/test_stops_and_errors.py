@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ByteTokenizer, hf_greedy, tiny_llama
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from specops import errors
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from tests.engine.conftest import ByteTokenizer, hf_greedy, tiny_llama
 
 PROMPT = [1, 2, 3, 4, 5]
 

@@ -28,10 +28,12 @@ def test_register_list_approve_and_refuse_from_the_command_line(tiny_pairs, tmp_
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(PROMPTS[:2]))
     common = ("--prompts", str(prompts), "--max-new-tokens", "6")
+    fixed_k = tmp_path / "pair.yaml"
+    fixed_k.write_text("speculation:\n  adaptive: false\ntarget:\n  licence: Apache-2.0\n")
 
     done = _specops(
         "register", "tiny", "--target", str(tiny_pairs.target), "--draft", str(tiny_pairs.draft_copy),
-        *common, "--note", "good", home=home,
+        *common, "--config", str(fixed_k), "--note", "good", home=home,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "registered tiny version 1" in done.stdout

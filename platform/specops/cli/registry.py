@@ -84,7 +84,7 @@ def _report_table(report: Any, title: str):  # type: ignore[no-untyped-def]
         ("mean accepted length", f"{report.mean_accepted_length:.2f}"),
         ("speedup over target alone", f"{report.speedup:.2f}×"),
         ("prompts × new tokens", f"{report.num_prompts} × {report.max_new_tokens}"),
-        ("draft length k", str(report.num_speculative_tokens)),
+        ("draft length k", f"{report.num_speculative_tokens}{' (adaptive)' if report.adaptive else ''}"),
         ("machine", report.machine),
     ]
     for name, value in rows:
@@ -172,11 +172,13 @@ def qualify(
     pair_spec.checkpoint_folder(draft, "draft")
     _quiet_libraries()
     floor = min_acceptance
-    k = 4
+    settings = pair_spec.SpeculationSettings()
     if config is not None:
         data = pair_spec.read_config(config)
         floor = floor if floor is not None else (data.get("slos") or {}).get("min_acceptance_rate")
-        k = int((data.get("speculation") or {}).get("num_speculative_tokens", k))
+        settings = pair_spec.PairSpec.parse(
+            {**data, "name": "qualify", "target": {"source": str(target)}, "draft": None}, source=str(config)
+        ).speculation
     prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
     progress, advance = _progress()
     with progress:
@@ -185,7 +187,8 @@ def qualify(
             draft,
             prompts=prompt_list,
             min_acceptance=qualification.DEFAULT_MIN_ACCEPTANCE if floor is None else float(floor),
-            num_speculative_tokens=k,
+            num_speculative_tokens=settings.num_speculative_tokens,
+            adaptive=settings.adaptive,
             max_new_tokens=max_new_tokens,
             progress=advance,
         )

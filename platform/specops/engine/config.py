@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from specops import errors
 
-#: Default batch-size schedule: (largest batch size, largest draft length) rows, ascending.
-#: Above the last row speculation is off. Measured on an H100 with the bench pair
-#: (benchmarks/results/engine-h100.json): at batch 32 the verify forward of k+1 tokens per
-#: sequence stops being free, so the cap falls as the batch grows.
+#: Default batch-size schedule: (largest batch size, largest draft length) rows, ascending; above the
+#: last row speculation is off. From the H100 bench run (benchmarks/results/engine-h100.json): at
+#: batch 1 the best fixed k was 2-3 with k up to 5 still gaining; at batch 8 k = 2 gained only 1.11x,
+#: as the k+1-token verify of every sequence stops being free. Batch 32 was not measured for the
+#: engine, so the cap there (2) is the governor's to refine: it times every k up to the cap.
 DEFAULT_BATCH_SCHEDULE: tuple[tuple[int, int], ...] = ((4, 8), (16, 4), (64, 2))
 
 
@@ -57,8 +58,9 @@ class SpeculationConfig:
 
     proposer: "draft" (a draft model), "prompt_lookup" (n-gram match, no model) or "none".
     num_speculative_tokens: draft length k; the fixed k when `adaptive` is off, else the largest k.
-    adaptive: adapt k per sequence to its recent acceptance, cap k by `batch_schedule`, and fall
-        back to plain decoding where speculation measures slower than plain steps.
+    adaptive: choose each step's k from measured step times (k = 0 is plain decoding, so a pair
+        whose speculation does not pay falls back by itself), cap it by `batch_schedule`, and
+        shorten it per sequence when that sequence's acceptance is low (see adaptive.py).
     batch_schedule: (largest batch size, largest k) rows in ascending batch size; speculation is
         off above the last row. Only used when `adaptive` is on.
     prompt_lookup_min / prompt_lookup_max: n-gram lengths the prompt-lookup proposer tries, longest first.

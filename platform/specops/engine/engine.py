@@ -178,25 +178,21 @@ class SpeculativeEngine:
 
             emitted = [0] * batch_size
             for row in range(batch_size):
-                if not batch.active[row]:
-                    continue
-                new_ids = output_ids[row][: num_accepted[row] + 1]
-                new_ids, reason = self._apply_stops(
-                    results[row].token_ids, new_ids, params[row], budgets[row], stop_window[row]
-                )
-                results[row].token_ids.extend(new_ids)
-                batch.tokens[row].extend(new_ids)
-                emitted[row] = len(new_ids)
-                stats = results[row].stats
-                stats.record(num_draft_tokens=num_drafted[row], num_accepted=num_accepted[row])
-                stats.draft_seconds += drafted - started
-                stats.target_seconds += verified - drafted
-                controller.update(row, num_drafted[row], num_accepted[row])
-                if reason is not None:
-                    results[row].finish_reason = reason
-                    batch.active[row] = False
-                if on_tokens is not None and new_ids:
-                    on_tokens(row, new_ids)
+                if batch.active[row]:
+                    emitted[row] = self._emit(
+                        row,
+                        batch,
+                        results[row],
+                        params[row],
+                        budgets[row],
+                        stop_window[row],
+                        new_ids=output_ids[row][: num_accepted[row] + 1],
+                        num_drafted=num_drafted[row],
+                        num_accepted=num_accepted[row],
+                        seconds=(drafted - started, verified - drafted),
+                        controller=controller,
+                        on_tokens=on_tokens,
+                    )
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
             finished = time.perf_counter()
@@ -217,6 +213,37 @@ class SpeculativeEngine:
                 )
             step += 1
         return results
+
+    def _emit(
+        self,
+        row: int,
+        batch: SequenceBatch,
+        result: GenerationResult,
+        params: SamplingParams,
+        budget: int,
+        stop_window: int,
+        *,
+        new_ids: list[int],
+        num_drafted: int,
+        num_accepted: int,
+        seconds: tuple[float, float],
+        controller: DraftLengthController,
+        on_tokens: Callable[[int, list[int]], None] | None,
+    ) -> int:
+        """Commit one sequence's verified tokens (cut at its stops), count them; returns how many it kept."""
+        new_ids, reason = self._apply_stops(result.token_ids, new_ids, params, budget, stop_window)
+        result.token_ids.extend(new_ids)
+        batch.tokens[row].extend(new_ids)
+        result.stats.record(num_draft_tokens=num_drafted, num_accepted=num_accepted)
+        result.stats.draft_seconds += seconds[0]
+        result.stats.target_seconds += seconds[1]
+        controller.update(row, num_drafted, num_accepted)
+        if reason is not None:
+            result.finish_reason = reason
+            batch.active[row] = False
+        if on_tokens is not None and new_ids:
+            on_tokens(row, new_ids)
+        return len(new_ids)
 
     def _capacity(self, max_tokens: int) -> int:
         """KV slots per sequence: the longest sequence plus room for one step's holes, rounded up
@@ -325,9 +352,10 @@ class SpeculativeEngine:
 
 
 def _captures(target: ModelRunner, proposer: object) -> int:
-    count = len(target._graphs)
+    """CUDA graphs captured so far; a step that captured one is not timed for the governor."""
+    count = target.num_graphs
     if isinstance(proposer, DraftModelProposer):
-        count += len(proposer.runner._graphs)
+        count += proposer.runner.num_graphs
     return count
 
 

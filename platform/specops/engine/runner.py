@@ -109,6 +109,10 @@ class ModelRunner:
         self._caches: dict[int, KVCache] = {}
         self._graphs: dict[tuple, _CapturedGraph] = {}
 
+    @property
+    def num_graphs(self) -> int:
+        return len(self._graphs)
+
     def fuse(self) -> None:
         """Use the fused layer path (tests call it on a CPU to cover it)."""
         layers = self.model.model.layers[: self.num_layers]
@@ -117,7 +121,11 @@ class ModelRunner:
 
     # -- cache -------------------------------------------------------------------------------
     def cache(self, batch_size: int, capacity: int) -> KVCache:
-        """An empty cache for `batch_size` sequences; reused (and its graphs kept) when big enough."""
+        """An empty cache for `batch_size` sequences.
+
+        With CUDA graphs, one cache per batch size is kept (the graphs point into it) and reused while
+        big enough; memory therefore grows with the number of distinct batch sizes served.
+        """
         cache = self._caches.get(batch_size)
         if cache is None or cache.capacity < capacity:
             self._graphs = {key: g for key, g in self._graphs.items() if g.cache.batch_size != batch_size}
@@ -129,7 +137,8 @@ class ModelRunner:
                 valid=torch.zeros(batch_size, capacity, device=self.device, dtype=torch.bool),
                 seq_lens=torch.zeros(batch_size, device=self.device, dtype=torch.long),
             )
-            self._caches[batch_size] = cache
+            if self.use_graphs:
+                self._caches[batch_size] = cache
         cache.reset()
         return cache
 

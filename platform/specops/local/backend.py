@@ -63,12 +63,15 @@ class LocalServingBackend:
         self.deploy_stable(canary.version)
         self.remove_canary()
 
-    def remove_canary(self) -> None:
-        """All traffic to stable; stop the canary server."""
+    def remove_canary(self, stable_version: str | None = None) -> None:
+        """All traffic to stable (``stable_version`` started first if another runs); stop the canary."""
         self.router.clear_canary()
         canary = self.servers.pop(Role.CANARY, None)
         if canary is not None:
             canary.stop()
+        stable = self.servers.get(Role.STABLE)
+        if stable_version is not None and (stable is None or stable.version != stable_version):
+            self.deploy_stable(stable_version)
 
     def targets(self) -> list[ScrapeTarget]:
         """The servers the metrics source scrapes."""

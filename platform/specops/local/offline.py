@@ -25,7 +25,7 @@ class DetachedServing:
     def promote_canary(self) -> None:
         """Nothing runs."""
 
-    def remove_canary(self) -> None:
+    def remove_canary(self, stable_version: str | None = None) -> None:
         """Nothing runs."""
 
 

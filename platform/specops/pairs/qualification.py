@@ -6,8 +6,10 @@ Measured on this machine, greedy, one prompt at a time:
   prompt, token for token (speculative decoding must never change greedy output; arXiv 2211.17192);
 - **tokenizer compatibility** — the draft's tokenizer (if it ships one) has the target's vocabulary and
   the two models' vocabulary sizes agree;
-- **acceptance rate** — accepted / drafted tokens over all prompts, with a fixed draft length k
-  (adaptive k off, so the figure describes the draft, not the governor);
+- **acceptance rate** — accepted / drafted tokens over all prompts, with the pair's own speculation
+  settings (draft length k, adaptive k on or off as its PairSpec says), i.e. the figure the canary
+  analysis will see in serving. With a fixed k the rate also falls as k grows (later positions are
+  accepted only after earlier ones), so a fixed-k figure would under-state a good adaptive pair;
 - **mean accepted length** — tokens gained per target verification (1 + accepted per draft);
 - **speedup** — wall time of the target alone / wall time of the pair, after one warm-up each.
 
@@ -61,6 +63,7 @@ class QualificationReport:
     num_prompts: int
     max_new_tokens: int
     num_speculative_tokens: int
+    adaptive: bool = True
     num_mismatched_prompts: int = 0
     first_mismatch: dict[str, Any] | None = None
     num_drafts: int = 0
@@ -90,6 +93,7 @@ class QualificationReport:
             f"{TAG_PREFIX}num_prompts": str(self.num_prompts),
             f"{TAG_PREFIX}max_new_tokens": str(self.max_new_tokens),
             f"{TAG_PREFIX}num_speculative_tokens": str(self.num_speculative_tokens),
+            f"{TAG_PREFIX}adaptive": _flag(self.adaptive),
             f"{TAG_PREFIX}device": self.device,
             f"{TAG_PREFIX}machine": self.machine[:250],
             f"{TAG_PREFIX}measured_at": self.measured_at,
@@ -217,6 +221,7 @@ def qualify(
     prompts: list[str] | None = None,
     min_acceptance: float = DEFAULT_MIN_ACCEPTANCE,
     num_speculative_tokens: int = 4,
+    adaptive: bool = True,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     device: str = "cpu",
     progress: ProgressCallback | None = None,
@@ -241,6 +246,7 @@ def qualify(
         "num_prompts": len(prompts),
         "max_new_tokens": max_new_tokens,
         "num_speculative_tokens": num_speculative_tokens,
+        "adaptive": adaptive,
         "device": device,
         "machine": _machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -268,7 +274,7 @@ def qualify(
         SpeculativeEngine,
         target_dir,
         draft_dir,
-        SpeculationConfig(proposer="draft", num_speculative_tokens=num_speculative_tokens, adaptive=False),
+        SpeculationConfig(proposer="draft", num_speculative_tokens=num_speculative_tokens, adaptive=adaptive),
         device,
     )
     tokenizer = baseline.tokenizer

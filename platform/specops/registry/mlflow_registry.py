@@ -179,6 +179,7 @@ class PairRegistry:
             prompts=prompts,
             min_acceptance=spec.min_acceptance,
             num_speculative_tokens=spec.speculation.num_speculative_tokens,
+            adaptive=spec.speculation.adaptive,
             max_new_tokens=max_new_tokens or gate.DEFAULT_MAX_NEW_TOKENS,
             progress=progress,
         )

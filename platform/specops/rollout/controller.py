@@ -61,7 +61,8 @@ class RolloutController:
         """Observe one analysis window, decide and apply."""
         state = self.state()
         observation = Observation(now=now, alerts=alerts, action=action)
-        if state.phase is Phase.PROGRESSING and state.canary_version and state.stable_version:
+        analysing = action is None and not any(alert.severity == "page" for alert in alerts)
+        if analysing and state.phase is Phase.PROGRESSING and state.canary_version and state.stable_version:
             seconds = self.policy.analysis_interval_s
             observation = replace(
                 observation,
@@ -90,7 +91,7 @@ class RolloutController:
             self._alias("production", new.stable_version)
             self.aliases.delete_alias(self.pair, "canary")
         elif kind is DecisionKind.ROLLBACK:
-            self.serving.remove_canary()
+            self.serving.remove_canary(new.stable_version)
             if new.stable_version is not None:
                 self._alias("production", new.stable_version)
             self.aliases.delete_alias(self.pair, "canary")

@@ -23,8 +23,11 @@ class ServingBackend(Protocol):
     def promote_canary(self) -> None:
         """Make the canary the stable version at 100 % and retire the old stable."""
 
-    def remove_canary(self) -> None:
-        """Send all traffic to stable and stop the canary (rollback)."""
+    def remove_canary(self, stable_version: str | None = None) -> None:
+        """Rollback: all traffic to ``stable_version`` (the current stable when None), canary stopped.
+
+        After a promotion, a rollback restores the previous version, which the adapter cannot infer.
+        """
 
 
 class MetricsSource(Protocol):

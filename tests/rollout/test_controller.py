@@ -1,0 +1,103 @@
+"""The controller applies the brain's decisions through the ports: traffic, aliases, audit, state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from specops.rollout import ManualAction, Phase, Role, RolloutPolicy, RolloutState, WindowMetrics
+from specops.rollout.controller import RolloutController
+from tests.rollout.conftest import bad, good
+
+
+@dataclass
+class Recorder:
+    """In-memory adapters for every port, recording calls in order."""
+
+    calls: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    events: list[tuple[str, str]] = field(default_factory=list)
+    saved: dict[str, RolloutState] = field(default_factory=dict)
+    canary_window: WindowMetrics = field(default_factory=WindowMetrics)
+
+    def deploy_stable(self, version: str) -> None:
+        self.calls.append(f"deploy_stable {version}")
+
+    def start_canary(self, version: str, weight: int) -> None:
+        self.calls.append(f"start_canary {version} {weight}")
+
+    def set_canary_weight(self, weight: int) -> None:
+        self.calls.append(f"weight {weight}")
+
+    def promote_canary(self) -> None:
+        self.calls.append("promote_canary")
+
+    def remove_canary(self, stable_version: str | None = None) -> None:
+        self.calls.append(f"remove_canary {stable_version}")
+
+    def window(self, *, role: Role, version: str, seconds: float) -> WindowMetrics:
+        self.calls.append(f"window {role.value}")
+        return self.canary_window if role is Role.CANARY else WindowMetrics()
+
+    def set_alias(self, pair: str, alias: str, version: str) -> None:
+        self.aliases[alias] = version
+
+    def delete_alias(self, pair: str, alias: str) -> None:
+        self.aliases.pop(alias, None)
+
+    def append(self, *, actor: str, action: str, subject: str, payload: dict[str, Any]) -> object:
+        self.events.append((action, subject))
+        return None
+
+    def load(self, deployment: str) -> RolloutState | None:
+        return self.saved.get(deployment)
+
+    def save(self, state: RolloutState) -> None:
+        self.saved[state.deployment] = state
+
+
+@pytest.fixture
+def world(policy: RolloutPolicy) -> tuple[RolloutController, Recorder]:
+    recorder = Recorder()
+    controller = RolloutController(deployment="demo", pair="p", policy=policy, serving=recorder, metrics=recorder,
+                                   aliases=recorder, audit=recorder, states=recorder)
+    controller.begin("1", now=0.0)
+    controller.begin("2", now=1.0)
+    return controller, recorder
+
+
+def test_a_rollout_starts_with_production_then_a_canary(world: tuple[RolloutController, Recorder]) -> None:
+    _, recorder = world
+    assert recorder.calls == ["deploy_stable 1", "start_canary 2 10"]
+    assert recorder.aliases == {"production": "1", "canary": "2"}
+
+
+def test_bad_canary_is_rolled_back_and_every_step_is_audited(world: tuple[RolloutController, Recorder]) -> None:
+    controller, recorder = world
+    recorder.canary_window = bad()
+    controller.tick(now=2.0)
+    controller.tick(now=3.0)
+    assert recorder.calls[-1] == "remove_canary 1"
+    assert recorder.aliases == {"production": "1"}
+    assert controller.state().phase is Phase.ROLLED_BACK
+    actions = [action for action, _ in recorder.events]
+    assert actions[-4:] == ["rollout.hold", "alias.set", "rollout.rollback", "rollout.rolled_back"]
+    assert actions.count("alias.set") == 4  # production, canary, production again on rollback
+
+
+def test_good_canary_is_promoted_and_previous_remembered(world: tuple[RolloutController, Recorder]) -> None:
+    controller, recorder = world
+    recorder.canary_window = good()
+    controller.tick(now=2.0)
+    controller.tick(now=3.0)
+    assert recorder.calls[-1] == "promote_canary"
+    assert recorder.aliases == {"production": "2", "previous": "1"}
+
+
+def test_manual_actions_do_not_query_metrics(world: tuple[RolloutController, Recorder]) -> None:
+    controller, recorder = world
+    controller.tick(now=2.0, action=ManualAction.ROLLBACK)
+    assert not any(call.startswith("window") for call in recorder.calls)
+    assert controller.state().phase is Phase.ROLLED_BACK
