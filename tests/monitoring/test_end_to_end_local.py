@@ -31,7 +31,7 @@ from specops.rollout.model import Alert, DecisionKind, Phase, Role, RolloutPolic
 from tests.monitoring import services
 from tests.monitoring.conftest import TESTDATA
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 TOKEN = "local-e2e-token"
 DEPLOYMENT = "demo"
@@ -132,11 +132,15 @@ def runtime_stack(tmp_path: Path, demo_pairs, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.delenv(variable, raising=False)
     settings = Settings.from_env(home=tmp_path / ".specops")
     runtime = LocalRuntime.open(settings, deployment=DEPLOYMENT, pair=PAIR, policy=POLICY)
-    # Both are registered with their figures recorded, not judged: the qualification gate is not under test.
-    good = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft, min_acceptance=0.0,
-                            note="draft trained on code")
-    bad = runtime.register(target=demo_pairs.target, draft=demo_pairs.draft_mismatched, min_acceptance=0.0,
-                           note="draft trained on prose (mismatched)")
+    # Both are registered with their figures recorded, not judged (the qualification gate is not under
+    # test), on a few held-out prompts to keep the test short.
+    from specops.pairs.demo import demo_prompts
+
+    prompts = demo_prompts(8, 48)
+    good, bad = (runtime.registry.register(PAIR, target=demo_pairs.target, draft=draft, min_acceptance=0.0,
+                                           prompts=prompts, note=note)
+                 for draft, note in ((demo_pairs.draft, "draft trained on code"),
+                                     (demo_pairs.draft_mismatched, "draft trained on prose (mismatched)")))
     store = open_store(settings.database_url)
     audit = AuditLog(store)
     sink = RuntimeSink(runtime)

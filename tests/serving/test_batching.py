@@ -34,3 +34,30 @@ def test_concurrent_streams_are_batched_too(live) -> None:
     assert asyncio.run(_fire(live.base_url, 8, stream=True)) == [200] * 8
     assert batcher.num_batched_jobs - jobs == 8
     assert batcher.num_batches - batches < 8
+
+
+def test_a_batch_whose_clients_all_left_ends_early(live) -> None:
+    """Every streaming client hangs up: the engine call stops instead of generating for nobody."""
+    import socket
+    import time
+
+    batcher = live.runtime.batcher
+    aborted = batcher.num_aborted_batches
+    host, port = live.base_url.removeprefix("http://").split(":")
+    body = b'{"prompt": "def", "max_tokens": 24, "ignore_eos": true, "stream": true}'
+    request = (b"POST /openai/v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    socks = [socket.create_connection((host, int(port))) for _ in range(3)]
+    for sock in socks:
+        sock.sendall(request)
+    deadline = time.monotonic() + 30
+    while batcher.num_running < 3 and time.monotonic() < deadline:  # the batch is in the engine...
+        time.sleep(0.002)
+    for sock in socks:  # ... when every client hangs up
+        sock.close()
+    while batcher.num_running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert batcher.num_running == 0
+    assert batcher.num_aborted_batches == aborted + 1
+    with httpx.Client(base_url=live.base_url, timeout=60) as client:
+        assert client.post("/openai/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200

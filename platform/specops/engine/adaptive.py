@@ -4,9 +4,9 @@ A step drafting K tokens per sequence yields, for a sequence with per-token acce
 (1 - alpha^(K+1)) / (1 - alpha) tokens in expectation (Leviathan et al., arXiv 2211.17192). What it
 costs depends on the hardware, the batch size and K, and no formula gets that right everywhere
 (on a GPU the k+1-token verify is nearly free, on a CPU or at a large batch it is not). So
-`SpeculationGovernor` measures it: per batch-size bucket it keeps the wall time of steps for every
-K in 0..cap, tries each K once, then picks the K with the most expected tokens per second, and
-re-measures one other K every `probe_interval` steps. K = 0 is plain decoding, so a pair whose
+`SpeculationGovernor` measures it: per batch-size bucket it keeps the tokens and wall time of steps
+for every K in 0..cap, tries each K once, then picks the K with the most tokens per second, and
+re-measures a neighbouring K or K = 0 every `probe_interval` steps. K = 0 is plain decoding, so a pair whose
 speculation slows decoding falls back to plain decoding by itself, and comes back when it pays.
 
 Within a step each sequence drafts at most the batch's K, and fewer when its own acceptance is low
@@ -17,7 +17,6 @@ Within a step each sequence drafts at most the batch's K, and fewer when its own
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from specops.engine.config import SpeculationConfig
 
@@ -70,7 +69,7 @@ class DraftLengthController:
 
 
 class SpeculationGovernor:
-    """Chooses each step's K per batch-size bucket from measured step times.
+    """Chooses each step's K per batch-size bucket from measured throughput.
 
     Lives as long as the engine, so what one `generate` call measured serves the next.
     """
@@ -78,36 +77,44 @@ class SpeculationGovernor:
     def __init__(self, config: SpeculationConfig, *, smoothing: float = 0.3) -> None:
         self.config = config
         self.smoothing = smoothing
-        self.step_seconds: dict[tuple[int, int], float] = {}  # (bucket, K) -> EWMA of a step's wall time
+        # (bucket, K) -> EWMA of a step's emitted tokens and of its wall seconds
+        self.step_tokens: dict[tuple[int, int], float] = {}
+        self.step_seconds: dict[tuple[int, int], float] = {}
         self.steps: dict[int, int] = {}
 
     @staticmethod
     def bucket(batch_size: int) -> int:
         return 1 << max(0, batch_size - 1).bit_length()
 
-    def choose(self, batch_size: int, alphas: Sequence[float], cap: int) -> int:
+    def tokens_per_second(self, batch_size: int, k: int) -> float | None:
+        key = (self.bucket(batch_size), k)
+        if key not in self.step_seconds:
+            return None
+        return self.step_tokens[key] / self.step_seconds[key]
+
+    def choose(self, batch_size: int, cap: int) -> int:
         """K for this step: 0..cap, `cap` itself when not adaptive."""
         if cap <= 0 or not self.config.adaptive:
             return max(cap, 0)
         bucket = self.bucket(batch_size)
         step = self.steps.get(bucket, 0)
         self.steps[bucket] = step + 1
-        unknown = [k for k in range(cap, -1, -1) if (bucket, k) not in self.step_seconds]
+        rates = {k: self.tokens_per_second(batch_size, k) for k in range(cap + 1)}
+        unknown = [k for k in range(cap, -1, -1) if rates[k] is None]
         if unknown:
             return unknown[0]
-
-        def rate(k: int) -> float:
-            return sum(expected_tokens(a, k) for a in alphas) / self.step_seconds[(bucket, k)]
-
-        best = max(range(cap + 1), key=rate)
+        best = max(rates, key=rates.__getitem__)
         if step % self.config.probe_interval == 0:
-            others = [k for k in range(cap + 1) if k != best]
+            # re-measure the neighbours and plain decoding, not far-off lengths that cost a lot to probe
+            others = sorted({0, best - 1, best + 1} & set(range(cap + 1)) - {best})
             return others[(step // self.config.probe_interval) % len(others)]
         return best
 
-    def record(self, *, batch_size: int, k: int, seconds: float) -> None:
+    def record(self, *, batch_size: int, k: int, tokens: int, seconds: float) -> None:
         if seconds <= 0:
             return
         key = (self.bucket(batch_size), k)
-        old = self.step_seconds.get(key)
-        self.step_seconds[key] = seconds if old is None else (1 - self.smoothing) * old + self.smoothing * seconds
+        w = self.smoothing
+        for table, value in ((self.step_tokens, float(tokens)), (self.step_seconds, seconds)):
+            old = table.get(key)
+            table[key] = value if old is None else (1 - w) * old + w * value

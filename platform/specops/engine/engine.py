@@ -153,8 +153,7 @@ class SpeculativeEngine:
         while any(batch.active):
             num_running = sum(batch.active)
             cap = self.config.max_draft_length(num_running) if self.proposer is not None else 0
-            alphas = [controller.alpha(row) for row, active in enumerate(batch.active) if active]
-            step_k = self.governor.choose(num_running, alphas, cap)
+            step_k = self.governor.choose(num_running, cap)
             num_tokens = [
                 # drafts stay inside the context; past the budget they are merely cut
                 min(controller.length(row, step_k), self.max_context - len(batch.tokens[row])) if active else 0
@@ -197,7 +196,7 @@ class SpeculativeEngine:
                 self.proposer.commit(batch, proposal, num_accepted)
             finished = time.perf_counter()
             if _captures(self.target, self.proposer) == captures_before:
-                self.governor.record(batch_size=num_running, k=step_k, seconds=finished - started)
+                self.governor.record(batch_size=num_running, k=step_k, tokens=sum(emitted), seconds=finished - started)
             if on_step is not None:
                 on_step(
                     StepStats(

@@ -210,8 +210,7 @@ def open_store(url: str | URL, *, migrate: bool = True) -> Store:
                 upgrade(engine)
             except CommandError as error:
                 raise StoreUnavailable(
-                    f"cannot migrate the governance store: {str(error).splitlines()[0]} "
-                    "(is it from a newer SpecOps?)"
+                    f"cannot migrate the governance store: {str(error).splitlines()[0]} (is it from a newer SpecOps?)"
                 ) from error
         else:
             with _unavailable_on_connect_failure(engine.url), engine.connect():

@@ -79,7 +79,8 @@ class LocalRuntime:
             return downloads[version]
 
         backend = LocalServingBackend(deployment=deployment, pair=pair, resolve=resolve, router=router,
-                                      logs_dir=settings.home / "logs")
+                                      logs_dir=settings.home / "logs",
+                                      server_args=("--database-url", settings.database_url))
         metrics = ScrapingMetricsSource(backend.targets, interval_s=1.0)
         controller = RolloutController(deployment=deployment, pair=pair, policy=policy, serving=backend,
                                        metrics=metrics, aliases=registry, audit=audit, states=states)
@@ -87,7 +88,18 @@ class LocalRuntime:
                    controller, downloads)
 
     def register(self, *, target: Path, draft: Path, min_acceptance: float | None = None, note: str = "") -> Any:
-        """Register (and qualify) a pair version; returns the registry's version record."""
+        """The qualified version holding exactly these checkpoints, registering (and qualifying) it if new."""
+        from specops.errors import NotFound
+        from specops.pairs.spec import weights_sha256
+
+        wanted = {"pair.target_sha256": weights_sha256(target), "pair.draft_sha256": weights_sha256(draft)}
+        try:
+            known = self.registry.versions(self.pair)
+        except NotFound:
+            known = []
+        for version in known:
+            if version.qualified and all(version.tags.get(k) == v for k, v in wanted.items()):
+                return version
         return self.registry.register(self.pair, target=target, draft=draft, min_acceptance=min_acceptance,
                                       note=note)
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specops.errors import Conflict, InvalidInput, NotFound, QualificationRefused, SpecOpsError, StoreUnavailable
+from specops.errors import Conflict, InvalidInput, NotFound, SpecOpsError, StoreUnavailable
 from specops.pairs import spec as pair_spec
 from specops.registry import packaging
 
@@ -632,8 +632,6 @@ def _mlflow_errors(doing: str):  # type: ignore[no-untyped-def]
     try:
         yield
     except SpecOpsError:
-        raise
-    except QualificationRefused:
         raise
     except OSError as error:
         raise StoreUnavailable(f"cannot {doing}: {error.strerror or error}") from error

@@ -7,7 +7,9 @@ single worker thread (torch releases the GIL). Tokens stream back through ``on_t
 job's asyncio queue via ``loop.call_soon_threadsafe``.
 
 The engine's contract has no mid-batch admission, so a batch runs to its end; a job whose client
-went away is skipped if still queued, and its tokens are ignored if already running.
+went away is skipped if still queued, and its tokens are ignored if already running. When every
+client of a running batch has gone (or the server stops), ``on_tokens`` raises `BatchAborted`,
+which ends the engine call at that step.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class ErrorEvent:
 Event = TokensEvent | DoneEvent | ErrorEvent
 
 
+class BatchAborted(Exception):
+    """Raised from ``on_tokens`` to end an engine call early: every client left, or shutdown."""
+
+
 @dataclass(eq=False)
 class GenerationJob:
     """One sequence to generate: its prompt, sampling parameters and where its events go."""
@@ -92,10 +98,12 @@ class DynamicBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="specops-engine")
         self._step_callback = _accepts(generate, "on_step")
+        self._stopping = False
         self.num_running = 0
         self.num_batches = 0
         self.num_batched_jobs = 0
         self.largest_batch = 0
+        self.num_aborted_batches = 0
 
     @property
     def num_waiting(self) -> int:
@@ -103,6 +111,9 @@ class DynamicBatcher:
 
     def submit(self, job: GenerationJob) -> None:
         """Queue ``job`` (call on the event loop); the batcher task starts on first use."""
+        if self._stopping:
+            job.events.put_nowait(ErrorEvent(RuntimeError("server shutting down")))
+            return
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._loop is not loop:
             self._loop = loop
@@ -112,6 +123,10 @@ class DynamicBatcher:
         assert self._arrived is not None
         self._arrived.set()
         self._report()
+
+    def stop(self) -> None:
+        """End the running engine call at its next step and refuse further batches (shutdown)."""
+        self._stopping = True
 
     def cancel(self, job: GenerationJob) -> None:
         """Forget ``job``: skipped if still queued, its tokens ignored if running."""
@@ -158,9 +173,9 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             batch = await self._next_batch()
-            if not batch:
+            if not batch or self._stopping:
                 continue
             self.num_running = len(batch)
             self.num_batches += 1
@@ -186,6 +201,14 @@ class DynamicBatcher:
     def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> None:
         try:
             results = self._call_engine(loop, batch)
+        except BatchAborted:
+            self.num_aborted_batches += 1
+            for job in batch:
+                if not job.cancelled:
+                    _post(loop, job, ErrorEvent(RuntimeError("server shutting down")))
+            log.info("engine call of %d sequences ended early (%s)", len(batch),
+                     "shutdown" if self._stopping else "every client left")
+            return
         except errors.InvalidInput as error:
             if len(batch) == 1:
                 _post(loop, batch[0], ErrorEvent(error))
@@ -209,8 +232,13 @@ class DynamicBatcher:
 
         def on_tokens(index: int, new_ids: list[int]) -> None:
             job = batch[index]
-            if not job.cancelled and new_ids:
-                _post(loop, job, TokensEvent(list(new_ids), time.perf_counter()))
+            if self._stopping:
+                raise BatchAborted
+            if not job.cancelled:
+                if new_ids:
+                    _post(loop, job, TokensEvent(list(new_ids), time.perf_counter()))
+            elif all(other.cancelled for other in batch):
+                raise BatchAborted  # nobody is listening: free the engine for the queue
 
         kwargs: dict[str, Any] = {"on_tokens": on_tokens}
         if self._step_callback:

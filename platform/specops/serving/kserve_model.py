@@ -58,6 +58,10 @@ class SpeculativeModel(kserve.Model):
         self.ready = True
         return True
 
+    def stop(self) -> None:
+        """KServe unloads models at shutdown: end the running engine call at its next step."""
+        self.runtime.batcher.stop()
+
     async def predict(self, payload: Any, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> Any:
         try:

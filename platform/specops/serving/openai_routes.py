@@ -12,10 +12,11 @@ rest by status (404 → not_found, other 4xx → invalid_request, 5xx → intern
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -191,7 +192,7 @@ def router(runtime: ServingRuntime) -> APIRouter:
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return _sse(_completion_stream(runtime, prepared, ident=ident, model=model, echo=body.echo,
-                                           include_usage=include_usage))
+                                           include_usage=include_usage, disconnected=request.is_disconnected))
         results = await _complete_all(runtime, prepared)
         choices = [
             {"index": index, "text": (p.prompt_text if body.echo else "") + r.text, "logprobs": None,
@@ -218,7 +219,8 @@ def router(runtime: ServingRuntime) -> APIRouter:
         model = body.model or runtime.model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(_chat_stream(runtime, prepared, ident=ident, model=model, include_usage=include_usage))
+            return _sse(_chat_stream(runtime, prepared, ident=ident, model=model, include_usage=include_usage,
+                                     disconnected=request.is_disconnected))
         results = await _complete_all(runtime, prepared)
         choices = [
             {"index": index, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
@@ -278,8 +280,9 @@ async def _merged(runtime: ServingRuntime,
                   prepared: list[PreparedRequest]) -> AsyncIterator[tuple[int, TextDelta]]:
     """Deltas of several generations as they come, tagged with their choice index."""
     if len(prepared) == 1:
-        async for delta in runtime.generate(prepared[0]):
-            yield 0, delta
+        async with contextlib.aclosing(runtime.generate(prepared[0])) as deltas:
+            async for delta in deltas:
+                yield 0, delta
         return
     import asyncio
 
@@ -287,8 +290,9 @@ async def _merged(runtime: ServingRuntime,
 
     async def pump(index: int, request: PreparedRequest) -> None:
         try:
-            async for delta in runtime.generate(request):
-                queue.put_nowait((index, delta))
+            async with contextlib.aclosing(runtime.generate(request)) as deltas:
+                async for delta in deltas:
+                    queue.put_nowait((index, delta))
         except asyncio.CancelledError:
             raise
         except BaseException as error:
@@ -315,20 +319,29 @@ async def _merged(runtime: ServingRuntime,
 async def _stream_events(runtime: ServingRuntime, prepared: list[PreparedRequest], *,
                          chunk: Callable[[int, TextDelta | None, str | None], dict[str, Any]],
                          first: Callable[[int], dict[str, Any] | None],
-                         usage_chunk: Callable[[dict[str, int]], dict[str, Any]] | None) -> AsyncIterator[str]:
-    """SSE lines for ``prepared``; an engine failure ends the stream with an error event."""
+                         usage_chunk: Callable[[dict[str, int]], dict[str, Any]] | None,
+                         disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
+    """SSE lines for ``prepared``; an engine failure ends the stream with an error event.
+
+    A step that adds no text sends nothing, so the client's departure would go unseen until text
+    flows again: such steps ask ``disconnected()`` instead, and a departed client ends the stream
+    (counted as ``client_disconnect``).
+    """
     prompt_tokens = completion_tokens = 0
     try:
         for index in range(len(prepared)):
             opening = first(index)
             if opening is not None:
                 yield f"data: {_dumps(opening)}\n\n"
-        async for index, delta in _merged(runtime, prepared):
-            if delta.finish_reason is not None:
-                prompt_tokens += delta.prompt_tokens
-                completion_tokens += delta.completion_tokens
-            if delta.text or delta.finish_reason is not None:
-                yield f"data: {_dumps(chunk(index, delta, delta.finish_reason))}\n\n"
+        async with contextlib.aclosing(_merged(runtime, prepared)) as deltas:
+            async for index, delta in deltas:
+                if delta.finish_reason is not None:
+                    prompt_tokens += delta.prompt_tokens
+                    completion_tokens += delta.completion_tokens
+                if delta.text or delta.finish_reason is not None:
+                    yield f"data: {_dumps(chunk(index, delta, delta.finish_reason))}\n\n"
+                elif await disconnected():
+                    return
         if usage_chunk is not None:
             yield f"data: {_dumps(usage_chunk(protocol.usage(prompt_tokens, completion_tokens)))}\n\n"
     except RequestError as error:
@@ -338,7 +351,8 @@ async def _stream_events(runtime: ServingRuntime, prepared: list[PreparedRequest
 
 
 def _completion_stream(runtime: ServingRuntime, prepared: list[PreparedRequest], *, ident: str, model: str,
-                       echo: bool, include_usage: bool) -> AsyncIterator[str]:
+                       echo: bool, include_usage: bool,
+                       disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
     created = protocol.now()
 
     def envelope(choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -358,11 +372,11 @@ def _completion_stream(runtime: ServingRuntime, prepared: list[PreparedRequest],
         return {**envelope([]), "usage": usage}
 
     return _stream_events(runtime, prepared, chunk=chunk, first=first,
-                          usage_chunk=usage_chunk if include_usage else None)
+                          usage_chunk=usage_chunk if include_usage else None, disconnected=disconnected)
 
 
 def _chat_stream(runtime: ServingRuntime, prepared: list[PreparedRequest], *, ident: str, model: str,
-                 include_usage: bool) -> AsyncIterator[str]:
+                 include_usage: bool, disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
     created = protocol.now()
 
     def envelope(choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -381,7 +395,7 @@ def _chat_stream(runtime: ServingRuntime, prepared: list[PreparedRequest], *, id
         return {**envelope([]), "usage": usage}
 
     return _stream_events(runtime, prepared, chunk=chunk, first=first,
-                          usage_chunk=usage_chunk if include_usage else None)
+                          usage_chunk=usage_chunk if include_usage else None, disconnected=disconnected)
 
 
 def repository_guard() -> APIRouter:

@@ -257,7 +257,8 @@ class ServingRuntime:
     # -- generation ------------------------------------------------------------------------------------------
 
     async def generate(self, request: PreparedRequest) -> AsyncIterator[TextDelta]:
-        """Stream the completion of ``request``; the last delta has ``finish_reason`` set.
+        """Stream the completion of ``request``, one delta per engine step (its text may be empty:
+        held back until whole); the last delta has ``finish_reason`` set.
 
         Raises `RequestError` when the engine fails (500, counted as ``internal``, or 400 when the
         engine refuses the input). Closing the stream early (client gone) counts
@@ -274,9 +275,8 @@ class ServingRuntime:
                 event = await job.events.get()
                 if isinstance(event, batching.TokensEvent):
                     self._observe_tokens(timing, event)
-                    text = detok.push(event.token_ids)
-                    if text:
-                        yield TextDelta(text=text, num_tokens=len(event.token_ids))
+                    # Yielded even when empty (text held back): the consumer can check its client.
+                    yield TextDelta(text=detok.push(event.token_ids), num_tokens=len(event.token_ids))
                 elif isinstance(event, batching.DoneEvent):
                     result = event.result
                     if timing.first is None and result.token_ids:  # engine streamed nothing

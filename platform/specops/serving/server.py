@@ -111,6 +111,7 @@ def serve(config: ServingConfig, *, started: float | None = None) -> None:
     try:
         server.start([kserve_model.SpeculativeModel(runtime)])
     finally:
+        runtime.batcher.stop()
         if runtime.records is not None:
             runtime.records.close()
         log.info("specops serve stopped (records written %s, dropped %s)",
