@@ -101,3 +101,26 @@ def test_manual_actions_do_not_query_metrics(world: tuple[RolloutController, Rec
     controller.tick(now=2.0, action=ManualAction.ROLLBACK)
     assert not any(call.startswith("window") for call in recorder.calls)
     assert controller.state().phase is Phase.ROLLED_BACK
+
+
+def test_an_unapproved_promotion_is_held_and_audited(policy: RolloutPolicy) -> None:
+    from specops.errors import Conflict
+
+    recorder = Recorder(canary_window=good())
+    approved: set[str] = {"1"}
+
+    def approve(pair: str, version: str) -> None:
+        if version not in approved:
+            raise Conflict(f"{pair} version {version} needs an approval")
+
+    controller = RolloutController(deployment="demo", pair="p", policy=policy, serving=recorder, metrics=recorder,
+                                   aliases=recorder, audit=recorder, states=recorder, approve=approve)
+    controller.begin("1", now=0.0)
+    controller.begin("2", now=1.0)
+    controller.tick(now=2.0)
+    held = controller.tick(now=3.0)
+    assert "needs an approval" in held.reason and controller.state().phase is Phase.PROGRESSING
+    assert recorder.events[-1][0] == "rollout.promotion_held"
+    approved.add("2")
+    controller.tick(now=4.0)
+    assert controller.state().stable_version == "2"

@@ -6,6 +6,7 @@ Heavy libraries (torch, mlflow, kserve, evidently) are imported inside the comma
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -43,6 +44,9 @@ def main() -> None:
     # Weights come from local folders only; never wait on a model hub that cannot be reached.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _install_all()
     try:
         app(standalone_mode=False)

@@ -29,6 +29,13 @@ def _ensure_home(settings: Settings) -> None:
         raise StoreUnavailable(f"cannot write the state folder {settings.home}: {error.strerror}") from error
 
 
+def approval_gate(audit: Any) -> Any:
+    """``approve(pair, version)`` enforcing the governance store's approval policy."""
+    from specops.governance import approvals
+
+    return lambda pair, version: approvals.require_approval(audit.store, pair, version)
+
+
 def _stores(settings: Settings) -> tuple[Any, Any, FileStateStore]:
     from specops.governance.audit import AuditLog
     from specops.governance.store import open_store
@@ -46,7 +53,8 @@ def detached_controller(settings: Settings, *, deployment: str, pair: str,
     audit, registry, states = _stores(settings)
     return RolloutController(deployment=deployment, pair=pair, policy=policy or RolloutPolicy(),
                              serving=DetachedServing(), metrics=NoMetrics(), aliases=registry, audit=audit,
-                             states=states, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+                             states=states, actor=f"cli:{os.environ.get('USER', 'unknown')}",
+                             approve=approval_gate(audit))
 
 
 @dataclass
@@ -83,7 +91,8 @@ class LocalRuntime:
                                       server_args=("--database-url", settings.database_url))
         metrics = ScrapingMetricsSource(backend.targets, interval_s=1.0)
         controller = RolloutController(deployment=deployment, pair=pair, policy=policy, serving=backend,
-                                       metrics=metrics, aliases=registry, audit=audit, states=states)
+                                       metrics=metrics, aliases=registry, audit=audit, states=states,
+                                       approve=approval_gate(audit))
         return cls(settings, deployment, pair, policy, audit, registry, states, router, backend, metrics,
                    controller, downloads)
 

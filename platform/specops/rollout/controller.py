@@ -7,6 +7,7 @@ registry aliases, then the audit event, then the saved state) and settles rollba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +42,8 @@ class RolloutController:
     audit: AuditTrail
     states: StateStore
     actor: str = ACTOR
+    approve: Callable[[str, str], None] | None = None
+    """Called as ``approve(pair, version)`` before a promotion; raising refuses it (approval policy)."""
 
     def state(self) -> RolloutState:
         """The saved state, or a fresh PENDING one."""
@@ -54,6 +57,8 @@ class RolloutController:
             from specops.errors import Conflict
 
             raise Conflict(str(error)) from error
+        if decision.kind is DecisionKind.PROMOTE and self.approve is not None:
+            self.approve(self.pair, version)
         self._apply(self.state(), new, decision, now=now)
         return decision
 
@@ -70,6 +75,16 @@ class RolloutController:
                 stable=self.metrics.window(role=Role.STABLE, version=state.stable_version, seconds=seconds),
             )
         new, decision = brain.decide(state, observation, self.policy)
+        if decision.kind is DecisionKind.PROMOTE and self.approve is not None and decision.version is not None:
+            try:
+                self.approve(self.pair, decision.version)
+            except Exception as refusal:  # the gate's typed error, reported and held
+                held = Decision(DecisionKind.HOLD, f"promotion held: {refusal}", state.weight,
+                                analysis=decision.analysis)
+                self.audit.append(actor=self.actor, action="rollout.promotion_held", subject=self.deployment,
+                                  payload=self._payload(state, state, held))
+                self.states.save(replace(state, last_analysis=new.last_analysis))
+                return held
         self._apply(state, new, decision, now=now)
         return decision
 
