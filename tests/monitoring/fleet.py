@@ -146,9 +146,14 @@ class ExporterFleet:
                 self._retire(canary)
             self.weight = 0
 
-    def remove_canary(self) -> None:
+    def remove_canary(self, stable_version: str | None = None) -> None:
+        """Rollback: all traffic to ``stable_version`` (the current stable when None), canary stopped."""
         with self._lock:
             self.weight = 0
+            stable = self.servers.get(Role.STABLE)
+            if stable_version is not None and (stable is None or stable.version != stable_version):
+                self.servers[Role.STABLE] = self._start(stable_version, Role.STABLE)
+                self._retire(stable)
             self._retire(self.servers.pop(Role.CANARY, None))
 
     def pick(self, rng: random.Random) -> ExporterServer | None:

@@ -124,3 +124,11 @@ def test_an_unapproved_promotion_is_held_and_audited(policy: RolloutPolicy) -> N
     approved.add("2")
     controller.tick(now=4.0)
     assert controller.state().stable_version == "2"
+
+
+def test_the_analysis_window_covers_the_whole_step(canarying: RolloutState, policy: RolloutPolicy) -> None:
+    from specops.rollout.controller import analysis_window_s
+
+    started = canarying.history[-1].at
+    assert analysis_window_s(canarying, policy, started + 1.0) == policy.analysis_interval_s
+    assert analysis_window_s(canarying, policy, started + 500.0) == 500.0

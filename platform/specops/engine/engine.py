@@ -160,6 +160,7 @@ class SpeculativeEngine:
                 for row, active in enumerate(batch.active)
             ]
             captures_before = _captures(self.target, self.proposer)
+            cost_started = self._cost_clock()
             started = time.perf_counter()
             if max(num_tokens) > 0:
                 proposal = self.proposer.propose(batch, num_tokens)
@@ -194,9 +195,9 @@ class SpeculativeEngine:
                     )
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
-            finished = time.perf_counter()
             if _captures(self.target, self.proposer) == captures_before:
-                self.governor.record(batch_size=num_running, k=step_k, tokens=sum(emitted), seconds=finished - started)
+                cost = self._cost_clock() - cost_started
+                self.governor.record(batch_size=num_running, k=step_k, tokens=sum(emitted), seconds=cost)
             if on_step is not None:
                 on_step(
                     StepStats(
@@ -344,6 +345,11 @@ class SpeculativeEngine:
                 )
             if min(prompt) < 0 or max(prompt) >= vocab:
                 raise errors.InvalidInput(f"prompt {index} has token ids outside the vocabulary (0..{vocab - 1})")
+
+    def _cost_clock(self) -> float:
+        """What a step costs, for the governor: wall time on an accelerator; on a CPU this process's
+        CPU time, which other processes on a shared machine do not inflate."""
+        return time.perf_counter() if self.device.type != "cpu" else time.process_time()
 
     def _sync(self) -> None:
         if self.config.time_phases and self.device.type == "cuda":

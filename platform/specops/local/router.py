@@ -1,13 +1,14 @@
-"""A weighted HTTP router on loopback: each request goes to the canary with probability weight/100.
+"""A weighted HTTP router on loopback: exactly weight out of every 100 requests go to the canary.
 
-It is the local stand-in for KServe's canaryTrafficPercent (or a weighted HTTPRoute). Responses,
-streamed ones included, pass through unchanged.
+It is the local stand-in for KServe's canaryTrafficPercent (or a weighted HTTPRoute). The split is a
+smooth credit counter rather than a coin toss, so a 10 % canary gets every tenth request from the first
+tenth on: the analysis never waits on an unlucky random sequence. Responses, streamed ones included,
+pass through unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Upstreams:
     stable: str | None = None
     canary: str | None = None
     weight: int = 0
+    credit: int = 0
     first_canary_request_at: float | None = None
     routed: dict[str, int] = field(default_factory=lambda: {"stable": 0, "canary": 0})
 
@@ -38,11 +40,10 @@ class Upstreams:
 class LocalRouter:
     """Splits traffic between a stable and a canary server by weight."""
 
-    def __init__(self, *, port: int | None = None, seed: int = 0) -> None:
+    def __init__(self, *, port: int | None = None) -> None:
         self.port = port or free_port()
         self.upstreams = Upstreams()
         self._lock = threading.Lock()
-        self._random = random.Random(seed)
         self._client: httpx.AsyncClient | None = None
         app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
         self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
@@ -79,13 +80,16 @@ class LocalRouter:
     def clear_canary(self) -> None:
         """Send everything to stable."""
         with self._lock:
-            self.upstreams.canary, self.upstreams.weight = None, 0
+            self.upstreams.canary, self.upstreams.weight, self.upstreams.credit = None, 0, 0
             self.upstreams.first_canary_request_at = None
 
     def _pick(self) -> tuple[str, str] | None:
         with self._lock:
             up = self.upstreams
-            if up.canary and up.weight > 0 and self._random.random() * 100 < up.weight:
+            if up.canary and up.weight > 0:
+                up.credit += up.weight
+            if up.canary and up.credit >= 100:
+                up.credit -= 100
                 if up.first_canary_request_at is None:
                     up.first_canary_request_at = time.time()
                 up.routed["canary"] += 1

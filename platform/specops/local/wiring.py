@@ -96,7 +96,8 @@ class LocalRuntime:
         return cls(settings, deployment, pair, policy, audit, registry, states, router, backend, metrics,
                    controller, downloads)
 
-    def register(self, *, target: Path, draft: Path, min_acceptance: float | None = None, note: str = "") -> Any:
+    def register(self, *, target: Path, draft: Path, min_acceptance: float | None = None, note: str = "",
+                 config: dict[str, Any] | None = None) -> Any:
         """The qualified version holding exactly these checkpoints, registering (and qualifying) it if new."""
         from specops.errors import NotFound
         from specops.pairs.spec import weights_sha256
@@ -110,7 +111,7 @@ class LocalRuntime:
             if version.qualified and all(version.tags.get(k) == v for k, v in wanted.items()):
                 return version
         return self.registry.register(self.pair, target=target, draft=draft, min_acceptance=min_acceptance,
-                                      note=note)
+                                      note=note, config=config)
 
     def describe(self, version: Any) -> str:
         """One line of a version's qualification figures."""

@@ -68,7 +68,7 @@ class RolloutController:
         observation = Observation(now=now, alerts=alerts, action=action)
         analysing = action is None and not any(alert.severity == "page" for alert in alerts)
         if analysing and state.phase is Phase.PROGRESSING and state.canary_version and state.stable_version:
-            seconds = self.policy.analysis_interval_s
+            seconds = analysis_window_s(state, self.policy, now)
             observation = replace(
                 observation,
                 canary=self.metrics.window(role=Role.CANARY, version=state.canary_version, seconds=seconds),
@@ -141,3 +141,14 @@ def _worth_recording(old: RolloutState, new: RolloutState, decision: Decision) -
     if old.phase is not new.phase:
         return True
     return decision.analysis is not None and decision.analysis.verdict is not Verdict.INCONCLUSIVE
+
+
+def analysis_window_s(state: RolloutState, policy: RolloutPolicy, now: float) -> float:
+    """The analysis window: everything since the current step began, at least one interval.
+
+    At a low canary weight one interval may hold too few samples; the whole step gives the verdict all
+    the canary traffic served at this weight (Prometheus adapters use it as the range of ``increase``).
+    """
+    step_started = state.history[-1].at if state.history else now
+    return max(policy.analysis_interval_s, now - step_started)
+

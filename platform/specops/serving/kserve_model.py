@@ -32,7 +32,7 @@ MAX_INSTANCES = protocol.MAX_CHOICES
 class PredictParameters(BaseModel):
     """Sampling fields of a v1 instance or v2 ``parameters`` (strict, like the OpenAI bodies)."""
 
-    model_config = protocol._STRICT
+    model_config = protocol.STRICT_CONFIG
     max_tokens: int | None = Field(default=16, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)

@@ -19,7 +19,8 @@ MAX_CHOICES = 16
 #: Most stop strings (OpenAI's limit).
 MAX_STOP = 4
 
-_STRICT = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+#: Strict (no coercion), unknown fields ignored, no NaN or infinity.
+STRICT_CONFIG = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
 
 Seed = Annotated[int, Field(ge=-(2**63), lt=2**64)]
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
@@ -34,12 +35,12 @@ def _utf8(value: str, field_name: str) -> str:
 
 
 class StreamOptions(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT_CONFIG
     include_usage: bool = False
 
 
 class _SamplingFields(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT_CONFIG
 
     model: str | None = Field(default=None, description="Served model name (or deployment name).")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
@@ -111,13 +112,13 @@ class CompletionRequest(_SamplingFields):
 
 
 class TextPart(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT_CONFIG
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT_CONFIG
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
