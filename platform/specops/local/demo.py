@@ -131,11 +131,11 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
                 time.sleep(config.policy.analysis_interval_s)
                 if outcome.breach_onset_at is None:
                     outcome.breach_onset_at = runtime.router.upstreams.first_canary_request_at
-                state_before = runtime.controller.state()
-                decision = runtime.controller.tick(now=time.time(), action=runtime.pending_action())
+                state_before, now = runtime.controller.state(), time.time()
+                decision = runtime.controller.tick(now=now, action=runtime.pending_action())
                 state = runtime.controller.state()
                 if state_before.canary_version:
-                    outcome.windows = runtime.last_windows(state_before)
+                    outcome.windows = runtime.last_windows(state_before, now=now)
                 outcome.decisions.append(f"{decision.kind.value}: {decision.reason}")
                 live.update(_live_table(state.phase, state.weight, outcome, traffic.tally.ok))
                 if state.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
@@ -201,7 +201,7 @@ def write_report(path: Path, config: DemoConfig, outcome: DemoOutcome) -> Path:
             f"| {tags.get('qualification.mean_accepted_length', '-')} | {tags.get('qualification.speedup', '-')} "
             f"| {tags.get('qualification.lossless', '-')} | {tags.get('note', '')} |"
         )
-    lines += ["", "## Canary analysis (live traffic, last window)", "",
+    lines += ["", "## Canary analysis (live traffic, the window of the last decision)", "",
               "| role | draft tokens | accepted tokens | acceptance rate | mean accepted length |",
               "|---|---|---|---|---|"]
     for role, window in outcome.windows.items():

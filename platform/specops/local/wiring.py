@@ -12,7 +12,7 @@ from specops.local.offline import DetachedServing, NoMetrics
 from specops.local.router import LocalRouter
 from specops.local.scrape import ScrapingMetricsSource
 from specops.local.state_files import FileStateStore
-from specops.rollout.controller import RolloutController
+from specops.rollout.controller import RolloutController, analysis_window_s
 from specops.rollout.model import ManualAction, Role, RolloutPolicy, RolloutState, WindowMetrics
 from specops.settings import Settings
 
@@ -140,9 +140,9 @@ class LocalRuntime:
         """A manual action left by `specops rollback|promote|pause|resume`, if any."""
         return self.states.take_request(self.deployment)
 
-    def last_windows(self, state: RolloutState) -> dict[str, WindowMetrics]:
-        """Both roles' figures over the analysis window."""
-        seconds = self.policy.analysis_interval_s
+    def last_windows(self, state: RolloutState, *, now: float) -> dict[str, WindowMetrics]:
+        """Both roles' figures over the analysis window the controller judged ``state`` on."""
+        seconds = analysis_window_s(state, self.policy, now)
         windows = {}
         for role, version in ((Role.STABLE, state.stable_version), (Role.CANARY, state.canary_version)):
             if version is not None:
