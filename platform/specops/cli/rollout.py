@@ -64,8 +64,16 @@ def history(deployment: Annotated[str, typer.Argument(help="Deployment name.")])
 
 
 def _action_command(name: str):  # type: ignore[no-untyped-def]
-    def command(deployment: Annotated[str, typer.Argument(help="Deployment name.")]) -> None:
-        apply_action(deployment, name)
+    def command(
+        deployment: Annotated[str, typer.Argument(help="Deployment name.")],
+        kube: Annotated[bool, typer.Option("--kube", help="Act on a SpeculativeDeployment in Kubernetes.")] = False,
+        namespace: Annotated[str, typer.Option(help="Namespace of the SpeculativeDeployment (--kube).")] = "default",
+        kubeconfig: Annotated[str | None, typer.Option(help="Kubeconfig file (--kube; default in-cluster).")] = None,
+    ) -> None:
+        if kube:
+            request_kube_action(deployment, namespace, name, kubeconfig)
+        else:
+            apply_action(deployment, name)
 
     command.__doc__ = f"{name.capitalize()} a deployment's rollout (live runtime or registry and state alone)."
     return command
@@ -102,6 +110,17 @@ def apply_action(deployment: str, name: str) -> None:
     decision = controller.tick(now=time.time(), action=action)
     after = controller.state()
     console.print(f"{deployment}: {after.phase.value} — {decision.reason}")
+
+
+def request_kube_action(deployment: str, namespace: str, name: str, kubeconfig: str | None) -> None:
+    """Annotate the SpeculativeDeployment; the operator acts and acknowledges in its status."""
+    from specops_operator import actions
+
+    request_id = actions.request(deployment, namespace, name, kubeconfig=kubeconfig)
+    outcome = actions.acknowledged(deployment, namespace, request_id, kubeconfig=kubeconfig)
+    if outcome is None:
+        raise Conflict(f"{namespace}/{deployment}: the operator has not acknowledged {name} ({request_id}) yet")
+    console.print(f"{namespace}/{deployment}: {outcome}")
 
 
 def _clock(at: float) -> str:
