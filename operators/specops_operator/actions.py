@@ -1,4 +1,4 @@
-"""Manual rollout control from outside the operator (``specops rollout ... --kube``).
+"""Manual rollout control from outside the operator (``specops rollback|promote|pause|resume NAME --kube``).
 
 :func:`request` sets ``specops.io/action`` (promote | rollback | pause | resume) with a fresh
 ``specops.io/action-id``. The operator wakes on the change, passes the action to the rollout brain,
