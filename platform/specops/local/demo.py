@@ -132,7 +132,8 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
                 if outcome.breach_onset_at is None:
                     outcome.breach_onset_at = runtime.router.upstreams.first_canary_request_at
                 state_before, now = runtime.controller.state(), time.time()
-                decision = runtime.controller.tick(now=now, action=runtime.pending_action())
+                decision = runtime.controller.tick(now=now, action=runtime.pending_action(),
+                                                   alerts=runtime.firing_alerts())
                 state = runtime.controller.state()
                 if state_before.canary_version:
                     outcome.windows = runtime.last_windows(state_before, now=now)

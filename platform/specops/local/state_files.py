@@ -1,15 +1,17 @@
 """The local StateStore: one JSON file per deployment under ``<home>/deployments/``, written atomically,
-plus a pending-action file that `specops rollback|promote|pause|resume` drop for a running runtime."""
+plus the hand-offs a running runtime picks up at each tick: a pending-action file that
+`specops rollback|promote|pause|resume` drop, and the firing alerts `specops alerts receive` posts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 from specops.errors import Conflict, NotFound, StoreUnavailable
 from specops.rollout import codec
-from specops.rollout.model import ManualAction, RolloutState
+from specops.rollout.model import Alert, ManualAction, Role, RolloutState
 
 
 class FileStateStore:
@@ -69,6 +71,29 @@ class FileStateStore:
             return None
         path.unlink(missing_ok=True)
         return action
+
+    def post_alerts(self, deployment: str, alerts: tuple[Alert, ...]) -> None:
+        """Replace the firing alerts of ``deployment`` (the alert receiver's local sink)."""
+        self.require(deployment)
+        path = self._path(deployment).with_suffix(".alerts")
+        temp = path.with_suffix(".alerts-tmp")
+        rows = [{**dataclasses.asdict(alert), "role": alert.role.value if alert.role else None} for alert in alerts]
+        try:
+            temp.write_text(json.dumps(rows))
+            os.replace(temp, path)
+        except OSError as error:
+            raise StoreUnavailable(f"cannot write {path}: {error.strerror}") from error
+
+    def take_alerts(self, deployment: str) -> tuple[Alert, ...]:
+        """The alerts last posted for ``deployment``, consumed: the brain acts on a page at once, and
+        Alertmanager re-sends what still fires at its repeat interval."""
+        path = self._path(deployment).with_suffix(".alerts")
+        try:
+            rows = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return ()
+        path.unlink(missing_ok=True)
+        return tuple(Alert(**{**row, "role": Role(row["role"]) if row.get("role") else None}) for row in rows)
 
     def attach(self, deployment: str) -> None:
         """Record that this process runs ``deployment`` (manual actions then go through it)."""

@@ -13,7 +13,7 @@ from specops.local.router import LocalRouter
 from specops.local.scrape import ScrapingMetricsSource
 from specops.local.state_files import FileStateStore
 from specops.rollout.controller import RolloutController, analysis_window_s
-from specops.rollout.model import ManualAction, Role, RolloutPolicy, RolloutState, WindowMetrics
+from specops.rollout.model import Alert, ManualAction, Role, RolloutPolicy, RolloutState, WindowMetrics
 from specops.settings import Settings
 
 
@@ -139,6 +139,10 @@ class LocalRuntime:
     def pending_action(self) -> ManualAction | None:
         """A manual action left by `specops rollback|promote|pause|resume`, if any."""
         return self.states.take_request(self.deployment)
+
+    def firing_alerts(self) -> tuple[Alert, ...]:
+        """Alerts the receiver posted for this deployment since the last tick."""
+        return self.states.take_alerts(self.deployment)
 
     def last_windows(self, state: RolloutState, *, now: float) -> dict[str, WindowMetrics]:
         """Both roles' figures over the analysis window the controller judged ``state`` on."""
