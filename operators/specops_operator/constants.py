@@ -19,7 +19,7 @@ ROUTE_PLURAL = "httproutes"
 ROUTE_KIND = "HTTPRoute"
 
 ACTION_ANNOTATION = "specops.io/action"
-"""A manual request: promote | rollback | pause | resume (set by ``specops rollback|promote|pause|resume NAME --kube``)."""
+"""A manual request: promote | rollback | pause | resume (set by ``specops ACTION NAME --kube``)."""
 ACTION_ID_ANNOTATION = "specops.io/action-id"
 """Unique id of the request in ``specops.io/action``; acknowledged in ``status.lastAction.id``."""
 ALERTS_ANNOTATION = "specops.io/alerts"
