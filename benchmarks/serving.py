@@ -11,7 +11,9 @@ throughput and latencies. On a shared machine phase-to-phase noise can exceed th
 paired measurement follows (``--paired-seconds``): both servers loaded at once, sharing the CPU and
 whatever else runs, and telemetry's cost shows as the gap between them
 (``overhead_fraction_paired``). ``overhead_fraction_cpu_bound`` is the noise-free bound: the CPU
-time telemetry code takes per token, measured in-process, times the measured token rate. In a phase every client sends streaming completions back to back until the
+time telemetry code takes per token, measured in-process, times the measured token rate.
+
+In a phase every client sends streaming completions back to back until the
 phase ends, then the in-flight requests finish; tokens/s = completion tokens / phase wall time.
 
 TTFT is measured from sending the request to the first streamed text; ITL is the gap between
@@ -90,7 +92,7 @@ def start_server(pair: Path, *, port: int, telemetry: bool, database_url: str, m
     command = [sys.executable, "-m", "specops.cli", "serve", "--pair", str(pair), "--port", str(port),
                "--max-batch", str(max_batch), "--max-tokens", str(max_tokens),
                "--telemetry" if telemetry else "--no-telemetry", "--adaptive" if adaptive else "--fixed-k"]
-    if telemetry:
+    if telemetry and database_url:
         command += ["--database-url", database_url]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
     started = time.monotonic()
@@ -274,6 +276,7 @@ def main() -> None:
                         help="adaptive draft length (default: fixed k, so both servers do the same work)")
     parser.add_argument("--paired-seconds", type=float, default=60.0,
                         help="seconds of the paired measurement (both servers loaded at once); 0 skips it")
+    parser.add_argument("--no-records", action="store_true", help="telemetry on means metrics only")
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--pair", type=Path, default=None, help="pair folder (default: the demo pair)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serving-cpu.json")
@@ -295,7 +298,8 @@ def main() -> None:
     ports = {"on": free_port(), "off": free_port()}
     servers = {}
     for name, telemetry in (("on", True), ("off", False)):
-        servers[name] = start_server(pair, port=ports[name], telemetry=telemetry, database_url=database_url,
+        servers[name] = start_server(pair, port=ports[name], telemetry=telemetry,
+                                     database_url="" if args.no_records else database_url,
                                      max_batch=args.max_batch, max_tokens=max(args.max_tokens, 16),
                                      adaptive=args.adaptive,
                                      log=workdir / f"server-{name}.log")

@@ -24,7 +24,7 @@ def serve(
                                    help="Model name clients use (default: the pair's name)."),
     max_batch: int = typer.Option(16, "--max-batch", envvar="SPECOPS_MAX_BATCH",
                                   help="Most sequences per engine batch."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", envvar="SPECOPS_MAX_WAIT_MS",
+    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", envvar="SPECOPS_MAX_WAIT_MS",
                                       help="Longest the batcher holds a request for others to join."),
     max_tokens: int = typer.Option(512, "--max-tokens", envvar="SPECOPS_MAX_TOKENS",
                                    help="Largest max_tokens a request may ask for."),

@@ -1,8 +1,8 @@
 """Dynamic batching: concurrent requests queue on the event loop and run together in the engine.
 
 One batcher per server. Requests wait in a queue; the batcher takes the oldest, lets up to
-``max_wait`` pass since *its arrival* for others to join (requests that queued while the engine was
-busy start at once), and runs up to ``max_batch`` of them in one ``engine.generate`` call on a
+``max_wait`` pass since its arrival, or since the engine became free if that is later, for others
+to join, and runs up to ``max_batch`` of them in one ``engine.generate`` call on a
 single worker thread (torch releases the GIL). Tokens stream back through ``on_tokens`` into each
 job's asyncio queue via ``loop.call_soon_threadsafe``.
 
@@ -99,6 +99,7 @@ class DynamicBatcher:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="specops-engine")
         self._step_callback = _accepts(generate, "on_step")
         self._stopping = False
+        self._free_since = 0.0
         self.num_running = 0
         self.num_batches = 0
         self.num_batched_jobs = 0
@@ -153,7 +154,10 @@ class DynamicBatcher:
                 break
             self._arrived.clear()
             await self._arrived.wait()
-        deadline = self._pending[0].arrival + self.max_wait_s
+        # Wait from the later of the oldest arrival and the moment the engine became free: the
+        # clients of the batch that just finished resubmit a few ms later, and without this grace
+        # they would be split off into a batch of their own and stay split (static batches).
+        deadline = max(self._pending[0].arrival, self._free_since) + self.max_wait_s
         while self.num_waiting < self.max_batch:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
@@ -194,6 +198,7 @@ class DynamicBatcher:
                     job.events.put_nowait(ErrorEvent(error))
             finally:
                 self.num_running = 0
+                self._free_since = time.perf_counter()
                 self._report()
 
     # -- engine thread ---------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ class ServingConfig:
     pair_version: version label (``SPECOPS_PAIR_VERSION``; default pair.json's version, the MLflow
         version, or ``local``).
     max_batch: most sequences per engine batch (``SPECOPS_MAX_BATCH``, default 16).
-    max_wait_ms: longest the batcher holds the first queued request for others to join
-        (``SPECOPS_MAX_WAIT_MS``, default 5 ms: a few ms of TTFT buys batch > 1 under load).
+    max_wait_ms: longest the batcher holds the first queued request for others to join, counted
+        from its arrival or from the end of the previous batch (``SPECOPS_MAX_WAIT_MS``, default
+        10 ms: a fraction of one engine step buys full batches under load).
     max_tokens: largest ``max_tokens`` a request may ask for (``SPECOPS_MAX_TOKENS``, default 512).
     context_limit: most prompt + output tokens per request; 0 means the target's
         ``max_position_embeddings`` (``SPECOPS_CONTEXT_LIMIT``).
@@ -50,7 +51,7 @@ class ServingConfig:
     model_name: str = ""
     pair_version: str = ""
     max_batch: int = 16
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 10.0
     max_tokens: int = 512
     context_limit: int = 0
     database_url: str = ""
