@@ -94,7 +94,7 @@ class ExporterServer:
                             num_generated_tokens=generated)
             m.finished(finish_reason="length", e2e_seconds=generated * b.itl_s, num_drafts=drafts,
                        acceptance_rate=accepted / (drafts * NUM_SPECULATIVE_TOKENS),
-                       mean_accepted_length=1 + accepted / drafts)
+                       mean_accepted_length=1 + accepted / drafts, mean_itl_seconds=b.itl_s)
 
     def stop(self) -> None:
         self._httpd.shutdown()

@@ -90,7 +90,7 @@ def sli_error_expr(slo: SLO, window: str) -> str:
                                 server_reason=names.SERVER_ERROR_REASON, **common)
     if kind is SLIKind.LATENCY:
         assert slo.sli.latency_threshold_s is not None
-        return templates.render("sli_error_latency", histogram=names.ITL,
+        return templates.render("sli_error_latency", histogram=names.REQUEST_ITL,
                                 le=floatToGoString(slo.sli.latency_threshold_s), **common)
     raise InvalidInput(f"SLO {slo.name!r}: unknown SLI kind {kind}")
 

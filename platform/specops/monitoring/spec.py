@@ -56,7 +56,7 @@ class SLIKind(StrEnum):
 
     ACCEPTANCE = "acceptance"  # accepted draft tokens / draft tokens
     AVAILABILITY = "availability"  # requests without a server error / requests
-    LATENCY = "latency"  # inter-token latencies at or under a threshold / all
+    LATENCY = "latency"  # requests whose mean inter-token latency is at or under a threshold / all
 
 
 class Severity(StrEnum):

@@ -56,8 +56,8 @@ sum by ({{ by }}) (rate({{ draft_tokens }}[{{ window }}]))""",
     sum by ({{ by }}) (rate({{ requests }}[{{ window }}])) * 0
   )
 )""",
-    # bad = output tokens whose inter-token latency exceeded the threshold bucket; all = every output token
-    # (the histogram observes each output token once, see specops.telemetry.metrics).
+    # bad = requests whose mean inter-token latency exceeded the threshold bucket; all = every finished
+    # request with at least two output tokens (specops_request_inter_token_latency_seconds observes each once).
     "sli_error_latency": """\
 1 - (
   sum by ({{ by }}) (rate({{ histogram }}_bucket{le="{{ le }}"}[{{ window }}]))

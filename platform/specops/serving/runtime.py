@@ -341,19 +341,20 @@ class ServingRuntime:
         num_drafts = int(getattr(stats, "num_drafts", 0) or 0)
         acceptance = float(getattr(stats, "acceptance_rate", 0.0) or 0.0)
         accepted_length = float(getattr(stats, "mean_accepted_length", 1.0) or 1.0)
+        num_out = len(result.token_ids)
+        itl_mean = ((timing.last or 0.0) - (timing.first or 0.0)) / (num_out - 1) if num_out > 1 else None
         self.metrics.finished(finish_reason=result.finish_reason, e2e_seconds=e2e, num_drafts=num_drafts,
-                              acceptance_rate=acceptance, mean_accepted_length=accepted_length)
+                              acceptance_rate=acceptance, mean_accepted_length=accepted_length,
+                              mean_itl_seconds=itl_mean)
         records = self.records
         if records is None or not records.sampled():
             return
         ttft = (timing.first - timing.arrival) if timing.first is not None else e2e
-        num_out = len(result.token_ids)
-        itl_mean = ((timing.last or 0.0) - (timing.first or 0.0)) / (num_out - 1) if num_out > 1 else 0.0
         records.offer(telemetry_records.RequestRecordData(
             created_at=telemetry_records.now(), deployment=self.deployment, pair_name=self.pair.name,
             pair_version=self.pair_version, role=self.role, prompt_tokens=len(request.prompt_ids),
             output_tokens=num_out, acceptance_rate=acceptance, mean_accepted_length=accepted_length,
-            ttft_s=ttft, e2e_s=e2e, itl_mean_s=itl_mean, finish_reason=result.finish_reason,
+            ttft_s=ttft, e2e_s=e2e, itl_mean_s=itl_mean or 0.0, finish_reason=result.finish_reason,
             prompt=request.prompt_text,
         ))
 

@@ -102,6 +102,7 @@ class MetricFamilies:
     records_written: Counter
     ttft: Histogram
     itl: Histogram
+    request_itl: Histogram
     e2e: Histogram
     acceptance_rate: Histogram
     mean_accepted_length: Histogram
@@ -141,6 +142,10 @@ def define(registry: CollectorRegistry) -> MetricFamilies:
         itl=h("specops_inter_token_latency_seconds",
               "Time between output tokens (a step's gap spread over its tokens).", LABELS,
               buckets=ITL_BUCKETS, registry=registry),
+        request_itl=h("specops_request_inter_token_latency_seconds",
+                      "Per-request mean inter-token latency: (last - first token) / (output tokens - 1); "
+                      "the latency SLI counts requests under a threshold.", LABELS,
+                      buckets=ITL_BUCKETS, registry=registry),
         e2e=h("specops_e2e_request_latency_seconds", "Time from arrival to the last output token.",
               LABELS, buckets=E2E_BUCKETS, registry=registry),
         acceptance_rate=h("specops_request_acceptance_rate",
@@ -200,6 +205,7 @@ class ServingMetrics:
         self._generation_tokens = fam.generation_tokens.labels(*lv)
         self._ttft = fam.ttft.labels(*lv)
         self._itl = fam.itl.labels(*lv)
+        self._request_itl = fam.request_itl.labels(*lv)
         self._e2e = fam.e2e.labels(*lv)
         self._acceptance = fam.acceptance_rate.labels(*lv)
         self._accepted_length = fam.mean_accepted_length.labels(*lv)
@@ -285,8 +291,9 @@ class ServingMetrics:
             self._itl.observe(share)
 
     def finished(self, *, finish_reason: str, e2e_seconds: float, num_drafts: int,
-                 acceptance_rate: float, mean_accepted_length: float) -> None:
-        """Count a finished request (``abort`` when the client went away)."""
+                 acceptance_rate: float, mean_accepted_length: float, mean_itl_seconds: float | None = None) -> None:
+        """Count a finished request (``abort`` when the client went away); ``mean_itl_seconds`` is None for
+        requests with fewer than two output tokens (no gap to measure)."""
         if not self.enabled:
             return
         counter = self._requests.get(finish_reason)
@@ -295,6 +302,8 @@ class ServingMetrics:
         counter.inc()
         if finish_reason != "abort":
             self._e2e.observe(e2e_seconds)
+            if mean_itl_seconds is not None:
+                self._request_itl.observe(mean_itl_seconds)
         if num_drafts and math.isfinite(acceptance_rate):
             self._acceptance.observe(acceptance_rate)
             self._accepted_length.observe(mean_accepted_length)
