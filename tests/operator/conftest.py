@@ -117,7 +117,7 @@ class Prometheus:
     def __init__(self, workdir: Path, targets: list[str]) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
-            pytest.skip("prometheus is not installed (apt-get install prometheus)")
+            pytest.fail("prometheus is not installed: `make services` installs it")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"

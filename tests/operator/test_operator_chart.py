@@ -20,7 +20,7 @@ def helm() -> str:
     for candidate in (shutil.which("helm"), ROOT / ".tools" / "helm"):
         if candidate and Path(candidate).is_file():
             return str(candidate)
-    pytest.skip("helm is not installed (the Makefile puts it in .tools/)")
+    pytest.fail("helm is not installed: `make tools` puts it in .tools/")
 
 
 def render(*sets: str) -> subprocess.CompletedProcess[str]:
