@@ -20,8 +20,9 @@ from specops.governance.audit import AuditLog
 from specops.monitoring import drift
 from tests.monitoring.conftest import insert_records
 
-PROMOTED = datetime.now(UTC)  # the audit log stamps promotions with the real clock
-NOW = PROMOTED + timedelta(hours=3)
+CLOCK: dict[str, datetime] = {}
+"""The promotion time and "now" of the scenarios, set when they are built: the audit log stamps
+promotions with the real clock, so they must be taken then, not when the module is imported."""
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,17 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
     a current hour that is: the same (steady), a canary at 15 % on the same prompts (regression), or
     prose prompts at 20 % (traffic drift)."""
     home = tmp_path_factory.mktemp("drift")
+    promoted = CLOCK["promoted"] = datetime.now(UTC)
+    now = CLOCK["now"] = promoted + timedelta(hours=3)
     store = store_module.open_store(f"sqlite:///{home / 'governance.db'}")
     audit = AuditLog(store)
-    current = NOW - timedelta(minutes=50)
+    current = now - timedelta(minutes=50)
     for seed, (name, version, prompts, acceptance) in enumerate([
         ("steady", "1", "code", 0.6), ("regressed", "2", "code", 0.15), ("drifted", "1", "prose", 0.2),
     ]):
         audit.append(actor="specops-rollout", action="rollout.promote", subject=name,
                      payload={"stable_version": "1", "pair": "demo"})
-        insert_records(store, deployment=name, version="1", role="stable", start=PROMOTED + timedelta(minutes=1),
+        insert_records(store, deployment=name, version="1", role="stable", start=promoted + timedelta(minutes=1),
                        count=150, seconds=3000, prompts="code", acceptance=0.6, seed=seed)
         insert_records(store, deployment=name, version=version, role="canary" if version == "2" else "stable",
                        start=current, count=150, seconds=2400, prompts=prompts, acceptance=acceptance,
@@ -52,14 +55,14 @@ def runs(scenarios: dict[str, object]) -> dict[str, drift.DriftRun]:
     store, audit, home = scenarios["store"], scenarios["audit"], scenarios["home"]
     out = {}
     for name in ("steady", "regressed"):
-        out[name] = drift.run(store, deployment=name, artifacts_dir=home / "artifacts", now=NOW, audit=audit,
+        out[name] = drift.run(store, deployment=name, artifacts_dir=home / "artifacts", now=CLOCK["now"], audit=audit,
                               gauges_file=home / "metrics" / f"drift-{name}.prom")
     return out
 
 
 def test_the_reference_is_the_first_window_after_promotion(runs: dict[str, drift.DriftRun]) -> None:
     windows = runs["steady"].windows
-    assert windows.reference_start.timestamp() == pytest.approx(PROMOTED.timestamp(), abs=60)
+    assert windows.reference_start.timestamp() == pytest.approx(CLOCK["promoted"].timestamp(), abs=60)
     assert windows.reference_end - windows.reference_start == timedelta(hours=1)
     assert "promotion of 1" in windows.reference_origin
     assert runs["steady"].result.reference_rows == 150 and runs["steady"].result.current_rows == 150
@@ -116,7 +119,7 @@ def test_drift_run_prints_the_verdict_and_exits_3_when_prompts_drifted(
     monkeypatch.setenv("SPECOPS_HOME", str(home))
     monkeypatch.setenv("SPECOPS_DATABASE_URL", f"sqlite:///{home / 'governance.db'}")
     _install_all()
-    result = CliRunner().invoke(app, ["drift", "run", "--deployment", "drifted", "--until", NOW.isoformat()],
+    result = CliRunner().invoke(app, ["drift", "run", "--deployment", "drifted", "--until", CLOCK["now"].isoformat()],
                                 catch_exceptions=False)
     assert result.exit_code == 3, result.output
     assert "DRIFT" in result.output and "traffic_drift" in result.output
@@ -138,5 +141,5 @@ def test_an_unknown_deployment_is_not_found(scenarios: dict[str, object]) -> Non
     from specops.errors import NotFound
 
     with pytest.raises(NotFound, match="no request records"):
-        drift.find_windows(scenarios["store"], deployment="nope", now=NOW, window=timedelta(hours=1),
+        drift.find_windows(scenarios["store"], deployment="nope", now=CLOCK["now"], window=timedelta(hours=1),
                            reference_window=timedelta(hours=1))
