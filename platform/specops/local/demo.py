@@ -18,7 +18,7 @@ from rich.table import Table
 
 from specops.errors import SpecOpsError
 from specops.local.wiring import LocalRuntime
-from specops.rollout.model import Phase, Role, RolloutPolicy, WindowMetrics
+from specops.rollout.model import ManualAction, Phase, Role, RolloutPolicy, WindowMetrics
 from specops.settings import Settings
 
 DEMO_QUALIFICATION_FLOOR = 0.1
@@ -112,8 +112,13 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
         console.rule(f"[bold]3 · deploy v{good.version} to production and send traffic")
         runtime.start()
         resumed = runtime.controller.state()
+        if resumed.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK):
+            console.print("an interrupted demo left a canary behind: rolling it back first")
+            runtime.controller.tick(now=time.time(), action=ManualAction.ROLLBACK)
+            resumed = runtime.controller.state()
         if resumed.stable_version == good.version and resumed.phase in (Phase.PROMOTED, Phase.ROLLED_BACK):
-            runtime.backend.deploy_stable(good.version)  # a previous demo left v1 in production: serve it
+            if Role.STABLE not in runtime.backend.servers:
+                runtime.backend.deploy_stable(good.version)  # a previous demo left v1 in production: serve it
         else:
             runtime.controller.begin(good.version, now=time.time())
         prompts = demo_prompts(32, 48)
