@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,14 +35,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from specops.local.servers import free_port
+
 RESULTS = Path(__file__).resolve().parent / "results" / "operator.json"
 NAMESPACE = "bench"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ----------------------------------------------------------------------------- child: emulator

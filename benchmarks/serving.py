@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from specops.local.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
@@ -81,11 +82,6 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def start_server(pair: Path, *, port: int, telemetry: bool, database_url: str, max_batch: int,
                  max_tokens: int, adaptive: bool, log: Path) -> tuple[subprocess.Popen, float]:
@@ -101,16 +97,9 @@ def start_server(pair: Path, *, port: int, telemetry: bool, database_url: str, m
 
 
 def wait_ready(port: int, process: subprocess.Popen, started: float, timeout: float = 300.0) -> float:
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"server on port {port} not ready after {timeout} s")
+    """Seconds from ``started`` (process launch) until the server answers readiness."""
+    wait_until_ready(f"http://127.0.0.1:{port}", process, timeout_s=timeout, what=f"server on port {port}")
+    return time.monotonic() - started
 
 
 async def one_request(client: httpx.AsyncClient, prompt: str, *, max_tokens: int, result: PhaseResult) -> None:

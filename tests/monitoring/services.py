@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -13,15 +12,11 @@ from typing import Any
 import httpx
 import yaml
 
+from specops.local.servers import free_port
 from tests.monitoring.conftest import binary
 
 START_TIMEOUT_S = 30.0
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

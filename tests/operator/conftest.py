@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from specops.local.servers import free_port
 from specops_operator.testing import EmulatedCluster
 
 logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -28,11 +28,6 @@ logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "specops" / "crds" / "speculativedeployments.yaml"
 NAMESPACE = "ml"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from specops.local.servers import free_port
 from tests.serving.pairs import build_pair
 from tests.serving.scrape import scrape
 
@@ -30,11 +30,6 @@ class LiveServer:
         with self.client() as client:
             return scrape(client.get("/metrics").text)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

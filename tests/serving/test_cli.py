@@ -6,29 +6,19 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from specops.local.servers import wait_until_ready
 from tests.serving.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 
 def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 120.0) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {process.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/v2/health/ready", timeout=1).status_code == 200:
-                return time.monotonic() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("server not ready in time")
+    return wait_until_ready(base_url, process, timeout_s=timeout, what="specops serve")
 
 
 def test_serve_answers_counts_records_and_exits_cleanly_on_sigterm(tiny_pair: Path, tmp_path: Path) -> None:

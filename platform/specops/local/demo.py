@@ -9,6 +9,7 @@ Markdown report. Nothing says "bad": v2 fails because its measured acceptance ra
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
     return outcome
 
 
-def _live_table(phase: Phase, weight: int, outcome: DemoOutcome, served: object) -> Table:
+def _live_table(phase: Phase, weight: int, outcome: DemoOutcome, served: Mapping[str, int]) -> Table:
     table = Table("role", "requests", "draft tokens", "accepted", "acceptance", "mean accepted length",
                   title=f"phase {phase.value} · canary weight {weight}%")
     for role in (Role.STABLE, Role.CANARY):
@@ -181,8 +182,8 @@ def _live_table(phase: Phase, weight: int, outcome: DemoOutcome, served: object)
             continue
         rate = window.acceptance_rate
         length = window.mean_accepted_length
-        table.add_row(role.value, str(served[role.value]) if isinstance(served, dict) else "-",  # type: ignore[index]
-                      str(window.num_draft_tokens), str(window.num_accepted_tokens),
+        table.add_row(role.value, str(served[role.value]), str(window.num_draft_tokens),
+                      str(window.num_accepted_tokens),
                       "-" if rate is None else f"{rate:.2f}", "-" if length is None else f"{length:.2f}")
     if outcome.decisions:
         table.caption = outcome.decisions[-1]

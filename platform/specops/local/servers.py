@@ -26,6 +26,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = READY_TIMEOUT_S,
+                     what: str = "model server") -> float:
+    """Poll KServe's readiness route until it answers 200; return the seconds it took.
+
+    Raises StoreUnavailable when the process exits first or ``timeout_s`` passes.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if process.poll() is not None:
+            raise StoreUnavailable(f"{what} exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise StoreUnavailable(f"{what} not ready after {timeout_s:.0f} s")
+
+
 @dataclass
 class ServerProcess:
     """One running `specops serve` child process."""
@@ -60,20 +79,13 @@ class ServerProcess:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise StoreUnavailable(
-                    f"model server for version {self.version} exited with {self._process.returncode}"
-                    f" (log: {self.log_path})")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise StoreUnavailable(f"model server for version {self.version} not ready after {READY_TIMEOUT_S:.0f} s")
+        assert self._process is not None
+        try:
+            wait_until_ready(self.url, self._process, timeout_s=READY_TIMEOUT_S,
+                             what=f"model server for version {self.version} (log: {self.log_path})")
+        except StoreUnavailable:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         """Terminate the process (SIGTERM, then SIGKILL after 10 s)."""
