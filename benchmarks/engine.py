@@ -62,8 +62,8 @@ class BenchRecipe:
     warmup: int = 200
     target_steps: int = 1500
     draft_steps: int = 1500
-    target_train_seconds: float = 150.0  # budget: fewer steps (recorded) if 1500 do not fit
-    draft_train_seconds: float = 35.0
+    target_train_seconds: float = 330.0  # budget: fewer steps (recorded) if 1500 do not fit
+    draft_train_seconds: float = 60.0
     eval_files: int = 24
     prompt_tokens: int = 128
     new_tokens: int = 128
@@ -352,17 +352,148 @@ class Lossless:
         }
 
 
+@dataclass
+class BenchPair:
+    """A trained pair, its held-out prompts and what its training reported."""
+
+    tokenizer: object
+    target: torch.nn.Module
+    draft: torch.nn.Module
+    prompts: list[list[int]]
+    report: dict
+
+
+def eval_prompts(tokenizer, held_texts: list[str], recipe: BenchRecipe) -> list[list[int]]:
+    """A `prompt_tokens` window from the middle of each held-out file long enough, up to `eval_files`."""
+    prompts = []
+    for text in held_texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= 2 * recipe.prompt_tokens:
+            middle = len(ids) // 2 - recipe.prompt_tokens // 2
+            prompts.append(ids[middle : middle + recipe.prompt_tokens])
+        if len(prompts) == recipe.eval_files:
+            break
+    return prompts
+
+
+def demo_pair(recipe: BenchRecipe) -> BenchPair:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from specops.pairs import corpus, demo
+
+    pairs = demo.train_demo_pairs(progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(pairs.target))
+    target = AutoModelForCausalLM.from_pretrained(str(pairs.target)).eval()
+    draft = AutoModelForCausalLM.from_pretrained(str(pairs.draft)).eval()
+    held_texts = [corpus.read_text(name) for name in corpus.source_files(held_out=True)]
+    report = {"kind": "demo", "root": str(pairs.root), "report": asdict(pairs.report)}
+    return BenchPair(tokenizer, target, draft, eval_prompts(tokenizer, held_texts, recipe), report)
+
+
+def trained_pair(recipe: BenchRecipe, device: str, cache: Path | None, log) -> BenchPair:
+    """Train the bench pair (recipe in the module's BenchRecipe), or load it from `cache` where an
+    earlier run on the same machine saved it (so one pair serves several device calls)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cache is not None and (cache / "pair.json").exists():
+        saved = json.loads((cache / "pair.json").read_text())
+        if saved["report"]["recipe"] == asdict(recipe):
+            log(f"loading the bench pair from {cache}")
+            return BenchPair(
+                AutoTokenizer.from_pretrained(str(cache / "target")),
+                AutoModelForCausalLM.from_pretrained(str(cache / "target")).eval(),
+                AutoModelForCausalLM.from_pretrained(str(cache / "draft")).eval(),
+                saved["prompts"],
+                {**saved["report"], "loaded_from_cache": True},
+            )
+    log("collecting corpus")
+    train_files, held_files = corpus_files(recipe.min_file_chars)
+    texts = training_text(train_files, recipe.corpus_bytes)
+    log(f"{len(train_files)} train files ({len(texts)} used), {len(held_files)} held out; tokenizer")
+    tokenizer = train_tokenizer(texts, recipe)
+    log("tokenizing")
+    eos = tokenizer.eos_token_id
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    stream = torch.tensor([t for ids in encoded for t in (*ids, eos)], dtype=torch.long)
+    models, trainings = {}, {}
+    for offset, name in enumerate(("target", "draft")):
+        log(f"{len(stream)} training tokens; training {name}")
+        models[name] = llama(
+            recipe,
+            hidden=getattr(recipe, f"{name}_hidden"),
+            layers=getattr(recipe, f"{name}_layers"),
+            heads=getattr(recipe, f"{name}_heads"),
+            mlp=getattr(recipe, f"{name}_mlp"),
+            seed=recipe.seed + offset,
+        )
+        trainings[name] = train(
+            models[name],
+            stream,
+            steps=getattr(recipe, f"{name}_steps"),
+            seconds=getattr(recipe, f"{name}_train_seconds"),
+            recipe=recipe,
+            device=device,
+            seed=recipe.seed + offset,
+            log=log,
+        )
+        log(f"{name}: {trainings[name]}")
+    prompts = eval_prompts(tokenizer, [p.read_text(encoding="utf-8") for p in held_files], recipe)
+    report = {
+        "kind": "bench",
+        "recipe": asdict(recipe),
+        "train_tokens": len(stream),
+        "target_parameters": sum(p.numel() for p in models["target"].parameters()),
+        "draft_parameters": sum(p.numel() for p in models["draft"].parameters()),
+        "target_training": trainings["target"],
+        "draft_training": trainings["draft"],
+    }
+    if cache is not None:
+        for name, model in models.items():
+            model.save_pretrained(str(cache / name))
+        tokenizer.save_pretrained(str(cache / "target"))
+        (cache / "pair.json").write_text(json.dumps({"report": report, "prompts": prompts}))
+        log(f"bench pair saved to {cache}")
+    return BenchPair(tokenizer, models["target"], models["draft"], prompts, report)
+
+
+def reference_outputs(pair: BenchPair, new: int, device: str, cache: Path | None) -> tuple[list[list[int]], float]:
+    """The target's own greedy output for every prompt (HF static cache, batch 1) and its tok/s.
+
+    Saved beside a cached pair so a later run on the same pair need not compile it again (tok/s None then).
+    """
+    saved = cache / "reference.json" if cache is not None else None
+    if saved is not None and saved.exists():
+        return json.loads(saved.read_text()), None
+    static = {"cache_implementation": "static"}
+    hf_run(pair.target, [[pair.prompts[0]]], new, device, **static)  # compile
+    reference, seconds, tokens = hf_run(pair.target, [[p] for p in pair.prompts], new, device, **static)
+    if saved is not None:
+        saved.write_text(json.dumps(reference))
+    return reference, tokens / seconds
+
+
+def device_busy(records, seconds: float) -> float:
+    """Fraction of the generate calls' wall time the device spent in the draft and target phases
+    (the rest is the host's turn-around between steps and the calls' set-up)."""
+    from specops.engine import StepStats
+
+    busy = sum(s.draft_seconds + s.target_seconds for s in records if isinstance(s, StepStats))
+    return round(busy / seconds, 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to test the script")
     parser.add_argument("--demo-pair", action="store_true", help="use specops.pairs.demo's pair (CPU file)")
+    parser.add_argument("--pair-cache", type=Path, help="save the trained bench pair here, or load it if saved")
+    parser.add_argument("--train-only", action="store_true", help="train (and cache) the pair, measure nothing")
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--slow-prompts", type=int, default=2, help="prompts for HF eager/assisted at batch 1")
     parser.add_argument("--near-tie", type=float, default=0.125)
-    parser.add_argument("--budget-seconds", type=float, default=560.0, help="skip remaining HF static runs after")
-    parser.add_argument("--k-sweep", default="2,3,4,5,6")
+    parser.add_argument("--k-sweep", default="1,2,3,4,5")
+    parser.add_argument("--k", type=int, help="the fixed k (skips the sweep)")
     parser.add_argument("--train-seconds", help="override the training budgets: TARGET,DRAFT seconds")
     parser.add_argument("--eval-files", type=int, help="override the number of prompts")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="run the engine eagerly")
@@ -380,135 +511,57 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     if device == "cpu":
         torch.set_num_threads(args.threads)
+    import transformers
+
     report: dict = {
         "device": torch.cuda.get_device_name()
         if device == "cuda"
         else platform_module.processor() or platform_module.machine(),
         "torch": torch.__version__,
+        "transformers": transformers.__version__,
     }
-    import transformers
 
-    report["transformers"] = transformers.__version__
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
 
     if args.demo_pair:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from specops.pairs import corpus, demo
-
-        pairs = demo.train_demo_pairs(progress=False)
-        tokenizer = AutoTokenizer.from_pretrained(str(pairs.target))
-        target = AutoModelForCausalLM.from_pretrained(str(pairs.target)).eval()
-        draft = AutoModelForCausalLM.from_pretrained(str(pairs.draft)).eval()
-        held_texts = [corpus.read_text(name) for name in corpus.source_files(held_out=True)]
-        report["pair"] = {"kind": "demo", "root": str(pairs.root), "report": asdict(pairs.report)}
         recipe = replace(recipe, eval_files=args.eval_files or 8, prompt_tokens=64, new_tokens=64)
+        pair = demo_pair(recipe)
         dtype = torch.float32
     else:
-        log("collecting corpus")
-        train_files, held_files = corpus_files(recipe.min_file_chars)
-        texts = training_text(train_files, recipe.corpus_bytes)
-        log(f"{len(train_files)} train files ({len(texts)} used), {len(held_files)} held out; tokenizer")
-        tokenizer = train_tokenizer(texts, recipe)
-        log("tokenizing")
-        eos = tokenizer.eos_token_id
-        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        stream = torch.tensor([t for ids in encoded for t in (*ids, eos)], dtype=torch.long)
-        log(f"{len(stream)} training tokens; training target")
-        target = llama(
-            recipe,
-            hidden=recipe.target_hidden,
-            layers=recipe.target_layers,
-            heads=recipe.target_heads,
-            mlp=recipe.target_mlp,
-            seed=recipe.seed,
-        )
-        target_training = train(
-            target,
-            stream,
-            steps=recipe.target_steps,
-            seconds=recipe.target_train_seconds,
-            recipe=recipe,
-            device=device,
-            seed=recipe.seed,
-            log=log,
-        )
-        log(f"target: {target_training}; training draft")
-        draft = llama(
-            recipe,
-            hidden=recipe.draft_hidden,
-            layers=recipe.draft_layers,
-            heads=recipe.draft_heads,
-            mlp=recipe.draft_mlp,
-            seed=recipe.seed + 1,
-        )
-        draft_training = train(
-            draft,
-            stream,
-            steps=recipe.draft_steps,
-            seconds=recipe.draft_train_seconds,
-            recipe=recipe,
-            device=device,
-            seed=recipe.seed + 1,
-            log=log,
-        )
-        log(f"draft: {draft_training}")
-        held_texts = [p.read_text(encoding="utf-8") for p in held_files]
+        if args.pair_cache is not None:
+            args.pair_cache.mkdir(parents=True, exist_ok=True)
+        pair = trained_pair(recipe, device, args.pair_cache, log)
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        report["pair"] = {
-            "kind": "bench",
-            "recipe": asdict(recipe),
-            "train_tokens": len(stream),
-            "target_parameters": sum(p.numel() for p in target.parameters()),
-            "draft_parameters": sum(p.numel() for p in draft.parameters()),
-            "target_training": target_training,
-            "draft_training": draft_training,
-        }
-    target = target.to(device=device, dtype=dtype).eval()
-    draft = draft.to(device=device, dtype=dtype).eval()
+    report["pair"] = pair.report
+    save()
+    if args.train_only:
+        return
+    target = pair.target.to(device=device, dtype=dtype).eval()
+    draft = pair.draft.to(device=device, dtype=dtype).eval()
     target.generation_config.eos_token_id = None
     draft.generation_config.eos_token_id = None
+    tokenizer, prompts = pair.tokenizer, pair.prompts
     report["dtype"] = str(dtype).removeprefix("torch.")
     if device == "cpu":
         report["cpu_threads"] = torch.get_num_threads()
         report["hf_static_note"] = (
             "transformers compiles static-cache generation only on accelerators: on a CPU it is the static cache, eager"
         )
-
-    # prompts: a window from the middle of each held-out file long enough
-    prompts = []
-    for text in held_texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) >= 2 * recipe.prompt_tokens:
-            middle = len(ids) // 2 - recipe.prompt_tokens // 2
-            prompts.append(ids[middle : middle + recipe.prompt_tokens])
-        if len(prompts) == recipe.eval_files:
-            break
     new = recipe.new_tokens
     log(f"{len(prompts)} prompts of {recipe.prompt_tokens} tokens, {new} new tokens, {report['dtype']}")
 
-    # the target's own greedy output (reference): HF eager, batch 1, every prompt
-    reference, seconds, tokens = hf_run(target, [[p] for p in prompts[: args.slow_prompts]], new, device)
-    target_tok_s_b1 = tokens / seconds
-    log(f"HF eager batch 1: {target_tok_s_b1:.1f} tok/s")
-    static_kwargs = {"cache_implementation": "static"}
-    hf_run(target, [[prompts[0]]], new, device, **static_kwargs)  # compile
-    static_ref, seconds, tokens = hf_run(target, [[p] for p in prompts], new, device, **static_kwargs)
-    hf_static_b1 = tokens / seconds
-    log(f"HF static compiled batch 1: {hf_static_b1:.1f} tok/s")
-    same = sum(a == b for a, b in zip(reference, static_ref, strict=False))
-    report["hf_static_vs_eager_identical"] = f"{same}/{len(reference)}"
-    reference = static_ref  # all prompts
+    # the target's own greedy output (HF static compiled, batch 1) is the reference of every check
+    reference, hf_static_b1 = reference_outputs(pair, new, device, args.pair_cache)
     lossless = Lossless(target, prompts, reference, args.near_tie, device)
+    static_kwargs = {"cache_implementation": "static"}
 
     def engine(proposer: str, k: int, adaptive: bool) -> SpeculativeEngine:
         config = SpeculationConfig(
             proposer=proposer, num_speculative_tokens=k, adaptive=adaptive, cuda_graphs=not args.no_cuda_graphs
         )
         return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
-
-    def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
 
     # every Hugging Face measurement first, so its compiled graphs never interleave with the engine's
     batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
@@ -517,9 +570,17 @@ def main() -> None:
         row: dict = {"batch_size": batch_size}
         groups = batches(prompts, batch_size)
         if batch_size == 1:
-            row["target_tok_s"] = round(target_tok_s_b1, 1)
-            row["hf_static_compiled_tok_s"] = round(hf_static_b1, 1)
             slow = [[p] for p in prompts[: args.slow_prompts]]
+            hf_run(target, [[prompts[0][:16]]], 8, device)  # warm-up (kernels, allocator)
+            eager, seconds, tokens = hf_run(target, slow, new, device)
+            row["target_tok_s"] = round(tokens / seconds, 1)
+            same = sum(a == b for a, b in zip(eager, reference, strict=False))
+            row["hf_eager_vs_static_identical"] = f"{same}/{len(eager)}"
+            if hf_static_b1 is None:
+                _, seconds, tokens = hf_run(target, [[p] for p in prompts], new, device, **static_kwargs)
+                hf_static_b1 = tokens / seconds
+            row["hf_static_compiled_tok_s"] = round(hf_static_b1, 1)
+            hf_run(target, [[prompts[0][:16]]], 8, device, assistant_model=draft)  # warm-up
             _, seconds, tokens = hf_run(target, slow, new, device, assistant_model=draft)
             row["hf_assisted_tok_s"] = round(tokens / seconds, 1)
             _, seconds, tokens = hf_run(target, slow, new, device, prompt_lookup_num_tokens=10)
@@ -528,31 +589,29 @@ def main() -> None:
         else:
             _, seconds, tokens = hf_run(target, groups[:1], new, device)
             row["target_tok_s"] = round(tokens / seconds, 1)
-            if time.perf_counter() - began < args.budget_seconds - 200:
-                hf_run(target, groups[:1], new, device, **static_kwargs)  # compile for this batch size
-                _, seconds, tokens = hf_run(target, groups, new, device, **static_kwargs)
-                row["hf_static_compiled_tok_s"] = round(tokens / seconds, 1)
-            else:
-                row["hf_static_compiled_tok_s"] = None
-                row["hf_static_skipped"] = "time budget"
+            hf_run(target, groups[:1], new, device, **static_kwargs)  # compile for this batch size
+            _, seconds, tokens = hf_run(target, groups, new, device, **static_kwargs)
+            row["hf_static_compiled_tok_s"] = round(tokens / seconds, 1)
         rows[batch_size] = row
         log(f"HF batch {batch_size}: {row}")
     report["hf"] = rows
     save()
 
     # fixed best k: a sweep at batch 1 on a few prompts
-    sweep = {}
-    few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
-    for k in [int(x) for x in args.k_sweep.split(",")]:
-        eng = engine("draft", k, adaptive=False)
-        eng.warm_up([1], max_tokens=recipe.prompt_tokens + new)
-        engine_run(eng, few[:1], new, device)
-        _, seconds, tokens, _ = engine_run(eng, few, new, device)
-        sweep[k] = round(tokens / seconds, 1)
-        del eng
-    best_k = max(sweep, key=sweep.get)
-    report["k_sweep_batch1_tok_s"] = sweep
-    log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
+    best_k = args.k
+    if best_k is None:
+        sweep = {}
+        few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
+        for k in [int(x) for x in args.k_sweep.split(",")]:
+            eng = engine("draft", k, adaptive=False)
+            eng.warm_up([1], max_tokens=recipe.prompt_tokens + new)
+            engine_run(eng, few[:1], new, device)
+            _, seconds, tokens, _ = engine_run(eng, few, new, device)
+            sweep[k] = round(tokens / seconds, 1)
+            del eng
+        best_k = max(sweep, key=sweep.get)
+        report["k_sweep_batch1_tok_s"] = sweep
+        log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
 
     modes = {
         "specops_nonspec": engine("none", 0, adaptive=False),
@@ -573,8 +632,8 @@ def main() -> None:
             outputs, seconds, tokens, records = engine_run(eng, groups, new, device)
             row[f"{name}_tok_s"] = round(tokens / seconds, 1)
             checks[name] = lossless.check(groups, outputs)
-            if name in ("specops", "specops_fixed_k", "specops_prompt_lookup"):
-                row[f"{name}_figures"] = speculation_figures(records)
+            figures = speculation_figures(records)
+            row[f"{name}_figures"] = {**figures, "device_busy_fraction": device_busy(records, seconds)}
         figures = row["specops_fixed_k_figures"]
         row["alpha"] = figures["alpha"]
         row["mean_accepted_length"] = figures["mean_accepted_length"]
@@ -584,6 +643,9 @@ def main() -> None:
         )
         row["speedup_over_target"] = round(row["specops_tok_s"] / row["target_tok_s"], 2)
         row["spec_over_nonspec"] = round(row["specops_fixed_k_tok_s"] / row["specops_nonspec_tok_s"], 3)
+        row["adaptive_over_nonspec"] = round(row["specops_tok_s"] / row["specops_nonspec_tok_s"], 3)
+        if row["theoretical_speedup"]:
+            row["spec_over_nonspec_vs_theory"] = round(row["spec_over_nonspec"] / row["theoretical_speedup"], 3)
         row["identical"] = sum(c["identical"] for c in checks.values())
         row["prompts"] = sum(c["prompts"] for c in checks.values())
         row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
@@ -594,7 +656,20 @@ def main() -> None:
     report["wall_seconds"] = round(time.perf_counter() - began, 1)
     report.pop("hf", None)
     save()
-    print_table(report, [int(x) for x in args.batch_sizes.split(",")])
+    print_table(report, batch_sizes)
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """Join runs that measured different batch sizes on the same cached pair into one results file."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    merged = dict(runs[0])
+    for run in runs[1:]:
+        if run["pair"].get("target_training") != merged["pair"].get("target_training"):
+            raise SystemExit(f"runs measured different pairs: {paths}")
+        merged.update({k: v for k, v in run.items() if k.startswith("batch") or k == "k_sweep_batch1_tok_s"})
+    merged["runs"] = [{"file": p.name, "wall_seconds": r.get("wall_seconds")} for p, r in zip(paths, runs, strict=True)]
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    print_table(merged, sorted(int(k.removeprefix("batch")) for k in merged if k.startswith("batch")))
 
 
 def print_table(report: dict, batch_sizes: list[int]) -> None:
@@ -661,4 +736,7 @@ def print_table(report: dict, batch_sizes: list[int]) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    main()
+    if sys.argv[1:2] == ["merge"]:  # engine.py merge OUT RUN.json RUN.json ...
+        merge([Path(p) for p in sys.argv[3:]], Path(sys.argv[2]))
+    else:
+        main()

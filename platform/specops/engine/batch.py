@@ -30,12 +30,23 @@ class SequenceBatch:
         return len(self.tokens)
 
 
+def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A host list as a tensor on `device`, without waiting for the device.
+
+    `torch.tensor(values, device="cuda")` copies synchronously: the host waits until the GPU has
+    finished all queued work, and the GPU then idles while the host prepares the next kernels. A
+    decoding step builds several small inputs, so it stages them in pinned memory and copies
+    asynchronously instead; the host reads the device once per step (the verifier's decision).
+    """
+    tensor = torch.tensor(values, dtype=dtype)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def left_padded(sequences: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token lists: ids [batch_size, longest] long and valid [batch_size, longest] bool."""
     width = max(1, max(map(len, sequences)))
     ids = [[0] * (width - len(s)) + list(s) for s in sequences]
     valid = [[False] * (width - len(s)) + [True] * len(s) for s in sequences]
-    return (
-        torch.tensor(ids, dtype=torch.long, device=device),
-        torch.tensor(valid, dtype=torch.bool, device=device),
-    )
+    return to_device(ids, torch.long, device), to_device(valid, torch.bool, device)

@@ -68,8 +68,6 @@ class SpeculationConfig:
     probe_interval: every this many steps the adaptive engine re-times another draft length
         (0 = plain decoding) per batch-size bucket, to keep its choice of k measured.
     cuda_graphs: capture forwards as CUDA graphs on a CUDA device (ignored on CPU).
-    time_phases: synchronise the device around draft and target phases so that `draft_seconds`
-        and `target_seconds` are exact (costs a little speed on a GPU).
     """
 
     proposer: str = "draft"
@@ -81,7 +79,6 @@ class SpeculationConfig:
     acceptance_smoothing: float = 0.3
     probe_interval: int = 16
     cuda_graphs: bool = True
-    time_phases: bool = True
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

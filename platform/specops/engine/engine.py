@@ -21,12 +21,13 @@ import torch
 from specops import errors
 from specops.engine import verify
 from specops.engine.adaptive import DraftLengthController, SpeculationGovernor
-from specops.engine.batch import SequenceBatch, left_padded
+from specops.engine.batch import SequenceBatch, left_padded, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
-from specops.engine.runner import ModelRunner
+from specops.engine.runner import KVCache, ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
+from specops.engine.timing import PhaseClock
 
 FinishReason = Literal["stop", "length"]
 
@@ -149,6 +150,7 @@ class SpeculativeEngine:
         if self.proposer is not None:
             self.proposer.start(batch)
 
+        clock = PhaseClock(self.device)
         step = 0
         while any(batch.active):
             num_running = sum(batch.active)
@@ -161,7 +163,7 @@ class SpeculativeEngine:
             ]
             captures_before = _captures(self.target, self.proposer)
             cost_started = self._cost_clock()
-            started = time.perf_counter()
+            clock.mark()
             if max(num_tokens) > 0:
                 proposal = self.proposer.propose(batch, num_tokens)
             else:
@@ -170,11 +172,10 @@ class SpeculativeEngine:
                     num_draft_tokens=[0] * batch_size,
                     draft_probs=None,
                 )
-            self._sync()
-            drafted = time.perf_counter()
+            clock.mark()
             num_drafted = proposal.num_draft_tokens
-            output_ids, num_accepted = self._verify_step(batch, cache, proposal)
-            verified = time.perf_counter()
+            output_ids, num_accepted = self._verify_step(batch, cache, proposal, clock)
+            draft_seconds, target_seconds = clock.seconds()
 
             emitted = [0] * batch_size
             for row in range(batch_size):
@@ -189,7 +190,7 @@ class SpeculativeEngine:
                         new_ids=output_ids[row][: num_accepted[row] + 1],
                         num_drafted=num_drafted[row],
                         num_accepted=num_accepted[row],
-                        seconds=(drafted - started, verified - drafted),
+                        seconds=(draft_seconds, target_seconds),
                         controller=controller,
                         on_tokens=on_tokens,
                     )
@@ -206,8 +207,8 @@ class SpeculativeEngine:
                         num_draft_tokens=list(num_drafted),
                         num_accepted_tokens=[n if d else 0 for n, d in zip(num_accepted, num_drafted, strict=True)],
                         num_emitted_tokens=emitted,
-                        draft_seconds=drafted - started,
-                        target_seconds=verified - drafted,
+                        draft_seconds=draft_seconds,
+                        target_seconds=target_seconds,
                         speculative=proposal.max_k > 0,
                     )
                 )
@@ -279,13 +280,17 @@ class SpeculativeEngine:
                         draft_cache.reset()
 
     def _verify_step(
-        self, batch: SequenceBatch, cache: object, proposal: Proposal
+        self, batch: SequenceBatch, cache: KVCache, proposal: Proposal, clock: PhaseClock
     ) -> tuple[list[list[int]], list[int]]:
-        """Target forward over `[last, drafts]`, verification, cache trim. Returns tokens and accepted counts."""
+        """Target forward over `[last, drafts]`, verification, cache trim. Returns tokens and accepted counts.
+
+        Everything up to reading the decision is queued on the device without waiting; the read is
+        the step's one synchronisation.
+        """
         max_k = proposal.max_k
-        active = torch.tensor(batch.active, device=self.device)  # [batch_size]
-        num_draft = torch.tensor(proposal.num_draft_tokens, device=self.device)  # [batch_size]
-        last = torch.tensor([t[-1] for t in batch.tokens], device=self.device)  # [batch_size]
+        active = to_device(batch.active, torch.bool, self.device)  # [batch_size]
+        num_draft = to_device(proposal.num_draft_tokens, torch.long, self.device)  # [batch_size]
+        last = to_device([t[-1] for t in batch.tokens], torch.long, self.device)  # [batch_size]
         ids = torch.cat([last[:, None], proposal.draft_token_ids], dim=1)  # [batch_size, max_k + 1]
         columns = torch.arange(max_k + 1, device=self.device)
         valid = active[:, None] & (columns[None, :] <= num_draft[:, None])  # [batch_size, max_k + 1]
@@ -306,11 +311,14 @@ class SpeculativeEngine:
                 num_accepted=torch.where(sampling.greedy, result.num_accepted, sampled.num_accepted),
                 output_token_ids=torch.where(greedy_rows, result.output_token_ids, sampled.output_token_ids),
             )
-        keep = valid & (columns[None, :] <= result.num_accepted[:, None])
+        clock.mark()
+        cache.drop(start, valid & (columns[None, :] <= result.num_accepted[:, None]))
+        if self.proposer is not None:
+            self.proposer.settle(proposal, result.num_accepted)
         packed = torch.cat([result.num_accepted[:, None], result.output_token_ids], dim=1).tolist()
         num_accepted = [row[0] for row in packed]
         used = 1 + max(n for n, a in zip(num_accepted, batch.active, strict=True) if a) if any(batch.active) else 0
-        cache.keep(start, keep, used)
+        cache.trim(start, used)
         return [row[1:] for row in packed], num_accepted
 
     def _apply_stops(
@@ -350,10 +358,6 @@ class SpeculativeEngine:
         """What a step costs, for the governor: wall time on an accelerator; on a CPU this process's
         CPU time, which other processes on a shared machine do not inflate."""
         return time.perf_counter() if self.device.type != "cpu" else time.process_time()
-
-    def _sync(self) -> None:
-        if self.config.time_phases and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
 
 def _captures(target: ModelRunner, proposer: object) -> int:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from specops import errors
+from specops.engine.batch import to_device
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
@@ -47,16 +48,20 @@ class KVCache:
         self.seq_lens.zero_()
         self.length = 0
 
-    def keep(self, start: int, keep: torch.Tensor, used: int) -> None:
+    def drop(self, start: int, keep: torch.Tensor) -> None:
         """After forwards that wrote slots `[start, start + q)`, keep only the marked ones.
 
         keep: [batch_size, q] bool, True for slots the sequence keeps (rejection drops a suffix).
-        used: slots of the window up to the last one any sequence keeps (known on the host, so no sync).
+        Device work only: the caller, once it has read the verifier's decision on the host, moves
+        `length` back to the window's last kept slot (`trim`).
         """
         q = keep.shape[1]
         window = self.valid[:, start : start + q]
         self.seq_lens -= (window & ~keep).sum(dim=1)
         window &= keep
+
+    def trim(self, start: int, used: int) -> None:
+        """Slots in use end `used` slots after `start` (the last one any sequence kept)."""
         self.length = start + used
 
     def compact(self) -> None:
@@ -159,7 +164,7 @@ class ModelRunner:
         batch_size, q = input_ids.shape
         start = self._reserve(cache, batch_size, q)
         if not logits or not self.use_graphs:
-            start_tensor = torch.tensor([start], device=self.device)
+            start_tensor = to_device([start], torch.long, self.device)
             kv_len = None if self.attend_capacity else cache.length
             return self._forward(cache, input_ids, input_valid, start_tensor, kv_len=kv_len, logits=logits)
         graph = self._graph(("forward", batch_size, q), cache, lambda: _ForwardGraph(self, cache, q))
@@ -182,7 +187,7 @@ class ModelRunner:
         batch_size, q = input_ids.shape
         start = self._reserve(cache, batch_size, q + num_rounds - 1)
         if not self.use_graphs:
-            start_tensor = torch.tensor([start], device=self.device)
+            start_tensor = to_device([start], torch.long, self.device)
             kv_len = None if self.attend_capacity else cache.length
             return self._greedy_rounds(cache, input_ids, input_valid, active, start_tensor, num_rounds, kv_len=kv_len)
         graph = self._graph(

@@ -12,7 +12,8 @@ class RequestStats:
     A *draft* is one proposal of `k >= 1` tokens; `num_draft_tokens` sums those k.
     `num_accepted_per_position[j]` counts drafts whose token j (0-based) was accepted.
     A *bonus* token is the target's own token after a fully accepted draft.
-    `draft_seconds` and `target_seconds` are wall time of the batched phases this request took part in.
+    `draft_seconds` and `target_seconds` are the time of the batched phases this request took part in
+    (device time on a GPU, measured with events; wall time elsewhere).
     """
 
     num_steps: int = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from specops.engine import sampling
-from specops.engine.batch import SequenceBatch, left_padded
+from specops.engine.batch import SequenceBatch, left_padded, to_device
 from specops.engine.proposers.base import Proposal
 from specops.engine.runner import KVCache, ModelRunner
 
@@ -26,6 +26,7 @@ class DraftModelProposer:
         self._round_start = 0
         self._first_round = 0
         self._fed_first: list[int] = []
+        self._active: torch.Tensor | None = None  # [batch_size] bool, rows drafting this step
 
     def start(self, batch: SequenceBatch) -> None:
         self.cache = self.runner.cache(batch.batch_size, batch.capacity)
@@ -47,7 +48,7 @@ class DraftModelProposer:
         ids, valid = left_padded(pending, batch.device)  # [batch_size, first_round]
         first_round = ids.shape[1]
         self._fed_first = [len(p) for p in pending]
-        active = torch.tensor(batch.active, device=batch.device)  # [batch_size]
+        active = self._active = to_device(batch.active, torch.bool, batch.device)  # [batch_size]
         if batch.sampling.all_greedy:
             draft_ids = self.runner.greedy_rounds(self.cache, ids, valid, active, max_k)  # [batch_size, max_k]
             self._note_window(first_round, max_k)
@@ -95,21 +96,32 @@ class DraftModelProposer:
         q = sampling.probabilities(logits[:, None], batch.sampling)[:, 0]
         return torch.where(batch.sampling.greedy, argmax, batch.rng.sample(q)), q
 
-    def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
-        assert self.cache is not None
+    def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
+        """Drop the rejected drafts from the draft cache (device work, queued before the host syncs).
+
+        num_accepted: [batch_size] long, the verifier's decision, still on the device.
+        """
+        assert self.cache is not None and self._active is not None
         fed_drafts = proposal.max_k - 1  # d_1..d_{max_k-1} went through the draft; d_max_k did not
         if fed_drafts < 0:
             return
-        kept_drafts = [
-            min(n, fed_drafts) if active else 0 for n, active in zip(num_accepted, batch.active, strict=True)
-        ]
         # window: the first round's inputs (all kept), then d_1..d_{max_k-1} (kept while accepted)
         start, first = self._round_start, self._first_round
-        columns = torch.arange(fed_drafts, device=batch.device)
-        keep_drafts = columns[None, :] < torch.tensor(kept_drafts, device=batch.device)[:, None]
+        kept_drafts = num_accepted.clamp(max=fed_drafts) * self._active  # [batch_size]
+        columns = torch.arange(fed_drafts, device=num_accepted.device)
+        keep_drafts = columns[None, :] < kept_drafts[:, None]  # [batch_size, fed_drafts]
         first_valid = self.cache.valid[:, start : start + first].clone()
-        used = first + max(kept_drafts) if any(batch.active) else 0
-        self.cache.keep(start, torch.cat([first_valid, keep_drafts], dim=1), used)
+        self.cache.drop(start, torch.cat([first_valid, keep_drafts], dim=1))
+
+    def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
+        assert self.cache is not None and self._active is not None
+        fed_drafts = proposal.max_k - 1
+        if fed_drafts < 0:
+            return
+        # the rows that drafted this step (a row that stopped during it still kept its slots)
+        drafted = [n > 0 for n in proposal.num_draft_tokens]
+        kept_drafts = [min(n, fed_drafts) if d else 0 for n, d in zip(num_accepted, drafted, strict=True)]
+        self.cache.trim(self._round_start, self._first_round + max(kept_drafts))
         self.cached = [
             cached + fed + kept for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
         ]

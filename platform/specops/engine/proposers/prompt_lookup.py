@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from specops.engine.batch import SequenceBatch
+from specops.engine.batch import SequenceBatch, to_device
 from specops.engine.proposers.base import Proposal
 
 
@@ -50,12 +50,15 @@ class PromptLookupProposer:
         for row, (tokens, k, active) in enumerate(zip(batch.tokens, num_tokens, batch.active, strict=True)):
             drafts.append(self.lookup(tokens, row, k) if active and k > 0 else [])
         width = max(map(len, drafts))
-        ids = torch.tensor([d + [0] * (width - len(d)) for d in drafts], dtype=torch.long, device=batch.device)
+        ids = to_device([d + [0] * (width - len(d)) for d in drafts], torch.long, batch.device)
         return Proposal(
             draft_token_ids=ids.reshape(batch.batch_size, width),
             num_draft_tokens=[len(d) for d in drafts],
             draft_probs=None,
         )
+
+    def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
+        """Nothing on the device to update."""
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         for row, (tokens, active) in enumerate(zip(batch.tokens, batch.active, strict=True)):
