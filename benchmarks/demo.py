@@ -33,27 +33,57 @@ def main() -> None:
         settings = Settings.from_env(home=Path(folder) / ".specops")
         for label in ("fresh state folder", "second run, same state folder"):
             outcome = run_demo(settings, DemoConfig(), console)
-            windows = {role: {"draft_tokens": w.num_draft_tokens, "accepted_tokens": w.num_accepted_tokens,
-                              "acceptance_rate": w.acceptance_rate} for role, w in outcome.windows.items()}
-            runs.append({"run": label, "seconds": round(outcome.seconds, 1),
-                         "breach_to_rollback_s": round(outcome.breach_to_rollback_s or -1, 1),
-                         "final_phase": outcome.final_phase.value, "production": outcome.production,
-                         "audit_ok": outcome.audit_ok, "windows": windows,
-                         "qualification": {v: {k: t for k, t in tags.items() if k.startswith("qualification.")
-                                               and k.split(".")[1] in ("acceptance_rate", "lossless", "speedup")}
-                                           for v, tags in outcome.versions.items()}})
-    result = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "python": platform.python_version(), "load_average_1m": os.getloadavg()[0]},
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "demo_pair": {k: getattr(pairs.report, k) for k in ("agreement", "cpu_seconds", "num_parameters")},
-              "runs": runs}
+            windows = {
+                role: {
+                    "draft_tokens": w.num_draft_tokens,
+                    "accepted_tokens": w.num_accepted_tokens,
+                    "acceptance_rate": w.acceptance_rate,
+                }
+                for role, w in outcome.windows.items()
+            }
+            runs.append(
+                {
+                    "run": label,
+                    "seconds": round(outcome.seconds, 1),
+                    "breach_to_rollback_s": round(outcome.breach_to_rollback_s or -1, 1),
+                    "final_phase": outcome.final_phase.value,
+                    "production": outcome.production,
+                    "audit_ok": outcome.audit_ok,
+                    "windows": windows,
+                    "qualification": {
+                        v: {
+                            k: t
+                            for k, t in tags.items()
+                            if k.startswith("qualification.")
+                            and k.split(".")[1] in ("acceptance_rate", "lossless", "speedup")
+                        }
+                        for v, tags in outcome.versions.items()
+                    },
+                }
+            )
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m": os.getloadavg()[0],
+        },
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "demo_pair": {k: getattr(pairs.report, k) for k in ("agreement", "cpu_seconds", "num_parameters")},
+        "runs": runs,
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     table = Table("run", "wall s", "breach → rollback s", "phase", "canary acceptance", title="specops demo")
     for run in runs:
         canary = run["windows"].get("canary", {}).get("acceptance_rate")
-        table.add_row(run["run"], str(run["seconds"]), str(run["breach_to_rollback_s"]), run["final_phase"],
-                      "-" if canary is None else f"{canary:.3f}")
+        table.add_row(
+            run["run"],
+            str(run["seconds"]),
+            str(run["breach_to_rollback_s"]),
+            run["final_phase"],
+            "-" if canary is None else f"{canary:.3f}",
+        )
     console.print(table)
     console.print(f"written {RESULTS}")
 

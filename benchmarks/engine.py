@@ -228,6 +228,7 @@ def train(
         "planned_steps": steps,
         "seconds": round(time.perf_counter() - start, 1),
         "final_loss": losses[-1] if losses else None,
+        "skipped_non_finite_steps": skipped,
         "loss_every_100": losses,
     }
 
@@ -481,6 +482,16 @@ def device_busy(records, seconds: float) -> float:
     return round(busy / seconds, 4)
 
 
+def k_histogram(records) -> dict[int, int]:
+    """How many steps drafted each batch draft length (0 = plain steps)."""
+    from collections import Counter
+
+    from specops.engine import StepStats
+
+    counts = Counter(max(s.num_draft_tokens, default=0) for s in records if isinstance(s, StepStats))
+    return dict(sorted(counts.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -633,7 +644,15 @@ def main() -> None:
             row[f"{name}_tok_s"] = round(tokens / seconds, 1)
             checks[name] = lossless.check(groups, outputs)
             figures = speculation_figures(records)
-            row[f"{name}_figures"] = {**figures, "device_busy_fraction": device_busy(records, seconds)}
+            row[f"{name}_figures"] = {
+                **figures,
+                "device_busy_fraction": device_busy(records, seconds),
+                "k_chosen": k_histogram(records),
+                "governor_tok_s": {
+                    f"b{bucket}_k{k}": round(eng.governor.tokens_per_second(bucket, k), 1)
+                    for bucket, k in sorted(eng.governor.step_seconds)
+                },
+            }
         figures = row["specops_fixed_k_figures"]
         row["alpha"] = figures["alpha"]
         row["mean_accepted_length"] = figures["mean_accepted_length"]

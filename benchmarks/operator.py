@@ -41,7 +41,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "operator.json"
 NAMESPACE = "bench"
 
 
-
 # ----------------------------------------------------------------------------- child: emulator
 
 
@@ -71,9 +70,13 @@ def serve_operator(api_url: str, prometheus_url: str, audit_db: str) -> None:
     from specops_operator.registry import MemoryAliases
 
     logging.basicConfig(level=logging.WARNING)
-    runtime = reconcile.Runtime(kube=kube.KubeClient(kube.api_client(host=api_url)), http=httpx.Client(timeout=10),
-                                prometheus_url=prometheus_url, versions=MemoryAliases(),
-                                audit=AuditLog(open_store(f"sqlite:///{audit_db}")))
+    runtime = reconcile.Runtime(
+        kube=kube.KubeClient(kube.api_client(host=api_url)),
+        http=httpx.Client(timeout=10),
+        prometheus_url=prometheus_url,
+        versions=MemoryAliases(),
+        audit=AuditLog(open_store(f"sqlite:///{audit_db}")),
+    )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, runtime)
 
@@ -116,12 +119,25 @@ def body(name: str, *, pair: str, interval: float, min_tokens: int) -> dict[str,
     from specops_operator import constants
 
     return {
-        "apiVersion": constants.API_VERSION, "kind": constants.KIND,
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": str(uuid.uuid4()), "generation": 1,
-                     "resourceVersion": "1"},
-        "spec": {"pair": {"name": pair, "version": "1"},
-                 "rollout": {"analysisIntervalSeconds": interval, "minDraftTokens": min_tokens, "minRequests": 1,
-                             "failureLimit": 1, "thresholds": {"minAcceptanceRate": 0.5}}},
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": str(uuid.uuid4()),
+            "generation": 1,
+            "resourceVersion": "1",
+        },
+        "spec": {
+            "pair": {"name": pair, "version": "1"},
+            "rollout": {
+                "analysisIntervalSeconds": interval,
+                "minDraftTokens": min_tokens,
+                "minRequests": 1,
+                "failureLimit": 1,
+                "thresholds": {"minAcceptanceRate": 0.5},
+            },
+        },
     }
 
 
@@ -133,13 +149,19 @@ def promoted_state(client: Any, name: str, *, pair: str, interval: float, min_to
 
     manifest = body(name, pair=pair, interval=interval, min_tokens=min_tokens)
     manifest["spec"]["pair"]["version"] = "2"
-    state = RolloutState(deployment=f"{NAMESPACE}/{name}", pair=pair, stable_version="1", phase=Phase.PROMOTED,
-                         promoted_at=time.time())
+    state = RolloutState(
+        deployment=f"{NAMESPACE}/{name}", pair=pair, stable_version="1", phase=Phase.PROMOTED, promoted_at=time.time()
+    )
     manifest["status"] = status_.render(state, revision=1, conditions=[], previous=None)
     client.create(kube.DEPLOYMENTS, NAMESPACE, manifest)
     owner = builders.Owner(name=name, namespace=NAMESPACE, uid=manifest["metadata"]["uid"])
-    isvc = builders.inference_service(owner=owner, spec=spec.parse(manifest["spec"]), version="1", role="stable",
-                                      source=builders.PairSource(storage_uri=f"s3://pairs/{pair}/1"))
+    isvc = builders.inference_service(
+        owner=owner,
+        spec=spec.parse(manifest["spec"]),
+        version="1",
+        role="stable",
+        source=builders.PairSource(storage_uri=f"s3://pairs/{pair}/1"),
+    )
     isvc["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
     client.create(kube.INFERENCE_SERVICES, NAMESPACE, isvc)
 
@@ -177,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
     children: list[subprocess.Popen[bytes]] = []
     try:
         port = free_port()
-        emulator = subprocess.Popen([sys.executable, __file__, "--role", "emulator", "--port", str(port)],
-                                    stdout=subprocess.PIPE)
+        emulator = subprocess.Popen(
+            [sys.executable, __file__, "--role", "emulator", "--port", str(port)], stdout=subprocess.PIPE
+        )
         children.append(emulator)
         assert emulator.stdout is not None
         emulator.stdout.readline()
@@ -191,15 +214,32 @@ def run(args: argparse.Namespace) -> int:
         start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
         prometheus_port = free_port()
         config = workdir / "prometheus.yml"
-        config.write_text(json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": [
-            {"job_name": "serving", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s"},
+                    "scrape_configs": [
+                        {"job_name": "serving", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
+                    ],
+                }
+            )
+        )
         binary = shutil.which("prometheus")
         if binary is None:
             raise SystemExit("prometheus is not installed (apt-get install prometheus)")
-        children.append(subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        children.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={workdir / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                    "--log.level=warn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         prometheus_url = f"http://127.0.0.1:{prometheus_port}"
 
         names = [f"hold-{index:03d}" for index in range(args.deployments)]
@@ -223,15 +263,28 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         for name in names:
             promoted_state(client, name, pair=f"pair-{name}", interval=args.interval, min_tokens=10**9)
-        operator = subprocess.Popen([sys.executable, __file__, "--role", "operator", "--api", api_url,
-                                     "--prometheus", prometheus_url, "--audit-db", str(workdir / "audit.db")])
+        operator = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--role",
+                "operator",
+                "--api",
+                api_url,
+                "--prometheus",
+                prometheus_url,
+                "--audit-db",
+                str(workdir / "audit.db"),
+            ]
+        )
         children.append(operator)
 
         def mark_ready(isvc: str) -> bool:
             if client.get(kube.INFERENCE_SERVICES, NAMESPACE, isvc) is None:
                 return False
-            client.patch_status(kube.INFERENCE_SERVICES, NAMESPACE, isvc,
-                                {"conditions": [{"type": "Ready", "status": "True"}]})
+            client.patch_status(
+                kube.INFERENCE_SERVICES, NAMESPACE, isvc, {"conditions": [{"type": "Ready", "status": "True"}]}
+            )
             return True
 
         def all_ready() -> bool:
@@ -242,15 +295,22 @@ def run(args: argparse.Namespace) -> int:
             return not pending and len(items) >= 2 * len(names)
 
         wait_for(all_ready, timeout=900, interval=1.0, message="every canary InferenceService")
-        wait_for(lambda: all((item.get("status") or {}).get("lastAnalysis")
-                             for item in client.list(kube.DEPLOYMENTS, NAMESPACE)),
-                 timeout=900, interval=1.0, message="every deployment analysing")
+        wait_for(
+            lambda: all(
+                (item.get("status") or {}).get("lastAnalysis") for item in client.list(kube.DEPLOYMENTS, NAMESPACE)
+            ),
+            timeout=900,
+            interval=1.0,
+            message="every deployment analysing",
+        )
         setup_s = time.monotonic() - started
         print(f"{len(names)} deployments progressing after {setup_s:.1f}s; measuring {args.measure:.0f}s ...")
 
         def analysed_at() -> dict[str, str]:
-            return {item["metadata"]["name"]: item["status"]["lastAnalysis"]["at"]
-                    for item in client.list(kube.DEPLOYMENTS, NAMESPACE)}
+            return {
+                item["metadata"]["name"]: item["status"]["lastAnalysis"]["at"]
+                for item in client.list(kube.DEPLOYMENTS, NAMESPACE)
+            }
 
         before = analysed_at()
         cpu0, wall0 = cpu_seconds(operator.pid), time.monotonic()
@@ -265,19 +325,44 @@ def run(args: argparse.Namespace) -> int:
         for name in bad:
             client.create(kube.DEPLOYMENTS, NAMESPACE, body(name, pair=f"pair-{name}", interval=2.0, min_tokens=20))
             wait_for(lambda name=name: mark_ready(f"{name}-v1"), timeout=180, message=f"{name}-v1")
-            wait_for(lambda name=name: (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {}).get("status", {})
-                     .get("phase") == "Promoted", timeout=180, message=f"{name} promoted")
+            wait_for(
+                lambda name=name: (
+                    (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {}).get("status", {}).get("phase") == "Promoted"
+                ),
+                timeout=180,
+                message=f"{name} promoted",
+            )
             client.patch(kube.DEPLOYMENTS, NAMESPACE, name, {"spec": {"pair": {"version": "2"}}})
             wait_for(lambda name=name: mark_ready(f"{name}-v2"), timeout=180, message=f"{name}-v2")
-            wait_for(lambda name=name: builders.route_weights(client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {})
-                     .get(f"{name}-v2-predictor") == 10, timeout=180, message=f"{name} canary at 10%")
+            wait_for(
+                lambda name=name: (
+                    builders.route_weights(client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {}).get(
+                        f"{name}-v2-predictor"
+                    )
+                    == 10
+                ),
+                timeout=180,
+                message=f"{name} canary at 10%",
+            )
             removed_at = wait_for(
-                lambda name=name: f"{name}-v2-predictor" not in builders.route_weights(
-                    client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {}) and time.time(),
-                timeout=60, interval=0.02, message=f"{name} rolled back")
-            status = wait_for(lambda name=name: (found := (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {})
-                                                 .get("status", {})).get("phase") == "RolledBack" and found,
-                              timeout=180, message=f"{name} status RolledBack")
+                lambda name=name: (
+                    f"{name}-v2-predictor"
+                    not in builders.route_weights(client.get(kube.HTTP_ROUTES, NAMESPACE, name) or {})
+                    and time.time()
+                ),
+                timeout=60,
+                interval=0.02,
+                message=f"{name} rolled back",
+            )
+            status = wait_for(
+                lambda name=name: (
+                    (found := (client.get(kube.DEPLOYMENTS, NAMESPACE, name) or {}).get("status", {})).get("phase")
+                    == "RolledBack"
+                    and found
+                ),
+                timeout=180,
+                message=f"{name} status RolledBack",
+            )
             delays.append(removed_at - status_.seconds(status["lastAnalysis"]["at"]))
         stop.set()
     finally:

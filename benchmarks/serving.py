@@ -82,12 +82,33 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-
-def start_server(pair: Path, *, port: int, telemetry: bool, database_url: str, max_batch: int,
-                 max_tokens: int, adaptive: bool, log: Path) -> tuple[subprocess.Popen, float]:
-    command = [sys.executable, "-m", "specops.cli", "serve", "--pair", str(pair), "--port", str(port),
-               "--max-batch", str(max_batch), "--max-tokens", str(max_tokens),
-               "--telemetry" if telemetry else "--no-telemetry", "--adaptive" if adaptive else "--fixed-k"]
+def start_server(
+    pair: Path,
+    *,
+    port: int,
+    telemetry: bool,
+    database_url: str,
+    max_batch: int,
+    max_tokens: int,
+    adaptive: bool,
+    log: Path,
+) -> tuple[subprocess.Popen, float]:
+    command = [
+        sys.executable,
+        "-m",
+        "specops.cli",
+        "serve",
+        "--pair",
+        str(pair),
+        "--port",
+        str(port),
+        "--max-batch",
+        str(max_batch),
+        "--max-tokens",
+        str(max_tokens),
+        "--telemetry" if telemetry else "--no-telemetry",
+        "--adaptive" if adaptive else "--fixed-k",
+    ]
     if telemetry and database_url:
         command += ["--database-url", database_url]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
@@ -103,8 +124,14 @@ def wait_ready(port: int, process: subprocess.Popen, started: float, timeout: fl
 
 
 async def one_request(client: httpx.AsyncClient, prompt: str, *, max_tokens: int, result: PhaseResult) -> None:
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     sent = time.perf_counter()
     last: float | None = None
     ttft: float | None = None
@@ -144,8 +171,9 @@ async def one_request(client: httpx.AsyncClient, prompt: str, *, max_tokens: int
     result.itl += gaps
 
 
-async def run_phase(port: int, prompts: list[str], *, clients: int, seconds: float, max_tokens: int,
-                    scrape: bool) -> PhaseResult:
+async def run_phase(
+    port: int, prompts: list[str], *, clients: int, seconds: float, max_tokens: int, scrape: bool
+) -> PhaseResult:
     result = PhaseResult()
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300, limits=limits) as client:
@@ -171,8 +199,9 @@ async def run_phase(port: int, prompts: list[str], *, clients: int, seconds: flo
     return result
 
 
-async def run_paired(ports: dict[str, int], prompts: list[str], *, clients: int, seconds: float,
-                     max_tokens: int) -> tuple[PhaseResult, PhaseResult]:
+async def run_paired(
+    ports: dict[str, int], prompts: list[str], *, clients: int, seconds: float, max_tokens: int
+) -> tuple[PhaseResult, PhaseResult]:
     """Both servers under the same load at the same time: whatever the machine does hits both alike,
     and they share its CPU, so telemetry's cost shows as the gap between their throughputs."""
     on, off = await asyncio.gather(
@@ -206,31 +235,64 @@ def telemetry_cpu_cost(*, batch: int, max_tokens: int, tokens_per_step: float = 
     with tempfile.TemporaryDirectory() as folder:
         writer = records.RequestRecordWriter(f"sqlite:///{folder}/r.db", flush_seconds=0.05)
         writer.start()
-        writer.offer(records.RequestRecordData(
-            created_at=records.now(), deployment="d", pair_name="p", pair_version="1", role="stable",
-            prompt_tokens=1, output_tokens=1, acceptance_rate=0.0, mean_accepted_length=1.0, ttft_s=0.0,
-            e2e_s=0.0, itl_mean_s=0.0, finish_reason="stop", prompt="warm-up"))
+        writer.offer(
+            records.RequestRecordData(
+                created_at=records.now(),
+                deployment="d",
+                pair_name="p",
+                pair_version="1",
+                role="stable",
+                prompt_tokens=1,
+                output_tokens=1,
+                acceptance_rate=0.0,
+                mean_accepted_length=1.0,
+                ttft_s=0.0,
+                e2e_s=0.0,
+                itl_mean_s=0.0,
+                finish_reason="stop",
+                prompt="warm-up",
+            )
+        )
         time.sleep(1.0)  # store opened and migrated before timing
         steps = max(1, round(max_tokens / tokens_per_step))
         rounds = 20
         started_cpu = time.process_time()
         for _ in range(rounds):
             for _ in range(steps):
-                serving.step(num_draft_tokens=[4] * batch, num_accepted_tokens=[1] * batch,
-                             num_emitted_tokens=[2] * batch)
+                serving.step(
+                    num_draft_tokens=[4] * batch, num_accepted_tokens=[1] * batch, num_emitted_tokens=[2] * batch
+                )
                 serving.queue(running=batch, waiting=0)
                 for _ in range(batch):
                     serving.inter_token(0.02, num_tokens=2)
             for _ in range(batch):
                 serving.first_token(0.1)
-                serving.finished(finish_reason="length", e2e_seconds=1.0, num_drafts=steps,
-                                 acceptance_rate=0.25, mean_accepted_length=2.0)
+                serving.finished(
+                    finish_reason="length",
+                    e2e_seconds=1.0,
+                    num_drafts=steps,
+                    acceptance_rate=0.25,
+                    mean_accepted_length=2.0,
+                )
                 if writer.sampled():
-                    writer.offer(records.RequestRecordData(
-                        created_at=records.now(), deployment="d", pair_name="p", pair_version="1", role="stable",
-                        prompt_tokens=64, output_tokens=max_tokens, acceptance_rate=0.25,
-                        mean_accepted_length=2.0, ttft_s=0.1, e2e_s=1.0, itl_mean_s=0.02, finish_reason="length",
-                        prompt="def f(x):\n    return x\n" * 8))
+                    writer.offer(
+                        records.RequestRecordData(
+                            created_at=records.now(),
+                            deployment="d",
+                            pair_name="p",
+                            pair_version="1",
+                            role="stable",
+                            prompt_tokens=64,
+                            output_tokens=max_tokens,
+                            acceptance_rate=0.25,
+                            mean_accepted_length=2.0,
+                            ttft_s=0.1,
+                            e2e_s=1.0,
+                            itl_mean_s=0.02,
+                            finish_reason="length",
+                            prompt="def f(x):\n    return x\n" * 8,
+                        )
+                    )
         writer.close(timeout=60)
         request_cpu = time.process_time() - started_cpu
         started_cpu = time.process_time()
@@ -261,10 +323,17 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--max-batch", type=int, default=32)
-    parser.add_argument("--adaptive", action="store_true",
-                        help="adaptive draft length (default: fixed k, so both servers do the same work)")
-    parser.add_argument("--paired-seconds", type=float, default=60.0,
-                        help="seconds of the paired measurement (both servers loaded at once); 0 skips it")
+    parser.add_argument(
+        "--adaptive",
+        action="store_true",
+        help="adaptive draft length (default: fixed k, so both servers do the same work)",
+    )
+    parser.add_argument(
+        "--paired-seconds",
+        type=float,
+        default=60.0,
+        help="seconds of the paired measurement (both servers loaded at once); 0 skips it",
+    )
     parser.add_argument("--no-records", action="store_true", help="telemetry on means metrics only")
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
     parser.add_argument("--pair", type=Path, default=None, help="pair folder (default: the demo pair)")
@@ -287,36 +356,63 @@ def main() -> None:
     ports = {"on": free_port(), "off": free_port()}
     servers = {}
     for name, telemetry in (("on", True), ("off", False)):
-        servers[name] = start_server(pair, port=ports[name], telemetry=telemetry,
-                                     database_url="" if args.no_records else database_url,
-                                     max_batch=args.max_batch, max_tokens=max(args.max_tokens, 16),
-                                     adaptive=args.adaptive,
-                                     log=workdir / f"server-{name}.log")
+        servers[name] = start_server(
+            pair,
+            port=ports[name],
+            telemetry=telemetry,
+            database_url="" if args.no_records else database_url,
+            max_batch=args.max_batch,
+            max_tokens=max(args.max_tokens, 16),
+            adaptive=args.adaptive,
+            log=workdir / f"server-{name}.log",
+        )
     try:
         ready = {name: wait_ready(ports[name], *servers[name]) for name in servers}
         console.print(f"servers ready in {ready['on']:.1f} s / {ready['off']:.1f} s (started together)")
         for name in ("on", "off"):
-            asyncio.run(run_phase(ports[name], prompts, clients=args.clients, seconds=args.warmup_seconds,
-                                  max_tokens=args.max_tokens, scrape=False))
+            asyncio.run(
+                run_phase(
+                    ports[name],
+                    prompts,
+                    clients=args.clients,
+                    seconds=args.warmup_seconds,
+                    max_tokens=args.max_tokens,
+                    scrape=False,
+                )
+            )
         totals = {"on": PhaseResult(), "off": PhaseResult()}
         phase_tok_s: dict[str, list[float]] = {"on": [], "off": []}
         phase_seconds = args.seconds / args.rounds
         for round_index in range(args.rounds):
             order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
             for name in order:
-                phase = asyncio.run(run_phase(ports[name], prompts, clients=args.clients, seconds=phase_seconds,
-                                              max_tokens=args.max_tokens, scrape=name == "on"))
+                phase = asyncio.run(
+                    run_phase(
+                        ports[name],
+                        prompts,
+                        clients=args.clients,
+                        seconds=phase_seconds,
+                        max_tokens=args.max_tokens,
+                        scrape=name == "on",
+                    )
+                )
                 totals[name].add(phase)
                 phase_tok_s[name].append(phase.tok_s)
-                console.print(f"round {round_index + 1} telemetry {name:>3}: {phase.tok_s:8.1f} tok/s "
-                              f"{phase.req_s:6.2f} req/s errors {phase.errors}")
+                console.print(
+                    f"round {round_index + 1} telemetry {name:>3}: {phase.tok_s:8.1f} tok/s "
+                    f"{phase.req_s:6.2f} req/s errors {phase.errors}"
+                )
         paired = {"on": PhaseResult(), "off": PhaseResult()}
         if args.paired_seconds > 0:
-            paired["on"], paired["off"] = asyncio.run(run_paired(ports, prompts, clients=args.clients,
-                                                                 seconds=args.paired_seconds,
-                                                                 max_tokens=args.max_tokens))
-            console.print(f"paired (both at once): telemetry on {paired['on'].tok_s:.1f} tok/s, "
-                          f"off {paired['off'].tok_s:.1f} tok/s, errors {paired['on'].errors + paired['off'].errors}")
+            paired["on"], paired["off"] = asyncio.run(
+                run_paired(
+                    ports, prompts, clients=args.clients, seconds=args.paired_seconds, max_tokens=args.max_tokens
+                )
+            )
+            console.print(
+                f"paired (both at once): telemetry on {paired['on'].tok_s:.1f} tok/s, "
+                f"off {paired['off'].tok_s:.1f} tok/s, errors {paired['on'].errors + paired['off'].errors}"
+            )
     finally:
         for process, _ in servers.values():
             process.send_signal(signal.SIGTERM)
@@ -351,8 +447,9 @@ def main() -> None:
         "overhead_fraction_cpu_bound": round(cpu_bound, 5),
         "paired_tok_s": round(paired["on"].tok_s, 2),
         "paired_tok_s_without_telemetry": round(paired["off"].tok_s, 2),
-        "overhead_fraction_paired": (round(1.0 - paired["on"].tok_s / paired["off"].tok_s, 4)
-                                     if paired["off"].tok_s else None),
+        "overhead_fraction_paired": (
+            round(1.0 - paired["on"].tok_s / paired["off"].tok_s, 4) if paired["off"].tok_s else None
+        ),
         "paired_errors": paired["on"].errors + paired["off"].errors,
         "phase_tok_s": {name: [round(v, 2) for v in values] for name, values in phase_tok_s.items()},
         "noise_fraction": round(_spread(phase_tok_s), 4),
@@ -369,7 +466,7 @@ def main() -> None:
         "machine": machine(),
         "python": platform.python_version(),
         "notes": "telemetry on = metrics scraped every 1 s + request records to SQLite; both servers on one "
-                 "machine, measured phases alternate; greedy, ignore_eos, streaming",
+        "machine, measured phases alternate; greedy, ignore_eos, streaming",
         "error_samples": (on.error_samples + off.error_samples)[:5],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -380,19 +477,31 @@ def main() -> None:
     for column in ("seconds", "requests", "errors", "tok/s", "req/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99"):
         table.add_column(column, justify="right")
     for name, phase in (("on", on), ("off", off)):
-        table.add_row(name, f"{phase.seconds:.1f}", str(phase.requests), str(phase.errors), f"{phase.tok_s:.1f}",
-                      f"{phase.req_s:.2f}", f"{quantile(phase.ttft, 0.5) * 1000:.0f} ms",
-                      f"{quantile(phase.ttft, 0.99) * 1000:.0f} ms", f"{quantile(phase.itl, 0.5) * 1000:.1f} ms",
-                      f"{quantile(phase.itl, 0.99) * 1000:.1f} ms")
+        table.add_row(
+            name,
+            f"{phase.seconds:.1f}",
+            str(phase.requests),
+            str(phase.errors),
+            f"{phase.tok_s:.1f}",
+            f"{phase.req_s:.2f}",
+            f"{quantile(phase.ttft, 0.5) * 1000:.0f} ms",
+            f"{quantile(phase.ttft, 0.99) * 1000:.0f} ms",
+            f"{quantile(phase.itl, 0.5) * 1000:.1f} ms",
+            f"{quantile(phase.itl, 0.99) * 1000:.1f} ms",
+        )
     console.print(table)
-    console.print(f"telemetry CPU (in-process, noise-free): {cost['telemetry_cpu_s_per_token'] * 1e6:.1f} µs/token"
-                  f" + {cost['metrics_scrape_cpu_s'] * 1e3:.2f} ms per scrape -> at most {cpu_bound * 100:.2f} % "
-                  "of one core at this rate")
+    console.print(
+        f"telemetry CPU (in-process, noise-free): {cost['telemetry_cpu_s_per_token'] * 1e6:.1f} µs/token"
+        f" + {cost['metrics_scrape_cpu_s'] * 1e3:.2f} ms per scrape -> at most {cpu_bound * 100:.2f} % "
+        "of one core at this rate"
+    )
     if result["overhead_fraction_paired"] is not None:
         console.print(f"telemetry overhead, paired: {result['overhead_fraction_paired'] * 100:.2f} % of tokens/s")
-    console.print(f"telemetry overhead: {overhead * 100:.2f} % of tokens/s (phase-to-phase noise "
-                  f"{result['noise_fraction'] * 100:.1f} %); records written: {records_written}; "
-                  f"machine: {result['machine']}; wrote {args.out}")
+    console.print(
+        f"telemetry overhead: {overhead * 100:.2f} % of tokens/s (phase-to-phase noise "
+        f"{result['noise_fraction'] * 100:.1f} %); records written: {records_written}; "
+        f"machine: {result['machine']}; wrote {args.out}"
+    )
 
 
 def _spread(phase_tok_s: dict[str, list[float]]) -> float:

@@ -20,6 +20,9 @@ import math
 
 from specops.engine.config import SpeculationConfig
 
+MAX_TRIES = 3
+"""Choices of a K whose steps were never measured before the governor stops trying it."""
+
 MIN_SURVIVAL = 0.1
 """A sequence drafts token j only while alpha^j >= this (the chance all j survive verification)."""
 
@@ -81,6 +84,7 @@ class SpeculationGovernor:
         self.step_tokens: dict[tuple[int, int], float] = {}
         self.step_seconds: dict[tuple[int, int], float] = {}
         self.steps: dict[int, int] = {}
+        self.tries: dict[tuple[int, int], int] = {}  # choices of an unmeasured K (a step that captured a graph)
 
     @staticmethod
     def bucket(batch_size: int) -> int:
@@ -100,14 +104,21 @@ class SpeculationGovernor:
         step = self.steps.get(bucket, 0)
         self.steps[bucket] = step + 1
         rates = {k: self.tokens_per_second(batch_size, k) for k in range(cap + 1)}
-        unknown = [k for k in range(cap, -1, -1) if rates[k] is None]
+        # each K is tried until measured; one that stays unmeasured (its steps keep capturing graphs) is
+        # given up after MAX_TRIES rather than chosen forever
+        unknown = [k for k in range(cap, -1, -1) if rates[k] is None and self.tries.get((bucket, k), 0) < MAX_TRIES]
         if unknown:
+            self.tries[(bucket, unknown[0])] = self.tries.get((bucket, unknown[0]), 0) + 1
             return unknown[0]
+        rates = {k: rate for k, rate in rates.items() if rate is not None}
+        if not rates:
+            return 0
         best = max(rates, key=rates.__getitem__)
         if step % self.config.probe_interval == 0:
             # re-measure the neighbours and plain decoding, not far-off lengths that cost a lot to probe
-            others = sorted({0, best - 1, best + 1} & set(range(cap + 1)) - {best})
-            return others[(step // self.config.probe_interval) % len(others)]
+            others = sorted({0, best - 1, best + 1} & set(rates) - {best})
+            if others:
+                return others[(step // self.config.probe_interval) % len(others)]
         return best
 
     def record(self, *, batch_size: int, k: int, tokens: int, seconds: float) -> None:

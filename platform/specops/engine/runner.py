@@ -14,6 +14,7 @@ a CUDA graph.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 import torch
@@ -403,8 +404,16 @@ class _CapturedGraph:
             result = self._call().clone()
         torch.cuda.current_stream().wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):  # a private memory pool per graph: replay order never matters
-            self.output = self._call()
+        # no garbage collection while recording: collecting a dropped runner's graphs frees device
+        # memory, which a capture forbids (it invalidates the recording)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.graph(self.graph):  # a private memory pool per graph: replay order never matters
+                self.output = self._call()
+        finally:
+            if collecting:
+                gc.enable()
         return result
 
 
