@@ -650,7 +650,7 @@ def main() -> None:
                 "k_chosen": k_histogram(records),
                 "governor_tok_s": {
                     f"b{bucket}_k{k}": round(eng.governor.tokens_per_second(bucket, k), 1)
-                    for bucket, k in sorted(eng.governor.step_seconds)
+                    for bucket, k in sorted(eng.governor.samples)
                 },
             }
         figures = row["specops_fixed_k_figures"]

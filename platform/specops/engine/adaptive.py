@@ -4,10 +4,11 @@ A step drafting K tokens per sequence yields, for a sequence with per-token acce
 (1 - alpha^(K+1)) / (1 - alpha) tokens in expectation (Leviathan et al., arXiv 2211.17192). What it
 costs depends on the hardware, the batch size and K, and no formula gets that right everywhere
 (on a GPU the k+1-token verify is nearly free, on a CPU or at a large batch it is not). So
-`SpeculationGovernor` measures it: per batch-size bucket it keeps the tokens and wall time of steps
+`SpeculationGovernor` measures it: per batch-size bucket it keeps the tokens and wall time of recent steps
 for every K in 0..cap, tries each K once, then picks the K with the most tokens per second, and
-re-measures a neighbouring K or K = 0 every `probe_interval` steps. K = 0 is plain decoding, so a pair whose
-speculation slows decoding falls back to plain decoding by itself, and comes back when it pays.
+re-measures a neighbouring K or K = 0 for a few steps every `probe_interval` steps. K = 0 is plain
+decoding, so a pair whose speculation slows decoding falls back to plain decoding by itself, and
+comes back when it pays.
 
 Within a step each sequence drafts at most the batch's K, and fewer when its own acceptance is low
 (`DraftLengthController`): it stops where the chance that the whole draft survives falls under
@@ -17,6 +18,8 @@ Within a step each sequence drafts at most the batch's K, and fewer when its own
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 
 from specops.engine.config import SpeculationConfig
 
@@ -74,27 +77,37 @@ class DraftLengthController:
 class SpeculationGovernor:
     """Chooses each step's K per batch-size bucket from measured throughput.
 
+    Per (bucket, K) it keeps the last `window` steady steps (tokens emitted, seconds) and rates K by
+    mean tokens / median seconds, so a stray slow step (a garbage collection, a cache compaction)
+    does not move the choice. A step is steady unless it captured a CUDA graph or the draft had to
+    catch up on tokens decoded by plain steps; the engine does not record the others. Every
+    `probe_interval` steps a probe of `probe_steps` consecutive steps re-times a neighbouring K or
+    plain decoding; it lasts more than one step so that its first step's catch-up is not its price.
+    While probes confirm the choice the interval doubles, up to 8 x `probe_interval`.
     Lives as long as the engine, so what one `generate` call measured serves the next.
     """
 
-    def __init__(self, config: SpeculationConfig, *, smoothing: float = 0.3) -> None:
+    def __init__(self, config: SpeculationConfig, *, window: int = 16, probe_steps: int = 3) -> None:
         self.config = config
-        self.smoothing = smoothing
-        # (bucket, K) -> EWMA of a step's emitted tokens and of its wall seconds
-        self.step_tokens: dict[tuple[int, int], float] = {}
-        self.step_seconds: dict[tuple[int, int], float] = {}
+        self.window = window
+        self.probe_steps = probe_steps
+        self.samples: dict[tuple[int, int], deque[tuple[float, float]]] = {}
         self.steps: dict[int, int] = {}
-        self.tries: dict[tuple[int, int], int] = {}  # choices of an unmeasured K (a step that captured a graph)
+        self.tries: dict[tuple[int, int], int] = {}  # choices of an unmeasured K
+        self._probe: dict[int, tuple[int, int]] = {}  # bucket -> (K, steps left)
+        self._probes: dict[int, int] = {}  # bucket -> probes started
+        self._schedule: dict[int, tuple[int, int, int]] = {}  # bucket -> (next probe step, interval, best then)
 
     @staticmethod
     def bucket(batch_size: int) -> int:
         return 1 << max(0, batch_size - 1).bit_length()
 
     def tokens_per_second(self, batch_size: int, k: int) -> float | None:
-        key = (self.bucket(batch_size), k)
-        if key not in self.step_seconds:
+        samples = self.samples.get((self.bucket(batch_size), k))
+        if not samples:
             return None
-        return self.step_tokens[key] / self.step_seconds[key]
+        tokens = sum(t for t, _ in samples) / len(samples)
+        return tokens / statistics.median(s for _, s in samples)
 
     def choose(self, batch_size: int, cap: int) -> int:
         """K for this step: 0..cap, `cap` itself when not adaptive."""
@@ -104,28 +117,39 @@ class SpeculationGovernor:
         step = self.steps.get(bucket, 0)
         self.steps[bucket] = step + 1
         rates = {k: self.tokens_per_second(batch_size, k) for k in range(cap + 1)}
-        # each K is tried until measured; one that stays unmeasured (its steps keep capturing graphs) is
-        # given up after MAX_TRIES rather than chosen forever
+        # each K is tried until measured; one that stays unmeasured is given up after MAX_TRIES
         unknown = [k for k in range(cap, -1, -1) if rates[k] is None and self.tries.get((bucket, k), 0) < MAX_TRIES]
         if unknown:
             self.tries[(bucket, unknown[0])] = self.tries.get((bucket, unknown[0]), 0) + 1
             return unknown[0]
-        rates = {k: rate for k, rate in rates.items() if rate is not None}
-        if not rates:
+        measured = {k: rate for k, rate in rates.items() if rate is not None}
+        if not measured:
             return 0
-        best = max(rates, key=rates.__getitem__)
-        if step % self.config.probe_interval == 0:
-            # re-measure the neighbours and plain decoding, not far-off lengths that cost a lot to probe
-            others = sorted({0, best - 1, best + 1} & set(rates) - {best})
-            if others:
-                return others[(step // self.config.probe_interval) % len(others)]
+        probe_k, left = self._probe.get(bucket, (0, 0))
+        if left > 0 and probe_k in measured:
+            self._probe[bucket] = (probe_k, left - 1)
+            return probe_k
+        best = max(measured, key=measured.__getitem__)
+        others = sorted({0, best - 1, best + 1} & set(measured) - {best})
+        next_probe, interval, last_best = self._schedule.get(
+            bucket, (step + self.config.probe_interval, self.config.probe_interval, best)
+        )
+        if others and step >= next_probe:
+            # re-measure the neighbours and plain decoding, not far-off lengths that cost a lot to probe;
+            # while probes keep confirming the choice they come less often (up to 8x the interval)
+            base = self.config.probe_interval
+            interval = min(2 * interval, 8 * base) if best == last_best else base
+            self._schedule[bucket] = (step + interval, interval, best)
+            self._probes[bucket] = self._probes.get(bucket, 0) + 1
+            probe_k = others[self._probes[bucket] % len(others)]
+            self._probe[bucket] = (probe_k, self.probe_steps - 1)
+            return probe_k
+        self._schedule[bucket] = (next_probe, interval, last_best)
         return best
 
     def record(self, *, batch_size: int, k: int, tokens: int, seconds: float) -> None:
+        """Record a steady step's emitted tokens and cost."""
         if seconds <= 0:
             return
         key = (self.bucket(batch_size), k)
-        w = self.smoothing
-        for table, value in ((self.step_tokens, float(tokens)), (self.step_seconds, seconds)):
-            old = table.get(key)
-            table[key] = value if old is None else (1 - w) * old + w * value
+        self.samples.setdefault(key, deque(maxlen=self.window)).append((float(tokens), seconds))

@@ -44,9 +44,15 @@ def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.T
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
-def left_padded(sequences: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad token lists: ids [batch_size, longest] long and valid [batch_size, longest] bool."""
+def left_padded(
+    sequences: list[list[int]], device: torch.device, *, flags: list[bool] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Left-pad token lists: ids [batch_size, longest] long and valid [batch_size, longest] bool,
+    plus `flags` as a [batch_size] bool tensor when given; one host-to-device copy for all."""
     width = max(1, max(map(len, sequences)))
-    ids = [[0] * (width - len(s)) + list(s) for s in sequences]
-    valid = [[False] * (width - len(s)) + [True] * len(s) for s in sequences]
-    return to_device(ids, torch.long, device), to_device(valid, torch.bool, device)
+    rows = [[0] * (width - len(s)) + list(s) + [0] * (width - len(s)) + [1] * len(s) for s in sequences]
+    if flags is not None:
+        rows = [[*row, int(flag)] for row, flag in zip(rows, flags, strict=True)]
+    staged = to_device(rows, torch.long, device)  # [batch_size, 2 * width (+ 1)]
+    ids, valid = staged[:, :width], staged[:, width : 2 * width].bool()
+    return (ids, valid) if flags is None else (ids, valid, staged[:, 2 * width].bool())

@@ -196,7 +196,7 @@ class SpeculativeEngine:
                     )
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
-            if _captures(self.target, self.proposer) == captures_before:
+            if _captures(self.target, self.proposer) == captures_before and not proposal.catch_up_tokens:
                 cost = self._cost_clock() - cost_started
                 self.governor.record(batch_size=num_running, k=step_k, tokens=sum(emitted), seconds=cost)
             if on_step is not None:
@@ -288,9 +288,9 @@ class SpeculativeEngine:
         the step's one synchronisation.
         """
         max_k = proposal.max_k
-        active = to_device(batch.active, torch.bool, self.device)  # [batch_size]
-        num_draft = to_device(proposal.num_draft_tokens, torch.long, self.device)  # [batch_size]
-        last = to_device([t[-1] for t in batch.tokens], torch.long, self.device)  # [batch_size]
+        staged = [list(map(int, batch.active)), proposal.num_draft_tokens, [t[-1] for t in batch.tokens]]
+        active, num_draft, last = to_device(staged, torch.long, self.device)  # [batch_size] each, one copy
+        active = active.bool()
         ids = torch.cat([last[:, None], proposal.draft_token_ids], dim=1)  # [batch_size, max_k + 1]
         columns = torch.arange(max_k + 1, device=self.device)
         valid = active[:, None] & (columns[None, :] <= num_draft[:, None])  # [batch_size, max_k + 1]

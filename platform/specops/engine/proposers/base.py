@@ -17,6 +17,7 @@ class Proposal:
     draft_token_ids: torch.Tensor  # [batch_size, max_k] long, padded past num_draft_tokens
     num_draft_tokens: list[int]  # [batch_size], k per sequence (0 = no draft this step)
     draft_probs: torch.Tensor | None  # [batch_size, max_k, vocab] float32; None = deterministic (one-hot)
+    catch_up_tokens: int = 0  # tokens the proposer first had to take in (decoded by plain steps)
 
     @property
     def max_k(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from specops.engine import sampling
-from specops.engine.batch import SequenceBatch, left_padded, to_device
+from specops.engine.batch import SequenceBatch, left_padded
 from specops.engine.proposers.base import Proposal
 from specops.engine.runner import KVCache, ModelRunner
 
@@ -40,19 +40,25 @@ class DraftModelProposer:
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         assert self.cache is not None, "start() first"
         max_k = max(num_tokens)
-        self._catch_up(batch)
+        caught_up = self._catch_up(batch)
         pending = [
             tokens[cached:] if active else []
             for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
         ]
-        ids, valid = left_padded(pending, batch.device)  # [batch_size, first_round]
+        # [batch_size, first_round] ids and valid, [batch_size] active
+        ids, valid, active = left_padded(pending, batch.device, flags=batch.active)
         first_round = ids.shape[1]
         self._fed_first = [len(p) for p in pending]
-        active = self._active = to_device(batch.active, torch.bool, batch.device)  # [batch_size]
+        self._active = active
         if batch.sampling.all_greedy:
             draft_ids = self.runner.greedy_rounds(self.cache, ids, valid, active, max_k)  # [batch_size, max_k]
             self._note_window(first_round, max_k)
-            return Proposal(draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=None)
+            return Proposal(
+                draft_token_ids=draft_ids,
+                num_draft_tokens=list(num_tokens),
+                draft_probs=None,
+                catch_up_tokens=caught_up,
+            )
         self.runner.ensure_room(self.cache, first_round + max_k - 1)  # no compaction between rounds
         drafts, probs = [], []
         for round_index in range(max_k):
@@ -65,22 +71,27 @@ class DraftModelProposer:
         draft_ids = torch.stack(drafts, dim=1)  # [batch_size, max_k]
         self._note_window(first_round, max_k)
         return Proposal(
-            draft_token_ids=draft_ids, num_draft_tokens=list(num_tokens), draft_probs=torch.stack(probs, dim=1)
+            draft_token_ids=draft_ids,
+            num_draft_tokens=list(num_tokens),
+            draft_probs=torch.stack(probs, dim=1),
+            catch_up_tokens=caught_up,
         )
 
-    def _catch_up(self, batch: SequenceBatch) -> None:
+    def _catch_up(self, batch: SequenceBatch) -> int:
         """After plain steps the draft lags by several tokens: feed all but the last two in one
         forward outside the CUDA graphs, so the drafting rounds keep a first round of 1-2 tokens
-        (shapes captured once) instead of a new shape per lag."""
+        (shapes captured once) instead of a new shape per lag. Returns the tokens fed."""
         lagging = [
             tokens[cached:-2] if active else []
             for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
         ]
-        if max(map(len, lagging)) == 0:
-            return
+        fed = sum(map(len, lagging))
+        if fed == 0:
+            return 0
         ids, valid = left_padded(lagging, batch.device)
         self.runner.forward(self.cache, ids, valid, logits=False)
         self.cached = [cached + len(lag) for cached, lag in zip(self.cached, lagging, strict=True)]
+        return fed
 
     def _note_window(self, first_round: int, max_k: int) -> None:
         """Remember where this step's slots start (read after the forwards: they may compact the cache)."""
