@@ -1,0 +1,123 @@
+"""Where a `generate` call's time goes: per-step wall times, prefill, graph captures, cache compactions.
+
+Untrained bench-size models (the timing of a step does not depend on the weights; acceptance does,
+so speculative steps here reject every draft):
+
+    PYTHONPATH=platform python benchmarks/engine_steps.py --out benchmarks/results/engine-steps-h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+
+import itertools
+
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine.runner import KVCache
+
+
+def llama(hidden: int, layers: int, heads: int, mlp: int, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=8192,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        intermediate_size=mlp,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config)
+
+
+class _Tokenizer:
+    eos_token_id = None
+
+    def decode(self, ids) -> str:
+        return ""
+
+
+def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, device: str) -> dict:
+    compactions = []
+    original = KVCache.compact
+
+    def counted(cache: KVCache) -> None:
+        compactions.append(cache.batch_size)
+        original(cache)
+
+    KVCache.compact = counted  # type: ignore[method-assign]
+    try:
+        generator = torch.Generator().manual_seed(batch_size)
+        prompts = torch.randint(0, 8192, (batch_size, prompt), generator=generator).tolist()
+        params = [SamplingParams(max_new_tokens=new, ignore_eos=True)] * batch_size
+        engine.generate(prompts, params)  # warm-up
+        compactions.clear()
+        graphs_before = engine.target.num_graphs
+        marks: list[float] = []
+        torch.cuda.synchronize() if device == "cuda" else None
+        started = time.perf_counter()
+        engine.generate(prompts, params, on_step=lambda _: marks.append(time.perf_counter()))
+        torch.cuda.synchronize() if device == "cuda" else None
+        total = time.perf_counter() - started
+    finally:
+        KVCache.compact = original  # type: ignore[method-assign]
+    steps = [b - a for a, b in itertools.pairwise(marks)]
+    return {
+        "batch_size": batch_size,
+        "tok_s": round(batch_size * new / total, 1),
+        "total_ms": round(total * 1000, 2),
+        "first_step_ms": round((marks[0] - started) * 1000, 2),  # prefill + first step
+        "steps": len(marks),
+        "step_median_ms": round(statistics.median(steps) * 1000, 3),
+        "step_mean_ms": round(statistics.fmean(steps) * 1000, 3),
+        "step_max_ms": round(max(steps) * 1000, 2),
+        "steps_over_2x_median": sum(s > 2 * statistics.median(steps) for s in steps),
+        "target_graphs_captured": engine.target.num_graphs - graphs_before,
+        "compactions": len(compactions),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
+    args = parser.parse_args()
+    device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
+    sizes = ((64, 2, 4, 128), (32, 1, 2, 64)) if args.small else ((1024, 16, 16, 2816), (256, 2, 4, 704))
+    target = llama(*sizes[0], seed=0).to(device=device, dtype=dtype).eval()
+    draft = llama(*sizes[1], seed=1).to(device=device, dtype=dtype).eval()
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    rows = []
+    for name, proposer, k in (("nonspec", "none", 0), ("fixed_k2", "draft", 2)):
+        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False)
+        engine = SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
+        engine.warm_up(batch_sizes, max_tokens=256)
+        for batch_size in batch_sizes:
+            row = {"mode": name, **profile(engine, batch_size, 128, 128, device)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    report = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
