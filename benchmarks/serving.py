@@ -5,13 +5,14 @@
 
 Two servers run the same pair on loopback ports: one with telemetry (Prometheus metrics, scraped
 every second as the local rollout runtime does, and request records written to SQLite) and one
-started with ``--no-telemetry``. Their measured phases alternate (``--rounds`` phases each,
-``--seconds`` in total per server; the idle server sleeps on its queue): these give the reported
-throughput and latencies. On a shared machine phase-to-phase noise can exceed the 2 % budget, so a
-paired measurement follows (``--paired-seconds``): both servers loaded at once, sharing the CPU and
-whatever else runs, and telemetry's cost shows as the gap between them
-(``overhead_fraction_paired``). ``overhead_fraction_cpu_bound`` is the noise-free bound: the CPU
-time telemetry code takes per token, measured in-process, times the measured token rate.
+started with ``--no-telemetry``. Their measured phases alternate (``--rounds`` rounds, each one
+phase per server, on/off then off/on; ``--seconds`` in total per server; the idle server sleeps on
+its queue): these give the reported throughput and latencies. A shared machine drifts by more than
+the 2 % budget from minute to minute, so the overhead is the median over rounds of each round's
+on/off ratio (the two phases of a round are seconds apart). Also reported: the servers' own CPU
+time per token (``server_cpu_s_per_token``, from /proc), and ``overhead_fraction_cpu_bound``, the
+CPU time telemetry code takes per token measured in-process, times the measured token rate.
+``--paired-seconds`` adds a run with both servers loaded at once, competing for the CPU.
 
 In a phase every client sends streaming completions back to back until the
 phase ends, then the in-flight requests finish; tokens/s = completion tokens / phase wall time.
@@ -31,6 +32,7 @@ import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,9 +57,11 @@ class PhaseResult:
     ttft: list[float] = field(default_factory=list)
     itl: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # the server process's CPU time (all threads) during the phase
 
     def add(self, other: PhaseResult) -> None:
         self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
         self.requests += other.requests
         self.errors += other.errors
         self.tokens += other.tokens
@@ -319,7 +323,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per configuration")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating phases per configuration")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating phases per configuration")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--max-batch", type=int, default=32)
@@ -331,8 +335,8 @@ def main() -> None:
     parser.add_argument(
         "--paired-seconds",
         type=float,
-        default=60.0,
-        help="seconds of the paired measurement (both servers loaded at once); 0 skips it",
+        default=0.0,
+        help="seconds of a paired measurement (both servers loaded at once, competing for the CPU); 0 skips it",
     )
     parser.add_argument("--no-records", action="store_true", help="telemetry on means metrics only")
     parser.add_argument("--warmup-seconds", type=float, default=5.0)
@@ -386,6 +390,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             order = ("on", "off") if round_index % 2 == 0 else ("off", "on")
             for name in order:
+                cpu_before = server_cpu_seconds(servers[name][0].pid)
                 phase = asyncio.run(
                     run_phase(
                         ports[name],
@@ -396,6 +401,7 @@ def main() -> None:
                         scrape=name == "on",
                     )
                 )
+                phase.cpu_seconds = server_cpu_seconds(servers[name][0].pid) - cpu_before
                 totals[name].add(phase)
                 phase_tok_s[name].append(phase.tok_s)
                 console.print(
@@ -424,7 +430,12 @@ def main() -> None:
 
     records_written = _count_records(workdir / "records.db")  # after SIGTERM flushed the writer
     on, off = totals["on"], totals["off"]
-    overhead = 1.0 - on.tok_s / off.tok_s if off.tok_s else float("nan")
+    # each round measures both configurations back to back, so a round's ratio is free of the slow
+    # drift of a shared machine; the median over rounds is the overhead
+    ratios = [a / b for a, b in zip(phase_tok_s["on"], phase_tok_s["off"], strict=True) if b]
+    overhead = 1.0 - statistics.median(ratios) if ratios else float("nan")
+    overhead_totals = 1.0 - on.tok_s / off.tok_s if off.tok_s else float("nan")
+    cpu_per_token = {name: t.cpu_seconds / t.tokens if t.tokens else float("nan") for name, t in totals.items()}
     cost = telemetry_cpu_cost(batch=min(args.clients, args.max_batch), max_tokens=args.max_tokens)
     # CPU share telemetry takes at the measured rate: per-token work plus one /metrics render a second.
     cpu_bound = cost["telemetry_cpu_s_per_token"] * off.tok_s + cost["metrics_scrape_cpu_s"]
@@ -442,6 +453,10 @@ def main() -> None:
         "itl_p99_s": round(quantile(on.itl, 0.99), 4),
         "tok_s_without_telemetry": round(off.tok_s, 2),
         "overhead_fraction": round(overhead, 4),
+        "overhead_fraction_rounds": [round(1.0 - r, 4) for r in ratios],
+        "overhead_fraction_totals": round(overhead_totals, 4),
+        "server_cpu_s_per_token": {name: round(v, 7) for name, v in cpu_per_token.items()},
+        "overhead_fraction_server_cpu": round(cpu_per_token["on"] / cpu_per_token["off"] - 1.0, 4),
         "telemetry_cpu_s_per_token": round(cost["telemetry_cpu_s_per_token"], 9),
         "metrics_scrape_cpu_s": round(cost["metrics_scrape_cpu_s"], 6),
         "overhead_fraction_cpu_bound": round(cpu_bound, 5),
@@ -466,7 +481,8 @@ def main() -> None:
         "machine": machine(),
         "python": platform.python_version(),
         "notes": "telemetry on = metrics scraped every 1 s + request records to SQLite; both servers on one "
-        "machine, measured phases alternate; greedy, ignore_eos, streaming",
+        "machine, measured phases alternate (on/off, then off/on); overhead_fraction = 1 - median over rounds "
+        "of the round's on/off tokens/s; greedy, ignore_eos, streaming",
         "error_samples": (on.error_samples + off.error_samples)[:5],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -502,6 +518,12 @@ def main() -> None:
         f"{result['noise_fraction'] * 100:.1f} %); records written: {records_written}; "
         f"machine: {result['machine']}; wrote {args.out}"
     )
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _spread(phase_tok_s: dict[str, list[float]]) -> float:

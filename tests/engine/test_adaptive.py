@@ -36,17 +36,20 @@ def test_a_fixed_k_ignores_the_schedule():
     assert SpeculationConfig(num_speculative_tokens=5, adaptive=False).max_draft_length(1000) == 5
 
 
-def test_the_governor_tries_every_k_then_keeps_the_fastest_and_probes_the_rest():
+def gain_at(alpha: float):
+    return lambda k: expected_tokens(alpha, k)
+
+
+def test_the_governor_times_every_k_then_keeps_the_fastest_and_probes_the_rest():
     governor = SpeculationGovernor(SpeculationConfig(probe_interval=8))
     step_seconds = {0: 1.0, 1: 1.1, 2: 1.2, 3: 1.3}  # drafting costs 10% a token
     tried = []
     for _ in range(4):
-        k = governor.choose(1, cap=3)
+        k = governor.choose(1, cap=3, gain=gain_at(0.7))
         tried.append(k)
-        tokens = expected_tokens(0.7, k)
-        governor.record(batch_size=1, k=k, tokens=tokens, seconds=step_seconds[k])
+        governor.record(batch_size=1, k=k, seconds=step_seconds[k])
     assert sorted(tried) == [0, 1, 2, 3]
-    choices = [governor.choose(1, cap=3) for _ in range(32)]
+    choices = [governor.choose(1, cap=3, gain=gain_at(0.7)) for _ in range(32)]
     assert choices.count(3) == 32 - 2 * 3  # 2.53 tokens in 1.3 s beats 1 token in 1 s
     # a probe of 3 consecutive steps re-times a neighbour (2) or plain decoding (0): 8 steps after
     # exploring, then 16 later (it confirmed the choice, so the interval doubled)
@@ -55,26 +58,45 @@ def test_the_governor_tries_every_k_then_keeps_the_fastest_and_probes_the_rest()
     assert {run[0] for run in probes} == {0, 2}
 
 
+def test_the_choice_follows_the_running_sequences_acceptance_not_old_step_yields():
+    governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
+    for k in (2, 1, 0):
+        assert governor.choose(1, cap=2, gain=gain_at(0.7)) == k
+        governor.record(batch_size=1, k=k, seconds=1.0 + 0.2 * k)
+    assert governor.choose(1, cap=2, gain=gain_at(0.8)) == 2  # 2.44 tokens in 1.4 s
+    assert governor.choose(1, cap=2, gain=gain_at(0.1)) == 0  # 1.11 tokens in 1.4 s: plain wins
+
+
 def test_a_stray_slow_step_does_not_move_the_choice():
     governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
     for k in (2, 1, 0):
-        assert governor.choose(1, cap=2) == k
-        governor.record(batch_size=1, k=k, tokens=expected_tokens(0.7, k), seconds=1.0 + 0.1 * k)
+        assert governor.choose(1, cap=2, gain=gain_at(0.7)) == k
+        governor.record(batch_size=1, k=k, seconds=1.0 + 0.1 * k)
     for _ in range(5):
-        k = governor.choose(1, cap=2)
-        governor.record(batch_size=1, k=k, tokens=expected_tokens(0.7, k), seconds=1.2)
+        k = governor.choose(1, cap=2, gain=gain_at(0.7))
+        governor.record(batch_size=1, k=k, seconds=1.2)
     assert k == 2
-    governor.record(batch_size=1, k=2, tokens=1, seconds=30.0)  # a garbage collection, say
-    assert governor.choose(1, cap=2) == 2
+    governor.record(batch_size=1, k=2, seconds=30.0)  # a garbage collection, say
+    assert governor.choose(1, cap=2, gain=gain_at(0.7)) == 2
+    assert governor.step_seconds(1, 2) == 1.2
 
 
 def test_the_governor_falls_back_to_plain_decoding_when_drafting_does_not_pay():
     governor = SpeculationGovernor(SpeculationConfig(probe_interval=8))
     for k in range(3):
-        governor.record(batch_size=1, k=k, tokens=expected_tokens(0.3, k), seconds=1.0 + k)
-    choices = [governor.choose(1, cap=2) for _ in range(32)]
+        governor.record(batch_size=1, k=k, seconds=1.0 + k)
+    choices = [governor.choose(1, cap=2, gain=gain_at(0.3)) for _ in range(32)]
     assert choices.count(0) == 32 - 2 * 3
-    assert governor.tokens_per_second(1, 0) == 1.0
+    assert governor.step_seconds(1, 0) == 1.0
+
+
+def test_the_controller_expects_tokens_from_running_sequences_only():
+    controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=4), batch_size=3)
+    for _ in range(30):
+        controller.update(0, 4, 4)
+    assert controller.gain([True, False, False], 0) == pytest.approx(1.0)
+    assert controller.gain([True, False, False], 4) > 4.5
+    assert controller.gain([True, True, False], 0) == pytest.approx(2.0)
 
 
 def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, tokenizer):
@@ -92,7 +114,7 @@ def test_a_draft_that_sat_out_plain_steps_catches_up_losslessly(target, near_dra
     """Force plain steps between speculative ones: the draft must catch up on the tokens it missed."""
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
     pattern = iter([3, 0, 0, 0, 2, 0, 0, 1, 0, 3] * 10)
-    monkeypatch.setattr(engine.governor, "choose", lambda batch_size, cap: min(next(pattern), cap))
+    monkeypatch.setattr(engine.governor, "choose", lambda batch_size, cap, gain: min(next(pattern), cap))
     prompts = [[1, 2, 3, 4, 5], [9, 8]]
     results = engine.generate(prompts, [SamplingParams(max_new_tokens=24)] * 2)
     assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in prompts]

@@ -4,11 +4,13 @@ A step drafting K tokens per sequence yields, for a sequence with per-token acce
 (1 - alpha^(K+1)) / (1 - alpha) tokens in expectation (Leviathan et al., arXiv 2211.17192). What it
 costs depends on the hardware, the batch size and K, and no formula gets that right everywhere
 (on a GPU the k+1-token verify is nearly free, on a CPU or at a large batch it is not). So
-`SpeculationGovernor` measures it: per batch-size bucket it keeps the tokens and wall time of recent steps
-for every K in 0..cap, tries each K once, then picks the K with the most tokens per second, and
-re-measures a neighbouring K or K = 0 for a few steps every `probe_interval` steps. K = 0 is plain
-decoding, so a pair whose speculation slows decoding falls back to plain decoding by itself, and
-comes back when it pays.
+`SpeculationGovernor` measures the cost: per batch-size bucket the wall time of recent steps for
+every K in 0..cap (it tries each K once, then re-times a neighbouring K or K = 0 for a few steps now
+and then). The gain it does not measure but predicts, from the running sequences' own acceptance:
+what a K earns depends on the text being decoded, which changes between the steps that time
+different K, while what a K costs does not. It picks the K with the most expected tokens per
+second. K = 0 is plain decoding, so a pair whose speculation slows decoding falls back to plain
+decoding by itself, and comes back when it pays.
 
 Within a step each sequence drafts at most the batch's K, and fewer when its own acceptance is low
 (`DraftLengthController`): it stops where the chance that the whole draft survives falls under
@@ -20,11 +22,15 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Callable
 
 from specops.engine.config import SpeculationConfig
 
 MAX_TRIES = 3
 """Choices of a K whose steps were never measured before the governor stops trying it."""
+
+PRIOR_ALPHA = 0.6
+"""Acceptance assumed for a sequence before its first verified draft."""
 
 MIN_SURVIVAL = 0.1
 """A sequence drafts token j only while alpha^j >= this (the chance all j survive verification)."""
@@ -44,7 +50,7 @@ def expected_speedup(alpha: float, k: int, c: float) -> float:
 class DraftLengthController:
     """Per-sequence acceptance estimate and the draft length it allows."""
 
-    def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = 0.6) -> None:
+    def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = PRIOR_ALPHA) -> None:
         self.weight = config.acceptance_smoothing
         self.adaptive = config.adaptive
         # geometric estimator: alpha = accepted / (accepted + rejections), both smoothed
@@ -65,6 +71,10 @@ class DraftLengthController:
             return max_k
         return max(1, min(max_k, int(math.log(MIN_SURVIVAL) / math.log(alpha))))
 
+    def gain(self, active: list[bool], max_k: int) -> float:
+        """Tokens the active sequences are expected to emit in a step with cap `max_k`."""
+        return sum(expected_tokens(self.alpha(row), self.length(row, max_k)) for row, on in enumerate(active) if on)
+
     def update(self, row: int, num_draft_tokens: int, num_accepted: int) -> None:
         if num_draft_tokens == 0:
             return
@@ -75,23 +85,23 @@ class DraftLengthController:
 
 
 class SpeculationGovernor:
-    """Chooses each step's K per batch-size bucket from measured throughput.
+    """Chooses each step's K per batch-size bucket: expected tokens (from acceptance) / measured cost.
 
-    Per (bucket, K) it keeps the last `window` steady steps (tokens emitted, seconds) and rates K by
-    mean tokens / median seconds, so a stray slow step (a garbage collection, a cache compaction)
-    does not move the choice. A step is steady unless it captured a CUDA graph or the draft had to
-    catch up on tokens decoded by plain steps; the engine does not record the others. Every
-    `probe_interval` steps a probe of `probe_steps` consecutive steps re-times a neighbouring K or
-    plain decoding; it lasts more than one step so that its first step's catch-up is not its price.
-    While probes confirm the choice the interval doubles, up to 8 x `probe_interval`.
-    Lives as long as the engine, so what one `generate` call measured serves the next.
+    Per (bucket, K) it keeps the wall time of the last `window` steady steps and takes their median,
+    so a stray slow step (a garbage collection, a cache compaction) does not move the choice. A
+    step is steady unless it captured a CUDA graph or the draft had to catch up on tokens decoded by
+    plain steps; the engine does not record the others. Every `probe_interval` steps a probe of
+    `probe_steps` consecutive steps re-times a neighbouring K or plain decoding (and refreshes the
+    acceptance estimates, which plain steps leave alone); it lasts more than one step so that its
+    first step's catch-up is not its price. While probes confirm the choice the interval doubles,
+    up to 8 x `probe_interval`. Lives as long as the engine, so what one call measured serves the next.
     """
 
     def __init__(self, config: SpeculationConfig, *, window: int = 16, probe_steps: int = 3) -> None:
         self.config = config
         self.window = window
         self.probe_steps = probe_steps
-        self.samples: dict[tuple[int, int], deque[tuple[float, float]]] = {}
+        self.samples: dict[tuple[int, int], deque[float]] = {}  # (bucket, K) -> recent step seconds
         self.steps: dict[int, int] = {}
         self.tries: dict[tuple[int, int], int] = {}  # choices of an unmeasured K
         self._probe: dict[int, tuple[int, int]] = {}  # bucket -> (K, steps left)
@@ -102,42 +112,43 @@ class SpeculationGovernor:
     def bucket(batch_size: int) -> int:
         return 1 << max(0, batch_size - 1).bit_length()
 
-    def tokens_per_second(self, batch_size: int, k: int) -> float | None:
+    def step_seconds(self, batch_size: int, k: int) -> float | None:
+        """Median wall time of a recent steady step with cap K at this batch size; None if unmeasured."""
         samples = self.samples.get((self.bucket(batch_size), k))
-        if not samples:
-            return None
-        tokens = sum(t for t, _ in samples) / len(samples)
-        return tokens / statistics.median(s for _, s in samples)
+        return statistics.median(samples) if samples else None
 
-    def choose(self, batch_size: int, cap: int) -> int:
-        """K for this step: 0..cap, `cap` itself when not adaptive."""
+    def choose(self, batch_size: int, cap: int, gain: Callable[[int], float] | None = None) -> int:
+        """K for this step: 0..cap, `cap` itself when not adaptive.
+
+        gain(K): tokens the step is expected to emit with cap K (default: `expected_tokens` at the
+        prior acceptance, one sequence).
+        """
         if cap <= 0 or not self.config.adaptive:
             return max(cap, 0)
+        gain = gain or (lambda k: expected_tokens(PRIOR_ALPHA, k))
         bucket = self.bucket(batch_size)
         step = self.steps.get(bucket, 0)
         self.steps[bucket] = step + 1
-        rates = {k: self.tokens_per_second(batch_size, k) for k in range(cap + 1)}
-        # each K is tried until measured; one that stays unmeasured is given up after MAX_TRIES
-        unknown = [k for k in range(cap, -1, -1) if rates[k] is None and self.tries.get((bucket, k), 0) < MAX_TRIES]
+        costs = {k: self.step_seconds(batch_size, k) for k in range(cap + 1)}
+        # each K is timed once before any is chosen; one that stays unmeasured is given up after MAX_TRIES
+        unknown = [k for k in range(cap, -1, -1) if costs[k] is None and self.tries.get((bucket, k), 0) < MAX_TRIES]
         if unknown:
             self.tries[(bucket, unknown[0])] = self.tries.get((bucket, unknown[0]), 0) + 1
             return unknown[0]
-        measured = {k: rate for k, rate in rates.items() if rate is not None}
-        if not measured:
+        rates = {k: gain(k) / cost for k, cost in costs.items() if cost}
+        if not rates:
             return 0
         probe_k, left = self._probe.get(bucket, (0, 0))
-        if left > 0 and probe_k in measured:
+        if left > 0 and probe_k in rates:
             self._probe[bucket] = (probe_k, left - 1)
             return probe_k
-        best = max(measured, key=measured.__getitem__)
-        others = sorted({0, best - 1, best + 1} & set(measured) - {best})
-        next_probe, interval, last_best = self._schedule.get(
-            bucket, (step + self.config.probe_interval, self.config.probe_interval, best)
-        )
+        best = max(rates, key=rates.__getitem__)
+        others = sorted({0, best - 1, best + 1} & set(rates) - {best})
+        base = self.config.probe_interval
+        next_probe, interval, last_best = self._schedule.get(bucket, (step + base, base, best))
         if others and step >= next_probe:
-            # re-measure the neighbours and plain decoding, not far-off lengths that cost a lot to probe;
-            # while probes keep confirming the choice they come less often (up to 8x the interval)
-            base = self.config.probe_interval
+            # re-time the neighbours and plain decoding, not far-off lengths that cost a lot to probe;
+            # while probes keep confirming the choice they come less often
             interval = min(2 * interval, 8 * base) if best == last_best else base
             self._schedule[bucket] = (step + interval, interval, best)
             self._probes[bucket] = self._probes.get(bucket, 0) + 1
@@ -147,9 +158,7 @@ class SpeculationGovernor:
         self._schedule[bucket] = (next_probe, interval, last_best)
         return best
 
-    def record(self, *, batch_size: int, k: int, tokens: int, seconds: float) -> None:
-        """Record a steady step's emitted tokens and cost."""
-        if seconds <= 0:
-            return
-        key = (self.bucket(batch_size), k)
-        self.samples.setdefault(key, deque(maxlen=self.window)).append((float(tokens), seconds))
+    def record(self, *, batch_size: int, k: int, seconds: float) -> None:
+        """Record the wall time of a steady step that ran with cap K."""
+        if seconds > 0:
+            self.samples.setdefault((self.bucket(batch_size), k), deque(maxlen=self.window)).append(seconds)

@@ -154,8 +154,9 @@ class SpeculativeEngine:
         step = 0
         while any(batch.active):
             num_running = sum(batch.active)
-            cap = self.config.max_draft_length(num_running) if self.proposer is not None else 0
-            step_k = self.governor.choose(num_running, cap)
+            # the cost of a step follows the rows computed (finished ones included), its gain the running ones
+            cap = self.config.max_draft_length(batch_size) if self.proposer is not None else 0
+            step_k = self.governor.choose(batch_size, cap, lambda k: controller.gain(batch.active, k))
             num_tokens = [
                 # drafts stay inside the context; past the budget they are merely cut
                 min(controller.length(row, step_k), self.max_context - len(batch.tokens[row])) if active else 0
@@ -198,7 +199,7 @@ class SpeculativeEngine:
                 self.proposer.commit(batch, proposal, num_accepted)
             if _captures(self.target, self.proposer) == captures_before and not proposal.catch_up_tokens:
                 cost = self._cost_clock() - cost_started
-                self.governor.record(batch_size=num_running, k=step_k, tokens=sum(emitted), seconds=cost)
+                self.governor.record(batch_size=batch_size, k=step_k, seconds=cost)
             if on_step is not None:
                 on_step(
                     StepStats(

@@ -29,13 +29,10 @@ class DraftModelProposer:
         self._active: torch.Tensor | None = None  # [batch_size] bool, rows drafting this step
 
     def start(self, batch: SequenceBatch) -> None:
+        """An empty draft cache: the prompts go in with the first draft (`_catch_up`), so a batch
+        the governor decodes plainly throughout never runs the draft at all."""
         self.cache = self.runner.cache(batch.batch_size, batch.capacity)
         self.cached = [0] * batch.batch_size
-        prefixes = [tokens[:-1] for tokens in batch.tokens]
-        if max(map(len, prefixes)) > 0:
-            ids, valid = left_padded(prefixes, batch.device)
-            self.runner.forward(self.cache, ids, valid, logits=False)
-            self.cached = [len(p) for p in prefixes]
 
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         assert self.cache is not None, "start() first"
