@@ -9,6 +9,7 @@ so speculative steps here reject every draft):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -18,28 +19,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import itertools
+from engine import SMOKE, BenchRecipe, llama  # the bench pair's shapes
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.runner import KVCache
-
-
-def llama(hidden: int, layers: int, heads: int, mlp: int, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=8192,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        intermediate_size=mlp,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config)
 
 
 class _Tokenizer:
@@ -60,7 +45,7 @@ def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, d
     KVCache.compact = counted  # type: ignore[method-assign]
     try:
         generator = torch.Generator().manual_seed(batch_size)
-        prompts = torch.randint(0, 8192, (batch_size, prompt), generator=generator).tolist()
+        prompts = torch.randint(0, engine.target.vocab_size, (batch_size, prompt), generator=generator).tolist()
         params = [SamplingParams(max_new_tokens=new, ignore_eos=True)] * batch_size
         engine.generate(prompts, params)  # warm-up
         compactions.clear()
@@ -97,9 +82,12 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
     args = parser.parse_args()
     device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
-    sizes = ((64, 2, 4, 128), (32, 1, 2, 64)) if args.small else ((1024, 16, 16, 2816), (256, 2, 4, 704))
-    target = llama(*sizes[0], seed=0).to(device=device, dtype=dtype).eval()
-    draft = llama(*sizes[1], seed=1).to(device=device, dtype=dtype).eval()
+    recipe = SMOKE if args.small else BenchRecipe()
+    models = {}
+    for seed, name in enumerate(("target", "draft")):
+        shape = {key: getattr(recipe, f"{name}_{key}") for key in ("hidden", "layers", "heads", "mlp")}
+        models[name] = llama(recipe, **shape, seed=seed).to(device=device, dtype=dtype).eval()
+    target, draft = models["target"], models["draft"]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     for name, proposer, k in (("nonspec", "none", 0), ("fixed_k2", "draft", 2)):

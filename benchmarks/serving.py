@@ -234,29 +234,32 @@ def telemetry_cpu_cost(*, batch: int, max_tokens: int, tokens_per_step: float = 
 
     from specops.telemetry import metrics, records
 
+    def record(**values: object) -> records.RequestRecordData:
+        """A request record like the ones serving writes (64 prompt tokens, `max_tokens` out)."""
+        fields: dict = {
+            "created_at": records.now(),
+            "deployment": "d",
+            "pair_name": "p",
+            "pair_version": "1",
+            "role": "stable",
+            "prompt_tokens": 64,
+            "output_tokens": max_tokens,
+            "acceptance_rate": 0.25,
+            "mean_accepted_length": 2.0,
+            "ttft_s": 0.1,
+            "e2e_s": 1.0,
+            "itl_mean_s": 0.02,
+            "finish_reason": "length",
+            "prompt": "def f(x):\n    return x\n" * 8,
+        }
+        return records.RequestRecordData(**{**fields, **values})
+
     registry = CollectorRegistry()
     serving = metrics.ServingMetrics(model_name="bench", pair_version="1", role="stable", registry=registry)
     with tempfile.TemporaryDirectory() as folder:
         writer = records.RequestRecordWriter(f"sqlite:///{folder}/r.db", flush_seconds=0.05)
         writer.start()
-        writer.offer(
-            records.RequestRecordData(
-                created_at=records.now(),
-                deployment="d",
-                pair_name="p",
-                pair_version="1",
-                role="stable",
-                prompt_tokens=1,
-                output_tokens=1,
-                acceptance_rate=0.0,
-                mean_accepted_length=1.0,
-                ttft_s=0.0,
-                e2e_s=0.0,
-                itl_mean_s=0.0,
-                finish_reason="stop",
-                prompt="warm-up",
-            )
-        )
+        writer.offer(record(prompt="warm-up"))
         time.sleep(1.0)  # store opened and migrated before timing
         steps = max(1, round(max_tokens / tokens_per_step))
         rounds = 20
@@ -279,24 +282,7 @@ def telemetry_cpu_cost(*, batch: int, max_tokens: int, tokens_per_step: float = 
                     mean_accepted_length=2.0,
                 )
                 if writer.sampled():
-                    writer.offer(
-                        records.RequestRecordData(
-                            created_at=records.now(),
-                            deployment="d",
-                            pair_name="p",
-                            pair_version="1",
-                            role="stable",
-                            prompt_tokens=64,
-                            output_tokens=max_tokens,
-                            acceptance_rate=0.25,
-                            mean_accepted_length=2.0,
-                            ttft_s=0.1,
-                            e2e_s=1.0,
-                            itl_mean_s=0.02,
-                            finish_reason="length",
-                            prompt="def f(x):\n    return x\n" * 8,
-                        )
-                    )
+                    writer.offer(record())
         writer.close(timeout=60)
         request_cpu = time.process_time() - started_cpu
         started_cpu = time.process_time()

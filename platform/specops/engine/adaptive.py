@@ -32,6 +32,9 @@ MAX_TRIES = 3
 PRIOR_ALPHA = 0.6
 """Acceptance assumed for a sequence before its first verified draft."""
 
+RELAX = 0.05
+"""Weight by which each plain step moves a sequence's acceptance estimate back towards the prior."""
+
 MIN_SURVIVAL = 0.1
 """A sequence drafts token j only while alpha^j >= this (the chance all j survive verification)."""
 
@@ -53,6 +56,7 @@ class DraftLengthController:
     def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = PRIOR_ALPHA) -> None:
         self.weight = config.acceptance_smoothing
         self.adaptive = config.adaptive
+        self.prior_alpha = prior_alpha
         # geometric estimator: alpha = accepted / (accepted + rejections), both smoothed
         self.successes = [prior_alpha] * batch_size
         self.trials = [1.0] * batch_size
@@ -76,7 +80,12 @@ class DraftLengthController:
         return sum(expected_tokens(self.alpha(row), self.length(row, max_k)) for row, on in enumerate(active) if on)
 
     def update(self, row: int, num_draft_tokens: int, num_accepted: int) -> None:
+        """Learn from one step of `row`. A plain step (nothing drafted) teaches nothing about the draft,
+        so the estimate drifts back towards the prior (`RELAX` a step): an estimate made pessimistic
+        by a few rejections cannot keep the governor on plain decoding for the rest of the request."""
         if num_draft_tokens == 0:
+            self.successes[row] = (1 - RELAX) * self.successes[row] + RELAX * self.prior_alpha
+            self.trials[row] = (1 - RELAX) * self.trials[row] + RELAX
             return
         rejected = 1.0 if num_accepted < num_draft_tokens else 0.0
         w = self.weight
