@@ -85,6 +85,27 @@ def test_attending_over_the_whole_cache_as_cuda_graphs_do_changes_nothing(target
     assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
 
 
+@pytest.mark.parametrize("proposer", ["none", "draft", "prompt_lookup"])
+def test_a_batch_padded_to_a_graph_size_returns_only_its_own_sequences_unchanged(
+    target, near_draft, tokenizer, proposer
+):
+    config = SpeculationConfig(proposer=proposer, num_speculative_tokens=3, pad_batches=True)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft if proposer == "draft" else None, config=config)
+    assert [engine.padded_batch_size(n) for n in (1, 3, 5, 16, 17, 300)] == [1, 4, 8, 16, 32, 300]
+    prompts = PROMPTS[:3]  # runs as 4 rows, the fourth a finished padding row
+    seen: set[int] = set()
+    steps = []
+    results = engine.generate(
+        prompts,
+        [SamplingParams(max_new_tokens=NEW_TOKENS)] * 3,
+        on_tokens=lambda row, ids: seen.add(row),
+        on_step=steps.append,
+    )
+    assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in prompts]
+    assert seen == {0, 1, 2}
+    assert all(len(step.num_draft_tokens) == 4 and step.num_draft_tokens[3] == 0 for step in steps)
+
+
 def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer):
     engine = _engine(target, tokenizer, near_draft, "draft", 3)
     for model_runner in (engine.target, engine.proposer.runner):

@@ -67,3 +67,18 @@ def test_serve_refuses_a_bad_role_in_one_line(tiny_pair: Path) -> None:
                              "--role", "blue"], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "role must be stable or canary" in result.stderr
+
+
+def test_serve_refuses_an_unknown_dtype_in_one_line(tiny_pair: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "specops.cli", "serve", "--pair", str(tiny_pair),
+                             "--dtype", "int3"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "dtype must be one of auto, float32, bfloat16, float16, got 'int3'" in result.stderr
+
+
+def test_auto_dtype_is_bfloat16_on_cuda_and_float32_elsewhere(tiny_pair: Path) -> None:
+    from specops.serving.config import ServingConfig, torch_dtype
+
+    assert torch_dtype(ServingConfig(pair=str(tiny_pair), device="cuda:0")) == "bfloat16"
+    assert torch_dtype(ServingConfig(pair=str(tiny_pair))) == "float32"
+    assert torch_dtype(ServingConfig(pair=str(tiny_pair), device="cuda", dtype="float32")) == "float32"

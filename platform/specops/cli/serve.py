@@ -45,6 +45,8 @@ def serve(
     proposer: str | None = typer.Option(None, "--proposer", envvar="SPECOPS_PROPOSER",
                                         help="draft | prompt_lookup | none (default: pair.json, else draft)."),
     device: str = typer.Option("cpu", "--device", envvar="SPECOPS_DEVICE", help="torch device."),
+    dtype: str = typer.Option("auto", "--dtype", envvar="SPECOPS_DTYPE",
+                              help="auto (bfloat16 on CUDA, else float32) | float32 | bfloat16 | float16."),
     telemetry: bool = typer.Option(True, "--telemetry/--no-telemetry", envvar="SPECOPS_TELEMETRY",
                                    help="Metrics and request records (off only to measure their cost)."),
 ) -> None:
@@ -58,7 +60,7 @@ def serve(
         pair_version=pair_version, max_batch=max_batch, max_wait_ms=max_wait_ms, max_tokens=max_tokens,
         context_limit=context_limit, database_url=database_url, record_sample_rate=record_sample_rate,
         record_prompt=record_prompt, telemetry=telemetry, num_speculative_tokens=num_speculative_tokens,
-        adaptive=adaptive, proposer=proposer, device=device,
+        adaptive=adaptive, proposer=proposer, device=device, dtype=dtype,
     )
     from specops.telemetry import records
 

@@ -68,6 +68,8 @@ class SpeculationConfig:
     probe_interval: every this many steps the adaptive engine re-times another draft length
         (0 = plain decoding) per batch-size bucket, to keep its choice of k measured.
     cuda_graphs: capture forwards as CUDA graphs on a CUDA device (ignored on CPU).
+    pad_batches: pad every call to one of the engine's graph batch sizes, as it always does with CUDA
+        graphs (tests set it on a CPU to cover that path).
     """
 
     proposer: str = "draft"
@@ -79,6 +81,7 @@ class SpeculationConfig:
     acceptance_smoothing: float = 0.3
     probe_interval: int = 16
     cuda_graphs: bool = True
+    pad_batches: bool = False
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

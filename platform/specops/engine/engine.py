@@ -31,6 +31,9 @@ from specops.engine.timing import PhaseClock
 
 FinishReason = Literal["stop", "length"]
 
+GRAPH_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Batch shapes the engine runs with CUDA graphs; a call is padded up to the next (none beyond 256)."""
+
 
 @dataclass
 class GenerationResult:
@@ -127,12 +130,16 @@ class SpeculativeEngine:
         self._check_inputs(prompts, params)
         if not prompts:
             return []
-        batch_size = len(prompts)
+        requested = len(prompts)
+        batch_size = self.padded_batch_size(requested)
+        # padding rows: finished from the start, so they only fill the captured shape
+        prompts += [[0]] * (batch_size - requested)
+        params += [SamplingParams(max_new_tokens=1)] * (batch_size - requested)
         budgets = [min(p.max_new_tokens, self.max_context - len(t)) for p, t in zip(params, prompts, strict=True)]
         capacity = self._capacity(max(len(p) + b for p, b in zip(prompts, budgets, strict=True)))
         batch = SequenceBatch(
             tokens=[list(p) for p in prompts],
-            active=[True] * batch_size,
+            active=[row < requested for row in range(batch_size)],
             sampling=SamplingTensors.from_params(params, self.device),
             rng=RowRandom([p.seed for p in params], self.device),
             device=self.device,
@@ -214,7 +221,7 @@ class SpeculativeEngine:
                     )
                 )
             step += 1
-        return results
+        return results[:requested]
 
     def _emit(
         self,
@@ -247,6 +254,14 @@ class SpeculativeEngine:
             on_tokens(row, new_ids)
         return len(new_ids)
 
+    def padded_batch_size(self, batch_size: int) -> int:
+        """Rows a call of `batch_size` sequences runs with: with CUDA graphs the next of
+        `GRAPH_BATCH_SIZES` (graphs are captured per batch size, so a server meets a handful of shapes,
+        not one per batch it forms); otherwise `batch_size` itself."""
+        if not self.config.pad_batches and not self.target.use_graphs:
+            return batch_size
+        return next((size for size in GRAPH_BATCH_SIZES if size >= batch_size), batch_size)
+
     def _capacity(self, max_tokens: int) -> int:
         """KV slots per sequence: the longest sequence plus room for one step's holes, rounded up
         so that calls of similar sizes share caches (and their CUDA graphs)."""
@@ -263,7 +278,7 @@ class SpeculativeEngine:
             return
         capacity = self._capacity(max_tokens)
         max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
-        for batch_size in batch_sizes:
+        for batch_size in sorted({self.padded_batch_size(size) for size in batch_sizes}):
             ones = torch.ones(batch_size, max_k + 2, dtype=torch.bool, device=self.device)
             zeros = torch.zeros(batch_size, max_k + 2, dtype=torch.long, device=self.device)
             cache = self.target.cache(batch_size, capacity)

@@ -42,6 +42,8 @@ class ServingConfig:
     The last three default (None) to the pair's ``pair.json`` ``speculation`` section, else k=4,
     adaptive, draft.
     device: torch device (``SPECOPS_DEVICE``, default ``cpu``).
+    dtype: weights' dtype: ``auto`` (bfloat16 on CUDA, float32 elsewhere), ``float32``, ``bfloat16``
+        or ``float16`` (``SPECOPS_DTYPE``).
     """
 
     pair: str
@@ -62,6 +64,7 @@ class ServingConfig:
     adaptive: bool | None = None
     proposer: str | None = None
     device: str = "cpu"
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -80,8 +83,20 @@ class ServingConfig:
             raise errors.InvalidInput(f"record sample rate must be in [0, 1], got {self.record_sample_rate}")
         if self.num_speculative_tokens is not None and self.num_speculative_tokens < 0:
             raise errors.InvalidInput(f"num speculative tokens must be >= 0, got {self.num_speculative_tokens}")
+        if self.dtype not in DTYPES:
+            raise errors.InvalidInput(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.proposer not in (None, "draft", "prompt_lookup", "none"):
             raise errors.InvalidInput(f"proposer must be draft, prompt_lookup or none, got {self.proposer!r}")
+
+
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+
+
+def torch_dtype(config: ServingConfig) -> str:
+    """The dtype name the engine loads the pair in (``auto`` resolved for the device)."""
+    if config.dtype != "auto":
+        return config.dtype
+    return "bfloat16" if config.device.startswith("cuda") else "float32"
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,11 @@ class ServingRuntime:
         target = getattr(engine, "target", None)
         self.vocab_size = int(getattr(target, "vocab_size", 0) or 0) or len(self.tokenizer)
         self.created = int(time.time())
+        warm_up = getattr(engine, "warm_up", None)
+        if warm_up is not None:
+            # capture the CUDA graphs of every batch shape the batcher can form now, not on the request
+            # path (a no-op without graphs)
+            warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit)
         self.batcher = batching.DynamicBatcher(
             generate=engine.generate, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
             metrics=metrics,
@@ -153,9 +158,11 @@ class ServingRuntime:
             num_speculative_tokens=int(k if k is not None else from_pair.get("num_speculative_tokens", 4)),
             adaptive=bool(adaptive if adaptive is not None else from_pair.get("adaptive", True)),
         )
+        from specops.serving.config import torch_dtype
+
         engine = spec_engine.SpeculativeEngine.load(
             pair.target_dir, draft_dir=draft_dir if proposer == "draft" else None, config=speculation,
-            device=config.device,
+            device=config.device, dtype=torch_dtype(config),
         )
         metrics = telemetry_metrics.ServingMetrics(
             model_name=config.model_name or pair.name, pair_version=config.pair_version or pair.version,
