@@ -61,6 +61,10 @@ class DraftLengthController:
         self.successes = [prior_alpha] * batch_size
         self.trials = [1.0] * batch_size
 
+    def reset(self, row: int) -> None:
+        """A new sequence in `row`: back to the prior."""
+        self.successes[row], self.trials[row] = self.prior_alpha, 1.0
+
     def alpha(self, row: int) -> float:
         return self.successes[row] / self.trials[row]
 

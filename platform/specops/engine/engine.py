@@ -119,24 +119,37 @@ class SpeculativeEngine:
         on_tokens: Callable[[int, list[int]], None] | None = None,
         *,
         on_step: Callable[[StepStats], None] | None = None,
+        on_finish: Callable[[int, GenerationResult], None] | None = None,
+        admit: Callable[[list[int]], Sequence[tuple[Sequence[int], SamplingParams]]] | None = None,
+        rows: int = 0,
+        max_tokens: int = 0,
     ) -> list[GenerationResult]:
         """Generate for each prompt (token ids) with its own `SamplingParams`, batched.
 
-        `on_tokens(i, new_ids)` is called after each step with the tokens sequence i gained;
-        `on_step(StepStats)` once per step with the batch's speculation figures.
+        `on_tokens(row, new_ids)` is called after each step with the tokens the sequence in `row`
+        gained, `on_finish(row, result)` when it finishes, `on_step(StepStats)` once per step with
+        the batch's speculation figures. Prompt i starts in row i.
+
+        Continuous batching: before each step `admit(free_rows)` may return new (prompt, params)
+        pairs, which take the first of those rows (a row is free once its sequence finished; the
+        call runs with `rows` rows at least). The call returns when no row is running and `admit`
+        has nothing more; `max_tokens` bounds any admitted sequence's prompt + new tokens (it sizes
+        the caches). Returns the results of the initial prompts.
         """
         prompts = [list(map(int, p)) for p in prompts]
         params = list(params)
         self._check_inputs(prompts, params)
-        if not prompts:
+        if not prompts and admit is None:
             return []
         requested = len(prompts)
-        batch_size = self.padded_batch_size(requested)
-        # padding rows: finished from the start, so they only fill the captured shape
+        batch_size = self.padded_batch_size(max(requested, rows, 1))
+        # padding rows: finished from the start (free for admission, else they only fill the shape)
         prompts += [[0]] * (batch_size - requested)
         params += [SamplingParams(max_new_tokens=1)] * (batch_size - requested)
         budgets = [min(p.max_new_tokens, self.max_context - len(t)) for p, t in zip(params, prompts, strict=True)]
-        capacity = self._capacity(max(len(p) + b for p, b in zip(prompts, budgets, strict=True)))
+        longest = max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
+        # an admitted sequence's slots start after the longest running one's (see runner.py): room for both
+        capacity = self._capacity(longest if admit is None else 2 * max(longest, max_tokens))
         batch = SequenceBatch(
             tokens=[list(p) for p in prompts],
             active=[row < requested for row in range(batch_size)],
@@ -146,6 +159,7 @@ class SpeculativeEngine:
             capacity=capacity,
         )
         results = [GenerationResult(token_ids=[], finish_reason="length") for _ in prompts]
+        initial = results[:requested]
         controller = DraftLengthController(self.config, batch_size)
         stop_window = [max((len(s) for s in p.stop), default=0) + 2 for p in params]
 
@@ -159,7 +173,17 @@ class SpeculativeEngine:
 
         clock = PhaseClock(self.device)
         step = 0
-        while any(batch.active):
+        while True:
+            if admit is not None:
+                free = [row for row, active in enumerate(batch.active) if not active]
+                admitted = list(admit(free)) if free else []
+                if admitted:
+                    requests = [
+                        (row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(free, admitted, strict=False)
+                    ]
+                    self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
+            if not any(batch.active):
+                break
             num_running = sum(batch.active)
             # the cost of a step follows the rows computed (finished ones included), its gain the running ones
             cap = self.config.max_draft_length(batch_size) if self.proposer is not None else 0
@@ -201,6 +225,7 @@ class SpeculativeEngine:
                         seconds=(draft_seconds, target_seconds),
                         controller=controller,
                         on_tokens=on_tokens,
+                        on_finish=on_finish,
                     )
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
@@ -221,7 +246,7 @@ class SpeculativeEngine:
                     )
                 )
             step += 1
-        return results[:requested]
+        return initial
 
     def _emit(
         self,
@@ -238,6 +263,7 @@ class SpeculativeEngine:
         seconds: tuple[float, float],
         controller: DraftLengthController,
         on_tokens: Callable[[int, list[int]], None] | None,
+        on_finish: Callable[[int, GenerationResult], None] | None,
     ) -> int:
         """Commit one sequence's verified tokens (cut at its stops), count them; returns how many it kept."""
         new_ids, reason = self._apply_stops(result.token_ids, new_ids, params, budget, stop_window)
@@ -252,7 +278,44 @@ class SpeculativeEngine:
             batch.active[row] = False
         if on_tokens is not None and new_ids:
             on_tokens(row, new_ids)
+        if reason is not None and on_finish is not None:
+            on_finish(row, result)
         return len(new_ids)
+
+    def _admit(
+        self,
+        batch: SequenceBatch,
+        cache: KVCache,
+        requests: list[tuple[int, list[int], SamplingParams]],
+        params: list[SamplingParams],
+        budgets: list[int],
+        stop_window: list[int],
+        results: list[GenerationResult],
+        controller: DraftLengthController,
+    ) -> None:
+        """Put new sequences into free rows (`requests`: row, prompt, params) and prefill their prompts."""
+        self._check_inputs([prompt for _, prompt, _ in requests], [p for _, _, p in requests])
+        prefixes: list[list[int]] = [[] for _ in batch.tokens]
+        for row, prompt, row_params in requests:
+            budget = min(row_params.max_new_tokens, self.max_context - len(prompt))
+            if len(prompt) + budget > batch.capacity // 2:
+                raise errors.InvalidInput(
+                    f"an admitted sequence of {len(prompt)} + {budget} tokens exceeds the call's max_tokens"
+                )
+            params[row], budgets[row] = row_params, budget
+            stop_window[row] = max((len(s) for s in row_params.stop), default=0) + 2
+            results[row] = GenerationResult(token_ids=[], finish_reason="length")
+            batch.tokens[row], batch.active[row] = list(prompt), True
+            batch.rng.reseed(row, row_params.seed)
+            controller.reset(row)
+            cache.clear_row(row)
+            prefixes[row] = prompt[:-1]
+            if self.proposer is not None:
+                self.proposer.admit(batch, row)
+        batch.sampling = SamplingTensors.from_params(params, self.device)
+        if max(map(len, prefixes)) > 0:
+            ids, valid = left_padded(prefixes, self.device)
+            self.target.forward(cache, ids, valid, logits=False)
 
     def padded_batch_size(self, batch_size: int) -> int:
         """Rows a call of `batch_size` sequences runs with: with CUDA graphs the next of

@@ -49,6 +49,11 @@ class KVCache:
         self.seq_lens.zero_()
         self.length = 0
 
+    def clear_row(self, row: int) -> None:
+        """Forget everything of sequence `row` (a new sequence takes the row)."""
+        self.valid[row] = False
+        self.seq_lens[row] = 0
+
     def drop(self, start: int, keep: torch.Tensor) -> None:
         """After forwards that wrote slots `[start, start + q)`, keep only the marked ones.
 

@@ -72,6 +72,15 @@ class RowRandom:
                 self.generators.append(generator)
         self._seeded = [i for i, g in enumerate(self.generators) if g is not None]
 
+    def reseed(self, row: int, seed: int | None) -> None:
+        """Give `row` a new sequence's seed (its own generator, or the shared one for None)."""
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+        self.generators[row] = generator
+        self._seeded = [i for i, g in enumerate(self.generators) if g is not None]
+
     def uniform(self, batch_size: int, n: int) -> torch.Tensor:
         """[batch_size, n] uniform in [0, 1)."""
         out = torch.rand(batch_size, n, device=self.device)

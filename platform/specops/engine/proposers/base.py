@@ -33,6 +33,9 @@ class Proposer(Protocol):
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         """Draft at most `num_tokens[i]` tokens for each active sequence i (fewer is allowed)."""
 
+    def admit(self, batch: SequenceBatch, row: int) -> None:
+        """A new sequence took `row` (its prompt is in `batch.tokens[row]`)."""
+
     def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
         """Queue device work that follows from the verifier's decision (`num_accepted` [batch_size],
         on the device) before the host reads that decision; a no-op for proposers without device state."""

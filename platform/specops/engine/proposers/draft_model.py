@@ -34,6 +34,12 @@ class DraftModelProposer:
         self.cache = self.runner.cache(batch.batch_size, batch.capacity)
         self.cached = [0] * batch.batch_size
 
+    def admit(self, batch: SequenceBatch, row: int) -> None:
+        """Forget the row's old sequence; the new prompt goes in with its first draft (`_catch_up`)."""
+        assert self.cache is not None, "start() first"
+        self.cache.clear_row(row)
+        self.cached[row] = 0
+
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         assert self.cache is not None, "start() first"
         max_k = max(num_tokens)

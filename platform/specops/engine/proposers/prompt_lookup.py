@@ -36,6 +36,11 @@ class PromptLookupProposer:
                 index[tuple(tokens[start : start + n])] = start
         self._indexed[row] = new
 
+    def admit(self, batch: SequenceBatch, row: int) -> None:
+        """Index the new sequence of `row` from scratch."""
+        self._index[row], self._indexed[row] = {}, 0
+        self._extend(row, batch.tokens[row])
+
     def lookup(self, tokens: list[int], row: int, k: int) -> list[int]:
         """Up to k tokens that followed the latest earlier occurrence of the longest matching suffix."""
         index = self._index[row]

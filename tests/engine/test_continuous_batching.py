@@ -1,0 +1,107 @@
+"""Continuous batching: sequences admitted into rows freed mid-call decode exactly as they would alone."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from specops import errors
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from tests.engine.conftest import hf_greedy
+
+PROMPTS = [
+    [1, 2, 3, 4, 5],
+    [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18],
+    [3],
+    [5, 6, 7, 5, 6, 7, 5, 6, 7, 5],
+    [40, 41, 42],
+    [9, 9, 9, 9, 9, 9],
+]
+BUDGETS = [6, 20, 9, 14, 5, 11]  # rows free at different steps
+
+
+def run_continuously(engine: SpeculativeEngine, *, start: int, rows: int) -> dict[int, tuple[list[int], str]]:
+    """Start with `start` prompts in `rows` rows, admit the rest as rows free; outputs by prompt index."""
+    queue = collections.deque(range(start, len(PROMPTS)))
+    in_row: dict[int, int] = {row: index for row, index in enumerate(range(start))}
+    done: dict[int, tuple[list[int], str]] = {}
+
+    def admit(free: list[int]):
+        taken = []
+        for row in free:
+            if not queue:
+                break
+            index = queue.popleft()
+            in_row[row] = index
+            taken.append((PROMPTS[index], SamplingParams(max_new_tokens=BUDGETS[index])))
+        return taken
+
+    def on_finish(row: int, result) -> None:
+        index = in_row.pop(row)
+        assert index not in done, "a sequence finished twice"
+        done[index] = (result.token_ids, result.finish_reason)
+
+    engine.generate(
+        PROMPTS[:start],
+        [SamplingParams(max_new_tokens=b) for b in BUDGETS[:start]],
+        on_finish=on_finish,
+        admit=admit,
+        rows=rows,
+        max_tokens=64,
+    )
+    return done
+
+
+@pytest.mark.parametrize("proposer", ["none", "draft", "prompt_lookup"])
+def test_admitted_sequences_equal_the_targets_own_greedy_decoding(target, near_draft, tokenizer, proposer):
+    config = SpeculationConfig(proposer=proposer, num_speculative_tokens=3)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft if proposer == "draft" else None, config=config)
+    done = run_continuously(engine, start=2, rows=3)
+    assert sorted(done) == list(range(len(PROMPTS)))
+    for index, (tokens, reason) in done.items():
+        assert tokens == hf_greedy(target, PROMPTS[index], BUDGETS[index]), f"prompt {index}"
+        assert reason == "length"
+
+
+def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer):
+    """Attention over the whole cache, fused layers and padded batches, as with CUDA graphs."""
+    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    for runner in (engine.target, engine.proposer.runner):
+        runner.attend_capacity = True
+        runner.fuse()
+    done = run_continuously(engine, start=1, rows=3)  # runs as 4 rows
+    assert {i: tokens for i, (tokens, _) in done.items()} == {
+        i: hf_greedy(target, p, b) for i, (p, b) in enumerate(zip(PROMPTS, BUDGETS, strict=True))
+    }
+
+
+def test_a_seeded_sampled_sequence_draws_the_same_tokens_when_admitted(target, near_draft, tokenizer):
+    config = SpeculationConfig(num_speculative_tokens=2, adaptive=False)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    sampled = SamplingParams(max_new_tokens=12, temperature=1.0, seed=1234)
+    alone = engine.generate([PROMPTS[3]], [sampled])[0].token_ids
+    finished = {}
+    pending = [(PROMPTS[3], sampled)]
+    engine.generate(
+        [PROMPTS[0]],
+        [SamplingParams(max_new_tokens=3)],
+        admit=lambda free: [pending.pop()] if pending and len(free) == 1 else [],
+        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
+        rows=2,
+        max_tokens=64,
+    )
+    assert alone in finished[1]
+
+
+def test_a_sequence_beyond_max_tokens_is_refused(target, tokenizer):
+    engine = SpeculativeEngine(target, tokenizer, config=SpeculationConfig(proposer="none"))
+    with pytest.raises(errors.InvalidInput, match="exceeds the call's max_tokens"):
+        engine.generate(
+            [[1, 2]],
+            [SamplingParams(max_new_tokens=2)],
+            admit=lambda free: [([5] * 40, SamplingParams(max_new_tokens=40))],
+            rows=2,
+            max_tokens=16,
+        )
