@@ -90,16 +90,6 @@ def test_the_governor_falls_back_to_plain_decoding_when_drafting_does_not_pay():
     assert governor.step_seconds(1, 0) == 1.0
 
 
-def test_plain_steps_relax_a_pessimistic_estimate_towards_the_prior():
-    controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=4), batch_size=1)
-    for _ in range(10):
-        controller.update(0, 3, 0)  # every draft rejected at once
-    assert controller.alpha(0) < 0.05
-    for _ in range(30):
-        controller.update(0, 0, 0)  # plain steps: no evidence either way
-    assert 0.4 < controller.alpha(0) < controller.prior_alpha
-
-
 def test_the_controller_expects_tokens_from_running_sequences_only():
     controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=4), batch_size=3)
     for _ in range(30):

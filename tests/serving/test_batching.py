@@ -61,3 +61,32 @@ def test_a_batch_whose_clients_all_left_ends_early(live) -> None:
     assert batcher.num_aborted_batches == aborted + 1
     with httpx.Client(base_url=live.base_url, timeout=60) as client:
         assert client.post("/openai/v1/completions", json={"prompt": "x", "max_tokens": 2}).status_code == 200
+
+
+def test_a_request_arriving_mid_call_joins_the_running_engine_call(tiny_pair, tmp_path) -> None:
+    """Continuous batching: a request arriving while a long sequence decodes takes a free row at the
+    next step of the same engine call instead of waiting for the call to end."""
+    from tests.serving.conftest import start_server
+
+    server, (uv, thread) = start_server(tiny_pair, tmp=tmp_path, max_tokens=220, context_limit=256, max_batch=4)
+    try:
+        batcher = server.runtime.batcher
+        long_body = {"prompt": "def", "max_tokens": 220, "ignore_eos": True, "stream": True}
+        with (
+            httpx.Client(base_url=server.base_url, timeout=60) as client,
+            client.stream("POST", "/openai/v1/completions", json=long_body) as long,
+        ):
+            lines = long.iter_lines()
+            next(line for line in lines if line.startswith("data:"))  # the long sequence is running
+            calls, jobs = batcher.num_batches, batcher.num_batched_jobs
+            short = client.post("/openai/v1/completions", json={"prompt": "x", "max_tokens": 2, "ignore_eos": True})
+            assert short.status_code == 200, short.text
+            assert short.json()["usage"]["completion_tokens"] == 2
+            assert (batcher.num_batches, batcher.num_batched_jobs) == (calls, jobs + 1), "not admitted"
+            streamed = [line for line in lines if line.startswith("data:")]
+        assert streamed[-1] == "data: [DONE]"
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+        if server.runtime.records is not None:
+            server.runtime.records.close()

@@ -32,9 +32,6 @@ MAX_TRIES = 3
 PRIOR_ALPHA = 0.6
 """Acceptance assumed for a sequence before its first verified draft."""
 
-RELAX = 0.05
-"""Weight by which each plain step moves a sequence's acceptance estimate back towards the prior."""
-
 MIN_SURVIVAL = 0.1
 """A sequence drafts token j only while alpha^j >= this (the chance all j survive verification)."""
 
@@ -84,12 +81,8 @@ class DraftLengthController:
         return sum(expected_tokens(self.alpha(row), self.length(row, max_k)) for row, on in enumerate(active) if on)
 
     def update(self, row: int, num_draft_tokens: int, num_accepted: int) -> None:
-        """Learn from one step of `row`. A plain step (nothing drafted) teaches nothing about the draft,
-        so the estimate drifts back towards the prior (`RELAX` a step): an estimate made pessimistic
-        by a few rejections cannot keep the governor on plain decoding for the rest of the request."""
+        """Learn from one step of `row`; a plain step (nothing drafted) teaches nothing."""
         if num_draft_tokens == 0:
-            self.successes[row] = (1 - RELAX) * self.successes[row] + RELAX * self.prior_alpha
-            self.trials[row] = (1 - RELAX) * self.trials[row] + RELAX
             return
         rejected = 1.0 if num_accepted < num_draft_tokens else 0.0
         w = self.weight

@@ -229,6 +229,10 @@ class SpeculativeEngine:
                     )
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
+            if admit is not None:
+                self.target.tidy(cache)
+                if isinstance(self.proposer, DraftModelProposer) and self.proposer.cache is not None:
+                    self.proposer.runner.tidy(self.proposer.cache)
             if _captures(self.target, self.proposer) == captures_before and not proposal.catch_up_tokens:
                 cost = self._cost_clock() - cost_started
                 self.governor.record(batch_size=batch_size, k=step_k, seconds=cost)

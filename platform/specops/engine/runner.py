@@ -209,6 +209,12 @@ class ModelRunner:
             if cache.length + num_slots > cache.capacity:
                 raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
 
+    def tidy(self, cache: KVCache, *, slack: int = 128) -> None:
+        """Compact early when holes outnumber `slack` slots and attention spans only the used slots
+        (no CUDA graphs): a long continuous-batching call otherwise attends over ever more holes."""
+        if not self.attend_capacity and cache.length - int(cache.seq_lens.max()) > slack:
+            cache.compact()
+
     def _reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
         if batch_size != cache.batch_size:
             raise ValueError(f"input batch {batch_size} != cache batch {cache.batch_size}")

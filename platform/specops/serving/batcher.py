@@ -6,10 +6,12 @@ to join, and runs up to ``max_batch`` of them in one ``engine.generate`` call on
 single worker thread (torch releases the GIL). Tokens stream back through ``on_tokens`` into each
 job's asyncio queue via ``loop.call_soon_threadsafe``.
 
-The engine's contract has no mid-batch admission, so a batch runs to its end; a job whose client
-went away is skipped if still queued, and its tokens are ignored if already running. When every
-client of a running batch has gone (or the server stops), ``on_tokens`` raises `BatchAborted`,
-which ends the engine call at that step.
+Continuous batching: with an engine that admits sequences mid-call (``admit`` / ``on_finish``, see
+`specops.engine.SpeculativeEngine.generate`), a queued job takes the row of a sequence that
+finished at the next engine step, and each job's result is sent as soon as its own sequence ends,
+not when the batch ends. A job whose client went away is skipped if still queued, and its tokens
+are ignored if already running. When every running job's client has gone and nothing waits (or the
+server stops), ``on_tokens`` raises `BatchAborted`, which ends the engine call at that step.
 """
 
 from __future__ import annotations
@@ -87,8 +89,10 @@ class DynamicBatcher:
         max_batch: int,
         max_wait_s: float,
         metrics: telemetry_metrics.ServingMetrics,
+        max_sequence_tokens: int = 0,
     ) -> None:
         self._generate = generate
+        self.max_sequence_tokens = max_sequence_tokens
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._metrics = metrics
@@ -98,6 +102,8 @@ class DynamicBatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="specops-engine")
         self._step_callback = _accepts(generate, "on_step")
+        # continuous batching needs the engine's admit/on_finish and a bound on admitted sequences
+        self._continuous = _accepts(generate, "admit") and _accepts(generate, "on_finish") and max_sequence_tokens > 0
         self._stopping = False
         self._free_since = 0.0
         self.num_running = 0
@@ -108,7 +114,8 @@ class DynamicBatcher:
 
     @property
     def num_waiting(self) -> int:
-        return sum(1 for job in self._pending if not job.cancelled)
+        # a snapshot: the engine thread reads the queue while the event loop appends to it
+        return sum(1 for job in tuple(self._pending) if not job.cancelled)
 
     def submit(self, job: GenerationJob) -> None:
         """Queue ``job`` (call on the event loop); the batcher task starts on first use."""
@@ -204,6 +211,9 @@ class DynamicBatcher:
     # -- engine thread ---------------------------------------------------------------------------------
 
     def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> None:
+        if self._continuous:
+            self._run_continuous(loop, batch)
+            return
         try:
             results = self._call_engine(loop, batch)
         except BatchAborted:
@@ -232,6 +242,84 @@ class DynamicBatcher:
         for job, result in zip(batch, results, strict=True):
             _post(loop, job, DoneEvent(result, now))
 
+    def _run_continuous(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> None:
+        """One engine call that admits queued jobs into freed rows until nothing runs or waits."""
+        in_row: dict[int, GenerationJob] = dict(enumerate(batch))
+
+        def admit(free_rows: list[int]) -> list[tuple[list[int], Any]]:
+            taken: list[tuple[list[int], Any]] = []
+            while len(taken) < len(free_rows) and self._pending and not self._stopping:
+                job = self._pending.popleft()
+                if job.cancelled:
+                    continue
+                if len(job.prompt_ids) + job.params.max_new_tokens > self.max_sequence_tokens:
+                    self._pending.appendleft(job)  # too long to share this call: it waits for a batch of its own
+                    break
+                job.started = True
+                in_row[free_rows[len(taken)]] = job
+                taken.append((job.prompt_ids, job.params))
+            if taken:
+                self.num_batched_jobs += len(taken)
+                self._set_running(len(in_row))
+            return taken
+
+        def on_finish(row: int, result: Any) -> None:
+            job = in_row.pop(row)
+            if not job.cancelled:
+                _post(loop, job, DoneEvent(result, time.perf_counter()))
+            self._set_running(len(in_row))
+
+        def on_tokens(row: int, new_ids: list[int]) -> None:
+            if self._stopping:
+                raise BatchAborted
+            job = in_row[row]
+            if not job.cancelled:
+                if new_ids:
+                    _post(loop, job, TokensEvent(list(new_ids), time.perf_counter()))
+            elif all(other.cancelled for other in in_row.values()) and not self.num_waiting:
+                raise BatchAborted  # nobody is listening and nobody waits: free the engine
+
+        try:
+            self._generate(
+                [job.prompt_ids for job in batch],
+                [job.params for job in batch],
+                on_tokens=on_tokens,
+                on_step=self._count_step,
+                on_finish=on_finish,
+                admit=admit,
+                max_tokens=self.max_sequence_tokens,
+            )
+        except BatchAborted:
+            self.num_aborted_batches += 1
+            for job in in_row.values():
+                if not job.cancelled:
+                    _post(loop, job, ErrorEvent(RuntimeError("server shutting down")))
+            log.info("engine call ended early (%s)", "shutdown" if self._stopping else "every client left")
+        except errors.InvalidInput as error:
+            if len(in_row) == 1 and len(batch) == 1:
+                _post(loop, next(iter(in_row.values())), ErrorEvent(error))
+                return
+            # one bad sequence must not fail its neighbours: run the unfinished ones one by one
+            log.warning("engine call of %d sequences refused (%s); running them alone", len(in_row), error)
+            for job in list(in_row.values()):
+                self._run_continuous(loop, [job])
+        except Exception as error:
+            log.exception("engine failed on a call of %d sequences", len(in_row))
+            for job in in_row.values():
+                _post(loop, job, ErrorEvent(error))
+
+    def _set_running(self, count: int) -> None:
+        self.num_running = count
+        self.largest_batch = max(self.largest_batch, count)
+        self._report()
+
+    def _count_step(self, step: Any) -> None:
+        self._metrics.step(
+            num_draft_tokens=step.num_draft_tokens,
+            num_accepted_tokens=step.num_accepted_tokens,
+            num_emitted_tokens=step.num_emitted_tokens,
+        )
+
     def _call_engine(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> Sequence[Any]:
         metrics = self._metrics
 
@@ -247,15 +335,7 @@ class DynamicBatcher:
 
         kwargs: dict[str, Any] = {"on_tokens": on_tokens}
         if self._step_callback:
-
-            def on_step(step: Any) -> None:
-                metrics.step(
-                    num_draft_tokens=step.num_draft_tokens,
-                    num_accepted_tokens=step.num_accepted_tokens,
-                    num_emitted_tokens=step.num_emitted_tokens,
-                )
-
-            kwargs["on_step"] = on_step
+            kwargs["on_step"] = self._count_step
         results = self._generate([job.prompt_ids for job in batch], [job.params for job in batch], **kwargs)
         if len(results) != len(batch):
             raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} prompts")

@@ -131,7 +131,7 @@ class ServingRuntime:
             warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit)
         self.batcher = batching.DynamicBatcher(
             generate=engine.generate, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
-            metrics=metrics,
+            metrics=metrics, max_sequence_tokens=self.context_limit,
         )
         self._sampling_params = _sampling_params_class()
         self._sampling_fields = frozenset(f.name for f in dataclasses.fields(self._sampling_params))
