@@ -21,7 +21,7 @@ import torch
 from specops import errors
 from specops.engine import verify
 from specops.engine.adaptive import DraftLengthController, SpeculationGovernor
-from specops.engine.batch import SequenceBatch, left_padded, to_device
+from specops.engine.batch import SequenceBatch, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
 from specops.engine.runner import KVCache, ModelRunner
@@ -164,10 +164,7 @@ class SpeculativeEngine:
         stop_window = [max((len(s) for s in p.stop), default=0) + 2 for p in params]
 
         cache = self.target.cache(batch_size, capacity)
-        prefixes = [t[:-1] for t in batch.tokens]
-        if max(map(len, prefixes)) > 0:
-            ids, valid = left_padded(prefixes, self.device)
-            self.target.forward(cache, ids, valid, logits=False)
+        self.target.append(cache, [t[:-1] for t in batch.tokens])
         if self.proposer is not None:
             self.proposer.start(batch)
 
@@ -317,9 +314,7 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
-        if max(map(len, prefixes)) > 0:
-            ids, valid = left_padded(prefixes, self.device)
-            self.target.forward(cache, ids, valid, logits=False)
+        self.target.append(cache, prefixes)
 
     def padded_batch_size(self, batch_size: int) -> int:
         """Rows a call of `batch_size` sequences runs with: with CUDA graphs the next of

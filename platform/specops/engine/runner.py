@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from specops import errors
-from specops.engine.batch import to_device
+from specops.engine.batch import left_padded, to_device
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
@@ -48,6 +48,16 @@ class KVCache:
         self.valid.zero_()
         self.seq_lens.zero_()
         self.length = 0
+
+    def row(self, row: int) -> KVCache:
+        """A one-sequence view of `row` (writes through to this cache), at the same `length`."""
+        return KVCache(
+            keys=[k[row : row + 1] for k in self.keys],
+            values=[v[row : row + 1] for v in self.values],
+            valid=self.valid[row : row + 1],
+            seq_lens=self.seq_lens[row : row + 1],
+            length=self.length,
+        )
 
     def clear_row(self, row: int) -> None:
         """Forget everything of sequence `row` (a new sequence takes the row)."""
@@ -208,6 +218,29 @@ class ModelRunner:
             cache.compact()
             if cache.length + num_slots > cache.capacity:
                 raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
+
+    def append(self, cache: KVCache, sequences: list[list[int]]) -> None:
+        """Feed `sequences[i]` (possibly empty) to row i of `cache`, no logits (prefill, catch-up).
+
+        One batch-wide forward when the rows need similar amounts; row by row when padding to the
+        longest would more than double the work (one new prompt beside running sequences).
+        """
+        longest = max(map(len, sequences), default=0)
+        if longest == 0:
+            return
+        needed = sum(map(len, sequences))
+        if longest * len(sequences) <= 2 * needed:
+            ids, valid = left_padded(sequences, self.device)
+            self.forward(cache, ids, valid, logits=False)
+            return
+        self.ensure_room(cache, longest)
+        start = cache.length
+        for row, tokens in enumerate(sequences):
+            if tokens:
+                view = cache.row(row)
+                ids, valid = left_padded([tokens], self.device)
+                self.forward(view, ids, valid, logits=False)
+        cache.length = start + longest
 
     def tidy(self, cache: KVCache, *, slack: int = 128) -> None:
         """Compact early when holes outnumber `slack` slots and attention spans only the used slots

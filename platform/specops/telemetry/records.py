@@ -242,7 +242,8 @@ class RequestRecordWriter:
             engine.dispose()
 
     def _take_batch(self) -> tuple[list[RequestRecordData], bool]:
-        """Up to ``batch_size`` records, waiting at most ``flush_seconds`` after the first."""
+        """Up to ``batch_size`` records: wait for one, then let ``flush_seconds`` pass (or the batch
+        fill) before taking what has queued, so the thread wakes about once per flush, not per record."""
         batch: list[RequestRecordData] = []
         first = self._queue.get()
         if first is None:
@@ -250,12 +251,14 @@ class RequestRecordWriter:
         batch.append(first)
         deadline = time.monotonic() + self.flush_seconds
         while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
             try:
-                record = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else (
-                    self._queue.get_nowait())
+                record = self._queue.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                time.sleep(min(remaining, self.flush_seconds / 4))
+                continue
             if record is None:
                 return batch, True
             batch.append(record)

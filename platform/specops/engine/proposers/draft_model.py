@@ -91,8 +91,7 @@ class DraftModelProposer:
         fed = sum(map(len, lagging))
         if fed == 0:
             return 0
-        ids, valid = left_padded(lagging, batch.device)
-        self.runner.forward(self.cache, ids, valid, logits=False)
+        self.runner.append(self.cache, lagging)
         self.cached = [cached + len(lag) for cached, lag in zip(self.cached, lagging, strict=True)]
         return fed
 
