@@ -185,10 +185,14 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
     def _record(deployment: str, alerts: list[AlertmanagerAlert]) -> None:
         # Notifications arrive concurrently (one per alert group): serialise them here, and take the
         # database's write lock up front (SQLite: BEGIN IMMEDIATE) so that two receivers cannot deadlock.
-        with record_lock, store.write_connection() as connection, Session(bind=connection) as session:
-            events = _record_in(session, deployment, alerts)
-        for action, payload in events:  # audited after the commit: the audit log takes the lock itself
-            _audit(action, deployment, payload)
+        # The incident events are audited after the commit (the audit log takes the database lock
+        # itself) but still under `record_lock`, so that another notification cannot forward its
+        # alerts before the incident they belong to is on record.
+        with record_lock:
+            with store.write_connection() as connection, Session(bind=connection) as session:
+                events = _record_in(session, deployment, alerts)
+            for action, payload in events:
+                _audit(action, deployment, payload)
 
     def _record_in(session: Session, deployment: str,
                    alerts: list[AlertmanagerAlert]) -> list[tuple[str, dict[str, Any]]]:
