@@ -119,3 +119,10 @@ def test_a_draft_that_sat_out_plain_steps_catches_up_losslessly(target, near_dra
     results = engine.generate(prompts, [SamplingParams(max_new_tokens=24)] * 2)
     assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in prompts]
     assert all(r.stats.num_drafts > 0 for r in results)
+
+
+def test_always_draft_ignores_step_times_so_qualification_measures_the_pair_alone():
+    governor = SpeculationGovernor(SpeculationConfig(always_draft=True))
+    governor.record(batch_size=1, k=0, seconds=0.001)
+    governor.record(batch_size=1, k=2, seconds=100.0)  # drafting looks hopeless by timing
+    assert [governor.choose(1, cap=2, gain=gain_at(0.1)) for _ in range(5)] == [2] * 5

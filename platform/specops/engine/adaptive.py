@@ -129,7 +129,7 @@ class SpeculationGovernor:
         gain(K): tokens the step is expected to emit with cap K (default: `expected_tokens` at the
         prior acceptance, one sequence).
         """
-        if cap <= 0 or not self.config.adaptive:
+        if cap <= 0 or not self.config.adaptive or self.config.always_draft:
             return max(cap, 0)
         gain = gain or (lambda k: expected_tokens(PRIOR_ALPHA, k))
         bucket = self.bucket(batch_size)

@@ -68,6 +68,9 @@ class SpeculationConfig:
     probe_interval: every this many steps the adaptive engine re-times another draft length
         (0 = plain decoding) per batch-size bucket, to keep its choice of k measured.
     cuda_graphs: capture forwards as CUDA graphs on a CUDA device (ignored on CPU).
+    always_draft: draft up to the schedule's cap every step, never falling back to plain decoding
+        by timing (per-sequence lengths still follow acceptance). What a step drafts then depends
+        on the pair alone, not on the machine's step times: qualification measures acceptance so.
     pad_batches: pad every call to one of the engine's graph batch sizes, as it always does with CUDA
         graphs (tests set it on a CPU to cover that path).
     """
@@ -82,6 +85,7 @@ class SpeculationConfig:
     probe_interval: int = 16
     cuda_graphs: bool = True
     pad_batches: bool = False
+    always_draft: bool = False
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

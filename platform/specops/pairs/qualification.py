@@ -9,7 +9,9 @@ Measured on this machine, greedy, one prompt at a time:
 - **acceptance rate** — accepted / drafted tokens over all prompts, with the pair's own speculation
   settings (draft length k, adaptive k on or off as its PairSpec says), i.e. the figure the canary
   analysis will see in serving. With a fixed k the rate also falls as k grows (later positions are
-  accepted only after earlier ones), so a fixed-k figure would under-state a good adaptive pair;
+  accepted only after earlier ones), so a fixed-k figure would under-state a good adaptive pair.
+  The pair drafts at every step (``always_draft``): the engine's timing-based fallback to plain
+  decoding would make the figure depend on this machine's step times, not on the pair;
 - **mean accepted length** — tokens gained per target verification (1 + accepted per draft);
 - **speedup** — wall time of the target alone / wall time of the pair, after one warm-up each.
 
@@ -274,7 +276,10 @@ def qualify(
         SpeculativeEngine,
         target_dir,
         draft_dir,
-        SpeculationConfig(proposer="draft", num_speculative_tokens=num_speculative_tokens, adaptive=adaptive),
+        # always drafting: the acceptance figure must not depend on this machine's step timings
+        SpeculationConfig(
+            proposer="draft", num_speculative_tokens=num_speculative_tokens, adaptive=adaptive, always_draft=True
+        ),
         device,
     )
     tokenizer = baseline.tokenizer
