@@ -146,7 +146,7 @@ class SpeculativeEngine:
         # padding rows: finished from the start (free for admission, else they only fill the shape)
         prompts += [[0]] * (batch_size - requested)
         params += [SamplingParams(max_new_tokens=1)] * (batch_size - requested)
-        budgets = [min(p.max_new_tokens, self.max_context - len(t)) for p, t in zip(params, prompts, strict=True)]
+        budgets = [self._budget(t, p) for t, p in zip(prompts, params, strict=True)]
         longest = max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
         # an admitted sequence's slots start after the longest running one's (see runner.py): room for both
         capacity = self._capacity(longest if admit is None else 2 * max(longest, max_tokens))
@@ -161,7 +161,7 @@ class SpeculativeEngine:
         results = [GenerationResult(token_ids=[], finish_reason="length") for _ in prompts]
         initial = results[:requested]
         controller = DraftLengthController(self.config, batch_size)
-        stop_window = [max((len(s) for s in p.stop), default=0) + 2 for p in params]
+        stop_window = [_stop_window(p) for p in params]
 
         cache = self.target.cache(batch_size, capacity)
         self.target.append(cache, [t[:-1] for t in batch.tokens])
@@ -226,10 +226,7 @@ class SpeculativeEngine:
                     )
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
-            if admit is not None:
-                self.target.tidy(cache)
-                if isinstance(self.proposer, DraftModelProposer) and self.proposer.cache is not None:
-                    self.proposer.runner.tidy(self.proposer.cache)
+            self.target.tidy(cache)
             if _captures(self.target, self.proposer) == captures_before and not proposal.catch_up_tokens:
                 cost = self._cost_clock() - cost_started
                 self.governor.record(batch_size=batch_size, k=step_k, seconds=cost)
@@ -298,13 +295,13 @@ class SpeculativeEngine:
         self._check_inputs([prompt for _, prompt, _ in requests], [p for _, _, p in requests])
         prefixes: list[list[int]] = [[] for _ in batch.tokens]
         for row, prompt, row_params in requests:
-            budget = min(row_params.max_new_tokens, self.max_context - len(prompt))
+            budget = self._budget(prompt, row_params)
             if len(prompt) + budget > batch.capacity // 2:
                 raise errors.InvalidInput(
                     f"an admitted sequence of {len(prompt)} + {budget} tokens exceeds the call's max_tokens"
                 )
             params[row], budgets[row] = row_params, budget
-            stop_window[row] = max((len(s) for s in row_params.stop), default=0) + 2
+            stop_window[row] = _stop_window(row_params)
             results[row] = GenerationResult(token_ids=[], finish_reason="length")
             batch.tokens[row], batch.active[row] = list(prompt), True
             batch.rng.reseed(row, row_params.seed)
@@ -315,6 +312,10 @@ class SpeculativeEngine:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
         self.target.append(cache, prefixes)
+
+    def _budget(self, prompt: list[int], params: SamplingParams) -> int:
+        """New tokens a sequence may have: its max_new_tokens, within the context."""
+        return min(params.max_new_tokens, self.max_context - len(prompt))
 
     def padded_batch_size(self, batch_size: int) -> int:
         """Rows a call of `batch_size` sequences runs with: with CUDA graphs the next of
@@ -436,6 +437,11 @@ class SpeculativeEngine:
         """What a step costs, for the governor: wall time on an accelerator; on a CPU this process's
         CPU time, which other processes on a shared machine do not inflate."""
         return time.perf_counter() if self.device.type != "cpu" else time.process_time()
+
+
+def _stop_window(params: SamplingParams) -> int:
+    """Tokens of recent output decoded to look for a stop string (the longest stop, plus 2)."""
+    return max((len(s) for s in params.stop), default=0) + 2
 
 
 def _captures(target: ModelRunner, proposer: object) -> int:

@@ -6,7 +6,7 @@ to join, and runs up to ``max_batch`` of them in one ``engine.generate`` call on
 single worker thread (torch releases the GIL). Tokens stream back through ``on_tokens`` into each
 job's asyncio queue via ``loop.call_soon_threadsafe``.
 
-Continuous batching: with an engine that admits sequences mid-call (``admit`` / ``on_finish``, see
+Continuous batching: the engine admits sequences mid-call (``admit`` / ``on_finish``, see
 `specops.engine.SpeculativeEngine.generate`), a queued job takes the row of a sequence that
 finished at the next engine step, and each job's result is sent as soon as its own sequence ends,
 not when the batch ends. A job whose client went away is skipped if still queued, and its tokens
@@ -20,7 +20,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -78,8 +77,9 @@ class GenerationJob:
 class DynamicBatcher:
     """Forms batches from queued jobs and runs them on one engine thread.
 
-    generate: ``engine.generate`` (prompts, params, on_tokens=..., [on_step=...]) -> results.
+    generate: ``SpeculativeEngine.generate`` (with ``on_tokens``, ``on_step``, ``on_finish``, ``admit``).
     max_batch: most jobs per engine call. max_wait_s: longest the oldest queued job waits for company.
+    max_sequence_tokens: most prompt + new tokens of a job (the context limit; sizes the engine's caches).
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class DynamicBatcher:
         max_batch: int,
         max_wait_s: float,
         metrics: telemetry_metrics.ServingMetrics,
-        max_sequence_tokens: int = 0,
+        max_sequence_tokens: int,
     ) -> None:
         self._generate = generate
         self.max_sequence_tokens = max_sequence_tokens
@@ -101,9 +101,6 @@ class DynamicBatcher:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="specops-engine")
-        self._step_callback = _accepts(generate, "on_step")
-        # continuous batching needs the engine's admit/on_finish and a bound on admitted sequences
-        self._continuous = _accepts(generate, "admit") and _accepts(generate, "on_finish") and max_sequence_tokens > 0
         self._stopping = False
         self._free_since = 0.0
         self.num_running = 0
@@ -211,38 +208,6 @@ class DynamicBatcher:
     # -- engine thread ---------------------------------------------------------------------------------
 
     def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> None:
-        if self._continuous:
-            self._run_continuous(loop, batch)
-            return
-        try:
-            results = self._call_engine(loop, batch)
-        except BatchAborted:
-            self.num_aborted_batches += 1
-            for job in batch:
-                if not job.cancelled:
-                    _post(loop, job, ErrorEvent(RuntimeError("server shutting down")))
-            log.info("engine call of %d sequences ended early (%s)", len(batch),
-                     "shutdown" if self._stopping else "every client left")
-            return
-        except errors.InvalidInput as error:
-            if len(batch) == 1:
-                _post(loop, batch[0], ErrorEvent(error))
-                return
-            # One bad sequence must not fail its neighbours: run them one by one.
-            log.warning("batch of %d refused (%s); running its sequences alone", len(batch), error)
-            for job in batch:
-                self._run_batch(loop, [job])
-            return
-        except Exception as error:
-            log.exception("engine failed on a batch of %d", len(batch))
-            for job in batch:
-                _post(loop, job, ErrorEvent(error))
-            return
-        now = time.perf_counter()
-        for job, result in zip(batch, results, strict=True):
-            _post(loop, job, DoneEvent(result, now))
-
-    def _run_continuous(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> None:
         """One engine call that admits queued jobs into freed rows until nothing runs or waits."""
         in_row: dict[int, GenerationJob] = dict(enumerate(batch))
 
@@ -302,7 +267,7 @@ class DynamicBatcher:
             # one bad sequence must not fail its neighbours: run the unfinished ones one by one
             log.warning("engine call of %d sequences refused (%s); running them alone", len(in_row), error)
             for job in list(in_row.values()):
-                self._run_continuous(loop, [job])
+                self._run_batch(loop, [job])
         except Exception as error:
             log.exception("engine failed on a call of %d sequences", len(in_row))
             for job in in_row.values():
@@ -320,46 +285,7 @@ class DynamicBatcher:
             num_emitted_tokens=step.num_emitted_tokens,
         )
 
-    def _call_engine(self, loop: asyncio.AbstractEventLoop, batch: list[GenerationJob]) -> Sequence[Any]:
-        metrics = self._metrics
-
-        def on_tokens(index: int, new_ids: list[int]) -> None:
-            job = batch[index]
-            if self._stopping:
-                raise BatchAborted
-            if not job.cancelled:
-                if new_ids:
-                    _post(loop, job, TokensEvent(list(new_ids), time.perf_counter()))
-            elif all(other.cancelled for other in batch):
-                raise BatchAborted  # nobody is listening: free the engine for the queue
-
-        kwargs: dict[str, Any] = {"on_tokens": on_tokens}
-        if self._step_callback:
-            kwargs["on_step"] = self._count_step
-        results = self._generate([job.prompt_ids for job in batch], [job.params for job in batch], **kwargs)
-        if len(results) != len(batch):
-            raise RuntimeError(f"engine returned {len(results)} results for {len(batch)} prompts")
-        if not self._step_callback:
-            for result in results:
-                stats = result.stats
-                metrics.request_stats(
-                    num_drafts=stats.num_drafts,
-                    num_draft_tokens=stats.num_draft_tokens,
-                    num_accepted_tokens=stats.num_accepted_tokens,
-                    num_accepted_per_position=stats.num_accepted_per_position,
-                    num_generated_tokens=len(result.token_ids),
-                )
-        return results
-
 
 def _post(loop: asyncio.AbstractEventLoop, job: GenerationJob, event: Event) -> None:
     with contextlib.suppress(RuntimeError):  # the loop closed (shutdown): nobody is listening any more
         loop.call_soon_threadsafe(job.events.put_nowait, event)
-
-
-def _accepts(function: Callable[..., Any], name: str) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

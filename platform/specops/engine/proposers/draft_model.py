@@ -127,14 +127,14 @@ class DraftModelProposer:
         self.cache.drop(start, torch.cat([first_valid, keep_drafts], dim=1))
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
-        assert self.cache is not None and self._active is not None
+        assert self.cache is not None
         fed_drafts = proposal.max_k - 1
-        if fed_drafts < 0:
-            return
-        # the rows that drafted this step (a row that stopped during it still kept its slots)
-        drafted = [n > 0 for n in proposal.num_draft_tokens]
-        kept_drafts = [min(n, fed_drafts) if d else 0 for n, d in zip(num_accepted, drafted, strict=True)]
-        self.cache.trim(self._round_start, self._first_round + max(kept_drafts))
-        self.cached = [
-            cached + fed + kept for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
-        ]
+        if fed_drafts >= 0:
+            # the rows that drafted this step (a row that stopped during it still kept its slots)
+            drafted = [n > 0 for n in proposal.num_draft_tokens]
+            kept_drafts = [min(n, fed_drafts) if d else 0 for n, d in zip(num_accepted, drafted, strict=True)]
+            self.cache.trim(self._round_start, self._first_round + max(kept_drafts))
+            self.cached = [
+                cached + fed + kept for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
+            ]
+        self.runner.tidy(self.cache)  # holes left by rejected drafts (a no-op with CUDA graphs)
