@@ -13,9 +13,11 @@ CPU with the demo pair (`specops.pairs.demo.train_demo_pairs()`):
 
 Measured at batch 1, 8 and 32 on the same device: HF greedy (eager, and static cache compiled),
 HF assisted generation and HF prompt lookup (batch 1), and the engine without speculation, with the
-draft (fixed best k and adaptive) and with prompt lookup. Losslessness: every engine output is
-compared with the target's own greedy output (HF, batch 1); each first divergence is checked to sit
-at a near-tie of the target's two best logits (within `--near-tie`).
+draft (fixed best k and adaptive) and with prompt lookup. Above batch 1 the engine's figures are
+continuous batching (as `specops serve` runs it: a row takes the next prompt when its sequence ends,
+`--waves` prompts per row); static batches of the plain and fixed-k modes are recorded beside them.
+Losslessness: every engine output is compared with the target's own greedy output (HF, batch 1);
+each first divergence is checked to sit at a near-tie of the target's two best logits (`--near-tie`).
 """
 
 from __future__ import annotations
@@ -288,6 +290,35 @@ def engine_run(engine, groups, new_tokens: int, device: str):
     return outputs, seconds, tokens, step_stats
 
 
+def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: str):
+    """`prompts` through `rows` rows with continuous batching, as the server runs the engine: a row
+    takes the next prompt as soon as its sequence ends. Outputs in `prompts` order."""
+    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
+    queue = list(enumerate(prompts))
+    in_row: dict[int, int] = {}
+    outputs: dict[int, list[int]] = {}
+    records: list = []
+
+    def admit(free: list[int]):
+        taken = queue[: len(free)]
+        del queue[: len(free)]
+        in_row.update({row: index for row, (index, _) in zip(free, taken, strict=False)})
+        return [(prompt, params) for _, prompt in taken]
+
+    def finish(row: int, result) -> None:
+        outputs[in_row[row]] = result.token_ids
+        records.append(result.stats)
+
+    longest = max(map(len, prompts)) + new_tokens
+    sync(device)
+    start = time.perf_counter()
+    engine.generate([], [], admit=admit, on_finish=finish, on_step=records.append, rows=rows, max_tokens=longest)
+    sync(device)
+    seconds = time.perf_counter() - start
+    ordered = [outputs[i] for i in range(len(prompts))]
+    return ordered, seconds, sum(map(len, ordered)), records
+
+
 def speculation_figures(records) -> dict:
     """alpha (geometric estimate), acceptance rate, mean accepted length and cost ratio c."""
     from specops.engine import RequestStats, StepStats
@@ -506,11 +537,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--slow-prompts", type=int, default=2, help="prompts for HF eager/assisted at batch 1")
     parser.add_argument("--near-tie", type=float, default=0.125)
+    parser.add_argument("--waves", type=int, default=4, help="sequences per row in the continuous runs (batch > 1)")
     parser.add_argument("--k-sweep", default="1,2,3,4,5")
     parser.add_argument("--k", type=int, help="the fixed k (skips the sweep)")
     parser.add_argument("--train-seconds", help="override the training budgets: TARGET,DRAFT seconds")
     parser.add_argument("--eval-files", type=int, help="override the number of prompts")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="run the engine eagerly")
+    parser.add_argument("--no-compile", action="store_true", help="no torch.compile'd layers in the engine")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared 2-core machines)")
     args = parser.parse_args()
     began = time.perf_counter()
@@ -575,7 +608,11 @@ def main() -> None:
 
     def engine(proposer: str, k: int, adaptive: bool) -> SpeculativeEngine:
         config = SpeculationConfig(
-            proposer=proposer, num_speculative_tokens=k, adaptive=adaptive, cuda_graphs=not args.no_cuda_graphs
+            proposer=proposer,
+            num_speculative_tokens=k,
+            adaptive=adaptive,
+            cuda_graphs=not args.no_cuda_graphs,
+            compiled=not args.no_compile,
         )
         return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
 
@@ -638,19 +675,32 @@ def main() -> None:
         "specops_prompt_lookup": engine("prompt_lookup", 8, adaptive=True),
     }
     for eng in modes.values():
-        eng.warm_up(batch_sizes, max_tokens=recipe.prompt_tokens + new)
+        # batch 1 runs static calls, larger batches continuous ones (whose caches are larger)
+        eng.warm_up([b for b in batch_sizes if b == 1], max_tokens=recipe.prompt_tokens + new)
+        eng.warm_up([b for b in batch_sizes if b > 1], max_tokens=recipe.prompt_tokens + new, continuous=True)
     log("graphs captured")
     for batch_size in batch_sizes:
         row = rows[batch_size]
         row["k"] = best_k
         groups = batches(prompts, batch_size)
+        # above batch 1 the engine runs as the server runs it, continuously batched: `waves` times the
+        # batch in sequences stream through `batch_size` rows (static batches are recorded beside it)
+        stream = [prompts[i % len(prompts)] for i in range(args.waves * batch_size)]
         checks = {}
         for name, eng in modes.items():
             engine_run(eng, groups[:1], new, device)  # warm-up: governor
-            outputs, seconds, tokens, records = engine_run(eng, groups, new, device)
+            if batch_size > 1:
+                if name in ("specops_nonspec", "specops_fixed_k"):
+                    _, seconds, tokens, _ = engine_run(eng, groups, new, device)
+                    row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
+                outputs, seconds, tokens, records = engine_run_continuous(eng, stream, batch_size, new, device)
+                measured = [stream]
+            else:
+                outputs, seconds, tokens, records = engine_run(eng, groups, new, device)
+                measured = groups
             row[f"{name}_tok_s"] = round(tokens / seconds, 1)
             if lossless is not None:
-                checks[name] = lossless.check(groups, outputs)
+                checks[name] = lossless.check(measured, outputs)
             figures = speculation_figures(records)
             row[f"{name}_figures"] = {
                 **figures,

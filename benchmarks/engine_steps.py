@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine import SMOKE, BenchRecipe, llama  # the bench pair's shapes
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, StepStats
 from specops.engine.runner import KVCache
 
 
@@ -51,9 +51,15 @@ def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, d
         compactions.clear()
         graphs_before = engine.target.num_graphs
         marks: list[float] = []
+        phases: list[StepStats] = []
+
+        def on_step(stats: StepStats) -> None:
+            marks.append(time.perf_counter())
+            phases.append(stats)
+
         torch.cuda.synchronize() if device == "cuda" else None
         started = time.perf_counter()
-        engine.generate(prompts, params, on_step=lambda _: marks.append(time.perf_counter()))
+        engine.generate(prompts, params, on_step=on_step)
         torch.cuda.synchronize() if device == "cuda" else None
         total = time.perf_counter() - started
     finally:
@@ -66,6 +72,9 @@ def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, d
         "first_step_ms": round((marks[0] - started) * 1000, 2),  # prefill + first step
         "steps": len(marks),
         "step_median_ms": round(statistics.median(steps) * 1000, 3),
+        # device time of the phases (CUDA events); the rest of a step is the host's
+        "draft_device_median_ms": round(statistics.median(p.draft_seconds for p in phases) * 1000, 3),
+        "target_device_median_ms": round(statistics.median(p.target_seconds for p in phases) * 1000, 3),
         "step_mean_ms": round(statistics.fmean(steps) * 1000, 3),
         "step_max_ms": round(max(steps) * 1000, 2),
         "steps_over_2x_median": sum(s > 2 * statistics.median(steps) for s in steps),
@@ -80,6 +89,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
+    parser.add_argument("--compiled", choices=("both", "on", "off"), default="both", help="torch.compile'd layers")
     args = parser.parse_args()
     device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
     recipe = SMOKE if args.small else BenchRecipe()
@@ -90,12 +100,18 @@ def main() -> None:
     target, draft = models["target"], models["draft"]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
-    for name, proposer, k in (("nonspec", "none", 0), ("fixed_k2", "draft", 2)):
-        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False)
+    compiled_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compiled]
+    for compiled, (name, proposer, k) in itertools.product(
+        compiled_modes, (("nonspec", "none", 0), ("fixed_k2", "draft", 2))
+    ):
+        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False, compiled=compiled)
         engine = SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
+        started = time.perf_counter()
         engine.warm_up(batch_sizes, max_tokens=256)
+        warm_up_s = round(time.perf_counter() - started, 1)
         for batch_size in batch_sizes:
-            row = {"mode": name, **profile(engine, batch_size, 128, 128, device)}
+            row = {"mode": name, "compiled": compiled, "warm_up_s": warm_up_s}
+            row.update(profile(engine, batch_size, 128, 128, device))
             rows.append(row)
             print(json.dumps(row), flush=True)
     report = {

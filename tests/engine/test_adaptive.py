@@ -99,6 +99,19 @@ def test_the_controller_expects_tokens_from_running_sequences_only():
     assert controller.gain([True, True, False], 0) == pytest.approx(2.0)
 
 
+def test_a_run_of_rejections_shortens_drafts_but_does_not_switch_a_good_sequence_to_plain():
+    controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=4), batch_size=1)
+    for _ in range(40):
+        controller.update(0, 2, 1)  # half of the drafted tokens accepted, steadily
+    for _ in range(3):
+        controller.update(0, 2, 0)  # then a hard passage
+    assert controller.length(0, 4) == 1
+    assert controller.alpha(0) < 0.3
+    assert controller.long_run_alpha(0) > 0.45
+    # what the governor weighs against plain decoding (1 token) is the long-run figure
+    assert controller.gain([True], 1) == pytest.approx(1 + controller.long_run_alpha(0))
+
+
 def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, tokenizer):
     """An unrelated draft as large as the target: every draft token is rejected and costs a target forward."""
     useless = tiny_llama(5, hidden=48, layers=3)

@@ -106,11 +106,12 @@ def test_a_batch_padded_to_a_graph_size_returns_only_its_own_sequences_unchanged
     assert all(len(step.num_draft_tokens) == 4 and step.num_draft_tokens[3] == 0 for step in steps)
 
 
-def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer, compiled):
     engine = _engine(target, tokenizer, near_draft, "draft", 3)
     for model_runner in (engine.target, engine.proposer.runner):
         model_runner.attend_capacity = True
-        model_runner.fuse()
+        model_runner.fuse(compiled=compiled)
     assert engine.target.fused is not None
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]

@@ -32,6 +32,9 @@ MAX_TRIES = 3
 PRIOR_ALPHA = 0.6
 """Acceptance assumed for a sequence before its first verified draft."""
 
+PRIOR_TRIALS = 4.0
+"""Weight of `PRIOR_ALPHA`, in draft tokens, in a sequence's long-run acceptance (what `gain` uses)."""
+
 MIN_SURVIVAL = 0.1
 """A sequence drafts token j only while alpha^j >= this (the chance all j survive verification)."""
 
@@ -48,22 +51,38 @@ def expected_speedup(alpha: float, k: int, c: float) -> float:
 
 
 class DraftLengthController:
-    """Per-sequence acceptance estimate and the draft length it allows."""
+    """Per-sequence acceptance estimates: a recent one sets the sequence's draft length, a long-run one
+    its expected gain.
+
+    The draft length follows acceptance within a few steps (a hard passage drafts short). The gain,
+    which decides whether the batch speculates at all, uses the sequence's acceptance since it
+    started (with `PRIOR_TRIALS` of the prior): a plain step teaches nothing, so a sequence that a
+    short run of rejections pushed to plain decoding would otherwise stay there on a stale, low
+    estimate.
+    """
 
     def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = PRIOR_ALPHA) -> None:
         self.weight = config.acceptance_smoothing
         self.adaptive = config.adaptive
         self.prior_alpha = prior_alpha
-        # geometric estimator: alpha = accepted / (accepted + rejections), both smoothed
+        # geometric estimators: alpha = accepted / (accepted + rejections); recent ones smoothed
         self.successes = [prior_alpha] * batch_size
         self.trials = [1.0] * batch_size
+        self.total_successes = [prior_alpha * PRIOR_TRIALS] * batch_size
+        self.total_trials = [PRIOR_TRIALS] * batch_size
 
     def reset(self, row: int) -> None:
         """A new sequence in `row`: back to the prior."""
         self.successes[row], self.trials[row] = self.prior_alpha, 1.0
+        self.total_successes[row], self.total_trials[row] = self.prior_alpha * PRIOR_TRIALS, PRIOR_TRIALS
 
     def alpha(self, row: int) -> float:
+        """Recent acceptance of `row`."""
         return self.successes[row] / self.trials[row]
+
+    def long_run_alpha(self, row: int) -> float:
+        """Acceptance of `row` since its sequence started, the prior included."""
+        return self.total_successes[row] / self.total_trials[row]
 
     def length(self, row: int, max_k: int) -> int:
         """Draft length for `row` under the batch's `max_k`: at least 1 when max_k >= 1."""
@@ -78,7 +97,9 @@ class DraftLengthController:
 
     def gain(self, active: list[bool], max_k: int) -> float:
         """Tokens the active sequences are expected to emit in a step with cap `max_k`."""
-        return sum(expected_tokens(self.alpha(row), self.length(row, max_k)) for row, on in enumerate(active) if on)
+        return sum(
+            expected_tokens(self.long_run_alpha(row), self.length(row, max_k)) for row, on in enumerate(active) if on
+        )
 
     def update(self, row: int, num_draft_tokens: int, num_accepted: int) -> None:
         """Learn from one step of `row`; a plain step (nothing drafted) teaches nothing."""
@@ -88,6 +109,8 @@ class DraftLengthController:
         w = self.weight
         self.successes[row] = (1 - w) * self.successes[row] + w * num_accepted
         self.trials[row] = max((1 - w) * self.trials[row] + w * (num_accepted + rejected), 1e-6)
+        self.total_successes[row] += num_accepted
+        self.total_trials[row] += num_accepted + rejected
 
 
 class SpeculationGovernor:

@@ -68,6 +68,8 @@ class SpeculationConfig:
     probe_interval: every this many steps the adaptive engine re-times another draft length
         (0 = plain decoding) per batch-size bucket, to keep its choice of k measured.
     cuda_graphs: capture forwards as CUDA graphs on a CUDA device (ignored on CPU).
+    compiled: with CUDA graphs, fuse each layer's elementwise work with torch.compile (compiles at
+        warm-up or at the first call of a shape: seconds, once per process).
     always_draft: draft up to the schedule's cap every step, never falling back to plain decoding
         by timing (per-sequence lengths still follow acceptance). What a step drafts then depends
         on the pair alone, not on the machine's step times: qualification measures acceptance so.
@@ -84,6 +86,7 @@ class SpeculationConfig:
     acceptance_smoothing: float = 0.3
     probe_interval: int = 16
     cuda_graphs: bool = True
+    compiled: bool = True
     pad_batches: bool = False
     always_draft: bool = False
 

@@ -64,7 +64,7 @@ class SpeculativeEngine:
                 f"unknown proposer {self.config.proposer!r} (known: {', '.join([*PROPOSERS, 'none'])})"
             )
         self.tokenizer = tokenizer
-        self.target = ModelRunner(target, cuda_graphs=self.config.cuda_graphs)
+        self.target = self._runner(target)
         self.max_context: int = self.target.max_context
         self.device = self.target.device
         self.eos_token_ids = _eos_token_ids(target, tokenizer)
@@ -73,7 +73,7 @@ class SpeculativeEngine:
             if draft is None:
                 raise errors.InvalidInput("proposer 'draft' needs a draft model")
             _check_vocabularies(target, draft)
-            self.proposer = DraftModelProposer(ModelRunner(draft, cuda_graphs=self.config.cuda_graphs))
+            self.proposer = DraftModelProposer(self._runner(draft))
         elif self.config.proposer == "prompt_lookup":
             self.proposer = PromptLookupProposer(
                 min_ngram=self.config.prompt_lookup_min, max_ngram=self.config.prompt_lookup_max
@@ -148,8 +148,7 @@ class SpeculativeEngine:
         params += [SamplingParams(max_new_tokens=1)] * (batch_size - requested)
         budgets = [self._budget(t, p) for t, p in zip(prompts, params, strict=True)]
         longest = max(len(p) + b for p, b in zip(prompts, budgets, strict=True))
-        # an admitted sequence's slots start after the longest running one's (see runner.py): room for both
-        capacity = self._capacity(longest if admit is None else 2 * max(longest, max_tokens))
+        capacity = self._call_capacity(longest, max_tokens, continuous=admit is not None)
         batch = SequenceBatch(
             tokens=[list(p) for p in prompts],
             active=[row < requested for row in range(batch_size)],
@@ -313,6 +312,9 @@ class SpeculativeEngine:
         batch.sampling = SamplingTensors.from_params(params, self.device)
         self.target.append(cache, prefixes)
 
+    def _runner(self, model: torch.nn.Module) -> ModelRunner:
+        return ModelRunner(model, cuda_graphs=self.config.cuda_graphs, compiled=self.config.compiled)
+
     def _budget(self, prompt: list[int], params: SamplingParams) -> int:
         """New tokens a sequence may have: its max_new_tokens, within the context."""
         return min(params.max_new_tokens, self.max_context - len(prompt))
@@ -325,6 +327,11 @@ class SpeculativeEngine:
             return batch_size
         return next((size for size in GRAPH_BATCH_SIZES if size >= batch_size), batch_size)
 
+    def _call_capacity(self, longest: int, max_tokens: int, *, continuous: bool) -> int:
+        """KV slots of a call whose longest sequence has `longest` tokens; with continuous batching an
+        admitted sequence's slots start after the longest running one's (see runner.py): room for both."""
+        return self._capacity(2 * max(longest, max_tokens) if continuous else longest)
+
     def _capacity(self, max_tokens: int) -> int:
         """KV slots per sequence: the longest sequence plus room for one step's holes, rounded up
         so that calls of similar sizes share caches (and their CUDA graphs)."""
@@ -332,14 +339,16 @@ class SpeculativeEngine:
         return -(-(max_tokens + 2 * (max_k + 1) + 16) // 128) * 128
 
     @torch.inference_mode()
-    def warm_up(self, batch_sizes: Sequence[int], *, max_tokens: int) -> None:
+    def warm_up(self, batch_sizes: Sequence[int], *, max_tokens: int, continuous: bool = False) -> None:
         """Capture the CUDA graphs of every step shape up front (no-op without graphs).
 
-        max_tokens: the longest prompt + max_new_tokens the calls will use (sizes the caches).
+        max_tokens: the longest prompt + max_new_tokens the calls will use (sizes the caches);
+        continuous: for calls that admit sequences (`admit`), whose caches are larger. One cache, and
+        one set of graphs, is kept per batch size: the last warm-up of a batch size decides it.
         """
         if not self.target.use_graphs:
             return
-        capacity = self._capacity(max_tokens)
+        capacity = self._call_capacity(max_tokens, max_tokens, continuous=continuous)
         max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
         for batch_size in sorted({self.padded_batch_size(size) for size in batch_sizes}):
             ones = torch.ones(batch_size, max_k + 2, dtype=torch.bool, device=self.device)

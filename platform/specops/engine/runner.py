@@ -14,7 +14,9 @@ a CUDA graph.
 
 from __future__ import annotations
 
+import functools
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -102,7 +104,7 @@ class ModelRunner:
     Supports the Llama family as laid out by transformers (llama, mistral, qwen2, qwen3).
     """
 
-    def __init__(self, model: torch.nn.Module, *, cuda_graphs: bool = True) -> None:
+    def __init__(self, model: torch.nn.Module, *, cuda_graphs: bool = True, compiled: bool = True) -> None:
         config = model.config
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise errors.InvalidInput(
@@ -123,22 +125,39 @@ class ModelRunner:
         # attend over the whole capacity, as CUDA graphs must (tests set it on a CPU to cover that path)
         self.attend_capacity = self.use_graphs
         # on a GPU, fewer and larger kernels: q/k/v and gate/up projections as one matrix each
-        # (copies of those weights), fused RMSNorm, one rotary pass for q and k
+        # (copies of those weights), one rotary pass for q and k, and (`compiled`) the elementwise
+        # work around the matrix products fused by torch.compile
         self.fused: list[_FusedLayer] | None = None
         if self.use_graphs:
-            self.fuse()
+            self.fuse(compiled=compiled)
         self._caches: dict[int, KVCache] = {}
         self._graphs: dict[tuple, _CapturedGraph] = {}
+        self._step_inputs = _compiled_step_inputs() if self.use_graphs and compiled else _step_inputs
+        self._rope = self._rope_table()
 
     @property
     def num_graphs(self) -> int:
         return len(self._graphs)
 
-    def fuse(self) -> None:
-        """Use the fused layer path (tests call it on a CPU to cover it)."""
+    def fuse(self, *, compiled: bool = False) -> None:
+        """Use the fused layer path (tests call it on a CPU to cover it); `compiled` runs its two
+        elementwise-heavy halves through torch.compile."""
         layers = self.model.model.layers[: self.num_layers]
         if not any(hasattr(layer.self_attn, "q_norm") for layer in layers):
-            self.fused = [_FusedLayer.of(layer) for layer in layers]
+            halves = _compiled_halves() if compiled else (_attention_inputs, _attention_output_and_mlp)
+            self.fused = [_FusedLayer.of(layer, *halves) for layer in layers]
+
+    @torch.inference_mode()
+    def _rope_table(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """cos and sin [max_context, head_dim] of every position, from the model's own rotary module
+        (the same numbers it computes per call), or None for RoPE types that depend on the sequence."""
+        rotary = self.model.model.rotary_emb
+        if getattr(rotary, "rope_type", "default") in {"dynamic", "longrope"}:
+            return None
+        positions = torch.arange(self.max_context, device=self.device)[None]
+        probe = torch.zeros(1, 1, self.head_dim, device=self.device, dtype=self.dtype)
+        cos, sin = rotary(probe, positions)
+        return cos[0], sin[0]
 
     # -- cache -------------------------------------------------------------------------------
     def cache(self, batch_size: int, capacity: int) -> KVCache:
@@ -297,17 +316,16 @@ class ModelRunner:
         inner = self.model.model
         batch_size, q = input_ids.shape
         kv_len = kv_len or cache.capacity
-        slots = start + torch.arange(q, device=self.device)  # [q]
-        # position = valid tokens before this one in the same sequence
-        positions = (cache.seq_lens[:, None] + torch.cumsum(input_valid.long(), dim=1) - 1).clamp(min=0)
+        slots, positions, mask, seq_lens = self._step_inputs(
+            cache.valid, cache.seq_lens, input_valid, start, kv_len, self.dtype
+        )
         cache.valid.index_copy_(1, slots, input_valid)
-        cache.seq_lens += input_valid.sum(dim=1)
-        key_slots = torch.arange(kv_len, device=self.device)
-        # attend to valid slots up to and including one's own; always to oneself (padding too)
-        mask = cache.valid[:, None, None, :kv_len] & (key_slots[None, None, None, :] <= slots[None, None, :, None])
-        mask |= key_slots[None, None, None, :] == slots[None, None, :, None]  # [batch_size, 1, q, kv_len]
+        cache.seq_lens.copy_(seq_lens)
         hidden = inner.embed_tokens(input_ids)  # [batch_size, q, hidden]
-        cos, sin = inner.rotary_emb(hidden, positions)  # [batch_size, q, head_dim]
+        if self._rope is not None:
+            cos, sin = self._rope[0][positions], self._rope[1][positions]  # [batch_size, q, head_dim]
+        else:
+            cos, sin = inner.rotary_emb(hidden, positions)
         cos, sin = cos[:, None], sin[:, None]
         gqa = self.num_kv_heads != self.num_heads
         for layer_index, layer in enumerate(inner.layers[: self.num_layers]):
@@ -344,9 +362,44 @@ class ModelRunner:
         return self.model.lm_head(inner.norm(hidden)).float()  # [batch_size, q, vocab]
 
 
+def _step_inputs(
+    valid: torch.Tensor,  # [batch_size, capacity] bool, the cache's slots before this forward
+    seq_lens: torch.Tensor,  # [batch_size] long, valid tokens per sequence before it
+    input_valid: torch.Tensor,  # [batch_size, q] bool
+    start: torch.Tensor,  # [1] long, first slot written
+    kv_len: int,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Slots [q], positions [batch_size, q], the additive attention mask [batch_size, 1, q, kv_len]
+    (0 or -inf, in `dtype`: built once per forward, not converted by every layer's attention) and
+    the new `seq_lens` of a forward writing `input_valid`'s tokens into slots [start, start + q)."""
+    q = input_valid.shape[1]
+    slots = start + torch.arange(q, device=valid.device)
+    # position = valid tokens before this one in the same sequence
+    positions = (seq_lens[:, None] + torch.cumsum(input_valid.long(), dim=1) - 1).clamp(min=0)
+    key_slots = torch.arange(kv_len, device=valid.device)[None, None, None, :]
+    query_slots = slots[None, None, :, None]
+    valid = valid[:, :kv_len].index_copy(1, slots, input_valid)[:, None, None, :]  # with this forward's slots
+    # attend to valid slots up to and including one's own; always to oneself (padding too)
+    allowed = (valid & (key_slots <= query_slots)) | (key_slots == query_slots)
+    mask = torch.where(allowed, 0.0, float("-inf")).to(dtype)
+    return slots, positions, mask, seq_lens + input_valid.sum(dim=1)
+
+
+@functools.cache
+def _compiled_step_inputs() -> Callable:
+    _allow_recompiles()
+    return torch.compile(_step_inputs, dynamic=True, fullgraph=True)
+
+
 @dataclass
 class _FusedLayer:
-    """One decoder layer with concatenated projections (same maths as the transformers modules)."""
+    """One decoder layer with concatenated projections (same maths as the transformers modules).
+
+    Its work around attention is two pure functions, `before` (norm, q/k/v projection, rotary) and
+    `after` (output projection, residuals, norm, MLP), which may be compiled; the cache writes and
+    attention stay eager between them, so compiled code never mutates its inputs.
+    """
 
     input_norm: torch.Tensor  # [hidden]
     input_eps: float
@@ -354,14 +407,18 @@ class _FusedLayer:
     post_eps: float
     qkv_weight: torch.Tensor  # [(heads + 2 kv_heads) * head_dim, hidden]
     qkv_bias: torch.Tensor | None
-    o_proj: torch.nn.Module
+    o_weight: torch.Tensor  # [hidden, heads * head_dim]
+    o_bias: torch.Tensor | None
     gate_up_weight: torch.Tensor  # [2 * intermediate, hidden]
-    down_proj: torch.nn.Module
-    act: torch.nn.Module
+    down_weight: torch.Tensor  # [hidden, intermediate]
+    down_bias: torch.Tensor | None
+    act: Callable[[torch.Tensor], torch.Tensor]
     scaling: float
+    before: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    after: Callable[..., torch.Tensor]
 
     @classmethod
-    def of(cls, layer: torch.nn.Module) -> _FusedLayer:
+    def of(cls, layer: torch.nn.Module, before: Callable, after: Callable) -> _FusedLayer:
         attn, mlp = layer.self_attn, layer.mlp
         projections = (attn.q_proj, attn.k_proj, attn.v_proj)
         biases = [p.bias for p in projections]
@@ -372,16 +429,16 @@ class _FusedLayer:
             post_eps=layer.post_attention_layernorm.variance_epsilon,
             qkv_weight=torch.cat([p.weight.detach() for p in projections]),
             qkv_bias=None if biases[0] is None else torch.cat([b.detach() for b in biases]),
-            o_proj=attn.o_proj,
+            o_weight=attn.o_proj.weight,
+            o_bias=attn.o_proj.bias,
             gate_up_weight=torch.cat([mlp.gate_proj.weight.detach(), mlp.up_proj.weight.detach()]),
-            down_proj=mlp.down_proj,
-            act=mlp.act_fn,
+            down_weight=mlp.down_proj.weight,
+            down_bias=mlp.down_proj.bias,
+            act=_functional(mlp.act_fn),
             scaling=attn.scaling,
+            before=before,
+            after=after,
         )
-
-    @staticmethod
-    def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
     def forward(
         self,
@@ -397,21 +454,95 @@ class _FusedLayer:
         num_kv_heads: int,
         gqa: bool,
     ) -> torch.Tensor:
-        batch_size, q, _ = hidden.shape
-        x = self._norm(hidden, self.input_norm, self.input_eps)
-        qkv = F.linear(x, self.qkv_weight, self.qkv_bias).view(batch_size, q, num_heads + 2 * num_kv_heads, -1)
-        qkv = qkv.transpose(1, 2)  # [batch_size, heads + 2 kv_heads, q, head_dim]
-        qk = qkv[:, : num_heads + num_kv_heads]
-        qk = qk * cos + _rotate_half(qk) * sin
-        qs, ks, vs = qk[:, :num_heads], qk[:, num_heads:], qkv[:, num_heads + num_kv_heads :]
+        qs, ks, vs = self.before(
+            hidden, self.input_norm, self.input_eps, self.qkv_weight, self.qkv_bias, cos, sin, num_heads, num_kv_heads
+        )
         keys.index_copy_(2, slots, ks.to(keys.dtype))
         values.index_copy_(2, slots, vs.to(values.dtype))
         out = F.scaled_dot_product_attention(
             qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask, scale=self.scaling, enable_gqa=gqa
         )  # [batch_size, heads, q, head_dim]
-        hidden = hidden + self.o_proj(out.transpose(1, 2).reshape(batch_size, q, -1))
-        gate, up = F.linear(self._norm(hidden, self.post_norm, self.post_eps), self.gate_up_weight).chunk(2, dim=-1)
-        return hidden + self.down_proj(self.act(gate) * up)
+        return self.after(
+            hidden,
+            out,
+            self.o_weight,
+            self.o_bias,
+            self.post_norm,
+            self.post_eps,
+            self.gate_up_weight,
+            self.down_weight,
+            self.down_bias,
+            self.act,
+        )
+
+
+def _norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm as transformers computes it: in float32, cast back, then scaled."""
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def _attention_inputs(
+    hidden: torch.Tensor,  # [batch_size, q, hidden]
+    norm_weight: torch.Tensor,
+    eps: float,
+    qkv_weight: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    cos: torch.Tensor,  # [batch_size, 1, q, head_dim]
+    sin: torch.Tensor,  # [batch_size, 1, q, head_dim]
+    num_heads: int,
+    num_kv_heads: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values [batch_size, heads or kv_heads, q, head_dim], rotary applied."""
+    batch_size, q, _ = hidden.shape
+    qkv = F.linear(_norm(hidden, norm_weight, eps), qkv_weight, qkv_bias)
+    qkv = qkv.view(batch_size, q, num_heads + 2 * num_kv_heads, -1).transpose(1, 2)
+    qk = qkv[:, : num_heads + num_kv_heads]
+    qk = qk * cos + _rotate_half(qk) * sin
+    return qk[:, :num_heads], qk[:, num_heads:], qkv[:, num_heads + num_kv_heads :]
+
+
+def _attention_output_and_mlp(
+    hidden: torch.Tensor,  # [batch_size, q, hidden]
+    attended: torch.Tensor,  # [batch_size, heads, q, head_dim]
+    o_weight: torch.Tensor,
+    o_bias: torch.Tensor | None,
+    norm_weight: torch.Tensor,
+    eps: float,
+    gate_up_weight: torch.Tensor,
+    down_weight: torch.Tensor,
+    down_bias: torch.Tensor | None,
+    act: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The layer's output [batch_size, q, hidden]: attention projected and added, then the MLP block."""
+    batch_size, q, _ = hidden.shape
+    hidden = hidden + F.linear(attended.transpose(1, 2).reshape(batch_size, q, -1), o_weight, o_bias)
+    gate, up = F.linear(_norm(hidden, norm_weight, eps), gate_up_weight).chunk(2, dim=-1)
+    return hidden + F.linear(act(gate) * up, down_weight, down_bias)
+
+
+@functools.cache
+def _compiled_halves() -> tuple[Callable, Callable]:
+    """The two halves of `_FusedLayer` through torch.compile: shapes symbolic, so every batch size, step
+    width and model of a process shares a few compilations. Compiling happens at the first call of each
+    shape family, which CUDA-graph capture runs eagerly before it records."""
+    _allow_recompiles()
+    return (
+        torch.compile(_attention_inputs, dynamic=True, fullgraph=True),
+        torch.compile(_attention_output_and_mlp, dynamic=True, fullgraph=True),
+    )
+
+
+def _allow_recompiles() -> None:
+    """Room for one compilation per shape family (batch or width 1 are specialised) of each model."""
+    limit = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 64))
+
+
+def _functional(act: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation as a function shared by all layers (a module per layer would be compiled per layer)."""
+    if type(act).__name__ in {"SiLU", "SiLUActivation"}:  # torch's, or transformers' own since 5.x
+        return F.silu
+    return act
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -127,8 +127,8 @@ class ServingRuntime:
         warm_up = getattr(engine, "warm_up", None)
         if warm_up is not None:
             # capture the CUDA graphs of every batch shape the batcher can form now, not on the request
-            # path (a no-op without graphs)
-            warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit)
+            # path (a no-op without graphs); the batcher batches continuously
+            warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit, continuous=True)
         self.batcher = batching.DynamicBatcher(
             generate=engine.generate, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
             metrics=metrics, max_sequence_tokens=self.context_limit,

@@ -1,0 +1,88 @@
+"""Which kernels a forward launches and what each costs on the device (torch.profiler, no CUDA graphs).
+
+Untrained bench-size models, compiled layers as the engine runs them on a GPU:
+
+    PYTHONPATH=platform python benchmarks/engine_kernels.py --out benchmarks/results/engine-kernels-h100.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine import BenchRecipe, llama  # the bench pair's shapes
+
+from specops.engine.runner import ModelRunner
+
+
+def kernels(runner: ModelRunner, batch_size: int, q: int, calls: int = 20) -> dict:
+    """Device kernels of one forward of `q` tokens per sequence: count, total and top time."""
+    cache = runner.cache(batch_size, 384)
+    ids = torch.zeros(batch_size, q, dtype=torch.long, device=runner.device)
+    valid = torch.ones(batch_size, q, dtype=torch.bool, device=runner.device)
+    start = torch.zeros(1, dtype=torch.long, device=runner.device)
+
+    def forward() -> None:
+        with torch.inference_mode():
+            runner._forward(cache, ids, valid, start, kv_len=None)
+        cache.reset()
+
+    for _ in range(3):  # compile and warm up
+        forward()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            forward()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total_us = sum(e.self_device_time_total for e in events) / calls
+    launched = sum(e.count for e in events) / calls
+    top = sorted(events, key=lambda e: -e.self_device_time_total)[:15]
+    return {
+        "batch_size": batch_size,
+        "q": q,
+        "kernels_per_forward": round(launched, 1),
+        "device_us_per_forward": round(total_us, 1),
+        "top": [
+            {
+                "name": e.key[:90],
+                "per_forward": round(e.count / calls, 1),
+                "us": round(e.self_device_time_total / calls, 1),
+            }
+            for e in top
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--compiled", choices=("on", "off"), default="on")
+    args = parser.parse_args()
+    recipe = BenchRecipe()
+    rows = []
+    for seed, name in enumerate(("target", "draft")):
+        shape = {key: getattr(recipe, f"{name}_{key}") for key in ("hidden", "layers", "heads", "mlp")}
+        model = llama(recipe, **shape, seed=seed).to(device="cuda", dtype=torch.bfloat16).eval()
+        runner = ModelRunner(model, compiled=args.compiled == "on")
+        for batch_size, q in ((1, 1), (1, 3), (8, 3), (32, 3)):
+            row = {"model": name, **kernels(runner, batch_size, q)}
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "top"}), flush=True)
+            for t in row["top"][:8]:
+                print("   ", json.dumps(t), flush=True)
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
