@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -23,21 +24,33 @@ from engine import BenchRecipe, llama  # the bench pair's shapes
 from specops.engine.runner import ModelRunner
 
 
-def kernels(runner: ModelRunner, batch_size: int, q: int, calls: int = 20) -> dict:
-    """Device kernels of one forward of `q` tokens per sequence: count, total and top time."""
+def kernels(runner: ModelRunner, batch_size: int, q: int, calls: int = 20, *, prefill: bool = False) -> dict:
+    """Device kernels of one forward of `q` tokens per sequence: count, total and top time.
+
+    prefill: the public eager path a prompt takes (`append`, no logits), with its host time.
+    """
     cache = runner.cache(batch_size, 384)
     ids = torch.zeros(batch_size, q, dtype=torch.long, device=runner.device)
     valid = torch.ones(batch_size, q, dtype=torch.bool, device=runner.device)
     start = torch.zeros(1, dtype=torch.long, device=runner.device)
+    prompts = [[0] * q for _ in range(batch_size)]
 
     def forward() -> None:
-        with torch.inference_mode():
-            runner._forward(cache, ids, valid, start, kv_len=None)
+        if prefill:
+            runner.append(cache, prompts)
+        else:
+            with torch.inference_mode():
+                runner._forward(cache, ids, valid, start, kv_len=None)
         cache.reset()
 
     for _ in range(3):  # compile and warm up
         forward()
     torch.cuda.synchronize()
+    began = time.perf_counter()
+    for _ in range(calls):
+        forward()
+    torch.cuda.synchronize()
+    wall_ms = (time.perf_counter() - began) * 1000 / calls
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(calls):
             forward()
@@ -49,6 +62,8 @@ def kernels(runner: ModelRunner, batch_size: int, q: int, calls: int = 20) -> di
     return {
         "batch_size": batch_size,
         "q": q,
+        "prefill": prefill,
+        "wall_ms_per_forward": round(wall_ms, 3),
         "kernels_per_forward": round(launched, 1),
         "device_us_per_forward": round(total_us, 1),
         "top": [
@@ -73,8 +88,8 @@ def main() -> None:
         shape = {key: getattr(recipe, f"{name}_{key}") for key in ("hidden", "layers", "heads", "mlp")}
         model = llama(recipe, **shape, seed=seed).to(device="cuda", dtype=torch.bfloat16).eval()
         runner = ModelRunner(model, compiled=args.compiled == "on")
-        for batch_size, q in ((1, 1), (1, 3), (8, 3), (32, 3)):
-            row = {"model": name, **kernels(runner, batch_size, q)}
+        for batch_size, q, prefill in ((1, 1, False), (1, 3, False), (8, 3, False), (32, 3, False), (1, 127, True)):
+            row = {"model": name, **kernels(runner, batch_size, q, prefill=prefill)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "top"}), flush=True)
             for t in row["top"][:8]:
