@@ -112,6 +112,7 @@ def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, t
     for model_runner in (engine.target, engine.proposer.runner):
         model_runner.attend_capacity = True
         model_runner.fuse(compiled=compiled)
+        model_runner.run_compiled = compiled  # as while a CUDA graph records
     assert engine.target.fused is not None
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]

@@ -128,11 +128,15 @@ class ModelRunner:
         # (copies of those weights), one rotary pass for q and k, and (`compiled`) the elementwise
         # work around the matrix products fused by torch.compile
         self.fused: list[_FusedLayer] | None = None
+        self._step_inputs = _step_inputs
         if self.use_graphs:
             self.fuse(compiled=compiled)
         self._caches: dict[int, KVCache] = {}
         self._graphs: dict[tuple, _CapturedGraph] = {}
-        self._step_inputs = _compiled_step_inputs() if self.use_graphs and compiled else _step_inputs
+        # compiled code runs only while a CUDA graph records (and in its first, real call): called
+        # eagerly, as prefill is, its guards and wrappers cost more host time than the plain functions
+        # (tests set it on a CPU to cover the compiled code)
+        self.run_compiled = False
         self._rope = self._rope_table()
 
     @property
@@ -146,6 +150,8 @@ class ModelRunner:
         if not any(hasattr(layer.self_attn, "q_norm") for layer in layers):
             halves = _compiled_halves() if compiled else (_attention_inputs, _attention_output_and_mlp)
             self.fused = [_FusedLayer.of(layer, *halves) for layer in layers]
+        if compiled:
+            self._step_inputs = _compiled_step_inputs()
 
     @torch.inference_mode()
     def _rope_table(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -316,7 +322,8 @@ class ModelRunner:
         inner = self.model.model
         batch_size, q = input_ids.shape
         kv_len = kv_len or cache.capacity
-        slots, positions, mask, seq_lens = self._step_inputs(
+        step_inputs = self._step_inputs if self.run_compiled else _step_inputs
+        slots, positions, mask, seq_lens = step_inputs(
             cache.valid, cache.seq_lens, input_valid, start, kv_len, self.dtype
         )
         cache.valid.index_copy_(1, slots, input_valid)
@@ -332,7 +339,18 @@ class ModelRunner:
             keys, values = cache.keys[layer_index], cache.values[layer_index]
             if self.fused is not None:
                 hidden = self.fused[layer_index].forward(
-                    hidden, cos, sin, keys, values, slots, mask, kv_len, self.num_heads, self.num_kv_heads, gqa
+                    hidden,
+                    cos,
+                    sin,
+                    keys,
+                    values,
+                    slots,
+                    mask,
+                    kv_len,
+                    self.num_heads,
+                    self.num_kv_heads,
+                    gqa,
+                    compiled=self.run_compiled,
                 )
                 continue
             attn = layer.self_attn
@@ -453,8 +471,11 @@ class _FusedLayer:
         num_heads: int,
         num_kv_heads: int,
         gqa: bool,
+        *,
+        compiled: bool = True,
     ) -> torch.Tensor:
-        qs, ks, vs = self.before(
+        before, after = (self.before, self.after) if compiled else (_attention_inputs, _attention_output_and_mlp)
+        qs, ks, vs = before(
             hidden, self.input_norm, self.input_eps, self.qkv_weight, self.qkv_bias, cos, sin, num_heads, num_kv_heads
         )
         keys.index_copy_(2, slots, ks.to(keys.dtype))
@@ -462,7 +483,7 @@ class _FusedLayer:
         out = F.scaled_dot_product_attention(
             qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask, scale=self.scaling, enable_gqa=gqa
         )  # [batch_size, heads, q, head_dim]
-        return self.after(
+        return after(
             hidden,
             out,
             self.o_weight,
@@ -575,18 +596,20 @@ class _CapturedGraph:
         # recording does not execute, so the cache holds exactly one copy of the writes
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            result = self._call().clone()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
+        self.runner.run_compiled = True  # it compiles in the real call, before recording
         # no garbage collection while recording: collecting a dropped runner's graphs frees device
         # memory, which a capture forbids (it invalidates the recording)
         collecting = gc.isenabled()
-        gc.disable()
         try:
+            with torch.cuda.stream(stream):
+                result = self._call().clone()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            gc.disable()
             with torch.cuda.graph(self.graph):  # a private memory pool per graph: replay order never matters
                 self.output = self._call()
         finally:
+            self.runner.run_compiled = False
             if collecting:
                 gc.enable()
         return result
