@@ -513,6 +513,14 @@ def device_busy(records, seconds: float) -> float:
     return round(busy / seconds, 4)
 
 
+def wall_ms_per_step(records, seconds: float) -> float:
+    """The measured calls' wall time over their steps, prefills and catch-ups included."""
+    from specops.engine import StepStats
+
+    steps = sum(isinstance(s, StepStats) for s in records)
+    return round(seconds * 1000 / steps, 3) if steps else 0.0
+
+
 def k_histogram(records) -> dict[int, int]:
     """How many steps drafted each batch draft length (0 = plain steps)."""
     from collections import Counter
@@ -705,6 +713,8 @@ def main() -> None:
             row[f"{name}_figures"] = {
                 **figures,
                 "device_busy_fraction": device_busy(records, seconds),
+                # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
+                "wall_ms_per_step": wall_ms_per_step(records, seconds),
                 "k_chosen": k_histogram(records),
                 "governor_step_ms": {
                     f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
