@@ -110,6 +110,10 @@ def test_a_run_of_rejections_shortens_drafts_but_does_not_switch_a_good_sequence
     assert controller.long_run_alpha(0) > 0.45
     # what the governor weighs against plain decoding (1 token) is the long-run figure
     assert controller.gain([True], 1) == pytest.approx(1 + controller.long_run_alpha(0))
+    for _ in range(6):
+        controller.update(0, 0, 0)  # plain steps: no evidence, the recent estimate reverts
+    assert controller.alpha(0) == pytest.approx(controller.long_run_alpha(0), abs=0.05)
+    assert controller.length(0, 4) >= 2
 
 
 def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, tokenizer):

@@ -56,9 +56,9 @@ class DraftLengthController:
 
     The draft length follows acceptance within a few steps (a hard passage drafts short). The gain,
     which decides whether the batch speculates at all, uses the sequence's acceptance since it
-    started (with `PRIOR_TRIALS` of the prior): a plain step teaches nothing, so a sequence that a
-    short run of rejections pushed to plain decoding would otherwise stay there on a stale, low
-    estimate.
+    started (with `PRIOR_TRIALS` of the prior). A plain step teaches nothing: during plain steps the
+    recent estimate reverts to the long-run one, so a short run of rejections cannot keep a sequence
+    in plain decoding on a stale, low estimate.
     """
 
     def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = PRIOR_ALPHA) -> None:
@@ -102,11 +102,17 @@ class DraftLengthController:
         )
 
     def update(self, row: int, num_draft_tokens: int, num_accepted: int) -> None:
-        """Learn from one step of `row`; a plain step (nothing drafted) teaches nothing."""
+        """Learn from one step of `row`.
+
+        A plain step (nothing drafted) brings no evidence, so the recent estimate drifts back towards
+        the long-run one: a sequence that a few rejections pushed to short drafts, and so to plain
+        decoding, returns to drafting once the stale evidence has faded.
+        """
+        w = self.weight
         if num_draft_tokens == 0:
+            self.successes[row] = (1 - w) * self.successes[row] + w * self.long_run_alpha(row) * self.trials[row]
             return
         rejected = 1.0 if num_accepted < num_draft_tokens else 0.0
-        w = self.weight
         self.successes[row] = (1 - w) * self.successes[row] + w * num_accepted
         self.trials[row] = max((1 - w) * self.trials[row] + w * (num_accepted + rejected), 1e-6)
         self.total_successes[row] += num_accepted
