@@ -273,14 +273,57 @@ def hf_run(model, groups, new_tokens: int, device: str, **kwargs) -> tuple[list[
     return outputs, seconds, tokens
 
 
-def engine_run(engine, groups, new_tokens: int, device: str):
+class StepTimes:
+    """Wall time between step callbacks, the first of a call counted from the call's start (its
+    set-up and prefill included): where a call's time goes beyond its steady steps."""
+
+    def __init__(self) -> None:
+        self.gaps: list[tuple[float, bool, int]] = []  # (seconds, first of its call, batch k)
+        self._last = 0.0
+        self._first = False
+
+    def start(self) -> None:
+        self._last, self._first = time.perf_counter(), True
+
+    def __call__(self, stats) -> None:
+        now = time.perf_counter()
+        self.gaps.append((now - self._last, self._first, max(stats.num_draft_tokens, default=0)))
+        self._last, self._first = now, False
+
+    def summary(self) -> dict:
+        if not self.gaps:
+            return {}
+        ms = sorted(g * 1000 for g, _, _ in self.gaps)
+        first = [g * 1000 for g, is_first, _ in self.gaps if is_first]
+        rest = [g * 1000 for g, is_first, _ in self.gaps if not is_first]
+        slowest = sorted(((round(g * 1000, 2), k) for g, is_first, k in self.gaps if not is_first), reverse=True)
+        return {
+            "median_ms": round(ms[len(ms) // 2], 3),
+            "mean_ms": round(sum(ms) / len(ms), 3),
+            "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
+            "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 3),
+            "first_of_call_mean_ms": round(sum(first) / len(first), 3) if first else None,
+            "calls": len(first),
+            "other_steps_mean_ms": round(sum(rest) / len(rest), 3) if rest else None,
+            "slowest_other_steps_ms_k": slowest[:8],
+        }
+
+
+def engine_run(engine, groups, new_tokens: int, device: str, times: StepTimes | None = None):
     outputs, seconds, tokens = [], 0.0, 0
     step_stats = []
     params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
+    times = times or StepTimes()
+
+    def on_step(stats) -> None:
+        step_stats.append(stats)
+        times(stats)
+
     for group in groups:
         sync(device)
         start = time.perf_counter()
-        results = engine.generate(group, [params] * len(group), on_step=step_stats.append)
+        times.start()
+        results = engine.generate(group, [params] * len(group), on_step=on_step)
         sync(device)
         seconds += time.perf_counter() - start
         outputs.extend(r.token_ids for r in results)
@@ -290,7 +333,7 @@ def engine_run(engine, groups, new_tokens: int, device: str):
     return outputs, seconds, tokens, step_stats
 
 
-def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: str):
+def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: str, times: StepTimes | None = None):
     """`prompts` through `rows` rows with continuous batching, as the server runs the engine: a row
     takes the next prompt as soon as its sequence ends. Outputs in `prompts` order."""
     params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
@@ -309,10 +352,17 @@ def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: s
         outputs[in_row[row]] = result.token_ids
         records.append(result.stats)
 
+    times = times or StepTimes()
+
+    def on_step(stats) -> None:
+        records.append(stats)
+        times(stats)
+
     longest = max(map(len, prompts)) + new_tokens
     sync(device)
     start = time.perf_counter()
-    engine.generate([], [], admit=admit, on_finish=finish, on_step=records.append, rows=rows, max_tokens=longest)
+    times.start()
+    engine.generate([], [], admit=admit, on_finish=finish, on_step=on_step, rows=rows, max_tokens=longest)
     sync(device)
     seconds = time.perf_counter() - start
     ordered = [outputs[i] for i in range(len(prompts))]
@@ -697,14 +747,17 @@ def main() -> None:
         checks = {}
         for name, eng in modes.items():
             engine_run(eng, groups[:1], new, device)  # warm-up: governor
+            times = StepTimes()  # the measured run's steps only (not the static run beside it)
             if batch_size > 1:
                 if name in ("specops_nonspec", "specops_fixed_k"):
                     _, seconds, tokens, _ = engine_run(eng, groups, new, device)
                     row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
-                outputs, seconds, tokens, records = engine_run_continuous(eng, stream, batch_size, new, device)
+                outputs, seconds, tokens, records = engine_run_continuous(
+                    eng, stream, batch_size, new, device, times
+                )
                 measured = [stream]
             else:
-                outputs, seconds, tokens, records = engine_run(eng, groups, new, device)
+                outputs, seconds, tokens, records = engine_run(eng, groups, new, device, times)
                 measured = groups
             row[f"{name}_tok_s"] = round(tokens / seconds, 1)
             if lossless is not None:
@@ -715,6 +768,7 @@ def main() -> None:
                 "device_busy_fraction": device_busy(records, seconds),
                 # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
                 "wall_ms_per_step": wall_ms_per_step(records, seconds),
+                "step_wall": times.summary(),
                 "k_chosen": k_histogram(records),
                 "governor_step_ms": {
                     f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
