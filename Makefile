@@ -44,6 +44,7 @@ test: $(STAMP) services tools
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/serving.py

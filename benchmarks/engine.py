@@ -752,9 +752,7 @@ def main() -> None:
                 if name in ("specops_nonspec", "specops_fixed_k"):
                     _, seconds, tokens, _ = engine_run(eng, groups, new, device)
                     row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
-                outputs, seconds, tokens, records = engine_run_continuous(
-                    eng, stream, batch_size, new, device, times
-                )
+                outputs, seconds, tokens, records = engine_run_continuous(eng, stream, batch_size, new, device, times)
                 measured = [stream]
             else:
                 outputs, seconds, tokens, records = engine_run(eng, groups, new, device, times)

@@ -42,16 +42,22 @@ def build_runtime(*, prometheus_url: str):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="specops-operator", description="Run the SpecOps Kubernetes operator.")
-    parser.add_argument("--namespace", action="append", default=[],
-                        help="watch only this namespace (repeatable); default: all namespaces")
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
     parser.add_argument("--prometheus-url", default=os.environ.get("SPECOPS_PROMETHEUS_URL", DEFAULT_PROMETHEUS_URL))
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
-                        help="kopf liveness endpoint (empty to disable)")
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint (empty to disable)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     namespaces = args.namespace or [n for n in os.environ.get("SPECOPS_WATCH_NAMESPACES", "").split(",") if n]
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     import kopf
 
@@ -64,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     def login(**kwargs):  # type: ignore[no-untyped-def]
         return kopf.login_via_client(**kwargs)
 
-    kopf.run(registry=registry, settings=handlers.settings(), standalone=True,
-             clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=args.liveness or None)
+    kopf.run(
+        registry=registry,
+        settings=handlers.settings(),
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness or None,
+    )
     return 0
 
 

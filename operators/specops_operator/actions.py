@@ -35,8 +35,16 @@ def request(name: str, namespace: str, action: str, *, api: Any = None, kubeconf
     client = kube.KubeClient(api or kube.api_client(kubeconfig=kubeconfig))
     request_id = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
     try:
-        client.patch(kube.DEPLOYMENTS, namespace, name, {"metadata": {"annotations": {
-            constants.ACTION_ANNOTATION: action, constants.ACTION_ID_ANNOTATION: request_id}}})
+        client.patch(
+            kube.DEPLOYMENTS,
+            namespace,
+            name,
+            {
+                "metadata": {
+                    "annotations": {constants.ACTION_ANNOTATION: action, constants.ACTION_ID_ANNOTATION: request_id}
+                }
+            },
+        )
     except ApiException as error:
         if error.status == 404:
             raise NotFound(f"SpeculativeDeployment {namespace}/{name} not found") from error
@@ -44,8 +52,15 @@ def request(name: str, namespace: str, action: str, *, api: Any = None, kubeconf
     return request_id
 
 
-def acknowledged(name: str, namespace: str, request_id: str, *, api: Any = None,
-                 kubeconfig: str | None = None, timeout_s: float = 30.0) -> dict[str, Any] | None:
+def acknowledged(
+    name: str,
+    namespace: str,
+    request_id: str,
+    *,
+    api: Any = None,
+    kubeconfig: str | None = None,
+    timeout_s: float = 30.0,
+) -> dict[str, Any] | None:
     """Wait until the operator acknowledges ``request_id``; its ``status.lastAction`` or None."""
     from specops_operator import kube
 

@@ -26,8 +26,11 @@ def encode(alerts: tuple[Alert, ...], *, batch_id: str | None = None, at: float 
         item = asdict(alert)
         item["role"] = alert.role.value if alert.role is not None else None
         items.append(item)
-    return json.dumps({"id": batch_id or uuid.uuid4().hex, "at": at if at is not None else time.time(),
-                       "alerts": items}, sort_keys=True, separators=(",", ":"))
+    return json.dumps(
+        {"id": batch_id or uuid.uuid4().hex, "at": at if at is not None else time.time(), "alerts": items},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 def decode(value: str) -> tuple[str, tuple[Alert, ...]]:
@@ -36,10 +39,13 @@ def decode(value: str) -> tuple[str, tuple[Alert, ...]]:
         data = json.loads(value)
         batch_id = str(data["id"])
         alerts = tuple(
-            Alert(name=str(item["name"]), severity=str(item["severity"]),
-                  role=Role(item["role"]) if item.get("role") else None,
-                  version=str(item["version"]) if item.get("version") is not None else None,
-                  summary=str(item.get("summary", "")))
+            Alert(
+                name=str(item["name"]),
+                severity=str(item["severity"]),
+                role=Role(item["role"]) if item.get("role") else None,
+                version=str(item["version"]) if item.get("version") is not None else None,
+                summary=str(item.get("summary", "")),
+            )
             for item in data.get("alerts", [])
         )
     except (KeyError, TypeError, json.JSONDecodeError) as error:
@@ -47,8 +53,9 @@ def decode(value: str) -> tuple[str, tuple[Alert, ...]]:
     return batch_id, alerts
 
 
-def annotate(name: str, namespace: str, alerts: tuple[Alert, ...], *, api: Any = None,
-             kubeconfig: str | None = None) -> str:
+def annotate(
+    name: str, namespace: str, alerts: tuple[Alert, ...], *, api: Any = None, kubeconfig: str | None = None
+) -> str:
     """Hand ``alerts`` to the deployment ``namespace/name``; returns the batch id.
 
     ``api``: a ``kubernetes.client.ApiClient`` (default: in-cluster credentials, else kubeconfig).
@@ -57,8 +64,12 @@ def annotate(name: str, namespace: str, alerts: tuple[Alert, ...], *, api: Any =
 
     client = kube.KubeClient(api or kube.api_client(kubeconfig=kubeconfig))
     batch_id = uuid.uuid4().hex
-    client.patch(kube.DEPLOYMENTS, namespace, name, {"metadata": {"annotations": {
-        constants.ALERTS_ANNOTATION: encode(alerts, batch_id=batch_id)}}})
+    client.patch(
+        kube.DEPLOYMENTS,
+        namespace,
+        name,
+        {"metadata": {"annotations": {constants.ALERTS_ANNOTATION: encode(alerts, batch_id=batch_id)}}},
+    )
     return batch_id
 
 

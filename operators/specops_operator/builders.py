@@ -140,21 +140,28 @@ def http_route(
     if not 0 <= canary_weight <= 100:
         raise ValueError(f"canary weight must lie in [0, 100], got {canary_weight}")
     mode = spec.deployment_mode
-    backends = [_backend(isvc_name(owner.name, mode=mode, version=stable_version),
-                         100 - canary_weight if canary_version else 100)]
+    backends = [
+        _backend(
+            isvc_name(owner.name, mode=mode, version=stable_version), 100 - canary_weight if canary_version else 100
+        )
+    ]
     if canary_version is not None:
         backends.append(_backend(isvc_name(owner.name, mode=mode, version=canary_version), canary_weight))
     route_spec: dict[str, Any] = {
-        "parentRefs": [{
-            "group": constants.GATEWAY_GROUP,
-            "kind": "Gateway",
-            "name": spec.gateway.name,
-            "namespace": spec.gateway.namespace,
-        }],
-        "rules": [{
-            "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-            "backendRefs": backends,
-        }],
+        "parentRefs": [
+            {
+                "group": constants.GATEWAY_GROUP,
+                "kind": "Gateway",
+                "name": spec.gateway.name,
+                "namespace": spec.gateway.namespace,
+            }
+        ],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": backends,
+            }
+        ],
     }
     if spec.gateway.hostnames:
         route_spec["hostnames"] = list(spec.gateway.hostnames)
@@ -182,8 +189,7 @@ def route_weights(route: dict[str, Any]) -> dict[str, int]:
 
 
 def _backend(isvc: str, weight: int) -> dict[str, Any]:
-    return {"group": "", "kind": "Service", "name": predictor_service(isvc), "port": PREDICTOR_PORT,
-            "weight": weight}
+    return {"group": "", "kind": "Service", "name": predictor_service(isvc), "port": PREDICTOR_PORT, "weight": weight}
 
 
 def _labels(owner: Owner, spec: DeploymentSpec, *, version: str, role: str) -> dict[str, str]:
@@ -206,11 +212,16 @@ def _resources(spec: DeploymentSpec) -> dict[str, Any]:
 def _specops_container(spec: DeploymentSpec, source: PairSource, *, version: str, role: str) -> dict[str, Any]:
     args = [
         "serve",
-        "--pair", MODEL_MOUNT,
-        "--model-name", spec.pair,
-        "--pair-version", version,
-        "--role", role,
-        "--port", str(CONTAINER_PORT),
+        "--pair",
+        MODEL_MOUNT,
+        "--model-name",
+        spec.pair,
+        "--pair-version",
+        version,
+        "--role",
+        role,
+        "--port",
+        str(CONTAINER_PORT),
     ]
     if spec.runtime.num_speculative_tokens is not None:
         args += ["--num-speculative-tokens", str(spec.runtime.num_speculative_tokens)]

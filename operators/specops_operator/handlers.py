@@ -49,37 +49,57 @@ def register(registry: kopf.OperatorRegistry, runtime: reconcile.Runtime) -> Non
         if waker is not None:
             waker.set()
 
-    @kopf.index(constants.KSERVE_GROUP, constants.KSERVE_VERSION, constants.ISVC_PLURAL, registry=registry,
-                id="isvc_ready")
+    @kopf.index(
+        constants.KSERVE_GROUP, constants.KSERVE_VERSION, constants.ISVC_PLURAL, registry=registry, id="isvc_ready"
+    )
     def isvc_ready(namespace: str, name: str, status: Any, **_: Any) -> dict[tuple[str, str], bool]:
         conditions = (status or {}).get("conditions") or []
         ready = any(item.get("type") == "Ready" and item.get("status") == "True" for item in conditions)
         return {(namespace, name): ready}
 
-    @kopf.on.event(constants.KSERVE_GROUP, constants.KSERVE_VERSION, constants.ISVC_PLURAL, registry=registry,
-                   labels={constants.LABEL_DEPLOYMENT: kopf.PRESENT}, id="isvc_changed")
+    @kopf.on.event(
+        constants.KSERVE_GROUP,
+        constants.KSERVE_VERSION,
+        constants.ISVC_PLURAL,
+        registry=registry,
+        labels={constants.LABEL_DEPLOYMENT: kopf.PRESENT},
+        id="isvc_changed",
+    )
     async def isvc_changed(namespace: str, labels: Any, **_: Any) -> None:
         wake(namespace, labels[constants.LABEL_DEPLOYMENT])
 
-    @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL, registry=registry,
-                   id="deployment_changed")
+    @kopf.on.event(constants.GROUP, constants.VERSION, constants.PLURAL, registry=registry, id="deployment_changed")
     async def deployment_changed(event: dict[str, Any], namespace: str, name: str, body: Any, **_: Any) -> None:
         key = (namespace, name)
         if event.get("type") == "DELETED":
             fingerprints.pop(key, None)
             return
         annotations = body.get("metadata", {}).get("annotations") or {}
-        fingerprint = json.dumps([body.get("spec"), annotations.get(constants.ACTION_ANNOTATION),
-                                  annotations.get(constants.ACTION_ID_ANNOTATION),
-                                  annotations.get(constants.ALERTS_ANNOTATION)], sort_keys=True, default=str)
+        fingerprint = json.dumps(
+            [
+                body.get("spec"),
+                annotations.get(constants.ACTION_ANNOTATION),
+                annotations.get(constants.ACTION_ID_ANNOTATION),
+                annotations.get(constants.ALERTS_ANNOTATION),
+            ],
+            sort_keys=True,
+            default=str,
+        )
         if fingerprints.get(key) != fingerprint:
             fingerprints[key] = fingerprint
             wake(namespace, name)
 
-    @kopf.daemon(constants.GROUP, constants.VERSION, constants.PLURAL, registry=registry,
-                 cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT_S, id="rollout")
-    async def rollout(stopped: kopf.DaemonStopped, body: Any, namespace: str, name: str, isvc_ready: kopf.Index,
-                      logger: Any, **_: Any) -> None:
+    @kopf.daemon(
+        constants.GROUP,
+        constants.VERSION,
+        constants.PLURAL,
+        registry=registry,
+        cancellation_timeout=DAEMON_CANCELLATION_TIMEOUT_S,
+        id="rollout",
+    )
+    async def rollout(
+        stopped: kopf.DaemonStopped, body: Any, namespace: str, name: str, isvc_ready: kopf.Index, logger: Any, **_: Any
+    ) -> None:
         key = (namespace, name)
         waker = wakers[key] = asyncio.Event()
         memory = reconcile.Memory()
@@ -112,9 +132,16 @@ def register(registry: kopf.OperatorRegistry, runtime: reconcile.Runtime) -> Non
         pair = (spec or {}).get("pair", {}).get("name")
         if pair and state is not None and state.canary_version is not None:
             runtime.versions.delete_alias(pair, "canary")
-        runtime.audit.append(actor=runtime.actor, action="deployment.deleted", subject=f"{namespace}/{name}",
-                             payload={"pair": pair, "stable_version": state.stable_version if state else None,
-                                      "canary_version": state.canary_version if state else None})
+        runtime.audit.append(
+            actor=runtime.actor,
+            action="deployment.deleted",
+            subject=f"{namespace}/{name}",
+            payload={
+                "pair": pair,
+                "stable_version": state.stable_version if state else None,
+                "canary_version": state.canary_version if state else None,
+            },
+        )
 
 
 async def _sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:

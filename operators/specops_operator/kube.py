@@ -65,21 +65,26 @@ class KubeClient:
     def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create ``body``; if it already exists (a retried reconcile), merge-patch it instead."""
         try:
-            return self.objects.create_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural,
-                                                                body)
+            return self.objects.create_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, body)
         except ApiException as error:
             if error.status != 409:
                 raise
-        return self.patch(kind, namespace, body["metadata"]["name"],
-                          {key: value for key, value in body.items() if key in ("metadata", "spec")})
+        return self.patch(
+            kind,
+            namespace,
+            body["metadata"]["name"],
+            {key: value for key, value in body.items() if key in ("metadata", "spec")},
+        )
 
     def patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self.objects.patch_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name,
-                                                           patch, _content_type=MERGE_PATCH)
+        return self.objects.patch_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, name, patch, _content_type=MERGE_PATCH
+        )
 
     def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return self.objects.patch_namespaced_custom_object_status(
-            kind.group, kind.version, namespace, kind.plural, name, {"status": status}, _content_type=MERGE_PATCH)
+            kind.group, kind.version, namespace, kind.plural, name, {"status": status}, _content_type=MERGE_PATCH
+        )
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete the object; False when it was already gone."""
@@ -94,8 +99,12 @@ class KubeClient:
     def list(self, kind: Kind, namespace: str, *, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Objects of ``kind`` in ``namespace`` carrying every label in ``labels`` (checked here too)."""
         selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
-        found = self.objects.list_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural,
-                                                           label_selector=selector)
+        found = self.objects.list_namespaced_custom_object(
+            kind.group, kind.version, namespace, kind.plural, label_selector=selector
+        )
         wanted = labels or {}
-        return [item for item in found.get("items", [])
-                if all(item.get("metadata", {}).get("labels", {}).get(k) == v for k, v in wanted.items())]
+        return [
+            item
+            for item in found.get("items", [])
+            if all(item.get("metadata", {}).get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]

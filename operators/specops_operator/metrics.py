@@ -84,8 +84,7 @@ def figure_queries(*, names: MetricNames, model: str, version: str, role: str, s
         "num_drafts": f"sum(increase({names.drafts}{sel}{window}))",
         "num_draft_tokens": f"sum(increase({names.draft_tokens}{sel}{window}))",
         "num_accepted_tokens": f"sum(increase({names.accepted_tokens}{sel}{window}))",
-        "itl_p95_s": f"histogram_quantile({ITL_QUANTILE}, sum by (le) "
-                     f"(rate({names.itl}_bucket{sel}{window})))",
+        "itl_p95_s": f"histogram_quantile({ITL_QUANTILE}, sum by (le) (rate({names.itl}_bucket{sel}{window})))",
     }
     if names.errors is not None:
         error_sel = _selector(model=model, version=version, role=role, extra=names.error_selector)
@@ -98,8 +97,9 @@ def combined_query(per_side: dict[str, dict[str, str]]) -> str:
     parts = []
     for side, queries in per_side.items():
         for figure, query in queries.items():
-            parts.append(f'label_replace(label_replace({query}, "figure", "{figure}", "", ""), '
-                         f'"side", "{side}", "", "")')
+            parts.append(
+                f'label_replace(label_replace({query}, "figure", "{figure}", "", ""), "side", "{side}", "", "")'
+            )
     return " or ".join(parts)
 
 
@@ -110,8 +110,15 @@ class PrometheusMetrics:
     ``window`` call fetches all of them and the next ones are served from that answer.
     """
 
-    def __init__(self, *, http: httpx.Client, url: str, model: str, runtime: str = "specops",
-                 sides: dict[Role, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        http: httpx.Client,
+        url: str,
+        model: str,
+        runtime: str = "specops",
+        sides: dict[Role, str] | None = None,
+    ) -> None:
         self.http = http
         self.url = url.rstrip("/")
         self.model = model
@@ -127,9 +134,12 @@ class PrometheusMetrics:
         return self._answers[key]
 
     def _fetch(self, sides: dict[Role, str], seconds: float) -> dict[tuple[Role, str, float], WindowMetrics]:
-        per_side = {role.value: figure_queries(names=self.names, model=self.model, version=version,
-                                               role=role.value, seconds=seconds)
-                    for role, version in sides.items()}
+        per_side = {
+            role.value: figure_queries(
+                names=self.names, model=self.model, version=version, role=role.value, seconds=seconds
+            )
+            for role, version in sides.items()
+        }
         values = self.query(combined_query(per_side))
         answers = {}
         for role, version in sides.items():
@@ -155,8 +165,10 @@ class PrometheusMetrics:
         except (httpx.HTTPError, ValueError) as error:
             raise MetricsUnavailable(f"Prometheus at {self.url} did not answer: {error}") from error
         if response.status_code != 200 or body.get("status") != "success":
-            raise MetricsUnavailable(f"Prometheus query failed ({response.status_code}): "
-                                     f"{body.get('errorType', '')} {body.get('error', '')}".strip())
+            raise MetricsUnavailable(
+                f"Prometheus query failed ({response.status_code}): "
+                f"{body.get('errorType', '')} {body.get('error', '')}".strip()
+            )
         values: dict[tuple[str, str], float] = {}
         for sample in body["data"].get("result", []):
             labels = sample.get("metric", {})

@@ -161,24 +161,42 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     try:
         spec = parse(view.spec)
         if saved is not None and saved.stable_version is not None and saved.pair != spec.pair:
-            raise InvalidInput(f"spec.pair.name cannot change from {saved.pair} to {spec.pair}; "
-                               "create another SpeculativeDeployment")
+            raise InvalidInput(
+                f"spec.pair.name cannot change from {saved.pair} to {spec.pair}; create another SpeculativeDeployment"
+            )
     except InvalidInput as error:
         return _reject(runtime, view, memory, current, saved, str(error))
 
     state0 = saved or RolloutState(deployment=subject(view), pair=spec.pair)
     store = StatusStore(state0)
     owner = builders.Owner(name=view.name, namespace=view.namespace, uid=view.uid)
-    backend = KServeBackend(client=runtime.kube, owner=owner, spec=spec, prior=state0,
-                            sources=lambda version: runtime.versions.source(spec.pair, version),
-                            ready=lambda name: ready(view.namespace, name))
-    sides = {role: version for role, version in
-             ((Role.CANARY, state0.canary_version), (Role.STABLE, state0.stable_version)) if version}
-    metrics = PrometheusMetrics(http=runtime.http, url=runtime.prometheus_url, model=spec.pair,
-                                runtime=spec.runtime.type, sides=sides)
+    backend = KServeBackend(
+        client=runtime.kube,
+        owner=owner,
+        spec=spec,
+        prior=state0,
+        sources=lambda version: runtime.versions.source(spec.pair, version),
+        ready=lambda name: ready(view.namespace, name),
+    )
+    sides = {
+        role: version
+        for role, version in ((Role.CANARY, state0.canary_version), (Role.STABLE, state0.stable_version))
+        if version
+    }
+    metrics = PrometheusMetrics(
+        http=runtime.http, url=runtime.prometheus_url, model=spec.pair, runtime=spec.runtime.type, sides=sides
+    )
     control = rollout_controller.RolloutController(
-        deployment=subject(view), pair=spec.pair, policy=spec.policy, serving=backend, metrics=NO_METRICS,
-        aliases=runtime.versions, audit=runtime.audit, states=store, actor=runtime.actor)
+        deployment=subject(view),
+        pair=spec.pair,
+        policy=spec.policy,
+        serving=backend,
+        metrics=NO_METRICS,
+        aliases=runtime.versions,
+        audit=runtime.audit,
+        states=store,
+        actor=runtime.actor,
+    )
     # Only a scheduled analysis reads Prometheus (below). Manual actions and alerts are decided without
     # metrics — the brain does not analyse for them — so they work while Prometheus is down, and an alert
     # never sneaks in an analysis out of schedule (an empty window is inconclusive: the brain waits).
@@ -218,8 +236,12 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
                 result = decision.reason
             extra["lastAction"] = {"id": action_id, "action": action, "at": status_.iso(now), "result": result}
             more = desired is not None or alerts is not None
-        elif (desired is not None and desired not in (state0.stable_version, state0.canary_version)
-              and desired != rejected and state0.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK)):
+        elif (
+            desired is not None
+            and desired not in (state0.stable_version, state0.canary_version)
+            and desired != rejected
+            and state0.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK)
+        ):
             acted = "begin"
             decision = control.begin(desired, now=now)
             ticked_at = now
@@ -236,7 +258,12 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
         elif state0.phase is Phase.PROGRESSING and _due(now, ticked_at, spec):
             canary = backend.serving_names(state0).get(Role.CANARY.value, "")
             routed = memory.synced is not None and memory.synced[:5] == (
-                state0.phase, state0.stable_version, state0.canary_version, state0.weight, True)
+                state0.phase,
+                state0.stable_version,
+                state0.canary_version,
+                state0.weight,
+                True,
+            )
             if ready(view.namespace, canary) and not routed:
                 # Ready, but this process has not yet routed its share of traffic to it (just became
                 # Ready, or the operator restarted): route first (sync below); the first window starts now.
@@ -270,8 +297,15 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     # Converge the cluster to the state (missing objects, route weight once Ready, retired versions).
     canary_name = backend.serving_names(state).get(Role.CANARY.value)
     baking = state.promoted_at is not None and now - state.promoted_at <= spec.policy.bake_s
-    key = (state.phase, state.stable_version, state.canary_version, state.weight,
-           bool(canary_name and ready(view.namespace, canary_name)), baking, spec.deployment_mode)
+    key = (
+        state.phase,
+        state.stable_version,
+        state.canary_version,
+        state.weight,
+        bool(canary_name and ready(view.namespace, canary_name)),
+        baking,
+        spec.deployment_mode,
+    )
     if key != memory.synced or (decision is not None and decision.kind is not DecisionKind.HOLD):
         try:
             backend.sync(state, now=now)
@@ -290,30 +324,58 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
     elif decision is not None:
         extra["message"] = decision.reason
 
-    new_status = status_.render(state, revision=status_.revision(current) + 1, conditions=conditions,
-                                previous=current, analysed_at=analysed_at, extra=extra)
+    new_status = status_.render(
+        state,
+        revision=status_.revision(current) + 1,
+        conditions=conditions,
+        previous=current,
+        analysed_at=analysed_at,
+        extra=extra,
+    )
     new_status["rollout"]["tickedAt"] = ticked_at
     _write(runtime, view, memory, current, new_status)
     if "lastAction" in extra:  # acknowledged: the request annotations can go
-        runtime.kube.patch(kube.DEPLOYMENTS, view.namespace, view.name, {"metadata": {"annotations": {
-            constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}}})
-    return Outcome(next_in=0.0 if more else _next_in(now, ticked_at, state, spec, problems),
-                   decision=decision, status=new_status, acted=acted)
+        runtime.kube.patch(
+            kube.DEPLOYMENTS,
+            view.namespace,
+            view.name,
+            {"metadata": {"annotations": {constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}}},
+        )
+    return Outcome(
+        next_in=0.0 if more else _next_in(now, ticked_at, state, spec, problems),
+        decision=decision,
+        status=new_status,
+        acted=acted,
+    )
 
 
-def _reject(runtime: Runtime, view: View, memory: Memory, current: dict[str, Any] | None,
-            saved: RolloutState | None, message: str) -> Outcome:
+def _reject(
+    runtime: Runtime,
+    view: View,
+    memory: Memory,
+    current: dict[str, Any] | None,
+    saved: RolloutState | None,
+    message: str,
+) -> Outcome:
     """An invalid spec: say so in a condition; keep serving whatever is serving."""
     conditions = [status_.condition("Ready", False, "InvalidSpec", message)]
     if saved is not None:
         conditions += status_.phase_conditions(saved)
-        new_status = status_.render(saved, revision=status_.revision(current) + 1, conditions=conditions,
-                                    previous=current, extra={"message": message,
-                                                             "observedGeneration": view.generation})
+        new_status = status_.render(
+            saved,
+            revision=status_.revision(current) + 1,
+            conditions=conditions,
+            previous=current,
+            extra={"message": message, "observedGeneration": view.generation},
+        )
         new_status["rollout"]["tickedAt"] = ((current or {}).get("rollout") or {}).get("tickedAt")
     else:
-        new_status = {"phase": Phase.FAILED.value, "message": message, "observedGeneration": view.generation,
-                      "conditions": status_.keep_transition_times(conditions, (current or {}).get("conditions", []))}
+        new_status = {
+            "phase": Phase.FAILED.value,
+            "message": message,
+            "observedGeneration": view.generation,
+            "conditions": status_.keep_transition_times(conditions, (current or {}).get("conditions", [])),
+        }
     _write(runtime, view, memory, current, new_status)
     return Outcome(next_in=IDLE_RECHECK_S, status=new_status, acted="reject")
 
@@ -326,8 +388,9 @@ def _ready_condition(problems: list[tuple[str, str]], state: RolloutState) -> di
     return status_.condition("Ready", True, "Serving", f"version {state.stable_version} is serving")
 
 
-def _write(runtime: Runtime, view: View, memory: Memory, current: dict[str, Any] | None,
-           new_status: dict[str, Any]) -> None:
+def _write(
+    runtime: Runtime, view: View, memory: Memory, current: dict[str, Any] | None, new_status: dict[str, Any]
+) -> None:
     """Patch status unless nothing but the revision counter would change."""
     if current is not None and _same(current, new_status):
         return
@@ -339,6 +402,7 @@ def _same(current: dict[str, Any], new: dict[str, Any]) -> bool:
     def strip(status: dict[str, Any]) -> str:
         rollout = {k: v for k, v in (status.get("rollout") or {}).items() if k != "revision"}
         return json.dumps({**status, "rollout": rollout}, sort_keys=True, default=str)
+
     return strip(_merged(current, new)) == strip(current)
 
 
@@ -395,8 +459,9 @@ def _due(now: float, ticked_at: float | None, spec: DeploymentSpec) -> bool:
     return ticked_at is None or now - ticked_at >= spec.policy.analysis_interval_s - 0.01
 
 
-def _next_in(now: float, ticked_at: float | None, state: RolloutState, spec: DeploymentSpec,
-             problems: list[tuple[str, str]]) -> float:
+def _next_in(
+    now: float, ticked_at: float | None, state: RolloutState, spec: DeploymentSpec, problems: list[tuple[str, str]]
+) -> float:
     interval = spec.policy.analysis_interval_s
     if any(reason == "ApplyFailed" for reason, _ in problems):
         return min(RETRY_S, interval)

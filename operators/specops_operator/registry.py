@@ -70,8 +70,9 @@ class RegistryAliases:
 class MemoryAliases:
     """Aliases in memory; ``moves`` records every change as (pair, alias, version or None)."""
 
-    def __init__(self, aliases: dict[tuple[str, str], str] | None = None, *,
-                 storage_root: str = "s3://specops-pairs") -> None:
+    def __init__(
+        self, aliases: dict[tuple[str, str], str] | None = None, *, storage_root: str = "s3://specops-pairs"
+    ) -> None:
         self.aliases = dict(aliases or {})
         self.moves: list[tuple[str, str, str | None]] = []
         self.storage_root = storage_root

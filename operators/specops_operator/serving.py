@@ -72,10 +72,13 @@ class KServeBackend:
             return
         if self.serverless:
             # KServe: without canaryTrafficPercent the latest ready revision takes 100 %.
-            self._patch_isvc(self.owner.name, {
-                "metadata": {"annotations": {"specops.io/stable-version": self.canary_version}},
-                "spec": {"predictor": {"canaryTrafficPercent": None}},
-            })
+            self._patch_isvc(
+                self.owner.name,
+                {
+                    "metadata": {"annotations": {"specops.io/stable-version": self.canary_version}},
+                    "spec": {"predictor": {"canaryTrafficPercent": None}},
+                },
+            )
         else:
             # The old stable InferenceService stays (no traffic) for an instant rollback within the bake
             # time; :meth:`sync` removes it once the bake time is over.
@@ -87,17 +90,22 @@ class KServeBackend:
         restore, retire = self._rollback_versions(stable_version)
         if self.serverless:
             # KServe's rollback: canaryTrafficPercent 0 sends all traffic to the last rolled-out revision.
-            self._patch_isvc(self.owner.name, {
-                "metadata": {"annotations": {"specops.io/stable-version": restore}},
-                "spec": {"predictor": {"canaryTrafficPercent": 0}},
-            })
+            self._patch_isvc(
+                self.owner.name,
+                {
+                    "metadata": {"annotations": {"specops.io/stable-version": restore}},
+                    "spec": {"predictor": {"canaryTrafficPercent": 0}},
+                },
+            )
         else:
             if restore is not None:
                 # Traffic first: the route is what makes the rollback effective.
                 self.stable_version, self.canary_version = restore, None
                 self._apply_route(canary_weight=0)
-                if self.prior.phase is Phase.PROMOTED and self.client.get(
-                        kube.INFERENCE_SERVICES, self.owner.namespace, self._name(restore)) is None:
+                if (
+                    self.prior.phase is Phase.PROMOTED
+                    and self.client.get(kube.INFERENCE_SERVICES, self.owner.namespace, self._name(restore)) is None
+                ):
                     self._apply_isvc(restore, Role.STABLE, canary_percent=None)  # retired after the bake
             if retire is not None and retire != restore:
                 self.client.delete(kube.INFERENCE_SERVICES, self.owner.namespace, self._name(retire))
@@ -126,10 +134,18 @@ class KServeBackend:
         wanted = {state.stable_version: Role.STABLE}
         if state.canary_version is not None:
             wanted[state.canary_version] = Role.CANARY
-        baking = state.phase is Phase.PROMOTED and state.promoted_at is not None and \
-            now - state.promoted_at <= self.spec.policy.bake_s and state.previous_version is not None
-        existing = {item["metadata"]["name"]: item for item in self.client.list(
-            kube.INFERENCE_SERVICES, namespace, labels={constants.LABEL_DEPLOYMENT: self.owner.name})}
+        baking = (
+            state.phase is Phase.PROMOTED
+            and state.promoted_at is not None
+            and now - state.promoted_at <= self.spec.policy.bake_s
+            and state.previous_version is not None
+        )
+        existing = {
+            item["metadata"]["name"]: item
+            for item in self.client.list(
+                kube.INFERENCE_SERVICES, namespace, labels={constants.LABEL_DEPLOYMENT: self.owner.name}
+            )
+        }
         for version, role in wanted.items():
             if self._name(version) not in existing:
                 self._apply_isvc(version, role, canary_percent=None)
@@ -174,14 +190,22 @@ class KServeBackend:
         return bool(self.ready(self._name(version)))
 
     def _apply_isvc(self, version: str, role: Role, *, canary_percent: int | None) -> None:
-        manifest = builders.inference_service(owner=self.owner, spec=self.spec, version=version, role=role.value,
-                                              source=self.sources(version), canary_traffic_percent=canary_percent)
+        manifest = builders.inference_service(
+            owner=self.owner,
+            spec=self.spec,
+            version=version,
+            role=role.value,
+            source=self.sources(version),
+            canary_traffic_percent=canary_percent,
+        )
         existing = self.client.get(kube.INFERENCE_SERVICES, self.owner.namespace, manifest["metadata"]["name"])
         if existing is None:
             self.client.create(kube.INFERENCE_SERVICES, self.owner.namespace, manifest)
             return
-        patch = {"metadata": {key: manifest["metadata"][key] for key in ("labels", "annotations", "ownerReferences")},
-                 "spec": manifest["spec"]}
+        patch = {
+            "metadata": {key: manifest["metadata"][key] for key in ("labels", "annotations", "ownerReferences")},
+            "spec": manifest["spec"],
+        }
         if canary_percent is None:
             patch["spec"]["predictor"]["canaryTrafficPercent"] = None  # merge patch: remove the key
         self._patch_isvc(manifest["metadata"]["name"], patch)
@@ -191,8 +215,13 @@ class KServeBackend:
 
     def _route(self, *, canary_weight: int) -> dict[str, Any]:
         assert self.stable_version is not None
-        return builders.http_route(owner=self.owner, spec=self.spec, stable_version=self.stable_version,
-                                   canary_version=self.canary_version, canary_weight=canary_weight)
+        return builders.http_route(
+            owner=self.owner,
+            spec=self.spec,
+            stable_version=self.stable_version,
+            canary_version=self.canary_version,
+            canary_weight=canary_weight,
+        )
 
     def _apply_route(self, *, canary_weight: int) -> None:
         manifest = self._route(canary_weight=canary_weight)

@@ -159,8 +159,7 @@ def _policy(reader: _Reader) -> RolloutPolicy:
     try:
         return RolloutPolicy(
             steps=tuple(steps),
-            analysis_interval_s=rollout.number("analysisIntervalSeconds", default=60.0, minimum=1.0,
-                                               maximum=86400.0),
+            analysis_interval_s=rollout.number("analysisIntervalSeconds", default=60.0, minimum=1.0, maximum=86400.0),
             min_draft_tokens=rollout.integer("minDraftTokens", default=500, minimum=0),
             min_requests=rollout.integer("minRequests", default=10, minimum=0),
             min_acceptance_rate=thresholds.number("minAcceptanceRate", default=0.3, minimum=0.0, maximum=1.0),
@@ -196,8 +195,9 @@ class _Reader:
             raise InvalidInput(f"{self.path}.{key} is required")
         return value
 
-    def string(self, key: str, *, required: bool = False, default: str | None = None,
-               pattern: re.Pattern[str] | None = None) -> Any:
+    def string(
+        self, key: str, *, required: bool = False, default: str | None = None, pattern: re.Pattern[str] | None = None
+    ) -> Any:
         value = self._get(key, required)
         if value is None:
             return default
@@ -231,8 +231,9 @@ class _Reader:
             raise InvalidInput(f"{self.path}.{key} must be true or false, got {value!r}")
         return value
 
-    def number(self, key: str, *, default: float | None = None, minimum: float | None = None,
-               maximum: float | None = None) -> Any:
+    def number(
+        self, key: str, *, default: float | None = None, minimum: float | None = None, maximum: float | None = None
+    ) -> Any:
         value = self._get(key, False)
         if value is None:
             return default
@@ -241,8 +242,9 @@ class _Reader:
         self._range(key, value, minimum, maximum)
         return float(value)
 
-    def integer(self, key: str, *, default: int | None = None, minimum: int | None = None,
-                maximum: int | None = None) -> Any:
+    def integer(
+        self, key: str, *, default: int | None = None, minimum: int | None = None, maximum: int | None = None
+    ) -> Any:
         value = self._get(key, False)
         if value is None:
             return default

@@ -41,8 +41,13 @@ def load_state(status: dict[str, Any] | None) -> RolloutState | None:
         return None
     data = {key: value for key, value in rollout.items() if key not in ("history", "last_analysis", "revision")}
     data["history"] = [
-        {"at": seconds(item["at"]), "from_phase": item["from"], "to_phase": item["to"],
-         "weight": item.get("weight", 0), "reason": item.get("reason", "")}
+        {
+            "at": seconds(item["at"]),
+            "from_phase": item["from"],
+            "to_phase": item["to"],
+            "weight": item.get("weight", 0),
+            "reason": item.get("reason", ""),
+        }
         for item in (status or {}).get("history", [])
     ]
     return codec.state_from_dict(data)
@@ -88,21 +93,25 @@ def analysis(result: CanaryAnalysis, *, at: float) -> dict[str, Any]:
         "verdict": result.verdict.value,
         "reason": result.reason,
         "samples": result.samples,
-        "checks": [{"name": check.name, "measured": check.measured, "threshold": check.threshold,
-                    "passed": check.passed} for check in result.checks],
+        "checks": [
+            {"name": check.name, "measured": check.measured, "threshold": check.threshold, "passed": check.passed}
+            for check in result.checks
+        ],
     }
     if metrics is not None:
-        rendered.update({
-            "acceptanceRate": metrics.acceptance_rate,
-            "errorRate": metrics.error_rate,
-            "itlP95Seconds": metrics.itl_p95_s,
-            "numRequests": metrics.num_requests,
-            "numErrors": metrics.num_errors,
-            "numDrafts": metrics.num_drafts,
-            "numDraftTokens": metrics.num_draft_tokens,
-            "numAcceptedTokens": metrics.num_accepted_tokens,
-            "queries": [{"name": name, "query": query} for name, query in metrics.queries],
-        })
+        rendered.update(
+            {
+                "acceptanceRate": metrics.acceptance_rate,
+                "errorRate": metrics.error_rate,
+                "itlP95Seconds": metrics.itl_p95_s,
+                "numRequests": metrics.num_requests,
+                "numErrors": metrics.num_errors,
+                "numDrafts": metrics.num_drafts,
+                "numDraftTokens": metrics.num_draft_tokens,
+                "numAcceptedTokens": metrics.num_accepted_tokens,
+                "queries": [{"name": name, "query": query} for name, query in metrics.queries],
+            }
+        )
     return rendered
 
 
@@ -121,19 +130,35 @@ def phase_conditions(state: RolloutState) -> list[dict[str, Any]]:
         last = next((item.reason for item in reversed(state.history) if item.to_phase is Phase.ROLLING_BACK), last)
     progressing = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK)
     return [
-        condition("Progressing", progressing, "Canary" + phase.value if progressing else "Idle",
-                  f"canary {state.canary_version} at {state.weight}%" if state.canary_version else ""),
-        condition("Promoted", phase is Phase.PROMOTED, "Promoted" if phase is Phase.PROMOTED else "NotPromoted",
-                  f"version {state.stable_version} serves all traffic" if phase is Phase.PROMOTED else ""),
-        condition("Degraded", phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED),
-                  phase.value if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED) else "Healthy",
-                  last if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED) else ""),
+        condition(
+            "Progressing",
+            progressing,
+            "Canary" + phase.value if progressing else "Idle",
+            f"canary {state.canary_version} at {state.weight}%" if state.canary_version else "",
+        ),
+        condition(
+            "Promoted",
+            phase is Phase.PROMOTED,
+            "Promoted" if phase is Phase.PROMOTED else "NotPromoted",
+            f"version {state.stable_version} serves all traffic" if phase is Phase.PROMOTED else "",
+        ),
+        condition(
+            "Degraded",
+            phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED),
+            phase.value if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED) else "Healthy",
+            last if phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED) else "",
+        ),
     ]
 
 
 def _transition(item: Transition) -> dict[str, Any]:
-    return {"at": iso(item.at), "from": item.from_phase.value, "to": item.to_phase.value, "weight": item.weight,
-            "reason": item.reason}
+    return {
+        "at": iso(item.at),
+        "from": item.from_phase.value,
+        "to": item.to_phase.value,
+        "weight": item.weight,
+        "reason": item.reason,
+    }
 
 
 def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:

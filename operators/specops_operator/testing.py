@@ -57,11 +57,14 @@ def declare(emulator: Any) -> None:
 
     emulator.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=VERBS)
     emulator.resources[f"{constants.API_VERSION}/{constants.PLURAL}"] = kmock.ResourceInfo(
-        kind=constants.KIND, namespaced=True, verbs=VERBS, subresources={"status"})
-    emulator.resources[f"{constants.KSERVE_GROUP}/{constants.KSERVE_VERSION}/{constants.ISVC_PLURAL}"] = \
+        kind=constants.KIND, namespaced=True, verbs=VERBS, subresources={"status"}
+    )
+    emulator.resources[f"{constants.KSERVE_GROUP}/{constants.KSERVE_VERSION}/{constants.ISVC_PLURAL}"] = (
         kmock.ResourceInfo(kind=constants.ISVC_KIND, namespaced=True, verbs=VERBS, subresources={"status"})
-    emulator.resources[f"{constants.GATEWAY_GROUP}/{constants.GATEWAY_VERSION}/{constants.ROUTE_PLURAL}"] = \
+    )
+    emulator.resources[f"{constants.GATEWAY_GROUP}/{constants.GATEWAY_VERSION}/{constants.ROUTE_PLURAL}"] = (
         kmock.ResourceInfo(kind=constants.ROUTE_KIND, namespaced=True, verbs=VERBS)
+    )
 
 
 class EmulatedCluster:

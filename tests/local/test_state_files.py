@@ -59,13 +59,33 @@ def test_the_receiver_hands_a_page_to_the_local_runtime(store: FileStateStore) -
     from specops.monitoring.receiver import create_app
 
     client = TestClient(create_app(token="t", sink=store.post_alerts))
-    alert = {"status": "firing", "labels": {"alertname": "SpecOpsAcceptanceRateBudgetBurn", "severity": "page",
-                                            "deployment": "demo", "role": "canary", "pair_version": "2"},
-             "annotations": {}, "startsAt": "2026-11-27T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-             "generatorURL": "", "fingerprint": "f1"}
-    body = {"version": "4", "status": "firing", "receiver": "specops", "groupLabels": {}, "commonLabels": {},
-            "commonAnnotations": {}, "externalURL": "http://am", "truncatedAlerts": 0, "alerts": [alert],
-            "groupKey": "{}:{}"}
+    alert = {
+        "status": "firing",
+        "labels": {
+            "alertname": "SpecOpsAcceptanceRateBudgetBurn",
+            "severity": "page",
+            "deployment": "demo",
+            "role": "canary",
+            "pair_version": "2",
+        },
+        "annotations": {},
+        "startsAt": "2026-11-27T00:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": "f1",
+    }
+    body = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "specops",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "truncatedAlerts": 0,
+        "alerts": [alert],
+        "groupKey": "{}:{}",
+    }
     response = client.post("/alertmanager", json=body, headers={"authorization": "Bearer t"})
     assert response.status_code == 200, response.text
     [taken] = store.take_alerts("demo")

@@ -31,8 +31,7 @@ def binary(name: str) -> str:
     """A Debian-packaged Prometheus binary; the tests need it (``apt-get install prometheus``)."""
     found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
     if found is None:
-        pytest.fail(f"{name} not found: apt-get install -y --no-install-recommends prometheus "
-                    "prometheus-alertmanager")
+        pytest.fail(f"{name} not found: apt-get install -y --no-install-recommends prometheus prometheus-alertmanager")
     return found
 
 
@@ -65,15 +64,26 @@ def _corpus(kind: str) -> list[str]:
         for module in (argparse, json.decoder):
             source = Path(module.__file__).read_text(encoding="utf-8").splitlines()  # type: ignore[arg-type]
             lines += [line.strip() for line in source if len(line.strip()) > 20]
-        return [" ".join(lines[i:i + 3]) for i in range(0, len(lines) - 3, 3)]
+        return [" ".join(lines[i : i + 3]) for i in range(0, len(lines) - 3, 3)]
     from pydoc_data import topics
 
     text = " ".join(topics.topics.values())
     return textwrap.wrap(" ".join(text.split()), 160)
 
 
-def insert_records(store: store_module.Store, *, deployment: str, version: str, role: str, start: object,
-                   count: int, seconds: float, prompts: str, acceptance: float, seed: int) -> None:
+def insert_records(
+    store: store_module.Store,
+    *,
+    deployment: str,
+    version: str,
+    role: str,
+    start: object,
+    count: int,
+    seconds: float,
+    prompts: str,
+    acceptance: float,
+    seed: int,
+) -> None:
     """Insert ``count`` realistic request records spread over ``seconds`` from ``start``."""
     from datetime import timedelta
 
@@ -91,11 +101,23 @@ def insert_records(store: store_module.Store, *, deployment: str, version: str, 
         drafts = int(rng.integers(8, 20))
         mean_len = 1 + rate * 4 * (1 - 0.3 * rng.random())
         output = int(rng.integers(32, 96))
-        rows.append(models.RequestRecord(
-            created_at=start + timedelta(seconds=seconds * i / count),  # type: ignore[operator]
-            deployment=deployment, pair_name="demo", pair_version=version, role=role,
-            prompt_tokens=num_prompt, output_tokens=output, acceptance_rate=rate, mean_accepted_length=mean_len,
-            ttft_s=float(rng.gamma(2, 0.01)), e2e_s=float(output * 0.004 * drafts / 10),
-            itl_mean_s=float(rng.gamma(2, 0.002)), finish_reason="length", prompt=prompt))
+        rows.append(
+            models.RequestRecord(
+                created_at=start + timedelta(seconds=seconds * i / count),  # type: ignore[operator]
+                deployment=deployment,
+                pair_name="demo",
+                pair_version=version,
+                role=role,
+                prompt_tokens=num_prompt,
+                output_tokens=output,
+                acceptance_rate=rate,
+                mean_accepted_length=mean_len,
+                ttft_s=float(rng.gamma(2, 0.01)),
+                e2e_s=float(output * 0.004 * drafts / 10),
+                itl_mean_s=float(rng.gamma(2, 0.002)),
+                finish_reason="length",
+                prompt=prompt,
+            )
+        )
     with store.session() as session:
         session.add_all(rows)

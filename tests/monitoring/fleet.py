@@ -50,8 +50,9 @@ class ExporterServer:
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.metrics = ServingMetrics(model_name=self.deployment, pair_version=self.version, role=self.role,
-                                      registry=self.registry)
+        self.metrics = ServingMetrics(
+            model_name=self.deployment, pair_version=self.version, role=self.role, registry=self.registry
+        )
         self.metrics.set_draft_length(NUM_SPECULATIVE_TOKENS)
         self._httpd, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
         self._rng = random.Random(hash((self.deployment, self.version, self.role)))
@@ -89,12 +90,21 @@ class ExporterServer:
                 accepted += kept
                 generated += kept + 1
                 m.inter_token(b.itl_s * (kept + 1) * rng.uniform(0.8, 1.2), num_tokens=kept + 1)
-            m.request_stats(num_drafts=drafts, num_draft_tokens=drafts * NUM_SPECULATIVE_TOKENS,
-                            num_accepted_tokens=accepted, num_accepted_per_position=per_position,
-                            num_generated_tokens=generated)
-            m.finished(finish_reason="length", e2e_seconds=generated * b.itl_s, num_drafts=drafts,
-                       acceptance_rate=accepted / (drafts * NUM_SPECULATIVE_TOKENS),
-                       mean_accepted_length=1 + accepted / drafts, mean_itl_seconds=b.itl_s)
+            m.request_stats(
+                num_drafts=drafts,
+                num_draft_tokens=drafts * NUM_SPECULATIVE_TOKENS,
+                num_accepted_tokens=accepted,
+                num_accepted_per_position=per_position,
+                num_generated_tokens=generated,
+            )
+            m.finished(
+                finish_reason="length",
+                e2e_seconds=generated * b.itl_s,
+                num_drafts=drafts,
+                acceptance_rate=accepted / (drafts * NUM_SPECULATIVE_TOKENS),
+                mean_accepted_length=1 + accepted / drafts,
+                mean_itl_seconds=b.itl_s,
+            )
 
     def stop(self) -> None:
         self._httpd.shutdown()
@@ -105,8 +115,14 @@ class ExporterFleet:
     """A :class:`specops.rollout.ports.ServingBackend` over exporter servers; publishes Prometheus targets
     to a file_sd file (the way a service discovery would), with a ``deployment`` target label."""
 
-    def __init__(self, *, deployment: str, behaviours: dict[str, Behaviour], targets_file: Path,
-                 extra: list[ExporterServer] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        deployment: str,
+        behaviours: dict[str, Behaviour],
+        targets_file: Path,
+        extra: list[ExporterServer] | None = None,
+    ) -> None:
         self.deployment = deployment
         self.behaviours = behaviours
         self.targets_file = targets_file
@@ -171,8 +187,10 @@ class ExporterFleet:
         self._publish()
 
     def _publish(self) -> None:
-        groups = [{"targets": [s.address], "labels": {"deployment": s.deployment}}
-                  for s in [*self.servers.values(), *self.extra]]
+        groups = [
+            {"targets": [s.address], "labels": {"deployment": s.deployment}}
+            for s in [*self.servers.values(), *self.extra]
+        ]
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
         os.replace(tmp, self.targets_file)

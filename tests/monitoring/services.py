@@ -18,7 +18,6 @@ from tests.monitoring.conftest import binary
 START_TIMEOUT_S = 30.0
 
 
-
 @dataclass
 class Service:
     """A child process answering ``/-/ready`` on ``port``; its output goes to ``log``."""
@@ -34,8 +33,9 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Service:
-        self.process = subprocess.Popen(self.command, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -69,22 +69,41 @@ def alertmanager(workdir: Path, *, webhook_url: str, token: str) -> Service:
     """Alertmanager with one webhook receiver (bearer token), short grouping and no gossip cluster."""
     port = free_port()
     config = {
-        "route": {"receiver": "specops", "group_by": ["alertname", "deployment", "severity"],
-                  "group_wait": "1s", "group_interval": "1s", "repeat_interval": "1h"},
-        "receivers": [{"name": "specops", "webhook_configs": [{
-            "url": webhook_url, "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer", "credentials": token}}}]}],
+        "route": {
+            "receiver": "specops",
+            "group_by": ["alertname", "deployment", "severity"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "specops",
+                "webhook_configs": [
+                    {
+                        "url": webhook_url,
+                        "send_resolved": True,
+                        "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
+                    }
+                ],
+            }
+        ],
     }
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
     (workdir / "am-data").mkdir(exist_ok=True)
-    command = [binary("prometheus-alertmanager"), f"--config.file={workdir / 'alertmanager.yml'}",
-               f"--storage.path={workdir / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
-               "--cluster.listen-address="]
+    command = [
+        binary("prometheus-alertmanager"),
+        f"--config.file={workdir / 'alertmanager.yml'}",
+        f"--storage.path={workdir / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     return Service("alertmanager", command, port, workdir / "alertmanager.log")
 
 
-def prometheus(workdir: Path, *, rules: Path, targets_file: Path, static_targets: list[str],
-               alertmanager_port: int) -> Service:
+def prometheus(
+    workdir: Path, *, rules: Path, targets_file: Path, static_targets: list[str], alertmanager_port: int
+) -> Service:
     """Prometheus scraping every second, evaluating ``rules`` every second, alerting ``alertmanager_port``."""
     port = free_port()
     config = {
@@ -92,22 +111,32 @@ def prometheus(workdir: Path, *, rules: Path, targets_file: Path, static_targets
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "scrape_configs": [
-            {"job_name": "specops-serving",
-             "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]},
+            {
+                "job_name": "specops-serving",
+                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
+            },
             {"job_name": "specops-receiver", "static_configs": [{"targets": static_targets}]},
         ],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    command = [binary("prometheus"), f"--config.file={workdir / 'prometheus.yml'}",
-               f"--storage.tsdb.path={workdir / 'prom-data'}", f"--web.listen-address=127.0.0.1:{port}",
-               "--rules.alert.resend-delay=1s", "--log.level=warn"]
+    command = [
+        binary("prometheus"),
+        f"--config.file={workdir / 'prometheus.yml'}",
+        f"--storage.tsdb.path={workdir / 'prom-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s",
+        "--log.level=warn",
+    ]
     return Service("prometheus", command, port, workdir / "prometheus.log")
 
 
 def query_range(prometheus_url: str, expr: str, *, start: float, end: float, step: float = 1.0) -> list[Any]:
     """The result of a range query (raises on a PromQL error)."""
-    response = httpx.get(f"{prometheus_url}/api/v1/query_range",
-                         params={"query": expr, "start": start, "end": end, "step": step}, timeout=30)
+    response = httpx.get(
+        f"{prometheus_url}/api/v1/query_range",
+        params={"query": expr, "start": start, "end": end, "step": step},
+        timeout=30,
+    )
     body = response.json()
     if body.get("status") != "success":
         raise AssertionError(f"query failed: {body.get('error')}\n{expr}")
@@ -129,8 +158,9 @@ class ASGIServer:
         import uvicorn
 
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, name="receiver", daemon=True)
 
     @property

@@ -34,9 +34,19 @@ def test_the_dashboard_has_a_stable_uid_and_a_datasource_variable() -> None:
     panels = [p for p in board["panels"] if p["type"] != "row"]
     assert all(p["datasource"]["uid"] == "${datasource}" for p in panels)
     titles = {p["title"] for p in panels}
-    for wanted in ("Acceptance rate", "Mean accepted length", "Acceptance per position", "Generated tokens/s",
-                   "Estimated speedup", "Time to first token", "Inter-token latency", "Errors/s",
-                   "Error budget remaining", "Burn rate (shortest window)", "Drift share"):
+    for wanted in (
+        "Acceptance rate",
+        "Mean accepted length",
+        "Acceptance per position",
+        "Generated tokens/s",
+        "Estimated speedup",
+        "Time to first token",
+        "Inter-token latency",
+        "Errors/s",
+        "Error budget remaining",
+        "Burn rate (shortest window)",
+        "Drift share",
+    ):
         assert wanted in titles
     annotations = {a["name"] for a in board["annotations"]["list"]}
     assert annotations >= {"Page alerts", "Canary started", "Canary removed (promoted or rolled back)"}
@@ -45,10 +55,11 @@ def test_the_dashboard_has_a_stable_uid_and_a_datasource_variable() -> None:
 def test_every_dashboard_expression_is_valid_promql(tmp_path: Path) -> None:
     # promtool parses every expression of a rules file: a cheap offline syntax check (the end-to-end
     # test runs them against a live Prometheus).
-    rules = [{"record": f"dashboard:check:{i}", "expr": substitute(expr)}
-             for i, (_, expr) in enumerate(dashboards.expressions())]
+    rules = [
+        {"record": f"dashboard:check:{i}", "expr": substitute(expr)}
+        for i, (_, expr) in enumerate(dashboards.expressions())
+    ]
     path = tmp_path / "dashboard-exprs.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    done = subprocess.run([binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

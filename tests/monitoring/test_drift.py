@@ -36,16 +36,43 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
     store = store_module.open_store(f"sqlite:///{home / 'governance.db'}")
     audit = AuditLog(store)
     current = now - timedelta(minutes=50)
-    for seed, (name, version, prompts, acceptance) in enumerate([
-        ("steady", "1", "code", 0.6), ("regressed", "2", "code", 0.15), ("drifted", "1", "prose", 0.2),
-    ]):
-        audit.append(actor="specops-rollout", action="rollout.promote", subject=name,
-                     payload={"stable_version": "1", "pair": "demo"})
-        insert_records(store, deployment=name, version="1", role="stable", start=promoted + timedelta(minutes=1),
-                       count=150, seconds=3000, prompts="code", acceptance=0.6, seed=seed)
-        insert_records(store, deployment=name, version=version, role="canary" if version == "2" else "stable",
-                       start=current, count=150, seconds=2400, prompts=prompts, acceptance=acceptance,
-                       seed=100 + seed)
+    for seed, (name, version, prompts, acceptance) in enumerate(
+        [
+            ("steady", "1", "code", 0.6),
+            ("regressed", "2", "code", 0.15),
+            ("drifted", "1", "prose", 0.2),
+        ]
+    ):
+        audit.append(
+            actor="specops-rollout",
+            action="rollout.promote",
+            subject=name,
+            payload={"stable_version": "1", "pair": "demo"},
+        )
+        insert_records(
+            store,
+            deployment=name,
+            version="1",
+            role="stable",
+            start=promoted + timedelta(minutes=1),
+            count=150,
+            seconds=3000,
+            prompts="code",
+            acceptance=0.6,
+            seed=seed,
+        )
+        insert_records(
+            store,
+            deployment=name,
+            version=version,
+            role="canary" if version == "2" else "stable",
+            start=current,
+            count=150,
+            seconds=2400,
+            prompts=prompts,
+            acceptance=acceptance,
+            seed=100 + seed,
+        )
     yield {"store": store, "audit": audit, "home": home}
     store.dispose()
 
@@ -55,8 +82,14 @@ def runs(scenarios: dict[str, object]) -> dict[str, drift.DriftRun]:
     store, audit, home = scenarios["store"], scenarios["audit"], scenarios["home"]
     out = {}
     for name in ("steady", "regressed"):
-        out[name] = drift.run(store, deployment=name, artifacts_dir=home / "artifacts", now=CLOCK["now"], audit=audit,
-                              gauges_file=home / "metrics" / f"drift-{name}.prom")
+        out[name] = drift.run(
+            store,
+            deployment=name,
+            artifacts_dir=home / "artifacts",
+            now=CLOCK["now"],
+            audit=audit,
+            gauges_file=home / "metrics" / f"drift-{name}.prom",
+        )
     return out
 
 
@@ -93,8 +126,9 @@ def test_a_regressed_version_on_unchanged_prompts_means_roll_back(runs: dict[str
     assert regressed.version == "2"
 
 
-def test_a_run_leaves_a_report_a_row_gauges_and_an_audit_event(scenarios: dict[str, object],
-                                                               runs: dict[str, drift.DriftRun]) -> None:
+def test_a_run_leaves_a_report_a_row_gauges_and_an_audit_event(
+    scenarios: dict[str, object], runs: dict[str, drift.DriftRun]
+) -> None:
     regressed = runs["regressed"]
     assert regressed.report_path.is_file() and regressed.report_path.stat().st_size > 10_000
     with scenarios["store"].session() as session:  # type: ignore[attr-defined]
@@ -112,15 +146,17 @@ def test_a_run_leaves_a_report_a_row_gauges_and_an_audit_event(scenarios: dict[s
 
 
 def test_drift_run_prints_the_verdict_and_exits_3_when_prompts_drifted(
-        scenarios: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    scenarios: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from specops.cli.app import _install_all, app
 
     home: Path = scenarios["home"]  # type: ignore[assignment]
     monkeypatch.setenv("SPECOPS_HOME", str(home))
     monkeypatch.setenv("SPECOPS_DATABASE_URL", f"sqlite:///{home / 'governance.db'}")
     _install_all()
-    result = CliRunner().invoke(app, ["drift", "run", "--deployment", "drifted", "--until", CLOCK["now"].isoformat()],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["drift", "run", "--deployment", "drifted", "--until", CLOCK["now"].isoformat()], catch_exceptions=False
+    )
     assert result.exit_code == 3, result.output
     assert "DRIFT" in result.output and "traffic_drift" in result.output
     assert "retrain or re-qualify" in " ".join(result.output.split())
@@ -141,5 +177,10 @@ def test_an_unknown_deployment_is_not_found(scenarios: dict[str, object]) -> Non
     from specops.errors import NotFound
 
     with pytest.raises(NotFound, match="no request records"):
-        drift.find_windows(scenarios["store"], deployment="nope", now=CLOCK["now"], window=timedelta(hours=1),
-                           reference_window=timedelta(hours=1))
+        drift.find_windows(
+            scenarios["store"],
+            deployment="nope",
+            now=CLOCK["now"],
+            window=timedelta(hours=1),
+            reference_window=timedelta(hours=1),
+        )

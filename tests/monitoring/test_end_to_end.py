@@ -41,8 +41,7 @@ TOKEN = "e2e-bearer-token"
 DEPLOYMENT = "chat"
 GOOD, MISMATCHED = "1", "2"
 ROLLBACK_BUDGET_S = 60.0
-GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$model_name": ".*", "$draft_cost_ratio": "0.1",
-                     "$event_window": "5s"}
+GRAFANA_VARIABLES = {"$__rate_interval": "10s", "$model_name": ".*", "$draft_cost_ratio": "0.1", "$event_window": "5s"}
 
 
 class NoAnalysis:
@@ -113,26 +112,45 @@ def stack(tmp_path: Path, store) -> Iterator[dict[str, object]]:  # type: ignore
     metrics_dir = tmp_path / "metrics"
     # The drift monitor's gauges for a second deployment, as `specops drift run` leaves them.
     gauges = drift.DriftGauges()
-    gauges.publish(drift.DriftResult(drifted=True, drift_share=0.5, drifted_share=0.6, reference_rows=300,
-                                     current_rows=300, columns=(
-                                         drift.ColumnDrift("prompt", "Percentile text content drift", 0.99,
-                                                           "roc_auc", 0.95, True),
-                                         drift.ColumnDrift("prompt_tokens", "K-S p_value", 0.001, "p_value", 0.05,
-                                                           True))),
-                   deployment="legacy", version="9", at=time.time())
+    gauges.publish(
+        drift.DriftResult(
+            drifted=True,
+            drift_share=0.5,
+            drifted_share=0.6,
+            reference_rows=300,
+            current_rows=300,
+            columns=(
+                drift.ColumnDrift("prompt", "Percentile text content drift", 0.99, "roc_auc", 0.95, True),
+                drift.ColumnDrift("prompt_tokens", "K-S p_value", 0.001, "p_value", 0.05, True),
+            ),
+        ),
+        deployment="legacy",
+        version="9",
+        at=time.time(),
+    )
     gauges.write(metrics_dir / "drift-legacy.prom")
 
     # A second, unmanaged deployment that breaks availability and latency (so those alerts have data).
-    legacy = ExporterServer("legacy", "9", "stable", Behaviour(position_acceptance=0.8, internal_error_rate=0.3,
-                                                                itl_s=1.0))
-    fleet = ExporterFleet(deployment=DEPLOYMENT, targets_file=tmp_path / "targets.json", extra=[legacy],
-                          behaviours={GOOD: Behaviour(position_acceptance=0.8),
-                                      MISMATCHED: Behaviour(position_acceptance=0.05)})
+    legacy = ExporterServer(
+        "legacy", "9", "stable", Behaviour(position_acceptance=0.8, internal_error_rate=0.3, itl_s=1.0)
+    )
+    fleet = ExporterFleet(
+        deployment=DEPLOYMENT,
+        targets_file=tmp_path / "targets.json",
+        extra=[legacy],
+        behaviours={GOOD: Behaviour(position_acceptance=0.8), MISMATCHED: Behaviour(position_acceptance=0.05)},
+    )
     aliases = MemoryAliases()
     controller = RolloutController(
-        deployment=DEPLOYMENT, pair="demo", serving=fleet, metrics=NoAnalysis(), aliases=aliases, audit=audit,
+        deployment=DEPLOYMENT,
+        pair="demo",
+        serving=fleet,
+        metrics=NoAnalysis(),
+        aliases=aliases,
+        audit=audit,
         states=MemoryStates(),
-        policy=RolloutPolicy(steps=(25, 50, 100), analysis_interval_s=5, min_draft_tokens=10**12, automatic=True))
+        policy=RolloutPolicy(steps=(25, 50, 100), analysis_interval_s=5, min_draft_tokens=10**12, automatic=True),
+    )
     sink = ControllerSink(controller)
     app = receiver.create_app(token=TOKEN, sink=sink, store=store, audit=audit, textfile_dir=metrics_dir)
     web = services.ASGIServer(app).start()
@@ -142,13 +160,27 @@ def stack(tmp_path: Path, store) -> Iterator[dict[str, object]]:  # type: ignore
         am = services.alertmanager(tmp_path, webhook_url=f"{web.url}{receiver.WEBHOOK_PATH}", token=TOKEN).start()
         started.append(am)
         controller.begin(GOOD, now=time.time())
-        prom = services.prometheus(tmp_path, rules=rules_dir / "rules.yaml", targets_file=tmp_path / "targets.json",
-                                   static_targets=[f"127.0.0.1:{web.port}"], alertmanager_port=am.port).start()
+        prom = services.prometheus(
+            tmp_path,
+            rules=rules_dir / "rules.yaml",
+            targets_file=tmp_path / "targets.json",
+            static_targets=[f"127.0.0.1:{web.port}"],
+            alertmanager_port=am.port,
+        ).start()
         started.append(prom)
         traffic = TrafficDriver(fleet, rate=40).start()
-        yield {"prometheus": prom, "alertmanager": am, "fleet": fleet, "controller": controller, "sink": sink,
-               "aliases": aliases, "audit": audit, "store": store, "rules": rules_dir / "rules.yaml",
-               "started_at": time.time()}
+        yield {
+            "prometheus": prom,
+            "alertmanager": am,
+            "fleet": fleet,
+            "controller": controller,
+            "sink": sink,
+            "aliases": aliases,
+            "audit": audit,
+            "store": store,
+            "rules": rules_dir / "rules.yaml",
+            "started_at": time.time(),
+        }
     finally:
         if traffic is not None:
             traffic.stop()
@@ -194,8 +226,13 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
     assert stack["aliases"].aliases == {"production": GOOD}  # type: ignore[attr-defined]
     assert Role.CANARY not in fleet.servers and canary in fleet.retired
     trigger = next(call for call in sink.calls if call[2] is not None and call[2].kind is DecisionKind.ROLLBACK)
-    assert any(a.name == "SpecOpsAcceptanceRateBudgetBurn" and a.severity == "page" and a.role is Role.CANARY
-               and a.version == MISMATCHED for a in trigger[1])
+    assert any(
+        a.name == "SpecOpsAcceptanceRateBudgetBurn"
+        and a.severity == "page"
+        and a.role is Role.CANARY
+        and a.version == MISMATCHED
+        for a in trigger[1]
+    )
 
     # Every step is on record: incident, alert rows, audit events, an intact chain.
     with stack["store"].session() as session:  # type: ignore[attr-defined]
@@ -210,19 +247,30 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
     assert audit.verify().ok
 
     # The other deployment's alerts arrived too (mapped by label, no controller to act on them).
-    _wait(lambda: {a.name for d, alerts, _, _ in sink.calls if d == "legacy" for a in alerts} >= {
-        "SpecOpsAvailabilityBudgetBurn", "SpecOpsLatencyBudgetBurn", "SpecOpsTrafficDrift"},
-        timeout=30, what="the legacy deployment's availability, latency and drift alerts")
+    _wait(
+        lambda: (
+            {a.name for d, alerts, _, _ in sink.calls if d == "legacy" for a in alerts}
+            >= {"SpecOpsAvailabilityBudgetBurn", "SpecOpsLatencyBudgetBurn", "SpecOpsTrafficDrift"}
+        ),
+        timeout=30,
+        what="the legacy deployment's availability, latency and drift alerts",
+    )
 
     # Let the canary's series go stale so the "canary removed" annotation has its moment, then run every
     # expression of the rules and the dashboards over the whole test.
     time.sleep(7)
     end = time.time()
-    rule_exprs = [(f"rule {r.get('record') or r.get('alert')} ({g['name']})", r["expr"])
-                  for g in yaml.safe_load(Path(stack["rules"]).read_text())["groups"] for r in g["rules"]]  # type: ignore[arg-type]
+    rule_exprs = [
+        (f"rule {r.get('record') or r.get('alert')} ({g['name']})", r["expr"])
+        for g in yaml.safe_load(Path(stack["rules"]).read_text())["groups"]
+        for r in g["rules"]
+    ]  # type: ignore[arg-type]
     board_exprs = [(where, _substitute(expr)) for where, expr in dashboards.expressions()]
-    empty = [where for where, expr in [*rule_exprs, *board_exprs]
-             if not services.query_range(prom.url, expr, start=t0, end=end, step=1)]
+    empty = [
+        where
+        for where, expr in [*rule_exprs, *board_exprs]
+        if not services.query_range(prom.url, expr, start=t0, end=end, step=1)
+    ]
     assert not empty, f"expressions without data: {empty}"
     assert len(rule_exprs) >= 30 and len(board_exprs) >= 15
 
@@ -237,9 +285,11 @@ def _diagnose(stack: dict[str, object]) -> str:
     alerts = [a["metric"] for a in services.query(prom.url, "ALERTS")]
     targets = httpx.get(f"{prom.url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
     am_alerts = httpx.get(f"{am.url}/api/v2/alerts", timeout=5).json()
-    return (f"prometheus ALERTS: {alerts}\ntargets: {[(t['scrapeUrl'], t['health']) for t in targets]}\n"
-            f"alertmanager: {[a['labels'] for a in am_alerts]}\nsink calls: {sink.calls}\n"
-            f"prometheus log: {prom.tail()}\nalertmanager log: {am.tail()}")
+    return (
+        f"prometheus ALERTS: {alerts}\ntargets: {[(t['scrapeUrl'], t['health']) for t in targets]}\n"
+        f"alertmanager: {[a['labels'] for a in am_alerts]}\nsink calls: {sink.calls}\n"
+        f"prometheus log: {prom.tail()}\nalertmanager log: {am.tail()}"
+    )
 
 
 def _substitute(expr: str) -> str:

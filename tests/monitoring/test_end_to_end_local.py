@@ -37,8 +37,9 @@ TOKEN = "local-e2e-token"
 DEPLOYMENT = "demo"
 PAIR = "stdlib-coder"
 ROLLBACK_BUDGET_S = 60.0
-POLICY = RolloutPolicy(steps=(50, 100), analysis_interval_s=5.0, min_draft_tokens=10**12, min_requests=10**9,
-                       automatic=True)
+POLICY = RolloutPolicy(
+    steps=(50, 100), analysis_interval_s=5.0, min_draft_tokens=10**12, min_requests=10**9, automatic=True
+)
 
 
 @dataclass
@@ -71,8 +72,10 @@ class TargetPublisher:
         self.publish()
 
     def publish(self) -> None:
-        targets = [{"targets": [t.url.removeprefix("http://")], "labels": {"deployment": DEPLOYMENT}}
-                   for t in self.runtime.backend.targets()]  # type: ignore[attr-defined]
+        targets = [
+            {"targets": [t.url.removeprefix("http://")], "labels": {"deployment": DEPLOYMENT}}
+            for t in self.runtime.backend.targets()
+        ]  # type: ignore[attr-defined]
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(targets))
         os.replace(tmp, self.path)
@@ -139,16 +142,25 @@ def runtime_stack(tmp_path: Path, demo_pairs, monkeypatch: pytest.MonkeyPatch) -
     prompts = demo_prompts(8, 48)
     # Fixed k, as the demo serves them: adaptive k follows measured speed, which varies with the load.
     config = {"speculation": {"num_speculative_tokens": 2, "adaptive": False}}
-    good, bad = (runtime.registry.register(PAIR, target=demo_pairs.target, draft=draft, min_acceptance=0.0,
-                                           prompts=prompts, note=note, config=config)
-                 for draft, note in ((demo_pairs.draft, "draft trained on code"),
-                                     (demo_pairs.draft_mismatched, "draft trained on prose (mismatched)")))
+    good, bad = (
+        runtime.registry.register(
+            PAIR, target=demo_pairs.target, draft=draft, min_acceptance=0.0, prompts=prompts, note=note, config=config
+        )
+        for draft, note in (
+            (demo_pairs.draft, "draft trained on code"),
+            (demo_pairs.draft_mismatched, "draft trained on prose (mismatched)"),
+        )
+    )
     store = open_store(settings.database_url)
     audit = AuditLog(store)
     sink = RuntimeSink(runtime)
     rules_dir = tmp_path / "rules"
-    writer.render_to(rules_dir, _spec_between(float(good.tags["qualification.acceptance_rate"]),
-                                              float(bad.tags["qualification.acceptance_rate"])))
+    writer.render_to(
+        rules_dir,
+        _spec_between(
+            float(good.tags["qualification.acceptance_rate"]), float(bad.tags["qualification.acceptance_rate"])
+        ),
+    )
     web = services.ASGIServer(receiver.create_app(token=TOKEN, sink=sink, store=store, audit=audit)).start()
     started: list[object] = []
     try:
@@ -159,8 +171,13 @@ def runtime_stack(tmp_path: Path, demo_pairs, monkeypatch: pytest.MonkeyPatch) -
         runtime.controller.begin(good.version, now=time.time())
         publisher = TargetPublisher(runtime, tmp_path / "targets.json").start()
         started.append(publisher)
-        prom = services.prometheus(tmp_path, rules=rules_dir / "rules.yaml", targets_file=tmp_path / "targets.json",
-                                   static_targets=[f"127.0.0.1:{web.port}"], alertmanager_port=am.port).start()
+        prom = services.prometheus(
+            tmp_path,
+            rules=rules_dir / "rules.yaml",
+            targets_file=tmp_path / "targets.json",
+            static_targets=[f"127.0.0.1:{web.port}"],
+            alertmanager_port=am.port,
+        ).start()
         started.append(prom)
         yield {"runtime": runtime, "good": good, "bad": bad, "sink": sink, "prometheus": prom, "audit": audit}
     finally:
@@ -171,7 +188,8 @@ def runtime_stack(tmp_path: Path, demo_pairs, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_real_runtime_rolls_back_a_mismatched_draft_on_its_acceptance_page(
-        runtime_stack: dict[str, object]) -> None:
+    runtime_stack: dict[str, object],
+) -> None:
     from specops.local.traffic import ClosedLoopTraffic
     from specops.pairs.demo import demo_prompts
 
@@ -179,14 +197,16 @@ def test_the_real_runtime_rolls_back_a_mismatched_draft_on_its_acceptance_page(
     sink: RuntimeSink = runtime_stack["sink"]  # type: ignore[assignment]
     prom: services.Service = runtime_stack["prometheus"]  # type: ignore[assignment]
     good, bad = runtime_stack["good"], runtime_stack["bad"]
-    traffic = ClosedLoopTraffic(url=runtime.router.url, model=PAIR, prompts=demo_prompts(32, 48), clients=4,
-                                max_tokens=48).start()
+    traffic = ClosedLoopTraffic(
+        url=runtime.router.url, model=PAIR, prompts=demo_prompts(32, 48), clients=4, max_tokens=48
+    ).start()
     try:
         stable = f'slo:sli_error:ratio_rate20s{{slo="acceptance-rate", deployment="{DEPLOYMENT}", role="stable"}}'
         _wait(lambda: services.query(prom.url, stable), timeout=90, what="the stable version's acceptance SLI")
         runtime.controller.begin(bad.version, now=time.time())
-        first_bad = _wait(lambda: runtime.router.upstreams.first_canary_request_at, timeout=60,
-                          what="the canary's first request")
+        first_bad = _wait(
+            lambda: runtime.router.upstreams.first_canary_request_at, timeout=60, what="the canary's first request"
+        )
         _wait(lambda: sink.rolled_back_at, timeout=120, what="the alert-driven rollback")
     finally:
         traffic.stop()
@@ -199,8 +219,13 @@ def test_the_real_runtime_rolls_back_a_mismatched_draft_on_its_acceptance_page(
     assert runtime.registry.alias(PAIR, "production") == good.version
     assert runtime.registry.alias(PAIR, "canary") is None
     rollback = next(call for call in sink.calls if call[2] == "rollback")
-    assert any(a.name == "SpecOpsAcceptanceRateBudgetBurn" and a.severity == "page" and a.role is Role.CANARY
-               and a.version == bad.version for a in rollback[1]), sink.calls
+    assert any(
+        a.name == "SpecOpsAcceptanceRateBudgetBurn"
+        and a.severity == "page"
+        and a.role is Role.CANARY
+        and a.version == bad.version
+        for a in rollback[1]
+    ), sink.calls
     actions = [e.action for e in runtime_stack["audit"].events(subject=DEPLOYMENT)]  # type: ignore[attr-defined]
     for action in ("alert.received", "incident.opened", "alert.forwarded", "rollout.rollback", "rollout.rolled_back"):
         assert action in actions

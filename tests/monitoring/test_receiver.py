@@ -15,20 +15,39 @@ TOKEN = "s3cret-token"
 
 
 def _alert(status: str = "firing", **labels: str) -> dict[str, Any]:
-    base = {"alertname": "SpecOpsAcceptanceRateBudgetBurn", "severity": "page", "deployment": "chat",
-            "role": "canary", "pair_version": "2", "slo": "acceptance-rate"}
+    base = {
+        "alertname": "SpecOpsAcceptanceRateBudgetBurn",
+        "severity": "page",
+        "deployment": "chat",
+        "role": "canary",
+        "pair_version": "2",
+        "slo": "acceptance-rate",
+    }
     base.update(labels)
-    return {"status": status, "labels": base,
-            "annotations": {"summary": "chat canary 2: SLO acceptance-rate is burning its error budget (page)"},
-            "startsAt": "2026-11-27T04:00:00.000Z",
-            "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-27T04:05:00.000Z",
-            "fingerprint": f"fp-{base['deployment']}-{base['severity']}", "generatorURL": "http://prom/graph"}
+    return {
+        "status": status,
+        "labels": base,
+        "annotations": {"summary": "chat canary 2: SLO acceptance-rate is burning its error budget (page)"},
+        "startsAt": "2026-11-27T04:00:00.000Z",
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-11-27T04:05:00.000Z",
+        "fingerprint": f"fp-{base['deployment']}-{base['severity']}",
+        "generatorURL": "http://prom/graph",
+    }
 
 
 def _notification(*alerts: dict[str, Any]) -> dict[str, Any]:
-    return {"version": "4", "status": alerts[0]["status"] if alerts else "firing", "receiver": "specops",
-            "groupKey": "{}:{}", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-            "externalURL": "http://am", "truncatedAlerts": 0, "alerts": list(alerts)}
+    return {
+        "version": "4",
+        "status": alerts[0]["status"] if alerts else "firing",
+        "receiver": "specops",
+        "groupKey": "{}:{}",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "truncatedAlerts": 0,
+        "alerts": list(alerts),
+    }
 
 
 class Sink:
@@ -70,8 +89,9 @@ def test_a_page_alert_reaches_the_sink_as_a_rollout_alert(client: TestClient, si
     [(deployment, alerts)] = sink.calls
     assert deployment == "chat"
     summary = "chat canary 2: SLO acceptance-rate is burning its error budget (page)"
-    assert alerts == (Alert(name="SpecOpsAcceptanceRateBudgetBurn", severity="page", role=Role.CANARY,
-                            version="2", summary=summary),)
+    assert alerts == (
+        Alert(name="SpecOpsAcceptanceRateBudgetBurn", severity="page", role=Role.CANARY, version="2", summary=summary),
+    )
 
 
 def test_firing_alerts_open_one_incident_and_resolving_closes_it(client: TestClient, store, audit) -> None:  # type: ignore[no-untyped-def]
@@ -100,8 +120,14 @@ def test_resolved_alerts_are_recorded_but_not_forwarded(client: TestClient, sink
 
 
 def test_alerts_are_mapped_to_deployments_by_label(client: TestClient, sink: Sink) -> None:
-    _post(client, _notification(_alert(deployment="chat"), _alert(deployment="code", role="stable", pair_version="7"),
-                                _alert(deployment="", model_name="summarise")))
+    _post(
+        client,
+        _notification(
+            _alert(deployment="chat"),
+            _alert(deployment="code", role="stable", pair_version="7"),
+            _alert(deployment="", model_name="summarise"),
+        ),
+    )
     assert sorted(call[0] for call in sink.calls) == ["chat", "code", "summarise"]
     code = dict(sink.calls)["code"][0]
     assert (code.role, code.version) == (Role.STABLE, "7")
@@ -139,9 +165,14 @@ def test_metrics_also_serve_the_drift_gauge_files(tmp_path, sink: Sink) -> None:
     from specops.monitoring import drift
 
     gauges = drift.DriftGauges()
-    result = drift.DriftResult(drifted=True, drift_share=0.5, drifted_share=0.6, reference_rows=100, current_rows=100,
-                               columns=(drift.ColumnDrift("prompt", "Percentile text content drift", 0.99, "roc_auc",
-                                                          0.95, True),))
+    result = drift.DriftResult(
+        drifted=True,
+        drift_share=0.5,
+        drifted_share=0.6,
+        reference_rows=100,
+        current_rows=100,
+        columns=(drift.ColumnDrift("prompt", "Percentile text content drift", 0.99, "roc_auc", 0.95, True),),
+    )
     gauges.publish(result, deployment="chat", version="2", at=1.0)
     gauges.write(tmp_path / "drift-chat.prom")
     client = TestClient(receiver.create_app(token=TOKEN, sink=sink, textfile_dir=tmp_path))

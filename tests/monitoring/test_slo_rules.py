@@ -44,15 +44,15 @@ def test_each_spec_renders_its_golden_rules(source: Path) -> None:
     ids=lambda p: p.name if isinstance(p, Path) else str(p),
 )
 def test_promtool_accepts_the_rules(path: Path) -> None:
-    done = subprocess.run([binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([binary("promtool"), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_promtool_unit_tests_show_every_alert_firing_and_silent_when_it_should() -> None:
     tests = TESTDATA / "promtool" / "default-slos.test.yaml"
-    done = subprocess.run([binary("promtool"), "test", "rules", str(tests)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [binary("promtool"), "test", "rules", str(tests)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
@@ -85,8 +85,10 @@ def test_slo_render_writes_both_files(tmp_path: Path) -> None:
 
     _install_all()
     out = tmp_path / "rules"
-    result = CliRunner().invoke(app, ["slo", "render", "--spec", str(TESTDATA / "in-short-windows.yaml"),
-                                      "--out", str(out), "--label", "release=x"])
+    result = CliRunner().invoke(
+        app,
+        ["slo", "render", "--spec", str(TESTDATA / "in-short-windows.yaml"), "--out", str(out), "--label", "release=x"],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "rules.yaml").read_text() == (TESTDATA / "out-short-windows.rules.yaml").read_text()
     assert "release: x" in (out / "prometheusrule.yaml").read_text()

@@ -40,17 +40,34 @@ def test_default_windows_are_the_sre_workbook_ones() -> None:
         (VALID.replace("{kind: availability}", "{kind: latency}"), "SLO 'availability': sli: a latency SLI needs"),
         (VALID + "    period: 30 days\n", "SLO 'availability': period: not a duration"),
         (VALID + "    colour: red\n", "SLO 'availability': colour: Extra inputs are not permitted"),
-        (VALID.replace("0.999", "0.5"),
-         "SLO 'availability': page window 1h/5m: burn rate 14.4 × error budget 0.5 = 7.2 ≥ 1"),
-        (VALID + "    alerting: {page: [{long: 5m, short: 1h, burn_rate: 2}]}\n",
-         "SLO 'availability': alerting.page.0: short window 1h must be shorter than long window 5m"),
-        (VALID + "  - name: availability\n    sli: {kind: availability}\n    objective: 0.99\n",
-         "SLO names must be unique, repeated: availability"),
+        (
+            VALID.replace("0.999", "0.5"),
+            "SLO 'availability': page window 1h/5m: burn rate 14.4 × error budget 0.5 = 7.2 ≥ 1",
+        ),
+        (
+            VALID + "    alerting: {page: [{long: 5m, short: 1h, burn_rate: 2}]}\n",
+            "SLO 'availability': alerting.page.0: short window 1h must be shorter than long window 5m",
+        ),
+        (
+            VALID + "  - name: availability\n    sli: {kind: availability}\n    objective: 0.99\n",
+            "SLO names must be unique, repeated: availability",
+        ),
         (VALID.replace("name: availability", "name: Availability"), "must be lower-case"),
     ],
-    ids=["unknown-version", "no-version", "not-a-mapping", "no-slos", "objective-above-one",
-         "latency-without-threshold", "bad-duration", "unknown-field", "burn-rate-that-cannot-fire",
-         "short-longer-than-long", "duplicate-names", "bad-name"],
+    ids=[
+        "unknown-version",
+        "no-version",
+        "not-a-mapping",
+        "no-slos",
+        "objective-above-one",
+        "latency-without-threshold",
+        "bad-duration",
+        "unknown-field",
+        "burn-rate-that-cannot-fire",
+        "short-longer-than-long",
+        "duplicate-names",
+        "bad-name",
+    ],
 )
 def test_bad_specs_are_refused_with_a_message_that_says_where(text: str, message: str) -> None:
     with pytest.raises(InvalidInput) as raised:

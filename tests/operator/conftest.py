@@ -29,9 +29,9 @@ CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "specops" / "crds" /
 NAMESPACE = "ml"
 
 
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -74,8 +74,19 @@ class Exporter:
         self.server, self.thread = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
         self._feeders: list[threading.Event] = []
 
-    def serve(self, *, model: str, version: str, role: str, requests: int, draft_tokens: int,
-              accepted_tokens: int, errors: int = 0, k: int = 4, itl_s: float = 0.02) -> None:
+    def serve(
+        self,
+        *,
+        model: str,
+        version: str,
+        role: str,
+        requests: int,
+        draft_tokens: int,
+        accepted_tokens: int,
+        errors: int = 0,
+        k: int = 4,
+        itl_s: float = 0.02,
+    ) -> None:
         """Count ``requests`` finished requests with the given speculation totals."""
         labels = (model, version, role)
         fam = self.families
@@ -116,14 +127,25 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "serving", "static_configs": [{"targets": targets}]}],
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [{"job_name": "serving", "static_configs": [{"targets": targets}]}],
+                }
+            )
+        )
         self.process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(self._ready, timeout=30, message="prometheus ready")
 
     def _ready(self) -> bool:
@@ -179,8 +201,9 @@ def runtime(cluster: EmulatedCluster, prometheus: Prometheus, aliases: Any, audi
     from specops_operator import reconcile
 
     with httpx.Client(timeout=5.0) as http:
-        yield reconcile.Runtime(kube=cluster.client(), http=http, prometheus_url=prometheus.url,
-                                versions=aliases, audit=audit_log)
+        yield reconcile.Runtime(
+            kube=cluster.client(), http=http, prometheus_url=prometheus.url, versions=aliases, audit=audit_log
+        )
 
 
 @contextlib.contextmanager
@@ -200,8 +223,9 @@ def run_operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
 
     settings = handlers.settings(posting=False)
     settings.watching.reconnect_backoff = 0.2
-    with KopfRunner(["run", "--all-namespaces", "--standalone"], registry=registry, settings=settings,
-                    timeout=30, reraise=True) as runner:
+    with KopfRunner(
+        ["run", "--all-namespaces", "--standalone"], registry=registry, settings=settings, timeout=30, reraise=True
+    ) as runner:
         yield runner
 
 
@@ -225,8 +249,13 @@ def deployment(name: str, *, pair: str, version: str = "1", **spec: Any) -> dict
         "kind": constants.KIND,
         # kopf guards its finalizer patch with a JSON-patch test of resourceVersion, which the emulator
         # neither sets nor bumps: a constant one satisfies it.
-        "metadata": {"name": name, "namespace": NAMESPACE, "uid": str(uuid.uuid4()), "generation": 1,
-                     "resourceVersion": "1"},
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "uid": str(uuid.uuid4()),
+            "generation": 1,
+            "resourceVersion": "1",
+        },
         "spec": body_spec,
     }
 
@@ -235,10 +264,15 @@ def mark_ready(client: Any, name: str, *, ready: bool = True) -> None:
     """Play KServe: report the InferenceService Ready (or not)."""
     from specops_operator import kube
 
-    client.patch_status(kube.INFERENCE_SERVICES, NAMESPACE, name, {
-        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        "url": f"http://{name}.{NAMESPACE}.example.com",
-    })
+    client.patch_status(
+        kube.INFERENCE_SERVICES,
+        NAMESPACE,
+        name,
+        {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "url": f"http://{name}.{NAMESPACE}.example.com",
+        },
+    )
 
 
 class Helpers:

@@ -67,9 +67,13 @@ def check_against_kserve_model(value: Any, type_name: str, path: str = "Inferenc
 def check_isvc(manifest: dict[str, Any]) -> None:
     check_against_kserve_model(manifest, "V1beta1InferenceService")
     predictor = manifest["spec"]["predictor"]
-    containers = predictor.get("containers") or [{"name": "kserve-container", "image": "kserve/huggingfaceserver",
-                                                  **{k: v for k, v in predictor["model"].items()
-                                                     if k in ("args", "resources")}}]
+    containers = predictor.get("containers") or [
+        {
+            "name": "kserve-container",
+            "image": "kserve/huggingfaceserver",
+            **{k: v for k, v in predictor["model"].items() if k in ("args", "resources")},
+        }
+    ]
     validate_pod_parts(manifest, containers)
 
 
@@ -80,13 +84,28 @@ def test_standard_mode_builds_one_inference_service_per_version_with_owner_and_l
     assert meta["name"] == "chat-v3" and meta["namespace"] == "ml"
     assert meta["annotations"][constants.DEPLOYMENT_MODE_ANNOTATION] == "RawDeployment"
     assert meta["labels"][constants.LABEL_ROLE] == "canary" and meta["labels"][constants.LABEL_VERSION] == "3"
-    assert meta["ownerReferences"] == [{"apiVersion": "specops.io/v1alpha1", "kind": "SpeculativeDeployment",
-                                        "name": "chat", "uid": OWNER.uid, "controller": True,
-                                        "blockOwnerDeletion": True}]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "specops.io/v1alpha1",
+            "kind": "SpeculativeDeployment",
+            "name": "chat",
+            "uid": OWNER.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
     container = manifest["spec"]["predictor"]["containers"][0]
     assert container["name"] == "kserve-container"
-    assert container["args"][:8] == ["serve", "--pair", "/mnt/models", "--model-name", "chat", "--pair-version",
-                                     "3", "--role"]
+    assert container["args"][:8] == [
+        "serve",
+        "--pair",
+        "/mnt/models",
+        "--model-name",
+        "chat",
+        "--pair-version",
+        "3",
+        "--role",
+    ]
     assert {"name": "STORAGE_URI", "value": "s3://pairs/chat/3"} in container["env"]
     assert container["resources"]["limits"] == {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     assert "canaryTrafficPercent" not in manifest["spec"]["predictor"]
@@ -94,27 +113,37 @@ def test_standard_mode_builds_one_inference_service_per_version_with_owner_and_l
 
 def test_serverless_mode_shares_one_inference_service_and_sets_canary_traffic_percent() -> None:
     serverless = parsed(deploymentMode="Serverless", resources={"gpus": 0, "memory": "8Gi", "cpu": "2"})
-    manifest = builders.inference_service(owner=OWNER, spec=serverless, version="4", role="canary", source=SOURCE,
-                                          canary_traffic_percent=25)
+    manifest = builders.inference_service(
+        owner=OWNER, spec=serverless, version="4", role="canary", source=SOURCE, canary_traffic_percent=25
+    )
     check_isvc(manifest)
     assert manifest["metadata"]["name"] == "chat"
     assert manifest["metadata"]["annotations"][constants.DEPLOYMENT_MODE_ANNOTATION] == "Serverless"
     assert manifest["spec"]["predictor"]["canaryTrafficPercent"] == 25
     assert "nvidia.com/gpu" not in manifest["spec"]["predictor"]["containers"][0]["resources"]["limits"]
     with pytest.raises(ValueError, match="ignored by KServe outside Serverless"):
-        builders.inference_service(owner=OWNER, spec=parsed(), version="4", role="canary", source=SOURCE,
-                                   canary_traffic_percent=25)
+        builders.inference_service(
+            owner=OWNER, spec=parsed(), version="4", role="canary", source=SOURCE, canary_traffic_percent=25
+        )
 
 
-@pytest.mark.parametrize(("source", "expected"), [
-    (SOURCE, {"method": "draft_model", "model": "/mnt/models/draft", "num_speculative_tokens": 5}),
-    (builders.PairSource(storage_uri="gs://p/1", proposer="prompt_lookup", num_speculative_tokens=3),
-     {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4, "prompt_lookup_min": 1}),
-], ids=["draft-model", "prompt-lookup"])
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (SOURCE, {"method": "draft_model", "model": "/mnt/models/draft", "num_speculative_tokens": 5}),
+        (
+            builders.PairSource(storage_uri="gs://p/1", proposer="prompt_lookup", num_speculative_tokens=3),
+            {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 4, "prompt_lookup_min": 1},
+        ),
+    ],
+    ids=["draft-model", "prompt-lookup"],
+)
 def test_vllm_runtime_uses_kserve_huggingface_runtime_with_speculative_config(
-        source: builders.PairSource, expected: dict[str, Any]) -> None:
-    manifest = builders.inference_service(owner=OWNER, spec=parsed(runtime={"type": "vllm"}), version="3",
-                                          role="stable", source=source)
+    source: builders.PairSource, expected: dict[str, Any]
+) -> None:
+    manifest = builders.inference_service(
+        owner=OWNER, spec=parsed(runtime={"type": "vllm"}), version="3", role="stable", source=source
+    )
     check_isvc(manifest)
     model = manifest["spec"]["predictor"]["model"]
     assert model["modelFormat"] == {"name": "huggingface"} and model["storageUri"] == source.storage_uri
@@ -124,21 +153,31 @@ def test_vllm_runtime_uses_kserve_huggingface_runtime_with_speculative_config(
 
 
 def test_spec_draft_length_overrides_the_pairs() -> None:
-    manifest = builders.inference_service(owner=OWNER, spec=parsed(runtime={"type": "vllm", "numSpeculativeTokens": 7}),
-                                          version="3", role="stable", source=SOURCE)
+    manifest = builders.inference_service(
+        owner=OWNER,
+        spec=parsed(runtime={"type": "vllm", "numSpeculativeTokens": 7}),
+        version="3",
+        role="stable",
+        source=SOURCE,
+    )
     config = next(arg for arg in manifest["spec"]["predictor"]["model"]["args"] if "speculative" in arg)
     assert json.loads(config.split("=", 1)[1])["num_speculative_tokens"] == 7
 
 
 def test_http_route_splits_stable_and_canary_by_weight() -> None:
-    route = builders.http_route(owner=OWNER, spec=parsed(gateway={"name": "gw", "namespace": "edge",
-                                                                  "hostnames": ["chat.example.com"]}),
-                                stable_version="2", canary_version="3", canary_weight=25)
+    route = builders.http_route(
+        owner=OWNER,
+        spec=parsed(gateway={"name": "gw", "namespace": "edge", "hostnames": ["chat.example.com"]}),
+        stable_version="2",
+        canary_version="3",
+        canary_weight=25,
+    )
     validate_pod_parts(route, [{"name": "placeholder", "image": "x"}])
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
     assert builders.route_weights(route) == {"chat-v2-predictor": 75, "chat-v3-predictor": 25}
-    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw",
-                                            "namespace": "edge"}]
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "edge"}
+    ]
     assert route["spec"]["hostnames"] == ["chat.example.com"]
     backend = route["spec"]["rules"][0]["backendRefs"][0]
     assert backend == {"group": "", "kind": "Service", "name": "chat-v2-predictor", "port": 80, "weight": 75}
@@ -164,9 +203,15 @@ FULL_SPEC = {
     "deploymentMode": "Serverless",
     "gateway": {"name": "gw", "namespace": "edge", "hostnames": ["a.example.com"]},
     "resources": {"gpus": 2, "memory": "80Gi", "cpu": "8"},
-    "rollout": {"steps": [5, 50, 100], "analysisIntervalSeconds": 30, "minDraftTokens": 100, "minRequests": 3,
-                "failureLimit": 3, "bakeSeconds": 600,
-                "thresholds": {"minAcceptanceRate": 0.4, "maxErrorRate": 0.01, "maxItlP95Seconds": 0.05}},
+    "rollout": {
+        "steps": [5, 50, 100],
+        "analysisIntervalSeconds": 30,
+        "minDraftTokens": 100,
+        "minRequests": 3,
+        "failureLimit": 3,
+        "bakeSeconds": 600,
+        "thresholds": {"minAcceptanceRate": 0.4, "maxErrorRate": 0.01, "maxItlP95Seconds": 0.05},
+    },
     "policy": "Manual",
     "slo": {"availability": 0.995, "ttftP95Seconds": 1.0, "itlP95Seconds": 0.05},
     "drift": {"enabled": False, "sampleRate": 0.5, "driftShare": 0.3},
@@ -218,16 +263,27 @@ def _as_schema(value: Any) -> dict[str, Any]:
     return {}
 
 
-@pytest.mark.parametrize("bad", [
-    {"spec": {"pair": {"name": "chat"}}},
-    {"spec": {"pair": {"name": "chat", "version": "1"}, "policy": "Sometimes"}},
-    {"spec": {"pair": {"name": "chat", "version": "1"}, "rollout": {"steps": [0, 100]}}},
-    {"spec": {"pair": {"name": "chat", "version": "1"}, "rollout": {"thresholds": {"maxErrorRate": 2}}}},
-    {"spec": {"pair": {"name": "Chat!", "version": "1"}}},
-    {"spec": {"pair": {"name": "chat", "version": "1"}, "runtime": {"type": "tgi"}}},
-    {"spec": {"pair": {"name": "chat", "version": "1"}, "resources": {"memory": "lots"}}},
-], ids=["version-missing", "policy-enum", "step-zero", "error-rate-range", "name-pattern", "runtime-enum",
-        "memory-quantity"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"spec": {"pair": {"name": "chat"}}},
+        {"spec": {"pair": {"name": "chat", "version": "1"}, "policy": "Sometimes"}},
+        {"spec": {"pair": {"name": "chat", "version": "1"}, "rollout": {"steps": [0, 100]}}},
+        {"spec": {"pair": {"name": "chat", "version": "1"}, "rollout": {"thresholds": {"maxErrorRate": 2}}}},
+        {"spec": {"pair": {"name": "Chat!", "version": "1"}}},
+        {"spec": {"pair": {"name": "chat", "version": "1"}, "runtime": {"type": "tgi"}}},
+        {"spec": {"pair": {"name": "chat", "version": "1"}, "resources": {"memory": "lots"}}},
+    ],
+    ids=[
+        "version-missing",
+        "policy-enum",
+        "step-zero",
+        "error-rate-range",
+        "name-pattern",
+        "runtime-enum",
+        "memory-quantity",
+    ],
+)
 def test_crd_schema_and_parser_both_reject_bad_specs(crd: dict[str, Any], bad: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
         schema_validator(crd).validate(bad)
@@ -243,7 +299,6 @@ def test_parser_applies_documented_defaults() -> None:
     assert parsed_spec.gateway.name == "kserve-ingress-gateway"
 
 
-
 def test_chart_example_is_a_valid_speculative_deployment(crd: dict[str, Any]) -> None:
     from pathlib import Path
 
@@ -252,6 +307,7 @@ def test_chart_example_is_a_valid_speculative_deployment(crd: dict[str, Any]) ->
     example = Path(__file__).resolve().parents[2] / "charts" / "specops" / "examples" / "speculativedeployment.yaml"
     body = yaml.safe_load(example.read_text())
     schema_validator(crd).validate(body)
-    jsonschema.Draft7Validator(_strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
-                               ).validate(body["spec"])
+    jsonschema.Draft7Validator(
+        _strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    ).validate(body["spec"])
     assert spec.parse(body["spec"]).policy.max_itl_p95_s == 0.08

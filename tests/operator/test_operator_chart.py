@@ -56,12 +56,19 @@ def test_operator_deployment_runs_the_operator_entry_point(manifests: list[dict[
 
 def test_operator_rbac_covers_what_it_reads_and_writes(manifests: list[dict[str, Any]]) -> None:
     role = next(doc for doc in manifests if doc["kind"] == "ClusterRole")
-    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
-               for resource in rule["resources"] for verb in rule["verbs"]}
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
     needed = {("specops.io", "speculativedeployments", verb) for verb in ("list", "watch", "patch")}
     needed |= {("specops.io", "speculativedeployments/status", "patch")}
-    needed |= {("serving.kserve.io", "inferenceservices", verb)
-               for verb in ("get", "list", "watch", "create", "patch", "delete")}
+    needed |= {
+        ("serving.kserve.io", "inferenceservices", verb)
+        for verb in ("get", "list", "watch", "create", "patch", "delete")
+    }
     needed |= {("gateway.networking.k8s.io", "httproutes", verb) for verb in ("get", "create", "patch")}
     assert needed <= granted, needed - granted
 
@@ -80,5 +87,6 @@ def test_pod_monitor_relabels_pod_labels_for_the_canary_queries() -> None:
     endpoint = monitor["spec"]["podMetricsEndpoints"][0]
     targets = {item["targetLabel"] for item in endpoint["relabelings"]}
     assert {"pair_version", "role"} <= targets and endpoint["honorLabels"] is True
-    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": monitor["metadata"]}, "1.33",
-                                 strict=True)
+    kubernetes_validate.validate(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": monitor["metadata"]}, "1.33", strict=True
+    )

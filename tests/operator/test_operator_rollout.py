@@ -66,15 +66,17 @@ def audit_actions(audit_log: Any, subject: str) -> Counter[str]:
 
 
 def test_good_canary_is_promoted_through_every_step_and_a_later_page_rolls_it_back(
-        cluster: Any, operator: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any) -> None:
+    cluster: Any, operator: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+) -> None:
     client = cluster.client()
     start_stable(client, helpers, "good", "good-pair", rollout=ROLLOUT)
     assert weights(client, helpers, "good") == {"good-v1-predictor": 100}
     stop = exporter.feed(model="good-pair", version="2", role="canary", **GOOD)
     try:
         client.patch(kube.DEPLOYMENTS, helpers.namespace, "good", {"spec": {"pair": {"version": "2"}}})
-        canary = helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "good-v2"),
-                                  message="canary InferenceService")
+        canary = helpers.wait_for(
+            lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "good-v2"), message="canary InferenceService"
+        )
         container = canary["spec"]["predictor"]["containers"][0]
         assert canary["metadata"]["labels"]["specops.io/role"] == "canary"
         assert container["args"][container["args"].index("--pair-version") + 1] == "2"
@@ -97,8 +99,10 @@ def test_good_canary_is_promoted_through_every_step_and_a_later_page_rolls_it_ba
     assert analysis["verdict"] == "pass" and analysis["acceptanceRate"] >= 0.5
     assert analysis["numDraftTokens"] >= 40 and analysis["samples"] == analysis["numDraftTokens"]
     queries = {item["name"]: item["query"] for item in analysis["queries"]}
-    assert queries["num_draft_tokens"] == ('sum(increase(specops_spec_decode_num_draft_tokens_total'
-                                           '{model_name="good-pair",pair_version="2",role="canary"}[2s]))')
+    assert queries["num_draft_tokens"] == (
+        "sum(increase(specops_spec_decode_num_draft_tokens_total"
+        '{model_name="good-pair",pair_version="2",role="canary"}[2s]))'
+    )
     conditions = {item["type"]: item for item in status["conditions"]}
     assert conditions["Promoted"]["status"] == "True" and conditions["Ready"]["status"] == "True"
     counts = audit_actions(audit_log, "ml/good")
@@ -107,18 +111,25 @@ def test_good_canary_is_promoted_through_every_step_and_a_later_page_rolls_it_ba
     assert audit_log.verify().ok
 
     # A page on the freshly promoted version (within the bake time) rolls back to the previous one.
-    batch = alerts.annotate("good", helpers.namespace, (Alert("SpecOpsAvailabilityBurn", "page", role=Role.STABLE,
-                                                              version="2"),), api=cluster.api())
+    batch = alerts.annotate(
+        "good",
+        helpers.namespace,
+        (Alert("SpecOpsAvailabilityBurn", "page", role=Role.STABLE, version="2"),),
+        api=cluster.api(),
+    )
     status = wait_phase(client, helpers, "good", "RolledBack", stableVersion="1")
     assert status["lastAlerts"]["id"] == batch and status["rejectedVersion"] == "2"
     assert weights(client, helpers, "good") == {"good-v1-predictor": 100}
     assert aliases.alias("good-pair", "production") == "1"
-    helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "good-v2") is None,
-                     message="promoted-then-rolled-back InferenceService removed")
+    helpers.wait_for(
+        lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "good-v2") is None,
+        message="promoted-then-rolled-back InferenceService removed",
+    )
 
 
 def test_bad_canary_is_rolled_back_with_aliases_and_audit_and_stays_rolled_back(
-        cluster: Any, operator: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any) -> None:
+    cluster: Any, operator: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+) -> None:
     client = cluster.client()
     start_stable(client, helpers, "bad", "bad-pair", rollout=ROLLOUT)
     stop = exporter.feed(model="bad-pair", version="2", role="canary", **BAD)
@@ -126,12 +137,14 @@ def test_bad_canary_is_rolled_back_with_aliases_and_audit_and_stays_rolled_back(
         client.patch(kube.DEPLOYMENTS, helpers.namespace, "bad", {"spec": {"pair": {"version": "2"}}})
         helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "bad-v2"))
         helpers.mark_ready(client, "bad-v2")
-        helpers.wait_for(lambda: weights(client, helpers, "bad").get("bad-v2-predictor") == 10,
-                         message="canary at 10%")
+        helpers.wait_for(lambda: weights(client, helpers, "bad").get("bad-v2-predictor") == 10, message="canary at 10%")
         # Watch the route: the rollback is applied when the canary leaves it.
         removed_at = helpers.wait_for(
             lambda: "bad-v2-predictor" not in weights(client, helpers, "bad") and time.time(),
-            timeout=30, interval=0.02, message="canary removed from the route")
+            timeout=30,
+            interval=0.02,
+            message="canary removed from the route",
+        )
         status = wait_phase(client, helpers, "bad", "RolledBack", stableVersion="1")
     finally:
         stop()
@@ -157,7 +170,8 @@ def test_bad_canary_is_rolled_back_with_aliases_and_audit_and_stays_rolled_back(
 
 
 def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transitions(
-        cluster: Any, runtime: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any) -> None:
+    cluster: Any, runtime: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+) -> None:
     client = cluster.client()
     stop = exporter.feed(model="restart-pair", version="2", role="canary", **GOOD)
     try:
@@ -183,7 +197,8 @@ def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transition
 
 
 def test_manual_actions_and_a_canary_page_are_acknowledged_in_status(
-        cluster: Any, operator: Any, helpers: Any, aliases: Any, audit_log: Any) -> None:
+    cluster: Any, operator: Any, helpers: Any, aliases: Any, audit_log: Any
+) -> None:
     client = cluster.client()
     api = cluster.api()
     start_stable(client, helpers, "manual", "manual-pair", rollout=ROLLOUT)
@@ -195,9 +210,13 @@ def test_manual_actions_and_a_canary_page_are_acknowledged_in_status(
     request_id = actions.request("manual", helpers.namespace, "pause", api=api)
     status = wait_phase(client, helpers, "manual", "Paused")
     assert status["lastAction"]["id"] == request_id and status["lastAction"]["action"] == "pause"
-    helpers.wait_for(lambda: "specops.io/action" not in (client.get(kube.DEPLOYMENTS, helpers.namespace, "manual")
-                                                        ["metadata"].get("annotations") or {}),
-                     message="action annotation removed")
+    helpers.wait_for(
+        lambda: (
+            "specops.io/action"
+            not in (client.get(kube.DEPLOYMENTS, helpers.namespace, "manual")["metadata"].get("annotations") or {})
+        ),
+        message="action annotation removed",
+    )
     time.sleep(2.5)  # no analysis while paused (no data would mean waiting anyway, but nothing moves)
     assert status_of(client, helpers, "manual")["phase"] == "Paused"
     actions.request("manual", helpers.namespace, "resume", api=api)
@@ -207,13 +226,16 @@ def test_manual_actions_and_a_canary_page_are_acknowledged_in_status(
         actions.request("manual", helpers.namespace, "explode", api=api)
 
     # No traffic at all: too little data means waiting, never promoting or aborting.
-    status = helpers.wait_for(lambda: (found := status_of(client, helpers, "manual")).get("lastAnalysis") and found,
-                              message="an analysis after resuming")
+    status = helpers.wait_for(
+        lambda: (found := status_of(client, helpers, "manual")).get("lastAnalysis") and found,
+        message="an analysis after resuming",
+    )
     assert status["lastAnalysis"]["verdict"] == "inconclusive"
     assert status["canaryWeight"] == 10
 
-    alerts.annotate("manual", helpers.namespace,
-                    (Alert("SpecOpsCanaryErrorBurn", "page", role=Role.CANARY, version="2"),), api=api)
+    alerts.annotate(
+        "manual", helpers.namespace, (Alert("SpecOpsCanaryErrorBurn", "page", role=Role.CANARY, version="2"),), api=api
+    )
     status = wait_phase(client, helpers, "manual", "RolledBack", stableVersion="1")
     assert "page alert SpecOpsCanaryErrorBurn" in status["history"][-2]["reason"]
     assert weights(client, helpers, "manual") == {"manual-v1-predictor": 100}
@@ -221,7 +243,8 @@ def test_manual_actions_and_a_canary_page_are_acknowledged_in_status(
 
 
 def test_serverless_mode_uses_canary_traffic_percent_and_deletion_cleans_up(
-        cluster: Any, operator: Any, helpers: Any, aliases: Any, audit_log: Any) -> None:
+    cluster: Any, operator: Any, helpers: Any, aliases: Any, audit_log: Any
+) -> None:
     client = cluster.client()
     start_stable(client, helpers, "knative", "knative-pair", deploymentMode="Serverless", rollout=ROLLOUT)
     isvc = client.get(kube.INFERENCE_SERVICES, helpers.namespace, "knative")
@@ -230,8 +253,13 @@ def test_serverless_mode_uses_canary_traffic_percent_and_deletion_cleans_up(
     assert client.get(kube.HTTP_ROUTES, helpers.namespace, "knative") is None
 
     client.patch(kube.DEPLOYMENTS, helpers.namespace, "knative", {"spec": {"pair": {"version": "2"}}})
-    isvc = helpers.wait_for(lambda: (found := client.get(kube.INFERENCE_SERVICES, helpers.namespace, "knative"))
-                            and found["spec"]["predictor"].get("canaryTrafficPercent") == 10 and found)
+    isvc = helpers.wait_for(
+        lambda: (
+            (found := client.get(kube.INFERENCE_SERVICES, helpers.namespace, "knative"))
+            and found["spec"]["predictor"].get("canaryTrafficPercent") == 10
+            and found
+        )
+    )
     args = isvc["spec"]["predictor"]["containers"][0]["args"]
     assert args[args.index("--pair-version") + 1] == "2"
     assert aliases.alias("knative-pair", "canary") == "2"
@@ -247,14 +275,17 @@ def test_serverless_mode_uses_canary_traffic_percent_and_deletion_cleans_up(
     wait_phase(client, helpers, "knative", "Progressing", canaryVersion="3")
     assert aliases.alias("knative-pair", "canary") == "3"
     client.delete(kube.DEPLOYMENTS, helpers.namespace, "knative")
-    helpers.wait_for(lambda: client.get(kube.DEPLOYMENTS, helpers.namespace, "knative") is None,
-                     message="deployment deleted after its finalizer ran")
+    helpers.wait_for(
+        lambda: client.get(kube.DEPLOYMENTS, helpers.namespace, "knative") is None,
+        message="deployment deleted after its finalizer ran",
+    )
     assert aliases.alias("knative-pair", "canary") is None
     assert audit_actions(audit_log, "ml/knative")["deployment.deleted"] == 1
 
 
 def test_manual_rollback_works_while_prometheus_is_down_and_analysis_waits(
-        cluster: Any, helpers: Any, aliases: Any, audit_log: Any) -> None:
+    cluster: Any, helpers: Any, aliases: Any, audit_log: Any
+) -> None:
     """One reconcile at a time, without kopf: the analysis reports Degraded, the rollback still happens."""
     import httpx
 
@@ -265,8 +296,14 @@ def test_manual_rollback_works_while_prometheus_is_down_and_analysis_waits(
     client.create(kube.DEPLOYMENTS, helpers.namespace, body)
     clock = [1_800_000_000.0]
     with httpx.Client(timeout=1.0) as http:
-        runtime = reconcile.Runtime(kube=client, http=http, prometheus_url="http://127.0.0.1:9", versions=aliases,
-                                    audit=audit_log, clock=lambda: clock[0])
+        runtime = reconcile.Runtime(
+            kube=client,
+            http=http,
+            prometheus_url="http://127.0.0.1:9",
+            versions=aliases,
+            audit=audit_log,
+            clock=lambda: clock[0],
+        )
         memory = reconcile.Memory()
 
         def step(**annotations: str) -> reconcile.Outcome:
@@ -286,19 +323,29 @@ def test_manual_rollback_works_while_prometheus_is_down_and_analysis_waits(
     assert outcome.decision.kind.value == "rollback" and outcome.status["phase"] == "RolledBack"
     assert outcome.status["lastAction"]["id"] == "r-1"
     assert weights(client, helpers, "dark") == {"dark-v1-predictor": 100}
-    assert "specops.io/action" not in (client.get(kube.DEPLOYMENTS, helpers.namespace, "dark")["metadata"]
-                                       .get("annotations") or {})
+    assert "specops.io/action" not in (
+        client.get(kube.DEPLOYMENTS, helpers.namespace, "dark")["metadata"].get("annotations") or {}
+    )
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"pair": {"name": "p", "version": "1"}, "rollout": {"steps": [50, 25, 100]}},
-     "spec.rollout.steps must be strictly increasing"),
-    ({"pair": {"name": "p", "version": "1"}, "rollout": {"thresholds": {"minAcceptanceRate": 1.5}}},
-     "spec.rollout.thresholds.minAcceptanceRate must be <= 1"),
-    ({"runtime": {"type": "tgi"}}, "spec.pair is required"),
-], ids=["steps-not-increasing", "acceptance-above-one", "pair-missing"])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"pair": {"name": "p", "version": "1"}, "rollout": {"steps": [50, 25, 100]}},
+            "spec.rollout.steps must be strictly increasing",
+        ),
+        (
+            {"pair": {"name": "p", "version": "1"}, "rollout": {"thresholds": {"minAcceptanceRate": 1.5}}},
+            "spec.rollout.thresholds.minAcceptanceRate must be <= 1",
+        ),
+        ({"runtime": {"type": "tgi"}}, "spec.pair is required"),
+    ],
+    ids=["steps-not-increasing", "acceptance-above-one", "pair-missing"],
+)
 def test_invalid_specs_are_rejected_with_a_clear_condition(
-        cluster: Any, operator: Any, helpers: Any, spec: dict[str, Any], message: str) -> None:
+    cluster: Any, operator: Any, helpers: Any, spec: dict[str, Any], message: str
+) -> None:
     client = cluster.client()
     body = helpers.deployment("broken", pair="p")
     body["spec"] = spec

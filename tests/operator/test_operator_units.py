@@ -15,14 +15,18 @@ from specops_operator import status as status_
 
 
 def test_figure_queries_are_exact_promql_per_version_and_role() -> None:
-    queries = metrics.figure_queries(names=metrics.SPECOPS_METRICS, model="chat", version="3", role="canary",
-                                     seconds=60)
+    queries = metrics.figure_queries(
+        names=metrics.SPECOPS_METRICS, model="chat", version="3", role="canary", seconds=60
+    )
     selector = '{model_name="chat",pair_version="3",role="canary"}'
     assert queries["num_draft_tokens"] == f"sum(increase(specops_spec_decode_num_draft_tokens_total{selector}[60s]))"
-    assert queries["num_errors"] == ('sum(increase(specops_request_errors_total'
-                                     '{model_name="chat",pair_version="3",role="canary",reason="internal"}[60s]))')
-    assert queries["itl_p95_s"] == ("histogram_quantile(0.95, sum by (le) "
-                                    f"(rate(specops_inter_token_latency_seconds_bucket{selector}[60s])))")
+    assert queries["num_errors"] == (
+        "sum(increase(specops_request_errors_total"
+        '{model_name="chat",pair_version="3",role="canary",reason="internal"}[60s]))'
+    )
+    assert queries["itl_p95_s"] == (
+        f"histogram_quantile(0.95, sum by (le) (rate(specops_inter_token_latency_seconds_bucket{selector}[60s])))"
+    )
     vllm = metrics.figure_queries(names=metrics.VLLM_METRICS, model="chat", version="3", role="canary", seconds=60)
     assert "num_errors" not in vllm and vllm["num_drafts"].startswith("sum(increase(vllm:spec_decode_num_drafts_total")
 
@@ -45,13 +49,19 @@ def sample(side: str, figure: str, value: str) -> dict[str, Any]:
 
 
 def test_one_query_per_tick_serves_both_sides() -> None:
-    http, seen = prometheus_answering([
-        sample("canary", "num_draft_tokens", "1000.4"), sample("canary", "num_accepted_tokens", "700"),
-        sample("canary", "num_requests", "50"), sample("canary", "num_drafts", "250"),
-        sample("canary", "itl_p95_s", "NaN"), sample("stable", "num_draft_tokens", "3000"),
-    ])
-    source = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat",
-                                       sides={Role.CANARY: "3", Role.STABLE: "2"})
+    http, seen = prometheus_answering(
+        [
+            sample("canary", "num_draft_tokens", "1000.4"),
+            sample("canary", "num_accepted_tokens", "700"),
+            sample("canary", "num_requests", "50"),
+            sample("canary", "num_drafts", "250"),
+            sample("canary", "itl_p95_s", "NaN"),
+            sample("stable", "num_draft_tokens", "3000"),
+        ]
+    )
+    source = metrics.PrometheusMetrics(
+        http=http, url="http://prom", model="chat", sides={Role.CANARY: "3", Role.STABLE: "2"}
+    )
     canary = source.window(role=Role.CANARY, version="3", seconds=60)
     stable = source.window(role=Role.STABLE, version="2", seconds=60)
     assert len(seen) == 1 and " or " in seen[0]
@@ -64,10 +74,18 @@ def test_one_query_per_tick_serves_both_sides() -> None:
 def test_empty_answers_are_zeros_and_the_brain_waits() -> None:
     http, _ = prometheus_answering([])
     window = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat").window(
-        role=Role.CANARY, version="3", seconds=60)
+        role=Role.CANARY, version="3", seconds=60
+    )
     assert window.num_draft_tokens == 0
-    state = RolloutState(deployment="ml/chat", pair="chat", stable_version="2", canary_version="3",
-                         phase=brain.Phase.PROGRESSING, step_index=0, weight=10)
+    state = RolloutState(
+        deployment="ml/chat",
+        pair="chat",
+        stable_version="2",
+        canary_version="3",
+        phase=brain.Phase.PROGRESSING,
+        step_index=0,
+        weight=10,
+    )
     new, decision = brain.decide(state, Observation(now=1.0, canary=window), RolloutPolicy())
     assert decision.kind.value == "hold" and new.last_analysis.verdict is Verdict.INCONCLUSIVE
 
@@ -86,8 +104,13 @@ def test_status_round_trips_the_rollout_state() -> None:
     policy = RolloutPolicy(min_draft_tokens=10)
     state = RolloutState(deployment="ml/chat", pair="chat", stable_version="2")
     state, _ = brain.start(state, version="3", policy=policy, now=1_795_000_000.25)
-    window = WindowMetrics(num_requests=20, num_draft_tokens=100, num_accepted_tokens=80, num_drafts=25,
-                           queries=(("num_draft_tokens", "sum(...)"),))
+    window = WindowMetrics(
+        num_requests=20,
+        num_draft_tokens=100,
+        num_accepted_tokens=80,
+        num_drafts=25,
+        queries=(("num_draft_tokens", "sum(...)"),),
+    )
     state, _ = brain.decide(state, Observation(now=1_795_000_060.5, canary=window), policy)
     rendered = status_.render(state, revision=7, conditions=[], previous=None, analysed_at=1_795_000_060.5)
     rendered = json.loads(json.dumps(rendered))  # what the API stores
@@ -99,8 +122,10 @@ def test_status_round_trips_the_rollout_state() -> None:
 
 
 def test_alert_annotation_round_trips() -> None:
-    batch = (Alert("SpecOpsCanaryErrorBurn", "page", role=Role.CANARY, version="3", summary="5% errors"),
-             Alert("SpecOpsDrift", "ticket"))
+    batch = (
+        Alert("SpecOpsCanaryErrorBurn", "page", role=Role.CANARY, version="3", summary="5% errors"),
+        Alert("SpecOpsDrift", "ticket"),
+    )
     batch_id, decoded = alerts.decode(alerts.encode(batch, batch_id="b1", at=1.0))
     assert batch_id == "b1" and decoded == batch
     with pytest.raises(ValueError, match="not a specops alerts annotation"):
@@ -114,9 +139,12 @@ class FakePairRegistry:
         from specops.registry import PairVersion
 
         self.versions = {
-            "3": PairVersion(name="chat", version="3", source="s3://mlflow/1/abc/artifacts/model",
-                             tags={"qualification.passed": "true", "pair.draft_sha256": "ab",
-                                   "pair.num_speculative_tokens": "6"}),
+            "3": PairVersion(
+                name="chat",
+                version="3",
+                source="s3://mlflow/1/abc/artifacts/model",
+                tags={"qualification.passed": "true", "pair.draft_sha256": "ab", "pair.num_speculative_tokens": "6"},
+            ),
             "4": PairVersion(name="chat", version="4", tags={"qualification.passed": "false"}),
         }
         self.aliases = {"candidate": "3", "risky": "4"}
@@ -147,7 +175,10 @@ def test_registry_adapter_resolves_aliases_refuses_unqualified_versions_and_find
         adapter.resolve("chat", "gone")
     source = adapter.source("chat", "3")
     assert (source.storage_uri, source.proposer, source.num_speculative_tokens) == (
-        "s3://mlflow/1/abc/artifacts/model", "draft", 6)
+        "s3://mlflow/1/abc/artifacts/model",
+        "draft",
+        6,
+    )
     adapter.set_alias("chat", "canary", "3")
     adapter.delete_alias("chat", "canary")
     assert adapter.registry.calls == [("set", "canary", "3"), ("delete", "canary")]
@@ -189,10 +220,14 @@ def backend(mode: str, prior: RolloutState) -> tuple[Any, RecordingKube]:
     from specops_operator.serving import KServeBackend
 
     fake = RecordingKube()
-    serving = KServeBackend(client=fake, owner=builders.Owner(name="chat", namespace="ml", uid="u"),  # type: ignore[arg-type]
-                            spec=spec.parse({"pair": {"name": "chat", "version": "1"}, "deploymentMode": mode}),
-                            sources=lambda version: builders.PairSource(storage_uri=f"s3://p/{version}"),
-                            prior=prior, ready=lambda name: True)
+    serving = KServeBackend(
+        client=fake,
+        owner=builders.Owner(name="chat", namespace="ml", uid="u"),  # type: ignore[arg-type]
+        spec=spec.parse({"pair": {"name": "chat", "version": "1"}, "deploymentMode": mode}),
+        sources=lambda version: builders.PairSource(storage_uri=f"s3://p/{version}"),
+        prior=prior,
+        ready=lambda name: True,
+    )
     return serving, fake
 
 
@@ -213,8 +248,14 @@ def test_serverless_canary_promotion_and_rollback_follow_kserve() -> None:
 def test_standard_rollback_after_promotion_restores_the_previous_version_first() -> None:
     from specops.rollout.model import Phase
 
-    promoted = RolloutState(deployment="ml/chat", pair="chat", stable_version="3", previous_version="2",
-                            phase=Phase.PROMOTED, promoted_at=1.0)
+    promoted = RolloutState(
+        deployment="ml/chat",
+        pair="chat",
+        stable_version="3",
+        previous_version="2",
+        phase=Phase.PROMOTED,
+        promoted_at=1.0,
+    )
     serving, fake = backend("Standard", promoted)
     serving.deploy_stable("3")
     fake.writes.clear()

@@ -10,6 +10,7 @@ from specops.pairs import qualification
 @pytest.mark.slow
 def test_the_demo_pair_qualifies_and_the_mismatched_draft_accepts_less() -> None:
     from specops.pairs import demo
+
     pairs = demo.train_demo_pairs(progress=False)
     prompts = qualification.load_prompts()[:8]
     good = qualification.qualify(pairs.target, pairs.draft, prompts=prompts, max_new_tokens=24)

@@ -18,13 +18,22 @@ def test_a_rolled_back_canary_leaves_mlflow_production_on_the_stable_version(
     registry = PairRegistry.from_settings(settings)
     common = {"prompts": PROMPTS, "max_new_tokens": 8}
     stable = registry.register("op-pair", target=tiny_pairs.target, draft=tiny_pairs.draft_copy, **common)
-    canary = registry.register("op-pair", target=tiny_pairs.target, draft=tiny_pairs.draft_random,
-                               min_acceptance=0.0, **common)
+    canary = registry.register(
+        "op-pair", target=tiny_pairs.target, draft=tiny_pairs.draft_random, min_acceptance=0.0, **common
+    )
     aliases = RegistryAliases(registry)
     recorder = Recorder(canary_window=bad())
     policy = RolloutPolicy(steps=(10, 100), min_draft_tokens=100, failure_limit=1)
-    controller = RolloutController(deployment="op", pair="op-pair", policy=policy, serving=recorder,
-                                   metrics=recorder, aliases=aliases, audit=recorder, states=recorder)
+    controller = RolloutController(
+        deployment="op",
+        pair="op-pair",
+        policy=policy,
+        serving=recorder,
+        metrics=recorder,
+        aliases=aliases,
+        audit=recorder,
+        states=recorder,
+    )
     controller.begin(stable.version, now=0.0)
     controller.begin(canary.version, now=1.0)
     assert registry.aliases("op-pair") == {"production": stable.version, "canary": canary.version}

@@ -9,8 +9,15 @@ from specops.rollout import RolloutPolicy, RolloutState, WindowMetrics
 
 @pytest.fixture
 def policy() -> RolloutPolicy:
-    return RolloutPolicy(steps=(10, 50, 100), min_draft_tokens=100, min_requests=5,
-                         min_acceptance_rate=0.3, max_error_rate=0.05, failure_limit=2, bake_s=600)
+    return RolloutPolicy(
+        steps=(10, 50, 100),
+        min_draft_tokens=100,
+        min_requests=5,
+        min_acceptance_rate=0.3,
+        max_error_rate=0.05,
+        failure_limit=2,
+        bake_s=600,
+    )
 
 
 @pytest.fixture

@@ -52,9 +52,7 @@ def test_too_little_data_waits_and_never_promotes_or_aborts(
     assert (state.phase, state.weight, state.consecutive_failures) == (Phase.PROGRESSING, 10, 0)
 
 
-def test_good_canary_advances_through_every_step_then_promotes(
-    canarying: RolloutState, policy: RolloutPolicy
-) -> None:
+def test_good_canary_advances_through_every_step_then_promotes(canarying: RolloutState, policy: RolloutPolicy) -> None:
     state, kinds, weights = canarying, [], []
     for tick in range(3):
         state, decision = brain.decide(state, Observation(now=float(tick), canary=good()), policy)
@@ -83,8 +81,7 @@ def test_a_pass_resets_the_failure_count(canarying: RolloutState, policy: Rollou
 
 
 def test_error_rate_fails_only_with_enough_requests(canarying: RolloutState, policy: RolloutPolicy) -> None:
-    erring = WindowMetrics(num_requests=10, num_errors=5, num_drafts=100, num_draft_tokens=400,
-                           num_accepted_tokens=200)
+    erring = WindowMetrics(num_requests=10, num_errors=5, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200)
     _, decision = brain.decide(canarying, Observation(now=1.0, canary=erring), policy)
     assert decision.analysis is not None and decision.analysis.verdict.value == "fail"
     few = WindowMetrics(num_requests=1, num_errors=1, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200)
@@ -94,8 +91,7 @@ def test_error_rate_fails_only_with_enough_requests(canarying: RolloutState, pol
 
 def test_itl_threshold_is_judged_when_set(canarying: RolloutState) -> None:
     strict = RolloutPolicy(steps=(10, 100), min_draft_tokens=100, max_itl_p95_s=0.05, failure_limit=1)
-    slow = WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200,
-                         itl_p95_s=0.2)
+    slow = WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200, itl_p95_s=0.2)
     _, decision = brain.decide(canarying, Observation(now=1.0, canary=slow), strict)
     assert decision.kind is DecisionKind.ROLLBACK and "itl_p95_s" in decision.reason
 
@@ -163,9 +159,7 @@ def test_manual_policy_never_acts_by_itself(canarying: RolloutState) -> None:
     assert decision.kind is DecisionKind.HOLD and state.weight == 10
 
 
-def test_an_unconfirmed_rollback_is_reapplied_not_decided_twice(
-    canarying: RolloutState, policy: RolloutPolicy
-) -> None:
+def test_an_unconfirmed_rollback_is_reapplied_not_decided_twice(canarying: RolloutState, policy: RolloutPolicy) -> None:
     state, _ = brain.decide(canarying, Observation(now=1.0, action=ManualAction.ROLLBACK), policy)
     again, decision = brain.decide(state, Observation(now=2.0), policy)
     assert decision.kind is DecisionKind.ROLLBACK

@@ -61,8 +61,16 @@ class Recorder:
 @pytest.fixture
 def world(policy: RolloutPolicy) -> tuple[RolloutController, Recorder]:
     recorder = Recorder()
-    controller = RolloutController(deployment="demo", pair="p", policy=policy, serving=recorder, metrics=recorder,
-                                   aliases=recorder, audit=recorder, states=recorder)
+    controller = RolloutController(
+        deployment="demo",
+        pair="p",
+        policy=policy,
+        serving=recorder,
+        metrics=recorder,
+        aliases=recorder,
+        audit=recorder,
+        states=recorder,
+    )
     controller.begin("1", now=0.0)
     controller.begin("2", now=1.0)
     return controller, recorder
@@ -113,8 +121,17 @@ def test_an_unapproved_promotion_is_held_and_audited(policy: RolloutPolicy) -> N
         if version not in approved:
             raise Conflict(f"{pair} version {version} needs an approval")
 
-    controller = RolloutController(deployment="demo", pair="p", policy=policy, serving=recorder, metrics=recorder,
-                                   aliases=recorder, audit=recorder, states=recorder, approve=approve)
+    controller = RolloutController(
+        deployment="demo",
+        pair="p",
+        policy=policy,
+        serving=recorder,
+        metrics=recorder,
+        aliases=recorder,
+        audit=recorder,
+        states=recorder,
+        approve=approve,
+    )
     controller.begin("1", now=0.0)
     controller.begin("2", now=1.0)
     controller.tick(now=2.0)

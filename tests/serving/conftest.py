@@ -31,7 +31,6 @@ class LiveServer:
             return scrape(client.get("/metrics").text)
 
 
-
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A target (2 layers) and a random draft (1 layer): low acceptance."""
@@ -54,12 +53,16 @@ def start_server(pair: Path, *, tmp: Path, role: str = "stable", **overrides) ->
     from specops.serving import config, runtime, server
 
     database_url = f"sqlite:///{tmp / 'records.db'}"
-    settings = config.ServingConfig(pair=str(pair), port=free_port(), role=role, database_url=database_url,
-                                    **{"max_tokens": 24, "max_batch": 8, "max_wait_ms": 20.0, **overrides})
+    settings = config.ServingConfig(
+        pair=str(pair),
+        port=free_port(),
+        role=role,
+        database_url=database_url,
+        **{"max_tokens": 24, "max_batch": 8, "max_wait_ms": 20.0, **overrides},
+    )
     live_runtime = runtime.ServingRuntime.load(settings)
     app = server.build_app(live_runtime)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                       lifespan="off"))
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -82,8 +85,9 @@ def live(tiny_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="session")
 def twin(twin_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server, (uv, thread) = start_server(twin_pair, tmp=tmp_path_factory.mktemp("twin-live"), role="canary",
-                                        deployment="chat-prod", adaptive=False)
+    server, (uv, thread) = start_server(
+        twin_pair, tmp=tmp_path_factory.mktemp("twin-live"), role="canary", deployment="chat-prod", adaptive=False
+    )
     yield server
     uv.should_exit = True
     thread.join(10)

@@ -22,14 +22,16 @@ def build_tokenizer(vocab_size: int = 300):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(TRAINING_TEXT, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>")
 
 
-def build_pair(root: Path, *, name: str = "tiny-pair", version: str = "3", max_context: int = 256,
-               seed: int = 0) -> Path:
+def build_pair(
+    root: Path, *, name: str = "tiny-pair", version: str = "3", max_context: int = 256, seed: int = 0
+) -> Path:
     """Write ``root/target``, ``root/draft`` and ``root/pair.json``; return ``root``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -38,9 +40,16 @@ def build_pair(root: Path, *, name: str = "tiny-pair", version: str = "3", max_c
     for sub, layers in (("target", 2), ("draft", 1)):
         torch.manual_seed(seed + layers)
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_context,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=None,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=max_context,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=None,
         )
         model = LlamaForCausalLM(config)
         model.save_pretrained(root / sub)

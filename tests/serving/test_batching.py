@@ -9,6 +9,7 @@ import httpx
 
 async def _fire(base_url: str, count: int, *, stream: bool) -> list[int]:
     async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+
         async def one(i: int) -> int:
             body = {"prompt": f"def f{i}(", "max_tokens": 6, "ignore_eos": True, "stream": stream}
             response = await client.post("/openai/v1/completions", json=body)
@@ -45,8 +46,10 @@ def test_a_batch_whose_clients_all_left_ends_early(live) -> None:
     aborted = batcher.num_aborted_batches
     host, port = live.base_url.removeprefix("http://").split(":")
     body = b'{"prompt": "def", "max_tokens": 24, "ignore_eos": true, "stream": true}'
-    request = (b"POST /openai/v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    request = (
+        b"POST /openai/v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
     socks = [socket.create_connection((host, int(port))) for _ in range(3)]
     for sock in socks:
         sock.sendall(request)

@@ -24,8 +24,10 @@ def fuzz(operation, base_url: str, server_errors: list[str]) -> None:
     def call(case) -> None:
         response = case.call(base_url=base_url, timeout=60)
         if response.status_code >= 500:
-            server_errors.append(f"{operation.method.upper()} {operation.path}: {response.status_code} "
-                                 f"{response.text[:200]} <- {case.body!r:.300}")
+            server_errors.append(
+                f"{operation.method.upper()} {operation.path}: {response.status_code} "
+                f"{response.text[:200]} <- {case.body!r:.300}"
+            )
 
     call()
 

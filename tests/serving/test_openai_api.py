@@ -22,8 +22,9 @@ def sse_events(response: httpx.Response) -> list[dict | str]:
 
 
 def test_completion_returns_text_usage_and_speculation(client: httpx.Client) -> None:
-    response = client.post("/openai/v1/completions",
-                           json={"model": "tiny-pair", "prompt": "def serve(", "max_tokens": 6, "temperature": 0})
+    response = client.post(
+        "/openai/v1/completions", json={"model": "tiny-pair", "prompt": "def serve(", "max_tokens": 6, "temperature": 0}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "text_completion"
@@ -42,8 +43,9 @@ def test_greedy_completion_is_deterministic(client: httpx.Client) -> None:
 
 
 def test_token_id_prompts_and_several_prompts_give_one_choice_each(client: httpx.Client) -> None:
-    response = client.post("/openai/v1/completions",
-                           json={"prompt": ["def", "import os"], "max_tokens": 3, "n": 2, "seed": 5})
+    response = client.post(
+        "/openai/v1/completions", json={"prompt": ["def", "import os"], "max_tokens": 3, "n": 2, "seed": 5}
+    )
     assert response.status_code == 200, response.text
     assert [c["index"] for c in response.json()["choices"]] == [0, 1, 2, 3]
     by_ids = client.post("/openai/v1/completions", json={"prompt": [5, 6, 7], "max_tokens": 2})
@@ -53,8 +55,9 @@ def test_token_id_prompts_and_several_prompts_give_one_choice_each(client: httpx
 def test_streamed_completion_matches_the_unstreamed_one(client: httpx.Client) -> None:
     request = {"prompt": "import os\n", "max_tokens": 10, "temperature": 0, "ignore_eos": True}
     whole = client.post("/openai/v1/completions", json=request).json()["choices"][0]["text"]
-    with client.stream("POST", "/openai/v1/completions",
-                       json={**request, "stream": True, "stream_options": {"include_usage": True}}) as response:
+    with client.stream(
+        "POST", "/openai/v1/completions", json={**request, "stream": True, "stream_options": {"include_usage": True}}
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = sse_events(response)
@@ -72,8 +75,9 @@ def test_chat_completion_and_its_stream(client: httpx.Client) -> None:
     body = response.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["role"] == "assistant"
-    with client.stream("POST", "/openai/v1/chat/completions",
-                       json={"messages": messages, "max_completion_tokens": 4, "stream": True}) as stream:
+    with client.stream(
+        "POST", "/openai/v1/chat/completions", json={"messages": messages, "max_completion_tokens": 4, "stream": True}
+    ) as stream:
         events = sse_events(stream)
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"
     assert events[-2]["choices"][0]["finish_reason"] in ("stop", "length")
@@ -87,9 +91,13 @@ def test_models_lists_the_served_model(client: httpx.Client) -> None:
 
 
 def test_kserve_v1_predict(client: httpx.Client) -> None:
-    response = client.post("/v1/models/tiny-pair:predict",
-                           json={"instances": ["def", {"prompt": "class", "max_tokens": 3}],
-                                 "parameters": {"max_tokens": 2, "temperature": 0}})
+    response = client.post(
+        "/v1/models/tiny-pair:predict",
+        json={
+            "instances": ["def", {"prompt": "class", "max_tokens": 3}],
+            "parameters": {"max_tokens": 2, "temperature": 0},
+        },
+    )
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
     assert [p["completion_tokens"] <= n for p, n in zip(predictions, (2, 3), strict=True)] == [True, True]
@@ -97,10 +105,13 @@ def test_kserve_v1_predict(client: httpx.Client) -> None:
 
 
 def test_kserve_v2_infer(client: httpx.Client) -> None:
-    response = client.post("/v2/models/tiny-pair/infer", json={
-        "inputs": [{"name": "text_input", "shape": [2], "datatype": "BYTES", "data": ["def", "import"]}],
-        "parameters": {"max_tokens": 3, "temperature": 0},
-    })
+    response = client.post(
+        "/v2/models/tiny-pair/infer",
+        json={
+            "inputs": [{"name": "text_input", "shape": [2], "datatype": "BYTES", "data": ["def", "import"]}],
+            "parameters": {"max_tokens": 3, "temperature": 0},
+        },
+    )
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o for o in response.json()["outputs"]}
     assert outputs["text_output"]["shape"] == [2]
@@ -117,8 +128,9 @@ def test_health_follows_kserve(client: httpx.Client) -> None:
 
 def test_metrics_count_tokens_requests_and_latencies(live, client: httpx.Client) -> None:
     before = live.metrics()
-    response = client.post("/openai/v1/completions",
-                           json={"prompt": "for line in", "max_tokens": 5, "ignore_eos": True, "temperature": 0})
+    response = client.post(
+        "/openai/v1/completions", json={"prompt": "for line in", "max_tokens": 5, "ignore_eos": True, "temperature": 0}
+    )
     usage = response.json()["usage"]
     after = live.metrics()
 
@@ -137,13 +149,21 @@ def test_metrics_count_tokens_requests_and_latencies(live, client: httpx.Client)
 def test_every_contract_metric_is_exported_with_the_three_labels(live) -> None:
     names = {key[0] for key in live.metrics() if dict(key[1:]).get("role") == "stable"}
     for name in (
-        "specops_spec_decode_num_drafts_total", "specops_spec_decode_num_draft_tokens_total",
-        "specops_spec_decode_num_accepted_tokens_total", "specops_prompt_tokens_total",
-        "specops_generation_tokens_total", "specops_requests_total", "specops_request_errors_total",
-        "specops_time_to_first_token_seconds_count", "specops_inter_token_latency_seconds_count",
-        "specops_e2e_request_latency_seconds_count", "specops_request_acceptance_rate_count",
-        "specops_request_mean_accepted_length_count", "specops_num_requests_running",
-        "specops_num_requests_waiting", "specops_draft_length",
+        "specops_spec_decode_num_drafts_total",
+        "specops_spec_decode_num_draft_tokens_total",
+        "specops_spec_decode_num_accepted_tokens_total",
+        "specops_prompt_tokens_total",
+        "specops_generation_tokens_total",
+        "specops_requests_total",
+        "specops_request_errors_total",
+        "specops_time_to_first_token_seconds_count",
+        "specops_inter_token_latency_seconds_count",
+        "specops_e2e_request_latency_seconds_count",
+        "specops_request_acceptance_rate_count",
+        "specops_request_mean_accepted_length_count",
+        "specops_num_requests_running",
+        "specops_num_requests_waiting",
+        "specops_draft_length",
     ):
         assert name in names, name
 
@@ -153,10 +173,16 @@ def test_acceptance_metrics_follow_vllm_meaning(twin) -> None:
     labels = {"model_name": "twin-pair", "pair_version": "7", "role": "canary"}
     before = twin.metrics()
     with twin.client() as client:
-        body = client.post("/openai/v1/completions", json={
-            "model": "chat-prod", "prompt": "def serve(pair, port):", "max_tokens": 12, "temperature": 0,
-            "ignore_eos": True,
-        }).json()
+        body = client.post(
+            "/openai/v1/completions",
+            json={
+                "model": "chat-prod",
+                "prompt": "def serve(pair, port):",
+                "max_tokens": 12,
+                "temperature": 0,
+                "ignore_eos": True,
+            },
+        ).json()
     after = twin.metrics()
 
     def delta(name: str, **extra: str) -> float:
@@ -177,13 +203,15 @@ def test_a_stop_string_ends_the_text_before_it(twin) -> None:
     request = {"prompt": "import os\n", "max_tokens": 16, "temperature": 0, "ignore_eos": True}
     with twin.client() as client:
         full = client.post("/openai/v1/completions", json=request).json()["choices"][0]["text"]
-        stop = full[len(full) // 2: len(full) // 2 + 2]
+        stop = full[len(full) // 2 : len(full) // 2 + 2]
         assert stop, full
         cut = client.post("/openai/v1/completions", json={**request, "stop": [stop]}).json()["choices"][0]
-        with client.stream("POST", "/openai/v1/completions",
-                           json={**request, "stop": stop, "stream": True}) as response:
-            streamed = "".join(e["choices"][0]["text"] for e in sse_events(response)
-                               if isinstance(e, dict) and e["choices"])
+        with client.stream(
+            "POST", "/openai/v1/completions", json={**request, "stop": stop, "stream": True}
+        ) as response:
+            streamed = "".join(
+                e["choices"][0]["text"] for e in sse_events(response) if isinstance(e, dict) and e["choices"]
+            )
     assert cut["text"] == full[: full.index(stop)]
     assert cut["finish_reason"] == "stop"
     assert streamed == cut["text"]
@@ -194,8 +222,9 @@ def test_a_request_filling_the_whole_context_is_served(twin) -> None:
     limit = runtime.context_limit
     prompt = list(range(5, 5 + limit - 8))
     with twin.client() as client:
-        response = client.post("/openai/v1/completions",
-                               json={"prompt": prompt, "max_tokens": 8, "ignore_eos": True, "temperature": 0})
+        response = client.post(
+            "/openai/v1/completions", json={"prompt": prompt, "max_tokens": 8, "ignore_eos": True, "temperature": 0}
+        )
         assert response.status_code == 200, response.text
         assert response.json()["usage"]["completion_tokens"] == 8
         over = client.post("/openai/v1/completions", json={"prompt": prompt, "max_tokens": 9})
@@ -203,11 +232,19 @@ def test_a_request_filling_the_whole_context_is_served(twin) -> None:
         assert over.json()["error"]["code"] == "context_length_exceeded"
 
 
-@pytest.mark.parametrize("fields", [
-    {"top_k": 2**70}, {"top_k": -1}, {"temperature": 1e-12}, {"temperature": 2.0, "top_p": 1e-9},
-    {"seed": -(2**63)}, {"seed": 2**64 - 1}, {"stop": ["", "\n"]},
-], ids=["huge-top-k", "top-k-off", "tiny-temperature", "hot-narrow", "lowest-seed", "highest-seed",
-        "empty-stop"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"top_k": 2**70},
+        {"top_k": -1},
+        {"temperature": 1e-12},
+        {"temperature": 2.0, "top_p": 1e-9},
+        {"seed": -(2**63)},
+        {"seed": 2**64 - 1},
+        {"stop": ["", "\n"]},
+    ],
+    ids=["huge-top-k", "top-k-off", "tiny-temperature", "hot-narrow", "lowest-seed", "highest-seed", "empty-stop"],
+)
 def test_sampling_extremes_are_served(client: httpx.Client, fields: dict) -> None:
     response = client.post("/openai/v1/completions", json={"prompt": "def", "max_tokens": 3, **fields})
     assert response.status_code == 200, response.text

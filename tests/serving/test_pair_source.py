@@ -21,9 +21,16 @@ def test_the_pair_json_speculation_section_is_read(tmp_path: Path, tiny_pair: Pa
     folder = tmp_path / "spec-pair"
     (folder / "target").mkdir(parents=True)
     (folder / "target" / "config.json").write_text("{}")
-    (folder / "pair.json").write_text(json.dumps({
-        "schema_version": 1, "name": "coder", "target": {"uri": "x"},
-        "speculation": {"proposer": "draft", "num_speculative_tokens": 6, "adaptive": False}}))
+    (folder / "pair.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "name": "coder",
+                "target": {"uri": "x"},
+                "speculation": {"proposer": "draft", "num_speculative_tokens": 6, "adaptive": False},
+            }
+        )
+    )
     pair = config.resolve_pair(str(folder))
     assert (pair.name, pair.version) == ("coder", "local")
     assert pair.speculation == {"proposer": "draft", "num_speculative_tokens": 6, "adaptive": False}
@@ -38,16 +45,20 @@ def test_a_bare_folder_is_named_by_its_directory(tiny_pair: Path, tmp_path: Path
     assert (pair.name, pair.version, pair.draft_dir) == ("bare", "local", None)
 
 
-@pytest.mark.parametrize("source", ["/nonexistent/pair", "models:/only-a-name", "models:/@alias"],
-                         ids=["missing-folder", "uri-without-version", "uri-without-name"])
+@pytest.mark.parametrize(
+    "source",
+    ["/nonexistent/pair", "models:/only-a-name", "models:/@alias"],
+    ids=["missing-folder", "uri-without-version", "uri-without-name"],
+)
 def test_a_bad_pair_source_is_refused_in_one_line(source: str) -> None:
     with pytest.raises((errors.NotFound, errors.InvalidInput)):
         config.resolve_pair(source)
 
 
 @pytest.mark.slow
-def test_an_mlflow_uri_is_downloaded_through_the_registry(twin_pair: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_mlflow_uri_is_downloaded_through_the_registry(
+    twin_pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SPECOPS_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("SPECOPS_DATABASE_URL", raising=False)

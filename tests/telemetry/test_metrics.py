@@ -9,13 +9,22 @@ from specops.telemetry import metrics
 from tests.serving.scrape import scrape, value
 
 CONTRACT_NAMES = [
-    "specops_spec_decode_num_drafts_total", "specops_spec_decode_num_draft_tokens_total",
-    "specops_spec_decode_num_accepted_tokens_total", "specops_spec_decode_num_accepted_tokens_per_pos_total",
-    "specops_prompt_tokens_total", "specops_generation_tokens_total", "specops_requests_total",
-    "specops_request_errors_total", "specops_time_to_first_token_seconds_bucket",
-    "specops_inter_token_latency_seconds_bucket", "specops_e2e_request_latency_seconds_bucket",
-    "specops_request_acceptance_rate_bucket", "specops_request_mean_accepted_length_bucket",
-    "specops_num_requests_running", "specops_num_requests_waiting", "specops_draft_length",
+    "specops_spec_decode_num_drafts_total",
+    "specops_spec_decode_num_draft_tokens_total",
+    "specops_spec_decode_num_accepted_tokens_total",
+    "specops_spec_decode_num_accepted_tokens_per_pos_total",
+    "specops_prompt_tokens_total",
+    "specops_generation_tokens_total",
+    "specops_requests_total",
+    "specops_request_errors_total",
+    "specops_time_to_first_token_seconds_bucket",
+    "specops_inter_token_latency_seconds_bucket",
+    "specops_e2e_request_latency_seconds_bucket",
+    "specops_request_acceptance_rate_bucket",
+    "specops_request_mean_accepted_length_bucket",
+    "specops_num_requests_running",
+    "specops_num_requests_waiting",
+    "specops_draft_length",
 ]
 LABELS = {"model_name": "m", "pair_version": "1", "role": "canary"}
 
@@ -38,8 +47,7 @@ def test_every_contract_name_is_exported_with_the_three_labels(registry, serving
     serving.step(num_draft_tokens=[2], num_accepted_tokens=[1], num_emitted_tokens=[2])
     serving.first_token(0.1)
     serving.inter_token(0.1)
-    serving.finished(finish_reason="stop", e2e_seconds=0.3, num_drafts=1, acceptance_rate=0.5,
-                     mean_accepted_length=2.0)
+    serving.finished(finish_reason="stop", e2e_seconds=0.3, num_drafts=1, acceptance_rate=0.5, mean_accepted_length=2.0)
     exported = read(registry)
     for name in CONTRACT_NAMES:
         keys = [dict(k[1:]) for k in exported if k[0] == name]
@@ -61,8 +69,13 @@ def test_a_step_counts_drafts_tokens_and_positions_like_vllm(registry, serving) 
 
 
 def test_request_totals_count_the_same_as_steps(registry, serving) -> None:
-    serving.request_stats(num_drafts=2, num_draft_tokens=6, num_accepted_tokens=2,
-                          num_accepted_per_position=[1, 1, 0], num_generated_tokens=5)
+    serving.request_stats(
+        num_drafts=2,
+        num_draft_tokens=6,
+        num_accepted_tokens=2,
+        num_accepted_per_position=[1, 1, 0],
+        num_generated_tokens=5,
+    )
     got = read(registry)
     assert value(got, "specops_spec_decode_num_drafts_total") == 2
     assert value(got, "specops_spec_decode_num_accepted_tokens_per_pos_total", position="1") == 1
@@ -76,8 +89,9 @@ def test_a_step_gap_is_spread_over_its_tokens(registry, serving) -> None:
 
 
 def test_aborted_requests_are_counted_without_latency(registry, serving) -> None:
-    serving.finished(finish_reason="abort", e2e_seconds=1.0, num_drafts=0, acceptance_rate=0.0,
-                     mean_accepted_length=1.0)
+    serving.finished(
+        finish_reason="abort", e2e_seconds=1.0, num_drafts=0, acceptance_rate=0.0, mean_accepted_length=1.0
+    )
     got = read(registry)
     assert value(got, "specops_requests_total", finish_reason="abort") == 1
     assert value(got, "specops_e2e_request_latency_seconds_count") == 0
@@ -97,7 +111,11 @@ def test_disabled_metrics_count_nothing_but_dropped_records(registry) -> None:
 
 def test_the_derived_promql_is_written_next_to_the_definitions() -> None:
     doc = metrics.__doc__
-    assert "rate(specops_spec_decode_num_accepted_tokens_total[5m]))\n      / sum by (role) (rate(" \
-           "specops_spec_decode_num_draft_tokens_total[5m]))" in doc
-    assert "1 + sum by (role) (rate(specops_spec_decode_num_accepted_tokens_total[5m]))\n      / sum by (role) " \
-           "(rate(specops_spec_decode_num_drafts_total[5m]))" in doc
+    assert (
+        "rate(specops_spec_decode_num_accepted_tokens_total[5m]))\n      / sum by (role) (rate("
+        "specops_spec_decode_num_draft_tokens_total[5m]))" in doc
+    )
+    assert (
+        "1 + sum by (role) (rate(specops_spec_decode_num_accepted_tokens_total[5m]))\n      / sum by (role) "
+        "(rate(specops_spec_decode_num_drafts_total[5m]))" in doc
+    )

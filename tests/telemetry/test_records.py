@@ -13,10 +13,22 @@ from specops.telemetry import records
 
 
 def record(prompt: str = "def serve(pair):", **overrides) -> records.RequestRecordData:
-    fields = dict(created_at=records.now(), deployment="chat", pair_name="tiny", pair_version="3",
-                  role="canary", prompt_tokens=5, output_tokens=7, acceptance_rate=0.5,
-                  mean_accepted_length=2.0, ttft_s=0.01, e2e_s=0.1, itl_mean_s=0.015, finish_reason="length",
-                  prompt=prompt)
+    fields = dict(
+        created_at=records.now(),
+        deployment="chat",
+        pair_name="tiny",
+        pair_version="3",
+        role="canary",
+        prompt_tokens=5,
+        output_tokens=7,
+        acceptance_rate=0.5,
+        mean_accepted_length=2.0,
+        ttft_s=0.01,
+        e2e_s=0.1,
+        itl_mean_s=0.015,
+        finish_reason="length",
+        prompt=prompt,
+    )
     return records.RequestRecordData(**{**fields, **overrides})
 
 
@@ -34,14 +46,22 @@ class Counts:
 
 def test_records_are_written_in_batches_to_the_governance_table(tmp_path: Path) -> None:
     counts = Counts()
-    writer = records.RequestRecordWriter(f"sqlite:///{tmp_path / 'g.db'}", batch_size=50, flush_seconds=0.2,
-                                         on_written=counts.on_written, on_dropped=counts.on_dropped)
+    writer = records.RequestRecordWriter(
+        f"sqlite:///{tmp_path / 'g.db'}",
+        batch_size=50,
+        flush_seconds=0.2,
+        on_written=counts.on_written,
+        on_dropped=counts.on_dropped,
+    )
     writer.start()
     for i in range(120):
         assert writer.offer(record(output_tokens=i))
     writer.close(timeout=30)
-    rows = sqlite3.connect(tmp_path / "g.db").execute(
-        "select deployment, role, output_tokens, prompt from request_records order by id").fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "g.db")
+        .execute("select deployment, role, output_tokens, prompt from request_records order by id")
+        .fetchall()
+    )
     assert [r[2] for r in rows] == list(range(120))
     assert rows[0][:2] == ("chat", "canary") and rows[0][3] == "def serve(pair):"
     assert counts.written == 120 and counts.dropped == {}
@@ -59,18 +79,25 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
 
 def test_a_failing_store_drops_and_counts_the_batch(tmp_path: Path) -> None:
     counts = Counts()
-    writer = records.RequestRecordWriter(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'g.db'}", flush_seconds=0.05,
-                                         on_dropped=counts.on_dropped)
+    writer = records.RequestRecordWriter(
+        f"sqlite:///{tmp_path / 'missing' / 'dir' / 'g.db'}", flush_seconds=0.05, on_dropped=counts.on_dropped
+    )
     writer.start()
     writer.offer(record())
     writer.close(timeout=30)
     assert counts.dropped == {"store_error": 1}
 
 
-@pytest.mark.parametrize(("mode", "expected"), [
-    ("full", "secret prompt"), ("none", ""), ("truncate:6", "secret"),
-    ("hash", "sha256:" + __import__("hashlib").sha256(b"secret prompt").hexdigest()),
-], ids=["full", "none", "truncate", "hash"])
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("full", "secret prompt"),
+        ("none", ""),
+        ("truncate:6", "secret"),
+        ("hash", "sha256:" + __import__("hashlib").sha256(b"secret prompt").hexdigest()),
+    ],
+    ids=["full", "none", "truncate", "hash"],
+)
 def test_prompt_redaction(mode: str, expected: str) -> None:
     assert records.PromptRedaction.parse(mode).apply("secret prompt") == expected
 

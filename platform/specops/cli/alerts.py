@@ -48,6 +48,5 @@ def receive(
 
         sink = FileStateStore(settings.home).post_alerts
     store = open_store(settings.database_url)
-    app = create_app(token=token, sink=sink, store=store, audit=AuditLog(store),
-                     textfile_dir=settings.home / "metrics")
+    app = create_app(token=token, sink=sink, store=store, audit=AuditLog(store), textfile_dir=settings.home / "metrics")
     uvicorn.run(app, host="0.0.0.0" if public else "127.0.0.1", port=port, log_level="warning")

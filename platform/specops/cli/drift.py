@@ -19,8 +19,10 @@ def install(app: typer.Typer) -> None:
         deployment: str = typer.Option(..., "--deployment", help="Deployment whose request records to compare."),
         window: str = typer.Option("1h", "--window", help="Current window: the last WINDOW (e.g. 30m, 1h, 1d)."),
         reference_window: str = typer.Option(
-            "1h", "--reference-window",
-            help="Length of the reference: the production version's first analysis window after promotion."),
+            "1h",
+            "--reference-window",
+            help="Length of the reference: the production version's first analysis window after promotion.",
+        ),
         version: str = typer.Option(None, "--version", help="Reference version (default: the production one)."),
         drift_share: float = typer.Option(0.5, "--drift-share", help="Share of drifted columns that means drift."),
         min_rows: int = typer.Option(30, "--min-rows", help="Fewest records per window for a verdict."),
@@ -58,10 +60,18 @@ def install(app: typer.Typer) -> None:
         store = open_store(settings.database_url)
         try:
             done = drift_monitor.run(
-                store, deployment=deployment, artifacts_dir=settings.artifacts_dir, now=now, window=spans["--window"],
-                reference_window=spans["--reference-window"], drift_share=drift_share, min_rows=min_rows,
-                audit=AuditLog(store), version=version,
-                gauges_file=settings.home / "metrics" / f"drift-{deployment}.prom")
+                store,
+                deployment=deployment,
+                artifacts_dir=settings.artifacts_dir,
+                now=now,
+                window=spans["--window"],
+                reference_window=spans["--reference-window"],
+                drift_share=drift_share,
+                min_rows=min_rows,
+                audit=AuditLog(store),
+                version=version,
+                gauges_file=settings.home / "metrics" / f"drift-{deployment}.prom",
+            )
         finally:
             store.dispose()
         _print(done)
@@ -74,15 +84,25 @@ def _print(done) -> None:  # type: ignore[no-untyped-def]
     console = Console()
     result, windows = done.result, done.windows
     verdict = "[red]DRIFT[/red]" if result.drifted else "[green]no drift[/green]"
-    console.print(f"{done.deployment}: {verdict} — {result.drifted_share:.0%} of columns drifted "
-                  f"(threshold {result.drift_share:.0%}); reference {windows.version} "
-                  f"{windows.reference_start:%Y-%m-%d %H:%M}–{windows.reference_end:%H:%M} ({result.reference_rows} "
-                  f"records, {windows.reference_origin}), current {result.current_rows} records")
+    console.print(
+        f"{done.deployment}: {verdict} — {result.drifted_share:.0%} of columns drifted "
+        f"(threshold {result.drift_share:.0%}); reference {windows.version} "
+        f"{windows.reference_start:%Y-%m-%d %H:%M}–{windows.reference_end:%H:%M} ({result.reference_rows} "
+        f"records, {windows.reference_origin}), current {result.current_rows} records"
+    )
     table = Table("column", "method", "score", "kind", "threshold", "drifted")
     for column in result.columns:
-        table.add_row(column.column, column.method, f"{column.score:.4g}", column.score_kind,
-                      f"{column.threshold:g}", "yes" if column.drifted else "no")
+        table.add_row(
+            column.column,
+            column.method,
+            f"{column.score:.4g}",
+            column.score_kind,
+            f"{column.threshold:g}",
+            "yes" if column.drifted else "no",
+        )
     console.print(table)
-    console.print(f"diagnosis: {done.diagnosis.conclusion}"
-                  + (f" — {done.diagnosis.action}" if done.diagnosis.action != "none" else ""))
+    console.print(
+        f"diagnosis: {done.diagnosis.conclusion}"
+        + (f" — {done.diagnosis.action}" if done.diagnosis.action != "none" else "")
+    )
     console.print(f"report: {done.report_path} (drift report #{done.report_id})", highlight=False)

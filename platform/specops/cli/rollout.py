@@ -36,8 +36,15 @@ def status(deployment: Annotated[str | None, typer.Argument(help="Deployment nam
         state = states.require(name)
         analysis = state.last_analysis
         summary = f"{analysis.verdict.value}: {analysis.reason}" if analysis else "-"
-        table.add_row(state.deployment, state.pair, state.phase.value, state.stable_version or "-",
-                      state.canary_version or "-", f"{state.weight}%", summary)
+        table.add_row(
+            state.deployment,
+            state.pair,
+            state.phase.value,
+            state.stable_version or "-",
+            state.canary_version or "-",
+            f"{state.weight}%",
+            summary,
+        )
     if not names:
         console.print("no deployments yet: run `specops demo`")
         return

@@ -40,8 +40,9 @@ def install(app: typer.Typer) -> None:
         parsed = slo_spec.load(spec_file)
         rules.generate(parsed)
         for item in parsed.slos:
-            Console().print(f"{item.name}: {item.sli.kind} objective {item.objective} over {item.period}",
-                            highlight=False)
+            Console().print(
+                f"{item.name}: {item.sli.kind} objective {item.objective} over {item.period}", highlight=False
+            )
 
     app.add_typer(slo, name="slo")
 

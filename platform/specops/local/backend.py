@@ -86,7 +86,11 @@ class LocalServingBackend:
     def _start(self, version: str, role: Role) -> ServerProcess:
         self._logs_dir.mkdir(parents=True, exist_ok=True)
         return ServerProcess(
-            pair_dir=self._resolve(version), version=version, role=role.value, deployment=self.deployment,
-            model_name=self.pair, log_path=self._logs_dir / f"{self.deployment}-{role.value}-v{version}.log",
+            pair_dir=self._resolve(version),
+            version=version,
+            role=role.value,
+            deployment=self.deployment,
+            model_name=self.pair,
+            log_path=self._logs_dir / f"{self.deployment}-{role.value}-v{version}.log",
             extra_args=self._server_args,
         ).start()

@@ -98,12 +98,22 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
 
     runtime = LocalRuntime.open(settings, deployment=config.deployment, pair=config.pair, policy=config.policy)
     console.rule("[bold]2 · register and qualify")
-    good = runtime.register(target=pairs.target, draft=pairs.draft, min_acceptance=DEMO_QUALIFICATION_FLOOR,
-                            note="draft trained on stdlib code", config=DEMO_PAIR_CONFIG)
+    good = runtime.register(
+        target=pairs.target,
+        draft=pairs.draft,
+        min_acceptance=DEMO_QUALIFICATION_FLOOR,
+        note="draft trained on stdlib code",
+        config=DEMO_PAIR_CONFIG,
+    )
     # The gate still measures v2 and records its low figures; the demo lets it through (floor 0) to show
     # the canary analysis catching on live traffic what an evaluation set may miss.
-    bad = runtime.register(target=pairs.target, draft=pairs.draft_mismatched, min_acceptance=0.0,
-                           note="draft trained on prose (mismatched)", config=DEMO_PAIR_CONFIG)
+    bad = runtime.register(
+        target=pairs.target,
+        draft=pairs.draft_mismatched,
+        min_acceptance=0.0,
+        note="draft trained on prose (mismatched)",
+        config=DEMO_PAIR_CONFIG,
+    )
     for version in (good, bad):
         outcome.versions[version.version] = dict(version.tags)
         console.print(f"v{version.version}: {runtime.describe(version)}")
@@ -123,13 +133,20 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
         else:
             runtime.controller.begin(good.version, now=time.time())
         prompts = demo_prompts(32, 48)
-        traffic = ClosedLoopTraffic(url=runtime.router.url, model=config.pair, prompts=prompts,
-                                    clients=config.clients, max_tokens=config.max_tokens).start()
+        traffic = ClosedLoopTraffic(
+            url=runtime.router.url,
+            model=config.pair,
+            prompts=prompts,
+            clients=config.clients,
+            max_tokens=config.max_tokens,
+        ).start()
         time.sleep(config.warmup_s)
         console.print(f"stable served {traffic.tally.ok['stable']} requests")
 
-        console.rule(f"[bold]4 · canary v{bad.version} at {config.policy.steps[0]}% — analysis every "
-                     f"{config.policy.analysis_interval_s:g} s")
+        console.rule(
+            f"[bold]4 · canary v{bad.version} at {config.policy.steps[0]}% — analysis every "
+            f"{config.policy.analysis_interval_s:g} s"
+        )
         runtime.controller.begin(bad.version, now=time.time())
         deadline = time.monotonic() + config.timeout_s
         with Live(console=console, refresh_per_second=4) as live:
@@ -138,8 +155,9 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
                 if outcome.breach_onset_at is None:
                     outcome.breach_onset_at = runtime.router.upstreams.first_canary_request_at
                 state_before, now = runtime.controller.state(), time.time()
-                decision = runtime.controller.tick(now=now, action=runtime.pending_action(),
-                                                   alerts=runtime.firing_alerts())
+                decision = runtime.controller.tick(
+                    now=now, action=runtime.pending_action(), alerts=runtime.firing_alerts()
+                )
                 state = runtime.controller.state()
                 if state_before.canary_version:
                     outcome.windows = runtime.last_windows(state_before, now=now)
@@ -174,17 +192,29 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
 
 
 def _live_table(phase: Phase, weight: int, outcome: DemoOutcome, served: Mapping[str, int]) -> Table:
-    table = Table("role", "requests", "draft tokens", "accepted", "acceptance", "mean accepted length",
-                  title=f"phase {phase.value} · canary weight {weight}%")
+    table = Table(
+        "role",
+        "requests",
+        "draft tokens",
+        "accepted",
+        "acceptance",
+        "mean accepted length",
+        title=f"phase {phase.value} · canary weight {weight}%",
+    )
     for role in (Role.STABLE, Role.CANARY):
         window = outcome.windows.get(role.value)
         if window is None:
             continue
         rate = window.acceptance_rate
         length = window.mean_accepted_length
-        table.add_row(role.value, str(served[role.value]), str(window.num_draft_tokens),
-                      str(window.num_accepted_tokens),
-                      "-" if rate is None else f"{rate:.2f}", "-" if length is None else f"{length:.2f}")
+        table.add_row(
+            role.value,
+            str(served[role.value]),
+            str(window.num_draft_tokens),
+            str(window.num_accepted_tokens),
+            "-" if rate is None else f"{rate:.2f}",
+            "-" if length is None else f"{length:.2f}",
+        )
     if outcome.decisions:
         table.caption = outcome.decisions[-1]
     return table
@@ -208,13 +238,19 @@ def write_report(path: Path, config: DemoConfig, outcome: DemoOutcome) -> Path:
             f"| {tags.get('qualification.mean_accepted_length', '-')} | {tags.get('qualification.speedup', '-')} "
             f"| {tags.get('qualification.lossless', '-')} | {tags.get('note', '')} |"
         )
-    lines += ["", "## Canary analysis (live traffic, the window of the last decision)", "",
-              "| role | draft tokens | accepted tokens | acceptance rate | mean accepted length |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Canary analysis (live traffic, the window of the last decision)",
+        "",
+        "| role | draft tokens | accepted tokens | acceptance rate | mean accepted length |",
+        "|---|---|---|---|---|",
+    ]
     for role, window in outcome.windows.items():
         rate, length = window.acceptance_rate, window.mean_accepted_length
-        lines.append(f"| {role} | {window.num_draft_tokens} | {window.num_accepted_tokens} | "
-                     f"{'-' if rate is None else f'{rate:.3f}'} | {'-' if length is None else f'{length:.2f}'} |")
+        lines.append(
+            f"| {role} | {window.num_draft_tokens} | {window.num_accepted_tokens} | "
+            f"{'-' if rate is None else f'{rate:.3f}'} | {'-' if length is None else f'{length:.2f}'} |"
+        )
     lines += [
         "",
         f"Threshold: acceptance rate ≥ {config.policy.min_acceptance_rate}, "

@@ -46,8 +46,9 @@ class LocalRouter:
         self._lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
         app = Starlette(routes=[Route("/{path:path}", self._forward, methods=["GET", "POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
         self._thread = threading.Thread(target=self._server.run, name="specops-router", daemon=True)
 
     @property
@@ -102,19 +103,26 @@ class LocalRouter:
     async def _forward(self, request: Request) -> Response:
         picked = self._pick()
         if picked is None:
-            return JSONResponse({"error": {"message": "no stable server is deployed", "type": "unavailable"}},
-                                status_code=503)
+            return JSONResponse(
+                {"error": {"message": "no stable server is deployed", "type": "unavailable"}}, status_code=503
+            )
         role, base = picked
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        upstream = self._client.build_request(request.method, f"{base}{request.url.path}", headers=headers,
-                                              content=await request.body(), params=request.query_params)
+        upstream = self._client.build_request(
+            request.method,
+            f"{base}{request.url.path}",
+            headers=headers,
+            content=await request.body(),
+            params=request.query_params,
+        )
         try:
             response = await self._client.send(upstream, stream=True)
         except httpx.HTTPError as error:
-            return JSONResponse({"error": {"message": f"{role} upstream failed: {error}", "type": "unavailable"}},
-                                status_code=502)
+            return JSONResponse(
+                {"error": {"message": f"{role} upstream failed: {error}", "type": "unavailable"}}, status_code=502
+            )
         passed = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
         passed["x-specops-role"] = role
 

@@ -120,8 +120,7 @@ class ScrapingMetricsSource:
                 totals, buckets = parse(text, role=target.role.value, version=target.version)
                 key = (target.url, target.role.value, target.version)
                 with self._lock:
-                    self._history.setdefault(key, deque(maxlen=HISTORY)).append(
-                        Snapshot(time.time(), totals, buckets))
+                    self._history.setdefault(key, deque(maxlen=HISTORY)).append(Snapshot(time.time(), totals, buckets))
 
     def window(self, *, role: Role, version: str, seconds: float) -> WindowMetrics:
         """Counter increases of ``role``/``version`` over the last ``seconds``, summed over servers."""

@@ -26,8 +26,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], *, timeout_s: float = READY_TIMEOUT_S,
-                     what: str = "model server") -> float:
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], *, timeout_s: float = READY_TIMEOUT_S, what: str = "model server"
+) -> float:
     """Poll KServe's readiness route until it answers 200; return the seconds it took.
 
     Raises StoreUnavailable when the process exits first or ``timeout_s`` passes.
@@ -67,22 +68,44 @@ class ServerProcess:
     def start(self) -> ServerProcess:
         """Spawn the process and return once it answers readiness."""
         command = [
-            sys.executable, "-m", "specops.cli", "serve",
-            "--pair", str(self.pair_dir), "--port", str(self.port), "--role", self.role,
-            "--deployment", self.deployment, "--pair-version", self.version,
-            "--model-name", self.model_name, *self.extra_args,
+            sys.executable,
+            "-m",
+            "specops.cli",
+            "serve",
+            "--pair",
+            str(self.pair_dir),
+            "--port",
+            str(self.port),
+            "--role",
+            self.role,
+            "--deployment",
+            self.deployment,
+            "--pair-version",
+            self.version,
+            "--model-name",
+            self.model_name,
+            *self.extra_args,
         ]
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        self._process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
         self._wait_ready()
         return self
 
     def _wait_ready(self) -> None:
         assert self._process is not None
         try:
-            wait_until_ready(self.url, self._process, timeout_s=READY_TIMEOUT_S,
-                             what=f"model server for version {self.version} (log: {self.log_path})")
+            wait_until_ready(
+                self.url,
+                self._process,
+                timeout_s=READY_TIMEOUT_S,
+                what=f"model server for version {self.version} (log: {self.log_path})",
+            )
         except StoreUnavailable:
             self.stop()
             raise

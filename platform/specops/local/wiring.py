@@ -47,14 +47,23 @@ def _stores(settings: Settings) -> tuple[Any, Any, FileStateStore]:
     return audit, registry, FileStateStore(settings.home)
 
 
-def detached_controller(settings: Settings, *, deployment: str, pair: str,
-                        policy: RolloutPolicy | None = None) -> RolloutController:
+def detached_controller(
+    settings: Settings, *, deployment: str, pair: str, policy: RolloutPolicy | None = None
+) -> RolloutController:
     """A controller for a deployment no runtime serves: decisions move aliases, state and audit only."""
     audit, registry, states = _stores(settings)
-    return RolloutController(deployment=deployment, pair=pair, policy=policy or RolloutPolicy(),
-                             serving=DetachedServing(), metrics=NoMetrics(), aliases=registry, audit=audit,
-                             states=states, actor=f"cli:{os.environ.get('USER', 'unknown')}",
-                             approve=approval_gate(audit))
+    return RolloutController(
+        deployment=deployment,
+        pair=pair,
+        policy=policy or RolloutPolicy(),
+        serving=DetachedServing(),
+        metrics=NoMetrics(),
+        aliases=registry,
+        audit=audit,
+        states=states,
+        actor=f"cli:{os.environ.get('USER', 'unknown')}",
+        approve=approval_gate(audit),
+    )
 
 
 @dataclass
@@ -86,18 +95,39 @@ class LocalRuntime:
                 downloads[version] = registry.download(pair, version)
             return downloads[version]
 
-        backend = LocalServingBackend(deployment=deployment, pair=pair, resolve=resolve, router=router,
-                                      logs_dir=settings.home / "logs",
-                                      server_args=("--database-url", settings.database_url))
+        backend = LocalServingBackend(
+            deployment=deployment,
+            pair=pair,
+            resolve=resolve,
+            router=router,
+            logs_dir=settings.home / "logs",
+            server_args=("--database-url", settings.database_url),
+        )
         metrics = ScrapingMetricsSource(backend.targets, interval_s=1.0)
-        controller = RolloutController(deployment=deployment, pair=pair, policy=policy, serving=backend,
-                                       metrics=metrics, aliases=registry, audit=audit, states=states,
-                                       approve=approval_gate(audit))
-        return cls(settings, deployment, pair, policy, audit, registry, states, router, backend, metrics,
-                   controller, downloads)
+        controller = RolloutController(
+            deployment=deployment,
+            pair=pair,
+            policy=policy,
+            serving=backend,
+            metrics=metrics,
+            aliases=registry,
+            audit=audit,
+            states=states,
+            approve=approval_gate(audit),
+        )
+        return cls(
+            settings, deployment, pair, policy, audit, registry, states, router, backend, metrics, controller, downloads
+        )
 
-    def register(self, *, target: Path, draft: Path, min_acceptance: float | None = None, note: str = "",
-                 config: dict[str, Any] | None = None) -> Any:
+    def register(
+        self,
+        *,
+        target: Path,
+        draft: Path,
+        min_acceptance: float | None = None,
+        note: str = "",
+        config: dict[str, Any] | None = None,
+    ) -> Any:
         """The qualified version holding exactly these checkpoints, registering (and qualifying) it if new."""
         from specops.errors import NotFound
         from specops.pairs.spec import weights_sha256
@@ -110,16 +140,19 @@ class LocalRuntime:
         for version in known:
             if version.qualified and all(version.tags.get(k) == v for k, v in wanted.items()):
                 return version
-        return self.registry.register(self.pair, target=target, draft=draft, min_acceptance=min_acceptance,
-                                      note=note, config=config)
+        return self.registry.register(
+            self.pair, target=target, draft=draft, min_acceptance=min_acceptance, note=note, config=config
+        )
 
     def describe(self, version: Any) -> str:
         """One line of a version's qualification figures."""
         tags = version.tags
-        return (f"acceptance {tags.get('qualification.acceptance_rate', '?')}, "
-                f"mean accepted length {tags.get('qualification.mean_accepted_length', '?')}, "
-                f"speedup {tags.get('qualification.speedup', '?')}×, "
-                f"lossless {tags.get('qualification.lossless', '?')}")
+        return (
+            f"acceptance {tags.get('qualification.acceptance_rate', '?')}, "
+            f"mean accepted length {tags.get('qualification.mean_accepted_length', '?')}, "
+            f"speedup {tags.get('qualification.speedup', '?')}×, "
+            f"lossless {tags.get('qualification.lossless', '?')}"
+        )
 
     def start(self) -> None:
         """Start the router and the scraper; claim the deployment for manual actions."""

@@ -51,81 +51,188 @@ class PanelSpec:
 
 
 ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
-    ("Speculative decoding", (
-        PanelSpec("Acceptance rate", "Accepted / draft tokens, by version and role.",
-                  (Query(f"{_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFT_TOKENS)}",
-                         "{{pair_version}} {{role}}"),), unit="percentunit", min=0, max=1),
-        PanelSpec("Mean accepted length", "Tokens per target forward pass: 1 + accepted tokens / drafts.",
-                  (Query(f"1 + {_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFTS)}",
-                         "{{pair_version}} {{role}}"),), min=1),
-        PanelSpec("Acceptance per position", "Share of drafts whose token at 0-based position j was accepted.",
-                  (Query(f"{_rate(names.ACCEPTED_PER_POSITION, by=BY + ', position')}\n/ ignoring (position) "
-                         f"group_left\n{_rate(names.DRAFTS)}", "{{pair_version}} {{role}} pos {{position}}"),),
-                  unit="percentunit", min=0, max=1),
-        PanelSpec("Estimated speedup",
-                  "Mean accepted length / (1 + draft length × draft cost ratio): tokens per unit of target time, "
-                  "the draft's passes charged at $draft_cost_ratio of a target pass (arXiv 2211.17192, §3.4).",
-                  (Query(f"(1 + {_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFTS)})\n/\n"
-                         f"(1 + avg by ({BY}) ({names.DRAFT_LENGTH}{SEL}) * $draft_cost_ratio)",
-                         "{{pair_version}} {{role}}"),), unit="x"),
-    )),
-    ("Traffic and latency", (
-        PanelSpec("Generated tokens/s", "Output tokens per second.",
-                  (Query(_rate(names.GENERATION_TOKENS), "{{pair_version}} {{role}}"),), unit="short"),
-        PanelSpec("Requests/s", "Finished requests by finish reason.",
-                  (Query(_rate(names.REQUESTS, by=BY + ", finish_reason"),
-                         "{{pair_version}} {{role}} {{finish_reason}}"),),
-                  unit="reqps"),
-        PanelSpec("Time to first token", "TTFT percentiles.",
-                  tuple(Query(f"histogram_quantile({q}, {_rate(names.TTFT + '_bucket', by=BY + ', le')})",
-                              f"p{int(q * 100)} {{{{pair_version}}}} {{{{role}}}}") for q in (0.5, 0.9, 0.99)),
-                  unit="s"),
-        PanelSpec("Inter-token latency", "ITL percentiles (each output token observed once).",
-                  tuple(Query(f"histogram_quantile({q}, {_rate(names.ITL + '_bucket', by=BY + ', le')})",
-                              f"p{int(q * 100)} {{{{pair_version}}}} {{{{role}}}}") for q in (0.5, 0.9, 0.99)),
-                  unit="s"),
-        PanelSpec("Errors/s", "Failed requests by reason; only reason=internal counts against availability.",
-                  (Query(_rate(names.REQUEST_ERRORS, by=BY + ", reason"), "{{pair_version}} {{role}} {{reason}}"),),
-                  unit="reqps"),
-    )),
-    ("SLOs", (
-        PanelSpec("Error budget remaining", "Share of the period's error budget left, per SLO.",
-                  (Query(f"{names.RECORD_BUDGET_REMAINING}{SEL}", "{{slo}} {{pair_version}} {{role}}"),),
-                  unit="percentunit", max=1),
-        PanelSpec("Burn rate (shortest window)", "How fast each SLO spends its budget now (1 = exactly on budget).",
-                  (Query(f"{names.RECORD_CURRENT_BURN_RATE}{SEL}", "{{slo}} {{pair_version}} {{role}}"),),
-                  unit="x", min=0),
-        PanelSpec("Burn rate (period)", "Budget spent over the SLO period relative to plan.",
-                  (Query(f"{names.RECORD_PERIOD_BURN_RATE}{SEL}", "{{slo}} {{pair_version}} {{role}}"),),
-                  unit="x", min=0),
-        PanelSpec("Firing SLO alerts", "SpecOps alerts firing now.",
-                  (Query('count by (alertname, severity) (ALERTS{alertname=~"SpecOps.*", alertstate="firing"})',
-                         "{{alertname}} {{severity}}"),), kind="stat"),
-    )),
-    ("Drift", (
-        PanelSpec("Drift share", "Share of drifted columns in the last `specops drift run` (alert at drift_share).",
-                  (Query(f"max by (deployment, pair_version) ({names.DRIFT_SHARE})",
-                         "{{deployment}} {{pair_version}}"),),
-                  unit="percentunit", min=0, max=1),
-        PanelSpec("Drifted columns", "1 for each column that drifted in the last run.",
-                  (Query(f"max by (deployment, column) ({names.DRIFT_COLUMN_DRIFTED})", "{{deployment}} {{column}}"),),
-                  min=0, max=1),
-    )),
+    (
+        "Speculative decoding",
+        (
+            PanelSpec(
+                "Acceptance rate",
+                "Accepted / draft tokens, by version and role.",
+                (
+                    Query(
+                        f"{_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFT_TOKENS)}", "{{pair_version}} {{role}}"
+                    ),
+                ),
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+            PanelSpec(
+                "Mean accepted length",
+                "Tokens per target forward pass: 1 + accepted tokens / drafts.",
+                (Query(f"1 + {_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFTS)}", "{{pair_version}} {{role}}"),),
+                min=1,
+            ),
+            PanelSpec(
+                "Acceptance per position",
+                "Share of drafts whose token at 0-based position j was accepted.",
+                (
+                    Query(
+                        f"{_rate(names.ACCEPTED_PER_POSITION, by=BY + ', position')}\n/ ignoring (position) "
+                        f"group_left\n{_rate(names.DRAFTS)}",
+                        "{{pair_version}} {{role}} pos {{position}}",
+                    ),
+                ),
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+            PanelSpec(
+                "Estimated speedup",
+                "Mean accepted length / (1 + draft length × draft cost ratio): tokens per unit of target time, "
+                "the draft's passes charged at $draft_cost_ratio of a target pass (arXiv 2211.17192, §3.4).",
+                (
+                    Query(
+                        f"(1 + {_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFTS)})\n/\n"
+                        f"(1 + avg by ({BY}) ({names.DRAFT_LENGTH}{SEL}) * $draft_cost_ratio)",
+                        "{{pair_version}} {{role}}",
+                    ),
+                ),
+                unit="x",
+            ),
+        ),
+    ),
+    (
+        "Traffic and latency",
+        (
+            PanelSpec(
+                "Generated tokens/s",
+                "Output tokens per second.",
+                (Query(_rate(names.GENERATION_TOKENS), "{{pair_version}} {{role}}"),),
+                unit="short",
+            ),
+            PanelSpec(
+                "Requests/s",
+                "Finished requests by finish reason.",
+                (
+                    Query(
+                        _rate(names.REQUESTS, by=BY + ", finish_reason"), "{{pair_version}} {{role}} {{finish_reason}}"
+                    ),
+                ),
+                unit="reqps",
+            ),
+            PanelSpec(
+                "Time to first token",
+                "TTFT percentiles.",
+                tuple(
+                    Query(
+                        f"histogram_quantile({q}, {_rate(names.TTFT + '_bucket', by=BY + ', le')})",
+                        f"p{int(q * 100)} {{{{pair_version}}}} {{{{role}}}}",
+                    )
+                    for q in (0.5, 0.9, 0.99)
+                ),
+                unit="s",
+            ),
+            PanelSpec(
+                "Inter-token latency",
+                "ITL percentiles (each output token observed once).",
+                tuple(
+                    Query(
+                        f"histogram_quantile({q}, {_rate(names.ITL + '_bucket', by=BY + ', le')})",
+                        f"p{int(q * 100)} {{{{pair_version}}}} {{{{role}}}}",
+                    )
+                    for q in (0.5, 0.9, 0.99)
+                ),
+                unit="s",
+            ),
+            PanelSpec(
+                "Errors/s",
+                "Failed requests by reason; only reason=internal counts against availability.",
+                (Query(_rate(names.REQUEST_ERRORS, by=BY + ", reason"), "{{pair_version}} {{role}} {{reason}}"),),
+                unit="reqps",
+            ),
+        ),
+    ),
+    (
+        "SLOs",
+        (
+            PanelSpec(
+                "Error budget remaining",
+                "Share of the period's error budget left, per SLO.",
+                (Query(f"{names.RECORD_BUDGET_REMAINING}{SEL}", "{{slo}} {{pair_version}} {{role}}"),),
+                unit="percentunit",
+                max=1,
+            ),
+            PanelSpec(
+                "Burn rate (shortest window)",
+                "How fast each SLO spends its budget now (1 = exactly on budget).",
+                (Query(f"{names.RECORD_CURRENT_BURN_RATE}{SEL}", "{{slo}} {{pair_version}} {{role}}"),),
+                unit="x",
+                min=0,
+            ),
+            PanelSpec(
+                "Burn rate (period)",
+                "Budget spent over the SLO period relative to plan.",
+                (Query(f"{names.RECORD_PERIOD_BURN_RATE}{SEL}", "{{slo}} {{pair_version}} {{role}}"),),
+                unit="x",
+                min=0,
+            ),
+            PanelSpec(
+                "Firing SLO alerts",
+                "SpecOps alerts firing now.",
+                (
+                    Query(
+                        'count by (alertname, severity) (ALERTS{alertname=~"SpecOps.*", alertstate="firing"})',
+                        "{{alertname}} {{severity}}",
+                    ),
+                ),
+                kind="stat",
+            ),
+        ),
+    ),
+    (
+        "Drift",
+        (
+            PanelSpec(
+                "Drift share",
+                "Share of drifted columns in the last `specops drift run` (alert at drift_share).",
+                (Query(f"max by (deployment, pair_version) ({names.DRIFT_SHARE})", "{{deployment}} {{pair_version}}"),),
+                unit="percentunit",
+                min=0,
+                max=1,
+            ),
+            PanelSpec(
+                "Drifted columns",
+                "1 for each column that drifted in the last run.",
+                (Query(f"max by (deployment, column) ({names.DRIFT_COLUMN_DRIFTED})", "{{deployment}} {{column}}"),),
+                min=0,
+                max=1,
+            ),
+        ),
+    ),
 )
 
 _CANARY = 'specops_requests_total{role="canary", model_name=~"$model_name"}'
 _STABLE = 'specops_requests_total{role="stable", model_name=~"$model_name"}'
 ANNOTATIONS: tuple[tuple[str, str, str], ...] = (
     ("Page alerts", "red", 'ALERTS{alertname=~"SpecOps.*", severity="page", alertstate="firing"}'),
-    ("Canary started", "blue",
-     f"count by (model_name, pair_version) ({_CANARY})\nunless\n"
-     f"count by (model_name, pair_version) ({_CANARY} offset $event_window)"),
-    ("Canary removed (promoted or rolled back)", "orange",
-     f"count by (model_name, pair_version) ({_CANARY} offset $event_window)\nunless\n"
-     f"count by (model_name, pair_version) ({_CANARY})"),
-    ("Stable version changed", "green",
-     f"count by (model_name, pair_version) ({_STABLE})\nunless\n"
-     f"count by (model_name, pair_version) ({_STABLE} offset $event_window)"),
+    (
+        "Canary started",
+        "blue",
+        f"count by (model_name, pair_version) ({_CANARY})\nunless\n"
+        f"count by (model_name, pair_version) ({_CANARY} offset $event_window)",
+    ),
+    (
+        "Canary removed (promoted or rolled back)",
+        "orange",
+        f"count by (model_name, pair_version) ({_CANARY} offset $event_window)\nunless\n"
+        f"count by (model_name, pair_version) ({_CANARY})",
+    ),
+    (
+        "Stable version changed",
+        "green",
+        f"count by (model_name, pair_version) ({_STABLE})\nunless\n"
+        f"count by (model_name, pair_version) ({_STABLE} offset $event_window)",
+    ),
 )
 
 
@@ -136,23 +243,37 @@ def build():  # type: ignore[no-untyped-def]
 
     source = DataSourceRef(type_val="prometheus", uid="${datasource}")
     board = (
-        dashboard.Dashboard(TITLE).uid(UID).tags(["specops", "speculative-decoding"]).editable()
-        .time("now-3h", "now").refresh("30s").timezone("utc")
+        dashboard.Dashboard(TITLE)
+        .uid(UID)
+        .tags(["specops", "speculative-decoding"])
+        .editable()
+        .time("now-3h", "now")
+        .refresh("30s")
+        .timezone("utc")
         .description("Acceptance, speed, latency, errors, SLO budgets and drift of SpecOps deployments.")
         .with_variable(dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
-        .with_variable(dashboard.QueryVariable("model_name").label("Model").datasource(source)
-                       .query(f"label_values({names.REQUESTS}, model_name)").multi(True).include_all(True)
-                       .all_value(".*").current(VariableOption(selected=True, text="All", value="$__all")).refresh(2))
+        .with_variable(
+            dashboard.QueryVariable("model_name")
+            .label("Model")
+            .datasource(source)
+            .query(f"label_values({names.REQUESTS}, model_name)")
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(VariableOption(selected=True, text="All", value="$__all"))
+            .refresh(2)
+        )
         .with_variable(dashboard.ConstantVariable("draft_cost_ratio").label("Draft cost / target cost").value("0.1"))
         .with_variable(dashboard.ConstantVariable("event_window").label("Event window").value("1m"))
     )
     for name, colour, expr in ANNOTATIONS:
-        board = board.annotation(dashboard.AnnotationQuery().name(name).datasource(source).enable(True)
-                                 .icon_color(colour).expr(expr))
+        board = board.annotation(
+            dashboard.AnnotationQuery().name(name).datasource(source).enable(True).icon_color(colour).expr(expr)
+        )
     for row_title, panels in ROWS:
         board = board.with_row(dashboard.Row(row_title))
         for spec in panels:
-            panel = (stat.Panel() if spec.kind == "stat" else timeseries.Panel())
+            panel = stat.Panel() if spec.kind == "stat" else timeseries.Panel()
             panel = panel.title(spec.title).description(spec.description).datasource(source).unit(spec.unit)
             panel = panel.height(8).span(12 if len(panels) % 2 == 0 or spec is not panels[-1] else 24)
             if spec.min is not None:
@@ -160,8 +281,9 @@ def build():  # type: ignore[no-untyped-def]
             if spec.max is not None:
                 panel = panel.max(spec.max)
             for ref, query in zip("ABCDEFGH", spec.queries, strict=False):
-                panel = panel.with_target(prometheus.Dataquery().expr(query.expr).legend_format(query.legend)
-                                          .ref_id(ref).range())
+                panel = panel.with_target(
+                    prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref).range()
+                )
             board = board.with_panel(panel)
     return board.build()
 

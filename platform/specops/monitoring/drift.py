@@ -118,8 +118,9 @@ class DriftRun:
 # --------------------------------------------------------------------------- load
 
 
-def load_records(store: Any, *, deployment: str, start: datetime, end: datetime,
-                 version: str | None = None) -> pd.DataFrame:
+def load_records(
+    store: Any, *, deployment: str, start: datetime, end: datetime, version: str | None = None
+) -> pd.DataFrame:
     """Request records of ``deployment`` with ``start <= created_at < end`` (one version if given)."""
     import pandas as pd
     import sqlalchemy as sa
@@ -127,10 +128,18 @@ def load_records(store: Any, *, deployment: str, start: datetime, end: datetime,
     from specops.governance import models
 
     table = models.RequestRecord
-    query = (sa.select(table.created_at, table.pair_name, table.pair_version, table.role,
-                       *(getattr(table, c) for c in NUMERIC_COLUMNS), table.prompt)
-             .where(table.deployment == deployment, table.created_at >= start, table.created_at < end)
-             .order_by(table.created_at))
+    query = (
+        sa.select(
+            table.created_at,
+            table.pair_name,
+            table.pair_version,
+            table.role,
+            *(getattr(table, c) for c in NUMERIC_COLUMNS),
+            table.prompt,
+        )
+        .where(table.deployment == deployment, table.created_at >= start, table.created_at < end)
+        .order_by(table.created_at)
+    )
     if version is not None:
         query = query.where(table.pair_version == version)
     with store.session() as session:
@@ -139,8 +148,16 @@ def load_records(store: Any, *, deployment: str, start: datetime, end: datetime,
     return pd.DataFrame([tuple(row) for row in rows], columns=columns)
 
 
-def find_windows(store: Any, *, deployment: str, now: datetime, window: timedelta,
-                 reference_window: timedelta, audit: Any = None, version: str | None = None) -> Windows:
+def find_windows(
+    store: Any,
+    *,
+    deployment: str,
+    now: datetime,
+    window: timedelta,
+    reference_window: timedelta,
+    audit: Any = None,
+    version: str | None = None,
+) -> Windows:
     """The default windows: reference = the production version's first analysis window after promotion
     (from the audit log's ``rollout.promote`` events; else the version's first records), current = the
     last ``window`` before ``now``."""
@@ -162,51 +179,76 @@ def find_windows(store: Any, *, deployment: str, now: datetime, window: timedelt
     table = models.RequestRecord
     with store.session() as session:
         if version is None:
-            version = session.scalar(sa.select(table.pair_version).where(table.deployment == deployment)
-                                     .order_by(table.created_at.desc()).limit(1))
+            version = session.scalar(
+                sa.select(table.pair_version)
+                .where(table.deployment == deployment)
+                .order_by(table.created_at.desc())
+                .limit(1)
+            )
             if version is None:
                 raise NotFound(f"no request records for deployment {deployment!r}")
         if start is None:
-            first = session.scalar(sa.select(sa.func.min(table.created_at))
-                                   .where(table.deployment == deployment, table.pair_version == version))
+            first = session.scalar(
+                sa.select(sa.func.min(table.created_at)).where(
+                    table.deployment == deployment, table.pair_version == version
+                )
+            )
             if first is None:
                 raise NotFound(f"no request records of version {version} in deployment {deployment!r}")
             start, origin = _utc(first), f"first records of version {version}"
     assert start is not None
-    return Windows(version=str(version), reference_start=start, reference_end=start + reference_window,
-                   current_start=now - window, current_end=now, reference_origin=origin)
+    return Windows(
+        version=str(version),
+        reference_start=start,
+        reference_end=start + reference_window,
+        current_start=now - window,
+        current_end=now,
+        reference_origin=origin,
+    )
 
 
 # --------------------------------------------------------------------------- compare
 
 
-def compare(reference: pd.DataFrame, current: pd.DataFrame, *, drift_share: float = DEFAULT_DRIFT_SHARE,
-            min_rows: int = DEFAULT_MIN_ROWS) -> tuple[DriftResult, Any]:
+def compare(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    drift_share: float = DEFAULT_DRIFT_SHARE,
+    min_rows: int = DEFAULT_MIN_ROWS,
+) -> tuple[DriftResult, Any]:
     """Compare two windows with Evidently's ``DataDriftPreset``; returns the result and the snapshot."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     for label, frame in (("reference", reference), ("current", current)):
         if len(frame) < min_rows:
-            raise InvalidInput(f"the {label} window holds {len(frame)} request records; at least {min_rows} "
-                               "are needed for a drift verdict")
+            raise InvalidInput(
+                f"the {label} window holds {len(frame)} request records; at least {min_rows} "
+                "are needed for a drift verdict"
+            )
     if not 0 < drift_share <= 1:
         raise InvalidInput(f"drift_share must lie in (0, 1], got {drift_share}")
     with_text = bool(reference[TEXT_COLUMN].astype(bool).any() and current[TEXT_COLUMN].astype(bool).any())
     columns = [*NUMERIC_COLUMNS, *((TEXT_COLUMN,) if with_text else ())]
-    definition = DataDefinition(numerical_columns=list(NUMERIC_COLUMNS),
-                                text_columns=[TEXT_COLUMN] if with_text else [])
-    datasets = [Dataset.from_pandas(frame[columns].reset_index(drop=True), data_definition=definition)
-                for frame in (reference, current)]
+    definition = DataDefinition(
+        numerical_columns=list(NUMERIC_COLUMNS), text_columns=[TEXT_COLUMN] if with_text else []
+    )
+    datasets = [
+        Dataset.from_pandas(frame[columns].reset_index(drop=True), data_definition=definition)
+        for frame in (reference, current)
+    ]
     report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
     snapshot = report.run(current_data=datasets[1], reference_data=datasets[0])
-    return _result(snapshot.dict(), drift_share=drift_share, reference_rows=len(reference),
-                   current_rows=len(current)), snapshot
+    return _result(
+        snapshot.dict(), drift_share=drift_share, reference_rows=len(reference), current_rows=len(current)
+    ), snapshot
 
 
 def _result(data: dict[str, Any], *, drift_share: float, reference_rows: int, current_rows: int) -> DriftResult:
-    failed_metrics = {test.get("metric_config", {}).get("metric_id"): test.get("status")
-                      for test in data.get("tests", [])}
+    failed_metrics = {
+        test.get("metric_config", {}).get("metric_id"): test.get("status") for test in data.get("tests", [])
+    }
     drifted_share: float | None = None
     columns: list[ColumnDrift] = []
     for metric in data["metrics"]:
@@ -221,12 +263,26 @@ def _result(data: dict[str, Any], *, drift_share: float, reference_rows: int, cu
             score_kind = _score_kind(method)
             status = failed_metrics.get(metric.get("id"))
             drifted = status == "FAIL" if status in ("FAIL", "SUCCESS") else _drifted(score_kind, score, threshold)
-            columns.append(ColumnDrift(column=str(config["column"]), method=method, score=score,
-                                       score_kind=score_kind, threshold=threshold, drifted=drifted))
+            columns.append(
+                ColumnDrift(
+                    column=str(config["column"]),
+                    method=method,
+                    score=score,
+                    score_kind=score_kind,
+                    threshold=threshold,
+                    drifted=drifted,
+                )
+            )
     if drifted_share is None:
         raise InvalidInput("Evidently returned no DriftedColumnsCount metric")
-    return DriftResult(drifted=drifted_share >= drift_share, drift_share=drift_share, drifted_share=drifted_share,
-                       columns=tuple(columns), reference_rows=reference_rows, current_rows=current_rows)
+    return DriftResult(
+        drifted=drifted_share >= drift_share,
+        drift_share=drift_share,
+        drifted_share=drifted_share,
+        columns=tuple(columns),
+        reference_rows=reference_rows,
+        current_rows=current_rows,
+    )
 
 
 def _score_kind(method: str) -> str:
@@ -245,8 +301,9 @@ def _drifted(score_kind: str, score: float, threshold: float) -> bool:
 # --------------------------------------------------------------------------- diagnose
 
 
-def diagnose(result: DriftResult, reference: pd.DataFrame, current: pd.DataFrame, *,
-             min_drop: float = ACCEPTANCE_DROP) -> Diagnosis:
+def diagnose(
+    result: DriftResult, reference: pd.DataFrame, current: pd.DataFrame, *, min_drop: float = ACCEPTANCE_DROP
+) -> Diagnosis:
     """Say whether acceptance fell and, if it did, whether the prompts drifted (with the evidence)."""
     before = float(reference["acceptance_rate"].mean())
     after = float(current["acceptance_rate"].mean())
@@ -266,13 +323,22 @@ def diagnose(result: DriftResult, reference: pd.DataFrame, current: pd.DataFrame
         return Diagnosis("acceptance_steady", "none", False, bool(drifted_prompts), evidence)
     if drifted_prompts:
         which = ", ".join(f"{c.column} ({c.method} {c.score:.3g} vs {c.threshold:g})" for c in drifted_prompts)
-        return Diagnosis("traffic_drift",
-                         f"acceptance fell {before:.2f} → {after:.2f} and the prompts drifted ({which}): the draft "
-                         "no longer fits the traffic; retrain or re-qualify the draft on current prompts",
-                         True, True, evidence)
-    return Diagnosis("regression",
-                     f"acceptance fell {before:.2f} → {after:.2f} while the prompts did not drift: the version or "
-                     "the runtime regressed; roll back", True, False, evidence)
+        return Diagnosis(
+            "traffic_drift",
+            f"acceptance fell {before:.2f} → {after:.2f} and the prompts drifted ({which}): the draft "
+            "no longer fits the traffic; retrain or re-qualify the draft on current prompts",
+            True,
+            True,
+            evidence,
+        )
+    return Diagnosis(
+        "regression",
+        f"acceptance fell {before:.2f} → {after:.2f} while the prompts did not drift: the version or "
+        "the runtime regressed; roll back",
+        True,
+        False,
+        evidence,
+    )
 
 
 # --------------------------------------------------------------------------- publish
@@ -284,16 +350,33 @@ class DriftGauges:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         labels = [names.LABEL_DEPLOYMENT, names.LABEL_VERSION]
-        self.share = Gauge(names.DRIFT_SHARE, "Measured share of drifted columns in the last drift run.", labels,
-                           registry=self.registry)
-        self.detected = Gauge(names.DRIFT_DETECTED, "1 when the last drift run's share reached drift_share.",
-                              labels, registry=self.registry)
-        self.column_drifted = Gauge(names.DRIFT_COLUMN_DRIFTED, "1 when the column drifted in the last run.",
-                                    [*labels, names.LABEL_COLUMN], registry=self.registry)
-        self.column_score = Gauge(names.DRIFT_COLUMN_SCORE, "The column's drift score (see method).",
-                                  [*labels, names.LABEL_COLUMN, names.LABEL_METHOD], registry=self.registry)
-        self.last_run = Gauge(names.DRIFT_LAST_RUN, "When the last drift run finished (Unix seconds).", labels,
-                              registry=self.registry)
+        self.share = Gauge(
+            names.DRIFT_SHARE,
+            "Measured share of drifted columns in the last drift run.",
+            labels,
+            registry=self.registry,
+        )
+        self.detected = Gauge(
+            names.DRIFT_DETECTED,
+            "1 when the last drift run's share reached drift_share.",
+            labels,
+            registry=self.registry,
+        )
+        self.column_drifted = Gauge(
+            names.DRIFT_COLUMN_DRIFTED,
+            "1 when the column drifted in the last run.",
+            [*labels, names.LABEL_COLUMN],
+            registry=self.registry,
+        )
+        self.column_score = Gauge(
+            names.DRIFT_COLUMN_SCORE,
+            "The column's drift score (see method).",
+            [*labels, names.LABEL_COLUMN, names.LABEL_METHOD],
+            registry=self.registry,
+        )
+        self.last_run = Gauge(
+            names.DRIFT_LAST_RUN, "When the last drift run finished (Unix seconds).", labels, registry=self.registry
+        )
 
     def publish(self, result: DriftResult, *, deployment: str, version: str, at: float) -> None:
         self.share.labels(deployment, version).set(result.drifted_share)
@@ -311,18 +394,32 @@ class DriftGauges:
         return path
 
 
-def save(store: Any, *, deployment: str, pair_name: str, version: str, result: DriftResult,
-         report_path: Path | None) -> int:
+def save(
+    store: Any, *, deployment: str, pair_name: str, version: str, result: DriftResult, report_path: Path | None
+) -> int:
     """Insert the ``drift_reports`` row and return its id."""
     from specops.governance import models
 
     with store.session() as session:
         row = models.DriftReport(
-            deployment=deployment, pair_name=pair_name, pair_version=version,
-            reference_rows=result.reference_rows, current_rows=result.current_rows,
-            drift_share=result.drift_share, drifted_share=result.drifted_share, drifted=result.drifted,
-            columns={c.column: {"method": c.method, "score": _json_number(c.score), "score_kind": c.score_kind,
-                                "threshold": c.threshold, "drifted": c.drifted} for c in result.columns},
+            deployment=deployment,
+            pair_name=pair_name,
+            pair_version=version,
+            reference_rows=result.reference_rows,
+            current_rows=result.current_rows,
+            drift_share=result.drift_share,
+            drifted_share=result.drifted_share,
+            drifted=result.drifted,
+            columns={
+                c.column: {
+                    "method": c.method,
+                    "score": _json_number(c.score),
+                    "score_kind": c.score_kind,
+                    "threshold": c.threshold,
+                    "drifted": c.drifted,
+                }
+                for c in result.columns
+            },
             report_path=str(report_path) if report_path else None,
         )
         session.add(row)
@@ -330,17 +427,36 @@ def save(store: Any, *, deployment: str, pair_name: str, version: str, result: D
         return int(row.id)
 
 
-def run(store: Any, *, deployment: str, artifacts_dir: Path, now: datetime | None = None,
-        window: timedelta = timedelta(hours=1), reference_window: timedelta = timedelta(hours=1),
-        drift_share: float = DEFAULT_DRIFT_SHARE, min_rows: int = DEFAULT_MIN_ROWS, audit: Any = None,
-        gauges: DriftGauges | None = None, gauges_file: Path | None = None, version: str | None = None,
-        windows: Windows | None = None) -> DriftRun:
+def run(
+    store: Any,
+    *,
+    deployment: str,
+    artifacts_dir: Path,
+    now: datetime | None = None,
+    window: timedelta = timedelta(hours=1),
+    reference_window: timedelta = timedelta(hours=1),
+    drift_share: float = DEFAULT_DRIFT_SHARE,
+    min_rows: int = DEFAULT_MIN_ROWS,
+    audit: Any = None,
+    gauges: DriftGauges | None = None,
+    gauges_file: Path | None = None,
+    version: str | None = None,
+    windows: Windows | None = None,
+) -> DriftRun:
     """Compare ``deployment``'s windows, save the HTML report and the row, publish gauges, audit it."""
     now = now or datetime.now(UTC)
-    windows = windows or find_windows(store, deployment=deployment, now=now, window=window,
-                                      reference_window=reference_window, audit=audit, version=version)
-    reference = load_records(store, deployment=deployment, start=windows.reference_start,
-                             end=windows.reference_end, version=windows.version)
+    windows = windows or find_windows(
+        store,
+        deployment=deployment,
+        now=now,
+        window=window,
+        reference_window=reference_window,
+        audit=audit,
+        version=version,
+    )
+    reference = load_records(
+        store, deployment=deployment, start=windows.reference_start, end=windows.reference_end, version=windows.version
+    )
     current = load_records(store, deployment=deployment, start=windows.current_start, end=windows.current_end)
     result, snapshot = compare(reference, current, drift_share=drift_share, min_rows=min_rows)
     diagnosis = diagnose(result, reference, current)
@@ -350,22 +466,50 @@ def run(store: Any, *, deployment: str, artifacts_dir: Path, now: datetime | Non
     report_path = artifacts_dir / "drift" / deployment / f"drift-{stamp}.html"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(report_path))
-    report_id = save(store, deployment=deployment, pair_name=pair_name, version=current_version, result=result,
-                     report_path=report_path) if store is not None else None
+    report_id = (
+        save(
+            store,
+            deployment=deployment,
+            pair_name=pair_name,
+            version=current_version,
+            result=result,
+            report_path=report_path,
+        )
+        if store is not None
+        else None
+    )
     gauges = gauges or DriftGauges()
     gauges.publish(result, deployment=deployment, version=current_version, at=now.timestamp())
     if gauges_file is not None:
         gauges.write(gauges_file)
     if audit is not None:
-        audit.append(actor="specops-drift", action="drift.reported", subject=deployment, payload={
-            "report_id": report_id, "drifted": result.drifted, "drifted_share": result.drifted_share,
-            "drift_share": result.drift_share, "version": current_version, "reference_version": windows.version,
-            "reference": [windows.reference_start.isoformat(), windows.reference_end.isoformat()],
-            "current": [windows.current_start.isoformat(), windows.current_end.isoformat()],
-            "diagnosis": {"conclusion": diagnosis.conclusion, "action": diagnosis.action},
-            "report_path": str(report_path)})
-    return DriftRun(deployment=deployment, pair_name=pair_name, version=current_version, windows=windows,
-                    result=result, diagnosis=diagnosis, report_path=report_path, report_id=report_id)
+        audit.append(
+            actor="specops-drift",
+            action="drift.reported",
+            subject=deployment,
+            payload={
+                "report_id": report_id,
+                "drifted": result.drifted,
+                "drifted_share": result.drifted_share,
+                "drift_share": result.drift_share,
+                "version": current_version,
+                "reference_version": windows.version,
+                "reference": [windows.reference_start.isoformat(), windows.reference_end.isoformat()],
+                "current": [windows.current_start.isoformat(), windows.current_end.isoformat()],
+                "diagnosis": {"conclusion": diagnosis.conclusion, "action": diagnosis.action},
+                "report_path": str(report_path),
+            },
+        )
+    return DriftRun(
+        deployment=deployment,
+        pair_name=pair_name,
+        version=current_version,
+        windows=windows,
+        result=result,
+        diagnosis=diagnosis,
+        report_path=report_path,
+        report_id=report_id,
+    )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -374,4 +518,3 @@ def _utc(moment: datetime) -> datetime:
 
 def _json_number(value: float) -> float | None:
     return value if math.isfinite(value) else None
-

@@ -84,8 +84,13 @@ def to_rollout_alert(alert: AlertmanagerAlert) -> Alert:
     role_label = labels.get(names.LABEL_ROLE, "")
     role = {"canary": Role.CANARY, "stable": Role.STABLE, "production": Role.STABLE}.get(role_label)
     summary = alert.annotations.get("summary") or alert.annotations.get("description", "")
-    return Alert(name=labels.get("alertname", "unnamed"), severity=labels.get(names.LABEL_SEVERITY, ""),
-                 role=role, version=labels.get(names.LABEL_VERSION) or None, summary=summary)
+    return Alert(
+        name=labels.get("alertname", "unnamed"),
+        severity=labels.get(names.LABEL_SEVERITY, ""),
+        role=role,
+        version=labels.get(names.LABEL_VERSION) or None,
+        summary=summary,
+    )
 
 
 class ReceiverMetrics:
@@ -93,19 +98,35 @@ class ReceiverMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.notifications = Counter(names.RECEIVER_NOTIFICATIONS.removesuffix("_total"),
-                                     "Alertmanager notifications by outcome.", ["outcome"], registry=self.registry)
-        self.unauthorized = Counter(names.RECEIVER_UNAUTHORIZED.removesuffix("_total"),
-                                    "Webhook calls refused for a missing or wrong bearer token.",
-                                    registry=self.registry)
-        self.alerts = Counter(names.RECEIVER_ALERTS.removesuffix("_total"),
-                              "Alerts received by status and severity.", ["status", "severity"],
-                              registry=self.registry)
+        self.notifications = Counter(
+            names.RECEIVER_NOTIFICATIONS.removesuffix("_total"),
+            "Alertmanager notifications by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.unauthorized = Counter(
+            names.RECEIVER_UNAUTHORIZED.removesuffix("_total"),
+            "Webhook calls refused for a missing or wrong bearer token.",
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            names.RECEIVER_ALERTS.removesuffix("_total"),
+            "Alerts received by status and severity.",
+            ["status", "severity"],
+            registry=self.registry,
+        )
 
 
-def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
-               metrics: ReceiverMetrics | None = None,
-               extra_registries: tuple[CollectorRegistry, ...] = (), textfile_dir: Path | None = None) -> FastAPI:
+def create_app(
+    *,
+    token: str,
+    sink: Sink,
+    store: Any = None,
+    audit: Any = None,
+    metrics: ReceiverMetrics | None = None,
+    extra_registries: tuple[CollectorRegistry, ...] = (),
+    textfile_dir: Path | None = None,
+) -> FastAPI:
     """The receiver as a FastAPI (ASGI) app.
 
     token: the bearer token Alertmanager must send (empty is refused: the receiver is never open).
@@ -134,15 +155,17 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
         if not hmac.compare_digest(supplied, expected):
             counters.unauthorized.inc()
             counters.notifications.labels("unauthorized").inc()
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
-                                headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                {"error": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         try:
             notification = AlertmanagerNotification.model_validate_json(await request.body())
         except ValueError as error:
             counters.notifications.labels("invalid").inc()
             problems = error.errors() if isinstance(error, ValidationError) else [{"msg": str(error)}]
-            return JSONResponse({"error": f"not an Alertmanager notification: {problems[0].get('msg')}"},
-                                status_code=422)
+            return JSONResponse(
+                {"error": f"not an Alertmanager notification: {problems[0].get('msg')}"}, status_code=422
+            )
         try:
             forwarded = await run_in_threadpool(_handle, notification)
         except Exception as error:  # answer 500 so that Alertmanager retries; never crash the server
@@ -158,8 +181,11 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
             counters.alerts.labels(alert.status, alert.labels.get(names.LABEL_SEVERITY, "")).inc()
             deployment = deployment_of(alert.labels)
             if deployment is None:
-                _audit("alert.unmapped", alert.labels.get("alertname", "unnamed"),
-                       {"labels": alert.labels, "status": alert.status})
+                _audit(
+                    "alert.unmapped",
+                    alert.labels.get("alertname", "unnamed"),
+                    {"labels": alert.labels, "status": alert.status},
+                )
                 continue
             by_deployment.setdefault(deployment, []).append(alert)
         forwarded: dict[str, int] = {}
@@ -171,8 +197,12 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
             firing = tuple(to_rollout_alert(a) for a in alerts if a.status == "firing")
             if not firing:
                 continue
-            payload = {"alerts": [{"name": a.name, "severity": a.severity, "role": a.role and a.role.value,
-                                   "version": a.version} for a in firing]}
+            payload = {
+                "alerts": [
+                    {"name": a.name, "severity": a.severity, "role": a.role and a.role.value, "version": a.version}
+                    for a in firing
+                ]
+            }
             try:
                 sink(deployment, firing)
             except Exception as error:
@@ -194,36 +224,48 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
             for action, payload in events:
                 _audit(action, deployment, payload)
 
-    def _record_in(session: Session, deployment: str,
-                   alerts: list[AlertmanagerAlert]) -> list[tuple[str, dict[str, Any]]]:
+    def _record_in(
+        session: Session, deployment: str, alerts: list[AlertmanagerAlert]
+    ) -> list[tuple[str, dict[str, Any]]]:
         from specops.governance import models
 
         events: list[tuple[str, dict[str, Any]]] = []
-        incident = (session.query(models.Incident)
-                    .filter_by(deployment=deployment, status="open")
-                    .order_by(models.Incident.id.desc()).first())
+        incident = (
+            session.query(models.Incident)
+            .filter_by(deployment=deployment, status="open")
+            .order_by(models.Incident.id.desc())
+            .first()
+        )
         opened = None
         for alert in alerts:
             fingerprint = alert.fingerprint or _fingerprint(alert.labels)
             starts = _utc(alert.startsAt) or datetime.now(UTC)
-            row = (session.query(models.Alert)
-                   .filter_by(fingerprint=fingerprint, starts_at=starts).first())
+            row = session.query(models.Alert).filter_by(fingerprint=fingerprint, starts_at=starts).first()
             if alert.status == "firing" and incident is None:
                 incident = opened = models.Incident(
                     deployment=deployment,
                     title=f"{alert.labels.get('alertname', 'alert')} on {deployment}",
                     severity=alert.labels.get(names.LABEL_SEVERITY, "info") or "info",
-                    summary=alert.annotations.get("summary", ""))
+                    summary=alert.annotations.get("summary", ""),
+                )
                 session.add(incident)
                 session.flush()
-            if incident is not None and alert.status == "firing" and \
-                    _rank(alert.labels.get(names.LABEL_SEVERITY, "")) > _rank(incident.severity):
+            if (
+                incident is not None
+                and alert.status == "firing"
+                and _rank(alert.labels.get(names.LABEL_SEVERITY, "")) > _rank(incident.severity)
+            ):
                 incident.severity = alert.labels[names.LABEL_SEVERITY]
             if row is None:
-                row = models.Alert(fingerprint=fingerprint, name=alert.labels.get("alertname", "unnamed"),
-                                   status=alert.status, severity=alert.labels.get(names.LABEL_SEVERITY, ""),
-                                   starts_at=starts, labels=dict(alert.labels),
-                                   annotations=dict(alert.annotations))
+                row = models.Alert(
+                    fingerprint=fingerprint,
+                    name=alert.labels.get("alertname", "unnamed"),
+                    status=alert.status,
+                    severity=alert.labels.get(names.LABEL_SEVERITY, ""),
+                    starts_at=starts,
+                    labels=dict(alert.labels),
+                    annotations=dict(alert.annotations),
+                )
                 session.add(row)
             row.status = alert.status
             row.ends_at = _utc(alert.endsAt) if alert.status == "resolved" else None
@@ -231,11 +273,11 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
                 row.incident = incident
         session.flush()
         if opened is not None:
-            events.append(("incident.opened", {"incident": opened.id, "title": opened.title,
-                                               "severity": opened.severity}))
+            events.append(
+                ("incident.opened", {"incident": opened.id, "title": opened.title, "severity": opened.severity})
+            )
         if incident is not None and incident.status == "open":
-            still_firing = (session.query(models.Alert)
-                            .filter_by(incident_id=incident.id, status="firing").count())
+            still_firing = session.query(models.Alert).filter_by(incident_id=incident.id, status="firing").count()
             if still_firing == 0:
                 incident.status = "resolved"
                 incident.resolved_at = datetime.now(UTC)
@@ -262,8 +304,12 @@ def create_app(*, token: str, sink: Sink, store: Any = None, audit: Any = None,
 
 
 def _alert_payload(alert: AlertmanagerAlert) -> dict[str, Any]:
-    return {"status": alert.status, "labels": dict(alert.labels), "fingerprint": alert.fingerprint,
-            "starts_at": alert.startsAt.isoformat() if alert.startsAt else None}
+    return {
+        "status": alert.status,
+        "labels": dict(alert.labels),
+        "fingerprint": alert.fingerprint,
+        "starts_at": alert.startsAt.isoformat() if alert.startsAt else None,
+    }
 
 
 def _fingerprint(labels: dict[str, str]) -> str:

@@ -83,22 +83,32 @@ def sli_error_expr(slo: SLO, window: str) -> str:
     common = {"by": _BY, "window": window}
     kind = slo.sli.kind
     if kind is SLIKind.ACCEPTANCE:
-        return templates.render("sli_error_acceptance", draft_tokens=names.DRAFT_TOKENS,
-                                accepted_tokens=names.ACCEPTED_TOKENS, **common)
+        return templates.render(
+            "sli_error_acceptance", draft_tokens=names.DRAFT_TOKENS, accepted_tokens=names.ACCEPTED_TOKENS, **common
+        )
     if kind is SLIKind.AVAILABILITY:
-        return templates.render("sli_error_availability", errors=names.REQUEST_ERRORS, requests=names.REQUESTS,
-                                server_reason=names.SERVER_ERROR_REASON, **common)
+        return templates.render(
+            "sli_error_availability",
+            errors=names.REQUEST_ERRORS,
+            requests=names.REQUESTS,
+            server_reason=names.SERVER_ERROR_REASON,
+            **common,
+        )
     if kind is SLIKind.LATENCY:
         assert slo.sli.latency_threshold_s is not None
-        return templates.render("sli_error_latency", histogram=names.REQUEST_ITL,
-                                le=floatToGoString(slo.sli.latency_threshold_s), **common)
+        return templates.render(
+            "sli_error_latency", histogram=names.REQUEST_ITL, le=floatToGoString(slo.sli.latency_threshold_s), **common
+        )
     raise InvalidInput(f"SLO {slo.name!r}: unknown SLI kind {kind}")
 
 
 def sli_group(spec: SLOSpec, slo: SLO) -> RuleGroup:
     rules = tuple(
-        Rule(record=names.sli_error_record(window), expr=sli_error_expr(slo, window),
-             labels=_labels(spec, slo, {names.LABEL_SLO_WINDOW: window}))
+        Rule(
+            record=names.sli_error_record(window),
+            expr=sli_error_expr(slo, window),
+            labels=_labels(spec, slo, {names.LABEL_SLO_WINDOW: window}),
+        )
         for window in windows(slo)
     )
     return RuleGroup(names.GROUP_SLI.format(service=spec.service, slo=slo.name), rules)
@@ -107,23 +117,35 @@ def sli_group(spec: SLOSpec, slo: SLO) -> RuleGroup:
 def meta_group(spec: SLOSpec, slo: SLO) -> RuleGroup:
     budget = _number(slo.error_budget)
     shortest = windows(slo)[0]
-    burn = {"window_label": names.LABEL_SLO_WINDOW, "slo_label": names.LABEL_SLO, "slo": slo.name,
-            "budget": budget}
+    burn = {"window_label": names.LABEL_SLO_WINDOW, "slo_label": names.LABEL_SLO, "slo": slo.name, "budget": budget}
     rules = (
-        Rule(record=names.RECORD_OBJECTIVE, expr=templates.render("objective", value=_number(slo.objective)),
-             labels=_labels(spec, slo)),
-        Rule(record=names.RECORD_ERROR_BUDGET, expr=templates.render("objective", value=budget),
-             labels=_labels(spec, slo)),
-        Rule(record=names.RECORD_CURRENT_BURN_RATE,
-             expr=templates.render("burn_rate", record=names.sli_error_record(shortest), **burn),
-             labels=_labels(spec, slo)),
-        Rule(record=names.RECORD_PERIOD_BURN_RATE,
-             expr=templates.render("burn_rate", record=names.sli_error_record(slo.period), **burn),
-             labels=_labels(spec, slo)),
-        Rule(record=names.RECORD_BUDGET_REMAINING,
-             expr=templates.render("budget_remaining", record=names.RECORD_PERIOD_BURN_RATE,
-                                   slo_label=names.LABEL_SLO, slo=slo.name),
-             labels=_labels(spec, slo)),
+        Rule(
+            record=names.RECORD_OBJECTIVE,
+            expr=templates.render("objective", value=_number(slo.objective)),
+            labels=_labels(spec, slo),
+        ),
+        Rule(
+            record=names.RECORD_ERROR_BUDGET,
+            expr=templates.render("objective", value=budget),
+            labels=_labels(spec, slo),
+        ),
+        Rule(
+            record=names.RECORD_CURRENT_BURN_RATE,
+            expr=templates.render("burn_rate", record=names.sli_error_record(shortest), **burn),
+            labels=_labels(spec, slo),
+        ),
+        Rule(
+            record=names.RECORD_PERIOD_BURN_RATE,
+            expr=templates.render("burn_rate", record=names.sli_error_record(slo.period), **burn),
+            labels=_labels(spec, slo),
+        ),
+        Rule(
+            record=names.RECORD_BUDGET_REMAINING,
+            expr=templates.render(
+                "budget_remaining", record=names.RECORD_PERIOD_BURN_RATE, slo_label=names.LABEL_SLO, slo=slo.name
+            ),
+            labels=_labels(spec, slo),
+        ),
     )
     return RuleGroup(names.GROUP_META.format(service=spec.service, slo=slo.name), rules)
 
@@ -135,24 +157,39 @@ def alert_group(spec: SLOSpec, slo: SLO) -> RuleGroup:
         if not burn_windows:
             continue
         conditions = [
-            {"short_record": names.sli_error_record(w.short), "long_record": names.sli_error_record(w.long),
-             "burn_rate": _number(w.burn_rate)}
+            {
+                "short_record": names.sli_error_record(w.short),
+                "long_record": names.sli_error_record(w.long),
+                "burn_rate": _number(w.burn_rate),
+            }
             for w in burn_windows
         ]
-        expr = templates.render("multi_burn_alert", conditions=conditions, budget=_number(slo.error_budget),
-                                window_label=names.LABEL_SLO_WINDOW, slo_label=names.LABEL_SLO, slo=slo.name)
+        expr = templates.render(
+            "multi_burn_alert",
+            conditions=conditions,
+            budget=_number(slo.error_budget),
+            window_label=names.LABEL_SLO_WINDOW,
+            slo_label=names.LABEL_SLO,
+            slo=slo.name,
+        )
         described = " or ".join(f"{_number(w.burn_rate)}× over {w.long} and {w.short}" for w in burn_windows)
-        rules.append(Rule(
-            alert=names.alert_name(slo.name),
-            expr=expr,
-            labels=_labels(spec, slo, {names.LABEL_SEVERITY: severity.value}),
-            annotations={
-                "summary": (f"{{{{ $labels.deployment }}}} {{{{ $labels.role }}}} {{{{ $labels.pair_version }}}}: "
-                            f"SLO {slo.name} is burning its error budget ({severity.value})"),
-                "description": (f"{slo.description or slo.name} (objective {_number(slo.objective)} over "
-                                f"{slo.period}): error ratio above the budget rate by {described}."),
-            },
-        ))
+        rules.append(
+            Rule(
+                alert=names.alert_name(slo.name),
+                expr=expr,
+                labels=_labels(spec, slo, {names.LABEL_SEVERITY: severity.value}),
+                annotations={
+                    "summary": (
+                        f"{{{{ $labels.deployment }}}} {{{{ $labels.role }}}} {{{{ $labels.pair_version }}}}: "
+                        f"SLO {slo.name} is burning its error budget ({severity.value})"
+                    ),
+                    "description": (
+                        f"{slo.description or slo.name} (objective {_number(slo.objective)} over "
+                        f"{slo.period}): error ratio above the budget rate by {described}."
+                    ),
+                },
+            )
+        )
     return RuleGroup(names.GROUP_ALERTS.format(service=spec.service, slo=slo.name), tuple(rules))
 
 
@@ -164,10 +201,11 @@ def drift_group(spec: SLOSpec) -> RuleGroup:
         for_=spec.drift_alert.for_ if duration_seconds(spec.drift_alert.for_) > 0 else None,
         labels={**spec.labels, names.LABEL_SEVERITY: spec.drift_alert.severity.value},
         annotations={
-            "summary": ("{{ $labels.deployment }} {{ $labels.pair_version }}: "
-                        "request traffic drifted from its reference"),
+            "summary": (
+                "{{ $labels.deployment }} {{ $labels.pair_version }}: request traffic drifted from its reference"
+            ),
             "description": "specops drift run found the share of drifted columns at or above its drift_share; "
-                           "see the drift report in the governance store.",
+            "see the drift report in the governance store.",
         },
     )
     return RuleGroup(names.GROUP_DRIFT.format(service=spec.service), (rule,))

@@ -17,8 +17,13 @@ from __future__ import annotations
 
 import jinja2
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                          trim_blocks=True, lstrip_blocks=True)
+_ENV = jinja2.Environment(
+    undefined=jinja2.StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 TEMPLATES: dict[str, str] = {
     # bad = draft tokens the target rejected; all = draft tokens proposed.

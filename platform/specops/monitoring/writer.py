@@ -32,8 +32,9 @@ _Dumper.add_representer(str, _str)
 
 
 def dump(document: Mapping[str, Any]) -> str:
-    return yaml.dump(dict(document), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True,
-                     default_flow_style=False)
+    return yaml.dump(
+        dict(document), Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True, default_flow_style=False
+    )
 
 
 def rules_document(groups: Iterable[rules.RuleGroup]) -> dict[str, Any]:
@@ -43,8 +44,9 @@ def rules_document(groups: Iterable[rules.RuleGroup]) -> dict[str, Any]:
     return {"groups": [group.as_dict() for group in groups]}
 
 
-def prometheus_rule_document(spec: SLOSpec, groups: Iterable[rules.RuleGroup],
-                             extra_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def prometheus_rule_document(
+    spec: SLOSpec, groups: Iterable[rules.RuleGroup], extra_labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     meta = spec.prometheus_rule
     metadata: dict[str, Any] = {"name": meta.name}
     if meta.namespace:
@@ -52,8 +54,12 @@ def prometheus_rule_document(spec: SLOSpec, groups: Iterable[rules.RuleGroup],
     labels = {**meta.labels, **(extra_labels or {})}
     if labels:
         metadata["labels"] = dict(sorted(labels.items()))
-    return {"apiVersion": names.PROMETHEUS_RULE_API, "kind": names.PROMETHEUS_RULE_KIND, "metadata": metadata,
-            "spec": rules_document(groups)}
+    return {
+        "apiVersion": names.PROMETHEUS_RULE_API,
+        "kind": names.PROMETHEUS_RULE_KIND,
+        "metadata": metadata,
+        "spec": rules_document(groups),
+    }
 
 
 def write_rules(stream: IO[str], groups: Iterable[rules.RuleGroup]) -> None:
@@ -61,8 +67,9 @@ def write_rules(stream: IO[str], groups: Iterable[rules.RuleGroup]) -> None:
     stream.write(dump(rules_document(groups)))
 
 
-def write_prometheus_rule(stream: IO[str], spec: SLOSpec, groups: Iterable[rules.RuleGroup],
-                          extra_labels: Mapping[str, str] | None = None) -> None:
+def write_prometheus_rule(
+    stream: IO[str], spec: SLOSpec, groups: Iterable[rules.RuleGroup], extra_labels: Mapping[str, str] | None = None
+) -> None:
     stream.write(HEADER)
     stream.write(dump(prometheus_rule_document(spec, groups, extra_labels)))
 

@@ -50,15 +50,34 @@ def start(state: RolloutState, *, version: str, policy: RolloutPolicy, now: floa
     if version == state.stable_version:
         raise RolloutRefused(f"{state.deployment}: version {version} is already the stable version")
     if state.stable_version is None:
-        decision = Decision(DecisionKind.PROMOTE, f"first version {version} goes straight to production",
-                            weight=0, version=version)
-        new = _moved(state, now, Phase.PROMOTED, 0, decision.reason, stable_version=version,
-                     canary_version=None, promoted_at=now, step_index=-1)
+        decision = Decision(
+            DecisionKind.PROMOTE, f"first version {version} goes straight to production", weight=0, version=version
+        )
+        new = _moved(
+            state,
+            now,
+            Phase.PROMOTED,
+            0,
+            decision.reason,
+            stable_version=version,
+            canary_version=None,
+            promoted_at=now,
+            step_index=-1,
+        )
         return new, decision
     weight = policy.steps[0]
     decision = Decision(DecisionKind.START_CANARY, f"canary {version} starts at {weight}%", weight, version)
-    new = _moved(state, now, Phase.PROGRESSING, weight, decision.reason, canary_version=version,
-                 step_index=0, consecutive_failures=0, last_analysis=None)
+    new = _moved(
+        state,
+        now,
+        Phase.PROGRESSING,
+        weight,
+        decision.reason,
+        canary_version=version,
+        step_index=0,
+        consecutive_failures=0,
+        last_analysis=None,
+    )
     return new, decision
 
 
@@ -66,8 +85,9 @@ def decide(state: RolloutState, observation: Observation, policy: RolloutPolicy)
     """Return the next state and the decision the adapters must apply."""
     now = observation.now
     if state.phase is Phase.ROLLING_BACK:
-        return state, Decision(DecisionKind.ROLLBACK, "rollback not yet confirmed; applying again",
-                               0, state.stable_version)
+        return state, Decision(
+            DecisionKind.ROLLBACK, "rollback not yet confirmed; applying again", 0, state.stable_version
+        )
     if state.phase in ACTIVE_PHASES:
         manual = _manual(state, observation.action, now)
         if manual is not None:
@@ -127,8 +147,9 @@ def _progress(state: RolloutState, observation: Observation, policy: RolloutPoli
 
     new = replace(state, consecutive_failures=0, last_analysis=analysis)
     if not policy.automatic:
-        return new, Decision(DecisionKind.HOLD, f"analysis passed; manual policy: {analysis.reason}",
-                             state.weight, analysis=analysis)
+        return new, Decision(
+            DecisionKind.HOLD, f"analysis passed; manual policy: {analysis.reason}", state.weight, analysis=analysis
+        )
     next_index = state.step_index + 1
     if next_index >= len(policy.steps) or policy.steps[next_index] >= 100:
         promoted, decision = _promote(new, now, f"analysis passed at the last step: {analysis.reason}")
@@ -153,8 +174,9 @@ def _bake(state: RolloutState, observation: Observation, policy: RolloutPolicy) 
 
 
 def _restore_previous(state: RolloutState, now: float, reason: str) -> tuple[RolloutState, Decision]:
-    restored = replace(state, canary_version=state.stable_version, stable_version=state.previous_version,
-                       previous_version=None)
+    restored = replace(
+        state, canary_version=state.stable_version, stable_version=state.previous_version, previous_version=None
+    )
     return _rollback(restored, now, f"{reason}; back to {state.previous_version}")
 
 
@@ -164,8 +186,18 @@ def _rollback(state: RolloutState, now: float, reason: str) -> tuple[RolloutStat
 
 
 def _promote(state: RolloutState, now: float, reason: str) -> tuple[RolloutState, Decision]:
-    new = _moved(state, now, Phase.PROMOTED, 0, reason, stable_version=state.canary_version,
-                 previous_version=state.stable_version, canary_version=None, step_index=-1, promoted_at=now)
+    new = _moved(
+        state,
+        now,
+        Phase.PROMOTED,
+        0,
+        reason,
+        stable_version=state.canary_version,
+        previous_version=state.stable_version,
+        canary_version=None,
+        step_index=-1,
+        promoted_at=now,
+    )
     return new, Decision(DecisionKind.PROMOTE, reason, 0, state.canary_version)
 
 

@@ -44,8 +44,13 @@ def state_from_dict(data: dict[str, Any]) -> RolloutState:
         promoted_at=data.get("promoted_at"),
         last_analysis=analysis_from_dict(analysis) if analysis else None,
         history=tuple(
-            Transition(at=t["at"], from_phase=Phase(t["from_phase"]), to_phase=Phase(t["to_phase"]),
-                       weight=int(t["weight"]), reason=t["reason"])
+            Transition(
+                at=t["at"],
+                from_phase=Phase(t["from_phase"]),
+                to_phase=Phase(t["to_phase"]),
+                weight=int(t["weight"]),
+                reason=t["reason"],
+            )
             for t in data.get("history", ())
         ),
     )
@@ -59,9 +64,9 @@ def analysis_from_dict(data: dict[str, Any]) -> CanaryAnalysis:
         checks=tuple(Check(**check) for check in data.get("checks", ())),
         samples=int(data.get("samples", 0)),
         reason=data.get("reason", ""),
-        metrics=None if metrics is None else WindowMetrics(
-            **{**metrics, "queries": tuple(tuple(pair) for pair in metrics.get("queries", ()))}
-        ),
+        metrics=None
+        if metrics is None
+        else WindowMetrics(**{**metrics, "queries": tuple(tuple(pair) for pair in metrics.get("queries", ()))}),
     )
 
 

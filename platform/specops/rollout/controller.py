@@ -79,10 +79,15 @@ class RolloutController:
             try:
                 self.approve(self.pair, decision.version)
             except Exception as refusal:  # the gate's typed error, reported and held
-                held = Decision(DecisionKind.HOLD, f"promotion held: {refusal}", state.weight,
-                                analysis=decision.analysis)
-                self.audit.append(actor=self.actor, action="rollout.promotion_held", subject=self.deployment,
-                                  payload=self._payload(state, state, held))
+                held = Decision(
+                    DecisionKind.HOLD, f"promotion held: {refusal}", state.weight, analysis=decision.analysis
+                )
+                self.audit.append(
+                    actor=self.actor,
+                    action="rollout.promotion_held",
+                    subject=self.deployment,
+                    payload=self._payload(state, state, held),
+                )
                 self.states.save(replace(state, last_analysis=new.last_analysis))
                 return held
         self._apply(state, new, decision, now=now)
@@ -111,19 +116,30 @@ class RolloutController:
                 self._alias("production", new.stable_version)
             self.aliases.delete_alias(self.pair, "canary")
         if kind is not DecisionKind.HOLD or _worth_recording(old, new, decision):
-            self.audit.append(actor=self.actor, action=f"rollout.{kind.value}", subject=self.deployment,
-                              payload=self._payload(old, new, decision))
+            self.audit.append(
+                actor=self.actor,
+                action=f"rollout.{kind.value}",
+                subject=self.deployment,
+                payload=self._payload(old, new, decision),
+            )
         if kind is DecisionKind.ROLLBACK:
             new = brain.settle(new, now=now)
-            self.audit.append(actor=self.actor, action="rollout.rolled_back", subject=self.deployment,
-                              payload={"stable_version": new.stable_version, "phase": new.phase.value})
+            self.audit.append(
+                actor=self.actor,
+                action="rollout.rolled_back",
+                subject=self.deployment,
+                payload={"stable_version": new.stable_version, "phase": new.phase.value},
+            )
         self.states.save(new)
 
     def _alias(self, alias: str, version: str) -> None:
         self.aliases.set_alias(self.pair, alias, version)
-        self.audit.append(actor=self.actor, action="alias.set", subject=f"{self.pair}@{alias}",
-                          payload={"pair": self.pair, "alias": alias, "version": version,
-                                   "deployment": self.deployment})
+        self.audit.append(
+            actor=self.actor,
+            action="alias.set",
+            subject=f"{self.pair}@{alias}",
+            payload={"pair": self.pair, "alias": alias, "version": version, "deployment": self.deployment},
+        )
 
     def _payload(self, old: RolloutState, new: RolloutState, decision: Decision) -> dict[str, Any]:
         return {
@@ -151,4 +167,3 @@ def analysis_window_s(state: RolloutState, policy: RolloutPolicy, now: float) ->
     """
     step_started = state.history[-1].at if state.history else now
     return max(policy.analysis_interval_s, now - step_started)
-

@@ -130,8 +130,12 @@ def resolve_pair(source: str) -> ResolvedPair:
     if not (path / "target" / "config.json").exists():
         raise errors.NotFound(f"no pair at {source}: expected {path / 'target' / 'config.json'}")
     spec = _read_spec(path)
-    return ResolvedPair(path=path, name=str(spec.get("name") or path.name),
-                        version=str(spec.get("version") or "local"), speculation=_speculation(spec))
+    return ResolvedPair(
+        path=path,
+        name=str(spec.get("name") or path.name),
+        version=str(spec.get("version") or "local"),
+        speculation=_speculation(spec),
+    )
 
 
 def _read_spec(path: Path) -> dict:

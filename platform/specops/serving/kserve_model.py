@@ -62,8 +62,9 @@ class SpeculativeModel(kserve.Model):
         """KServe unloads models at shutdown: end the running engine call at its next step."""
         self.runtime.batcher.stop()
 
-    async def predict(self, payload: Any, headers: dict[str, str] | None = None,
-                      response_headers: dict[str, str] | None = None) -> Any:
+    async def predict(
+        self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
+    ) -> Any:
         try:
             if isinstance(payload, InferRequest):
                 return await self._predict_v2(payload)
@@ -95,9 +96,7 @@ class SpeculativeModel(kserve.Model):
         for index, instance in enumerate(instances):
             fields = {**defaults, **(instance if isinstance(instance, dict) else {"prompt": instance})}
             parsed.append(_validated(PredictInstance, fields, where=f"instances[{index}]"))
-        results = await self._complete(
-            [(item.prompt, item) for item in parsed]
-        )
+        results = await self._complete([(item.prompt, item) for item in parsed])
         return {"predictions": [_prediction(result) for result in results]}
 
     # -- v2 -------------------------------------------------------------------------------------------------
@@ -117,15 +116,18 @@ class SpeculativeModel(kserve.Model):
         params = _validated(PredictParameters, dict(request.parameters or {}), where="parameters")
         results = await self._complete([(prompt, params) for prompt in prompts])
         outputs = [
-            InferOutput(name="text_output", shape=[len(results)], datatype="BYTES",
-                        data=[r.text for r in results]),
-            InferOutput(name="finish_reason", shape=[len(results)], datatype="BYTES",
-                        data=[r.finish_reason for r in results]),
-            InferOutput(name="completion_tokens", shape=[len(results)], datatype="INT64",
-                        data=[r.completion_tokens for r in results]),
+            InferOutput(name="text_output", shape=[len(results)], datatype="BYTES", data=[r.text for r in results]),
+            InferOutput(
+                name="finish_reason", shape=[len(results)], datatype="BYTES", data=[r.finish_reason for r in results]
+            ),
+            InferOutput(
+                name="completion_tokens",
+                shape=[len(results)],
+                datatype="INT64",
+                data=[r.completion_tokens for r in results],
+            ),
         ]
-        return InferResponse(response_id=request.id or uuid.uuid4().hex, model_name=self.name,
-                             infer_outputs=outputs)
+        return InferResponse(response_id=request.id or uuid.uuid4().hex, model_name=self.name, infer_outputs=outputs)
 
     # -- shared ---------------------------------------------------------------------------------------------
 
@@ -133,12 +135,21 @@ class SpeculativeModel(kserve.Model):
         runtime = self.runtime
         prepared = []
         for prompt, params in items:
-            stop = () if params.stop is None else ((params.stop,) if isinstance(params.stop, str) else
-                                                  tuple(params.stop))
-            prepared.append(runtime.prepare(prompt=prompt, max_tokens=params.max_tokens,
-                                            temperature=params.temperature, top_p=params.top_p,
-                                            top_k=params.top_k, seed=params.seed, stop=stop,
-                                            ignore_eos=params.ignore_eos))
+            stop = (
+                () if params.stop is None else ((params.stop,) if isinstance(params.stop, str) else tuple(params.stop))
+            )
+            prepared.append(
+                runtime.prepare(
+                    prompt=prompt,
+                    max_tokens=params.max_tokens,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    top_k=params.top_k,
+                    seed=params.seed,
+                    stop=stop,
+                    ignore_eos=params.ignore_eos,
+                )
+            )
         try:
             return list(await asyncio.gather(*(runtime.complete(p) for p in prepared)))
         except RequestError:
@@ -152,8 +163,11 @@ def _validated(model: type[BaseModel], fields: dict[str, Any], *, where: str) ->
     except ValidationError as error:
         first = error.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
-        raise RequestError(f"{where}.{loc}: {first.get('msg', 'invalid value')}" if loc else
-                           f"{where}: {first.get('msg', 'invalid value')}") from error
+        raise RequestError(
+            f"{where}.{loc}: {first.get('msg', 'invalid value')}"
+            if loc
+            else f"{where}: {first.get('msg', 'invalid value')}"
+        ) from error
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -187,8 +201,10 @@ def _text(item: Any) -> str:
 def _prediction(result: Completion) -> dict[str, Any]:
     stats = result.stats
     return {
-        "text": result.text, "finish_reason": result.finish_reason,
-        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+        "text": result.text,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
         "acceptance_rate": float(getattr(stats, "acceptance_rate", 0.0) or 0.0),
         "mean_accepted_length": float(getattr(stats, "mean_accepted_length", 1.0) or 1.0),
     }

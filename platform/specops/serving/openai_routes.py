@@ -38,6 +38,7 @@ try:  # orjson ships with kserve; fall back to json
     def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
 except ImportError:  # pragma: no cover
+
     def _dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -136,9 +137,10 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str | None]
 
 def _error_response(runtime: ServingRuntime, error: RequestError) -> JSONResponse:
     count_error(runtime, error.reason)
-    return JSONResponse(status_code=error.status,
-                        content=protocol.error_body(error.message, error_type=error.error_type,
-                                                    param=error.param, code=error.code))
+    return JSONResponse(
+        status_code=error.status,
+        content=protocol.error_body(error.message, error_type=error.error_type, param=error.param, code=error.code),
+    )
 
 
 def _route_class(runtime: ServingRuntime) -> type[APIRoute]:
@@ -165,8 +167,7 @@ def _route_class(runtime: ServingRuntime) -> type[APIRoute]:
 def router(runtime: ServingRuntime) -> APIRouter:
     """The ``/openai/v1`` routes for ``runtime``."""
     api = APIRouter(prefix="/openai/v1", route_class=_route_class(runtime), tags=["openai"])
-    bad_request = {400: {"description": "Invalid request (OpenAI error object)"},
-                   404: {"description": "Unknown model"}}
+    bad_request = {400: {"description": "Invalid request (OpenAI error object)"}, 404: {"description": "Unknown model"}}
 
     @api.get("/models")
     async def list_models() -> JSONResponse:
@@ -182,27 +183,55 @@ def router(runtime: ServingRuntime) -> APIRouter:
         if len(prompts) * body.n > protocol.MAX_CHOICES:
             raise RequestError(f"prompts x n must be <= {protocol.MAX_CHOICES}", param="n")
         prepared = [
-            runtime.prepare(prompt=prompt, max_tokens=body.max_tokens, temperature=body.temperature,
-                            top_p=body.top_p, top_k=body.top_k, seed=_seed(body.seed, copy),
-                            stop=body.stop_list(), ignore_eos=body.ignore_eos)
-            for prompt in prompts for copy in range(body.n)
+            runtime.prepare(
+                prompt=prompt,
+                max_tokens=body.max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                top_k=body.top_k,
+                seed=_seed(body.seed, copy),
+                stop=body.stop_list(),
+                ignore_eos=body.ignore_eos,
+            )
+            for prompt in prompts
+            for copy in range(body.n)
         ]
         ident = protocol.completion_id("cmpl")
         model = body.model or runtime.model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(_completion_stream(runtime, prepared, ident=ident, model=model, echo=body.echo,
-                                           include_usage=include_usage, disconnected=request.is_disconnected))
+            return _sse(
+                _completion_stream(
+                    runtime,
+                    prepared,
+                    ident=ident,
+                    model=model,
+                    echo=body.echo,
+                    include_usage=include_usage,
+                    disconnected=request.is_disconnected,
+                )
+            )
         results = await _complete_all(runtime, prepared)
         choices = [
-            {"index": index, "text": (p.prompt_text if body.echo else "") + r.text, "logprobs": None,
-             "finish_reason": r.finish_reason}
+            {
+                "index": index,
+                "text": (p.prompt_text if body.echo else "") + r.text,
+                "logprobs": None,
+                "finish_reason": r.finish_reason,
+            }
             for index, (p, r) in enumerate(zip(prepared, results, strict=True))
         ]
-        return JSONResponse({
-            "id": ident, "object": "text_completion", "created": protocol.now(), "model": model,
-            "choices": choices, "usage": _usage(results), "speculation": _speculation(results),
-        })
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "text_completion",
+                "created": protocol.now(),
+                "model": model,
+                "choices": choices,
+                "usage": _usage(results),
+                "speculation": _speculation(results),
+            }
+        )
 
     @api.post("/chat/completions", responses=bad_request)
     async def chat_completions(body: protocol.ChatCompletionRequest, request: Request) -> Response:
@@ -210,27 +239,54 @@ def router(runtime: ServingRuntime) -> APIRouter:
         runtime.check_model(body.model)
         prompt = protocol.render_chat(runtime.tokenizer, body.messages)
         prepared = [
-            runtime.prepare(prompt=prompt, max_tokens=body.output_limit(), temperature=body.temperature,
-                            top_p=body.top_p, top_k=body.top_k, seed=_seed(body.seed, copy),
-                            stop=body.stop_list(), default_to_context=True, ignore_eos=body.ignore_eos)
+            runtime.prepare(
+                prompt=prompt,
+                max_tokens=body.output_limit(),
+                temperature=body.temperature,
+                top_p=body.top_p,
+                top_k=body.top_k,
+                seed=_seed(body.seed, copy),
+                stop=body.stop_list(),
+                default_to_context=True,
+                ignore_eos=body.ignore_eos,
+            )
             for copy in range(body.n)
         ]
         ident = protocol.completion_id("chatcmpl")
         model = body.model or runtime.model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _sse(_chat_stream(runtime, prepared, ident=ident, model=model, include_usage=include_usage,
-                                     disconnected=request.is_disconnected))
+            return _sse(
+                _chat_stream(
+                    runtime,
+                    prepared,
+                    ident=ident,
+                    model=model,
+                    include_usage=include_usage,
+                    disconnected=request.is_disconnected,
+                )
+            )
         results = await _complete_all(runtime, prepared)
         choices = [
-            {"index": index, "message": {"role": "assistant", "content": r.text}, "logprobs": None,
-             "finish_reason": r.finish_reason}
+            {
+                "index": index,
+                "message": {"role": "assistant", "content": r.text},
+                "logprobs": None,
+                "finish_reason": r.finish_reason,
+            }
             for index, r in enumerate(results)
         ]
-        return JSONResponse({
-            "id": ident, "object": "chat.completion", "created": protocol.now(), "model": model,
-            "choices": choices, "usage": _usage(results), "speculation": _speculation(results),
-        })
+        return JSONResponse(
+            {
+                "id": ident,
+                "object": "chat.completion",
+                "created": protocol.now(),
+                "model": model,
+                "choices": choices,
+                "usage": _usage(results),
+                "speculation": _speculation(results),
+            }
+        )
 
     return api
 
@@ -263,21 +319,25 @@ def _speculation(results: list[Completion]) -> dict[str, Any]:
             drafts += r.stats.num_drafts
             draft_tokens += r.stats.num_draft_tokens
             accepted += r.stats.num_accepted_tokens
-    return {"num_drafts": drafts, "num_draft_tokens": draft_tokens, "num_accepted_tokens": accepted,
-            "acceptance_rate": accepted / draft_tokens if draft_tokens else 0.0,
-            "mean_accepted_length": 1.0 + accepted / drafts if drafts else 1.0}
+    return {
+        "num_drafts": drafts,
+        "num_draft_tokens": draft_tokens,
+        "num_accepted_tokens": accepted,
+        "acceptance_rate": accepted / draft_tokens if draft_tokens else 0.0,
+        "mean_accepted_length": 1.0 + accepted / drafts if drafts else 1.0,
+    }
 
 
 # -- streaming -----------------------------------------------------------------------------------------------
 
 
 def _sse(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
+    )
 
 
-async def _merged(runtime: ServingRuntime,
-                  prepared: list[PreparedRequest]) -> AsyncIterator[tuple[int, TextDelta]]:
+async def _merged(runtime: ServingRuntime, prepared: list[PreparedRequest]) -> AsyncIterator[tuple[int, TextDelta]]:
     """Deltas of several generations as they come, tagged with their choice index."""
     if len(prepared) == 1:
         async with contextlib.aclosing(runtime.generate(prepared[0])) as deltas:
@@ -316,11 +376,15 @@ async def _merged(runtime: ServingRuntime,
             task.cancel()
 
 
-async def _stream_events(runtime: ServingRuntime, prepared: list[PreparedRequest], *,
-                         chunk: Callable[[int, TextDelta | None, str | None], dict[str, Any]],
-                         first: Callable[[int], dict[str, Any] | None],
-                         usage_chunk: Callable[[dict[str, int]], dict[str, Any]] | None,
-                         disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
+async def _stream_events(
+    runtime: ServingRuntime,
+    prepared: list[PreparedRequest],
+    *,
+    chunk: Callable[[int, TextDelta | None, str | None], dict[str, Any]],
+    first: Callable[[int], dict[str, Any] | None],
+    usage_chunk: Callable[[dict[str, int]], dict[str, Any]] | None,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[str]:
     """SSE lines for ``prepared``; an engine failure ends the stream with an error event.
 
     A step that adds no text sends nothing, so the client's departure would go unseen until text
@@ -350,52 +414,80 @@ async def _stream_events(runtime: ServingRuntime, prepared: list[PreparedRequest
     yield "data: [DONE]\n\n"
 
 
-def _completion_stream(runtime: ServingRuntime, prepared: list[PreparedRequest], *, ident: str, model: str,
-                       echo: bool, include_usage: bool,
-                       disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
+def _completion_stream(
+    runtime: ServingRuntime,
+    prepared: list[PreparedRequest],
+    *,
+    ident: str,
+    model: str,
+    echo: bool,
+    include_usage: bool,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[str]:
     created = protocol.now()
 
     def envelope(choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {"id": ident, "object": "text_completion", "created": created, "model": model, "choices": choices}
 
     def chunk(index: int, delta: TextDelta | None, finish: str | None) -> dict[str, Any]:
-        return envelope([{"index": index, "text": delta.text if delta else "", "logprobs": None,
-                          "finish_reason": finish}])
+        return envelope(
+            [{"index": index, "text": delta.text if delta else "", "logprobs": None, "finish_reason": finish}]
+        )
 
     def first(index: int) -> dict[str, Any] | None:
         if not echo:
             return None
-        return envelope([{"index": index, "text": prepared[index].prompt_text, "logprobs": None,
-                          "finish_reason": None}])
+        return envelope(
+            [{"index": index, "text": prepared[index].prompt_text, "logprobs": None, "finish_reason": None}]
+        )
 
     def usage_chunk(usage: dict[str, int]) -> dict[str, Any]:
         return {**envelope([]), "usage": usage}
 
-    return _stream_events(runtime, prepared, chunk=chunk, first=first,
-                          usage_chunk=usage_chunk if include_usage else None, disconnected=disconnected)
+    return _stream_events(
+        runtime,
+        prepared,
+        chunk=chunk,
+        first=first,
+        usage_chunk=usage_chunk if include_usage else None,
+        disconnected=disconnected,
+    )
 
 
-def _chat_stream(runtime: ServingRuntime, prepared: list[PreparedRequest], *, ident: str, model: str,
-                 include_usage: bool, disconnected: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
+def _chat_stream(
+    runtime: ServingRuntime,
+    prepared: list[PreparedRequest],
+    *,
+    ident: str,
+    model: str,
+    include_usage: bool,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[str]:
     created = protocol.now()
 
     def envelope(choices: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": choices}
+        return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
 
     def chunk(index: int, delta: TextDelta | None, finish: str | None) -> dict[str, Any]:
         content = {"content": delta.text} if delta and delta.text else {}
         return envelope([{"index": index, "delta": content, "logprobs": None, "finish_reason": finish}])
 
     def first(index: int) -> dict[str, Any]:
-        return envelope([{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                          "finish_reason": None}])
+        return envelope(
+            [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+        )
 
     def usage_chunk(usage: dict[str, int]) -> dict[str, Any]:
         return {**envelope([]), "usage": usage}
 
-    return _stream_events(runtime, prepared, chunk=chunk, first=first,
-                          usage_chunk=usage_chunk if include_usage else None, disconnected=disconnected)
+    return _stream_events(
+        runtime,
+        prepared,
+        chunk=chunk,
+        first=first,
+        usage_chunk=usage_chunk if include_usage else None,
+        disconnected=disconnected,
+    )
 
 
 def repository_guard() -> APIRouter:
@@ -408,8 +500,10 @@ def repository_guard() -> APIRouter:
     guard = APIRouter(prefix="/v2/repository/models", include_in_schema=False)
 
     async def refuse(model_name: str) -> JSONResponse:
-        return JSONResponse(status_code=403, content={
-            "error": "this server serves one pair version; load and unload are done by rolling out"})
+        return JSONResponse(
+            status_code=403,
+            content={"error": "this server serves one pair version; load and unload are done by rolling out"},
+        )
 
     guard.add_api_route("/{model_name}/load", refuse, methods=["POST"])
     guard.add_api_route("/{model_name}/unload", refuse, methods=["POST"])

@@ -81,9 +81,12 @@ class _SamplingFields(BaseModel):
 class CompletionRequest(_SamplingFields):
     """POST /openai/v1/completions."""
 
-    prompt: (Annotated[str, Field(min_length=1)] | TokenIds
-             | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_CHOICES)]
-             | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_CHOICES)])
+    prompt: (
+        Annotated[str, Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_CHOICES)]
+        | Annotated[list[TokenIds], Field(min_length=1, max_length=MAX_CHOICES)]
+    )
     max_tokens: int | None = Field(default=16, ge=1)
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=0, description="Not supported: null or 0.")
@@ -180,19 +183,25 @@ def completion_id(prefix: str) -> str:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def error_body(message: str, *, error_type: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, error_type: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """OpenAI's error object."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def models_list(names: list[str], *, created: int, owner: str = "specops") -> dict[str, Any]:
-    return {"object": "list",
-            "data": [{"id": name, "object": "model", "created": created, "owned_by": owner} for name in names]}
+    return {
+        "object": "list",
+        "data": [{"id": name, "object": "model", "created": created, "owned_by": owner} for name in names],
+    }
 
 
 def now() -> int:

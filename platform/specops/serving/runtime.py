@@ -39,8 +39,15 @@ class RequestError(Exception):
     param: the request field at fault, when one is.
     """
 
-    def __init__(self, message: str, *, status: int = 400, reason: str = "invalid_request",
-                 param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        reason: str = "invalid_request",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -101,9 +108,15 @@ class Completion:
 class ServingRuntime:
     """One pair version behind one model name: engine, batcher, metrics and request records."""
 
-    def __init__(self, *, engine: Any, config: ServingConfig, pair: ResolvedPair,
-                 metrics: telemetry_metrics.ServingMetrics,
-                 records: telemetry_records.RequestRecordWriter | None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Any,
+        config: ServingConfig,
+        pair: ResolvedPair,
+        metrics: telemetry_metrics.ServingMetrics,
+        records: telemetry_records.RequestRecordWriter | None,
+    ) -> None:
         self.engine = engine
         self.tokenizer = engine.tokenizer
         self.config = config
@@ -130,8 +143,11 @@ class ServingRuntime:
             # path (a no-op without graphs); the batcher batches continuously
             warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit, continuous=True)
         self.batcher = batching.DynamicBatcher(
-            generate=engine.generate, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000.0,
-            metrics=metrics, max_sequence_tokens=self.context_limit,
+            generate=engine.generate,
+            max_batch=config.max_batch,
+            max_wait_s=config.max_wait_ms / 1000.0,
+            metrics=metrics,
+            max_sequence_tokens=self.context_limit,
         )
         self._sampling_params = _sampling_params_class()
         self._sampling_fields = frozenset(f.name for f in dataclasses.fields(self._sampling_params))
@@ -161,16 +177,20 @@ class ServingRuntime:
         from specops.serving.config import torch_dtype
 
         engine = spec_engine.SpeculativeEngine.load(
-            pair.target_dir, draft_dir=draft_dir if proposer == "draft" else None, config=speculation,
-            device=config.device, dtype=torch_dtype(config),
+            pair.target_dir,
+            draft_dir=draft_dir if proposer == "draft" else None,
+            config=speculation,
+            device=config.device,
+            dtype=torch_dtype(config),
         )
         metrics = telemetry_metrics.ServingMetrics(
-            model_name=config.model_name or pair.name, pair_version=config.pair_version or pair.version,
-            role=config.role, enabled=config.telemetry,
+            model_name=config.model_name or pair.name,
+            pair_version=config.pair_version or pair.version,
+            role=config.role,
+            enabled=config.telemetry,
         )
         metrics.set_draft_length(float(speculation.max_draft_length(1)))
-        return cls(engine=engine, config=config, pair=pair, metrics=metrics,
-                   records=record_writer(config, metrics))
+        return cls(engine=engine, config=config, pair=pair, metrics=metrics, records=record_writer(config, metrics))
 
     async def close(self) -> None:
         await self.batcher.close()
@@ -181,16 +201,30 @@ class ServingRuntime:
 
     def check_model(self, name: str | None) -> None:
         if name is not None and name not in self.served_names:
-            raise RequestError(f"The model `{name}` does not exist; this server serves `{self.model_name}`.",
-                               status=404, reason="not_found", param="model", code="model_not_found")
+            raise RequestError(
+                f"The model `{name}` does not exist; this server serves `{self.model_name}`.",
+                status=404,
+                reason="not_found",
+                param="model",
+                code="model_not_found",
+            )
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=True))
 
-    def prepare(self, *, prompt: str | Sequence[int], max_tokens: int | None, temperature: float,
-                top_p: float, top_k: int = 0, seed: int | None = None,
-                stop: Sequence[str] = (), default_to_context: bool = False,
-                ignore_eos: bool = False) -> PreparedRequest:
+    def prepare(
+        self,
+        *,
+        prompt: str | Sequence[int],
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+        top_k: int = 0,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        default_to_context: bool = False,
+        ignore_eos: bool = False,
+    ) -> PreparedRequest:
         """Validate one prompt and its sampling fields; raises `RequestError` (4xx) when wrong.
 
         ``max_tokens`` None means "as many as fit" (chat) when ``default_to_context`` else 16.
@@ -206,8 +240,9 @@ class ServingRuntime:
             prompt_ids = [int(t) for t in prompt]
             bad = [t for t in prompt_ids if not 0 <= t < self.vocab_size]
             if bad:
-                raise RequestError(f"prompt token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})",
-                                   param="prompt")
+                raise RequestError(
+                    f"prompt token id {bad[0]} is outside the vocabulary (0..{self.vocab_size - 1})", param="prompt"
+                )
             prompt_text = self.tokenizer.decode(prompt_ids)
         if not prompt_ids:
             raise RequestError("prompt is empty", param="prompt")
@@ -219,8 +254,9 @@ class ServingRuntime:
         if max_tokens < 1:
             raise RequestError(f"max_tokens must be >= 1, got {max_tokens}", param="max_tokens")
         if max_tokens > self.max_tokens:
-            raise RequestError(f"max_tokens must be <= {self.max_tokens} on this server, got {max_tokens}",
-                               param="max_tokens")
+            raise RequestError(
+                f"max_tokens must be <= {self.max_tokens} on this server, got {max_tokens}", param="max_tokens"
+            )
         if len(prompt_ids) + max_tokens > self.context_limit:
             self._context_error(len(prompt_ids), max_tokens)
         if not (temperature >= 0.0):
@@ -238,8 +274,10 @@ class ServingRuntime:
         fields: dict[str, Any] = {
             "max_new_tokens": int(max_tokens),
             "temperature": 0.0 if temperature < GREEDY_EPSILON else float(temperature),
-            "top_p": float(top_p), "top_k": int(top_k),
-            "seed": None if seed is None else int(seed) & SEED_MASK, "stop": stops,
+            "top_p": float(top_p),
+            "top_k": int(top_k),
+            "seed": None if seed is None else int(seed) & SEED_MASK,
+            "stop": stops,
         }
         if ignore_eos:
             if "ignore_eos" not in self._sampling_fields:
@@ -255,7 +293,9 @@ class ServingRuntime:
         raise RequestError(
             f"This model's maximum context length is {self.context_limit} tokens. However, you requested "
             f"{num_prompt + num_output} tokens ({num_prompt} in the prompt, {num_output} for the completion).",
-            reason="context_length", param="prompt", code="context_length_exceeded",
+            reason="context_length",
+            param="prompt",
+            code="context_length_exceeded",
         )
 
     def count_error(self, reason: str) -> None:
@@ -294,8 +334,11 @@ class ServingRuntime:
                     e2e = (timing.last or event.at) - timing.arrival
                     self._finished(request, result, timing, e2e)
                     yield TextDelta(
-                        text=text, num_tokens=0, finish_reason=result.finish_reason,
-                        prompt_tokens=len(request.prompt_ids), completion_tokens=len(result.token_ids),
+                        text=text,
+                        num_tokens=0,
+                        finish_reason=result.finish_reason,
+                        prompt_tokens=len(request.prompt_ids),
+                        completion_tokens=len(result.token_ids),
                         stats=result.stats,
                     )
                     return
@@ -306,8 +349,13 @@ class ServingRuntime:
             if not finished:
                 self.batcher.cancel(job)
                 self.metrics.error("client_disconnect")
-                self.metrics.finished(finish_reason="abort", e2e_seconds=time.perf_counter() - timing.arrival,
-                                      num_drafts=0, acceptance_rate=0.0, mean_accepted_length=1.0)
+                self.metrics.finished(
+                    finish_reason="abort",
+                    e2e_seconds=time.perf_counter() - timing.arrival,
+                    num_drafts=0,
+                    acceptance_rate=0.0,
+                    mean_accepted_length=1.0,
+                )
 
     async def complete(self, request: PreparedRequest) -> Completion:
         """Generate ``request`` to its end (non-streaming)."""
@@ -317,9 +365,13 @@ class ServingRuntime:
             parts.append(delta.text)
             last = delta
         assert last is not None and last.finish_reason is not None
-        return Completion(text="".join(parts), finish_reason=last.finish_reason,
-                          prompt_tokens=last.prompt_tokens, completion_tokens=last.completion_tokens,
-                          stats=last.stats)
+        return Completion(
+            text="".join(parts),
+            finish_reason=last.finish_reason,
+            prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens,
+            stats=last.stats,
+        )
 
     def _engine_error(self, error: BaseException) -> RequestError:
         if isinstance(error, errors.InvalidInput):
@@ -350,20 +402,36 @@ class ServingRuntime:
         accepted_length = float(getattr(stats, "mean_accepted_length", 1.0) or 1.0)
         num_out = len(result.token_ids)
         itl_mean = ((timing.last or 0.0) - (timing.first or 0.0)) / (num_out - 1) if num_out > 1 else None
-        self.metrics.finished(finish_reason=result.finish_reason, e2e_seconds=e2e, num_drafts=num_drafts,
-                              acceptance_rate=acceptance, mean_accepted_length=accepted_length,
-                              mean_itl_seconds=itl_mean)
+        self.metrics.finished(
+            finish_reason=result.finish_reason,
+            e2e_seconds=e2e,
+            num_drafts=num_drafts,
+            acceptance_rate=acceptance,
+            mean_accepted_length=accepted_length,
+            mean_itl_seconds=itl_mean,
+        )
         records = self.records
         if records is None or not records.sampled():
             return
         ttft = (timing.first - timing.arrival) if timing.first is not None else e2e
-        records.offer(telemetry_records.RequestRecordData(
-            created_at=telemetry_records.now(), deployment=self.deployment, pair_name=self.pair.name,
-            pair_version=self.pair_version, role=self.role, prompt_tokens=len(request.prompt_ids),
-            output_tokens=num_out, acceptance_rate=acceptance, mean_accepted_length=accepted_length,
-            ttft_s=ttft, e2e_s=e2e, itl_mean_s=itl_mean or 0.0, finish_reason=result.finish_reason,
-            prompt=request.prompt_text,
-        ))
+        records.offer(
+            telemetry_records.RequestRecordData(
+                created_at=telemetry_records.now(),
+                deployment=self.deployment,
+                pair_name=self.pair.name,
+                pair_version=self.pair_version,
+                role=self.role,
+                prompt_tokens=len(request.prompt_ids),
+                output_tokens=num_out,
+                acceptance_rate=acceptance,
+                mean_accepted_length=accepted_length,
+                ttft_s=ttft,
+                e2e_s=e2e,
+                itl_mean_s=itl_mean or 0.0,
+                finish_reason=result.finish_reason,
+                prompt=request.prompt_text,
+            )
+        )
 
 
 class IncrementalDetokenizer:
@@ -405,7 +473,7 @@ class IncrementalDetokenizer:
                 end -= 1
         if end <= self._sent:
             return ""
-        delta, self._sent = text[self._sent: end], end
+        delta, self._sent = text[self._sent : end], end
         return delta
 
     def finish(self, all_ids: list[int]) -> str:
@@ -414,19 +482,22 @@ class IncrementalDetokenizer:
             return ""
         self._ids = list(all_ids)
         text = self._cut(self._text())
-        delta, self._sent = text[self._sent:], len(text)
+        delta, self._sent = text[self._sent :], len(text)
         return delta
 
 
-def record_writer(config: ServingConfig,
-                  metrics: telemetry_metrics.ServingMetrics) -> telemetry_records.RequestRecordWriter | None:
+def record_writer(
+    config: ServingConfig, metrics: telemetry_metrics.ServingMetrics
+) -> telemetry_records.RequestRecordWriter | None:
     """The request-record writer ``config`` asks for (None without a database URL or telemetry)."""
     if not config.database_url or not config.telemetry or config.record_sample_rate <= 0:
         return None
     writer = telemetry_records.RequestRecordWriter(
-        config.database_url, sample_rate=config.record_sample_rate,
+        config.database_url,
+        sample_rate=config.record_sample_rate,
         redaction=telemetry_records.PromptRedaction.parse(config.record_prompt),
-        on_written=metrics.records_written, on_dropped=metrics.records_dropped,
+        on_written=metrics.records_written,
+        on_dropped=metrics.records_dropped,
     )
     writer.start()
     return writer

@@ -76,10 +76,13 @@ def build_app(runtime: Any) -> Any:
     quiet_client_errors()
     repository = ModelRepository()
     repository.update(kserve_model.SpeculativeModel(runtime))
-    rest = RESTServer("kserve.model_server:app", DataPlane(model_registry=repository),
-                      ModelRepositoryExtension(model_registry=repository), http_port=0)
-    app = FastAPI(title="SpecOps serving", default_response_class=ORJSONResponse, docs_url=None,
-                  redoc_url=None)
+    rest = RESTServer(
+        "kserve.model_server:app",
+        DataPlane(model_registry=repository),
+        ModelRepositoryExtension(model_registry=repository),
+        http_port=0,
+    )
+    app = FastAPI(title="SpecOps serving", default_response_class=ORJSONResponse, docs_url=None, redoc_url=None)
     openai_routes.install(app, runtime)
     rest._add_middlewares(app)
     rest._register_endpoints(app)
@@ -106,24 +109,27 @@ def serve(config: ServingConfig, *, started: float | None = None) -> None:
     quiet_client_errors()
     openai_routes.install(model_server.app, runtime)
     _log_ready_time(model_server.app, runtime, started, phases)
-    server = model_server.ModelServer(http_port=config.port, enable_grpc=False, workers=1,
-                                      enable_latency_logging=False)
+    server = model_server.ModelServer(http_port=config.port, enable_grpc=False, workers=1, enable_latency_logging=False)
     try:
         server.start([kserve_model.SpeculativeModel(runtime)])
     finally:
         runtime.batcher.stop()
         if runtime.records is not None:
             runtime.records.close()
-        log.info("specops serve stopped (records written %s, dropped %s)",
-                 getattr(runtime.records, "num_written", 0), getattr(runtime.records, "num_dropped", 0))
+        log.info(
+            "specops serve stopped (records written %s, dropped %s)",
+            getattr(runtime.records, "num_written", 0),
+            getattr(runtime.records, "num_dropped", 0),
+        )
 
 
 def _seconds_since_process_start() -> float | None:
     """Age of this process from /proc (Linux); None elsewhere."""
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return time.time() - (boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, StopIteration):
         return None
@@ -134,9 +140,11 @@ def _log_ready_time(app: Any, runtime: Any, started: float, phases: dict[str, fl
         age = _seconds_since_process_start()
         seconds = age if age is not None else time.perf_counter() - started
         detail = ", ".join(f"{name} {value:.2f} s" for name, value in phases.items())
-        message = (f"specops serve ready: model {runtime.model_name} pair {runtime.pair.name} "
-                   f"version {runtime.pair_version} role {runtime.role} in {seconds:.2f} s since process "
-                   f"start ({detail})")
+        message = (
+            f"specops serve ready: model {runtime.model_name} pair {runtime.pair.name} "
+            f"version {runtime.pair_version} role {runtime.role} in {seconds:.2f} s since process "
+            f"start ({detail})"
+        )
         log.info(message)
         print(message, file=sys.stderr, flush=True)
 

@@ -102,7 +102,8 @@ def _request_records_table():
         import sqlalchemy as sa
 
         return sa.Table(
-            "request_records", sa.MetaData(),
+            "request_records",
+            sa.MetaData(),
             sa.Column("id", sa.Integer, primary_key=True),
             sa.Column("created_at", sa.DateTime, index=True),
             sa.Column("deployment", sa.String(128), index=True),
