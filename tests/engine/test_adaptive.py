@@ -67,6 +67,22 @@ def test_the_choice_follows_the_running_sequences_acceptance_not_old_step_yields
     assert governor.choose(1, cap=2, gain=gain_at(0.1)) == 0  # 1.11 tokens in 1.4 s: plain wins
 
 
+def test_near_a_tie_the_governor_keeps_its_current_k():
+    governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
+    for k in (1, 0):
+        governor.choose(1, cap=1, gain=gain_at(0.6))
+        governor.record(batch_size=1, k=k, seconds=1.0 + 0.6 * k)
+    # k = 1 yields 1 + alpha tokens in 1.6 s, plain 1 token in 1 s: a tie at alpha 0.6. Within the
+    # margin the governor keeps the K it chose first on rates, whichever that was
+    first = governor.choose(1, cap=1, gain=gain_at(0.6))
+    assert [governor.choose(1, cap=1, gain=gain_at(a)) for a in (0.62, 0.58, 0.63, 0.57)] == [first] * 4
+    # a clear lead moves it either way
+    assert governor.choose(1, cap=1, gain=gain_at(0.9)) == 1
+    assert governor.choose(1, cap=1, gain=gain_at(0.55)) == 1  # 0.97 of plain: within the margin
+    assert governor.choose(1, cap=1, gain=gain_at(0.2)) == 0
+    assert governor.choose(1, cap=1, gain=gain_at(0.65)) == 0  # 1.03 of plain: within the margin
+
+
 def test_a_stray_slow_step_does_not_move_the_choice():
     governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
     for k in (2, 1, 0):

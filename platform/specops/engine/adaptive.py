@@ -9,8 +9,9 @@ every K in 0..cap (it tries each K once, then re-times a neighbouring K or K = 0
 and then). The gain it does not measure but predicts, from the running sequences' own acceptance:
 what a K earns depends on the text being decoded, which changes between the steps that time
 different K, while what a K costs does not. It picks the K with the most expected tokens per
-second. K = 0 is plain decoding, so a pair whose speculation slows decoding falls back to plain
-decoding by itself, and comes back when it pays.
+second, and leaves its current K only for one `SWITCH_MARGIN` faster. K = 0 is plain decoding, so a
+pair whose speculation slows decoding falls back to plain decoding by itself, and comes back when it
+pays.
 
 Within a step each sequence drafts at most the batch's K, and fewer when its own acceptance is low
 (`DraftLengthController`): it stops where the chance that the whole draft survives falls under
@@ -34,6 +35,10 @@ PRIOR_ALPHA = 0.6
 
 PRIOR_TRIALS = 4.0
 """Weight of `PRIOR_ALPHA`, in draft tokens, in a sequence's long-run acceptance (what `gain` uses)."""
+
+SWITCH_MARGIN = 1.05
+"""The governor leaves its current K only for one expected to be this much faster: near a tie,
+switching costs more than it gains (the draft catches up after plain steps, the estimates wobble)."""
 
 MIN_SURVIVAL = 0.1
 """A sequence drafts token j only while alpha^j >= this (the chance all j survive verification)."""
@@ -142,6 +147,7 @@ class SpeculationGovernor:
         self._probe: dict[int, tuple[int, int]] = {}  # bucket -> (K, steps left)
         self._probes: dict[int, int] = {}  # bucket -> probes started
         self._schedule: dict[int, tuple[int, int, int]] = {}  # bucket -> (next probe step, interval, best then)
+        self._current: dict[int, int] = {}  # bucket -> the K last chosen on rates (not by a probe)
 
     @staticmethod
     def bucket(batch_size: int) -> int:
@@ -178,6 +184,10 @@ class SpeculationGovernor:
             self._probe[bucket] = (probe_k, left - 1)
             return probe_k
         best = max(rates, key=rates.__getitem__)
+        current = self._current.get(bucket)
+        if current in rates and rates[best] < SWITCH_MARGIN * rates[current]:
+            best = current
+        self._current[bucket] = best
         others = sorted({0, best - 1, best + 1} & set(rates) - {best})
         base = self.config.probe_interval
         next_probe, interval, last_best = self._schedule.get(bucket, (step + base, base, best))

@@ -24,6 +24,7 @@ from specops.engine.adaptive import DraftLengthController, SpeculationGovernor
 from specops.engine.batch import SequenceBatch, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
+from specops.engine.proposers.draft_model import MAX_FIRST_ROUND
 from specops.engine.runner import KVCache, ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
@@ -351,8 +352,9 @@ class SpeculativeEngine:
         capacity = self._call_capacity(max_tokens, max_tokens, continuous=continuous)
         max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
         for batch_size in sorted({self.padded_batch_size(size) for size in batch_sizes}):
-            ones = torch.ones(batch_size, max_k + 2, dtype=torch.bool, device=self.device)
-            zeros = torch.zeros(batch_size, max_k + 2, dtype=torch.long, device=self.device)
+            width = max(max_k + 1, MAX_FIRST_ROUND)
+            ones = torch.ones(batch_size, width, dtype=torch.bool, device=self.device)
+            zeros = torch.zeros(batch_size, width, dtype=torch.long, device=self.device)
             cache = self.target.cache(batch_size, capacity)
             for q in range(1, max_k + 2):
                 self.target.forward(cache, zeros[:, :q], ones[:, :q])
@@ -360,7 +362,7 @@ class SpeculativeEngine:
             if isinstance(self.proposer, DraftModelProposer):
                 runner = self.proposer.runner
                 draft_cache = runner.cache(batch_size, capacity)
-                for first_round in (1, 2):
+                for first_round in range(1, MAX_FIRST_ROUND + 1):
                     for rounds in range(1, max_k + 1):
                         runner.greedy_rounds(
                             draft_cache, zeros[:, :first_round], ones[:, :first_round], ones[:, 0], rounds

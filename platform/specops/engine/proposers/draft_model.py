@@ -9,6 +9,10 @@ from specops.engine.batch import SequenceBatch, left_padded
 from specops.engine.proposers.base import Proposal
 from specops.engine.runner import KVCache, ModelRunner
 
+MAX_FIRST_ROUND = 4
+"""Most tokens the first drafting round feeds (the step's new token, a draft token left over from a
+full acceptance, and tokens decoded by up to two plain steps); CUDA graphs exist for 1..this."""
+
 
 class DraftModelProposer:
     """Drafts with its own KV cache, trimmed to the accepted prefix after each verification.
@@ -81,11 +85,12 @@ class DraftModelProposer:
         )
 
     def _catch_up(self, batch: SequenceBatch) -> int:
-        """After plain steps the draft lags by several tokens: feed all but the last two in one
-        forward outside the CUDA graphs, so the drafting rounds keep a first round of 1-2 tokens
-        (shapes captured once) instead of a new shape per lag. Returns the tokens fed."""
+        """After plain steps the draft lags by several tokens: feed all but the last
+        `MAX_FIRST_ROUND` in one forward outside the CUDA graphs, so the drafting rounds keep a first
+        round of at most that many tokens (shapes captured once) instead of a new shape per lag.
+        A lag of up to two plain steps thus costs no extra forward. Returns the tokens fed."""
         lagging = [
-            tokens[cached:-2] if active else []
+            tokens[cached:-MAX_FIRST_ROUND] if active else []
             for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
         ]
         fed = sum(map(len, lagging))
