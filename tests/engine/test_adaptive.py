@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
-from specops.engine.adaptive import DraftLengthController, SpeculationGovernor, expected_speedup, expected_tokens
+from specops.engine.adaptive import (
+    PRIOR_ALPHA,
+    DraftLengthController,
+    PairAcceptance,
+    SpeculationGovernor,
+    expected_speedup,
+    expected_tokens,
+)
 from tests.engine.conftest import hf_greedy, tiny_llama
 
 
@@ -130,6 +137,27 @@ def test_a_run_of_rejections_shortens_drafts_but_does_not_switch_a_good_sequence
         controller.update(0, 0, 0)  # plain steps: no evidence, the recent estimate reverts
     assert controller.alpha(0) == pytest.approx(controller.long_run_alpha(0), abs=0.05)
     assert controller.length(0, 4) >= 2
+
+
+def test_new_sequences_start_from_the_pairs_recent_acceptance():
+    pair = PairAcceptance()
+    assert pair.alpha == pytest.approx(PRIOR_ALPHA)
+    for _ in range(100):
+        pair.update(num_accepted=1, num_rejections=3)  # 1 of 4 drafted tokens accepted per step
+    assert pair.alpha == pytest.approx(0.25, abs=0.02)
+    pair.update(num_accepted=0, num_rejections=0)  # a plain step changes nothing
+    assert pair.alpha == pytest.approx(0.25, abs=0.02)
+    controller = DraftLengthController(SpeculationConfig(), batch_size=1, prior_alpha=pair.alpha)
+    assert controller.long_run_alpha(0) == pytest.approx(pair.alpha)
+
+
+def test_an_engine_learns_its_pairs_acceptance_across_calls(target, near_draft, tokenizer):
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(always_draft=True))
+    results = engine.generate([[1, 2, 3], [4, 5]], [SamplingParams(max_new_tokens=30)] * 2)
+    accepted = sum(r.stats.num_accepted_tokens for r in results)
+    rejections = sum(r.stats.num_drafts - r.stats.num_bonus_tokens for r in results)
+    assert engine.pair_acceptance.alpha != pytest.approx(PRIOR_ALPHA)
+    assert engine.pair_acceptance.alpha == pytest.approx(accepted / (accepted + rejections), abs=0.15)
 
 
 def test_a_useless_draft_falls_back_to_plain_decoding_by_itself(target, tokenizer):

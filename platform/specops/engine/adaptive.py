@@ -55,6 +55,30 @@ def expected_speedup(alpha: float, k: int, c: float) -> float:
     return expected_tokens(alpha, k) / (k * c + 1.0)
 
 
+class PairAcceptance:
+    """The pair's recent acceptance over all sequences: where a new sequence's estimate starts.
+
+    A fixed prior would make every new sequence of a poorly matched pair draft optimistically for its
+    first steps; the pair's own recent figure does not. Decays by `decay` per step (about 50 steps).
+    """
+
+    def __init__(self, *, prior_alpha: float = PRIOR_ALPHA, decay: float = 0.98) -> None:
+        self.decay = decay
+        self.successes = prior_alpha * PRIOR_TRIALS
+        self.trials = PRIOR_TRIALS
+
+    @property
+    def alpha(self) -> float:
+        return self.successes / self.trials
+
+    def update(self, num_accepted: int, num_rejections: int) -> None:
+        """One step's accepted draft tokens and rejections (drafts not fully accepted), all rows."""
+        if num_accepted + num_rejections == 0:
+            return
+        self.successes = self.decay * self.successes + num_accepted
+        self.trials = self.decay * self.trials + num_accepted + num_rejections
+
+
 class DraftLengthController:
     """Per-sequence acceptance estimates: a recent one sets the sequence's draft length, a long-run one
     its expected gain.

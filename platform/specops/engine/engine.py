@@ -20,7 +20,7 @@ import torch
 
 from specops import errors
 from specops.engine import verify
-from specops.engine.adaptive import DraftLengthController, SpeculationGovernor
+from specops.engine.adaptive import DraftLengthController, PairAcceptance, SpeculationGovernor
 from specops.engine.batch import SequenceBatch, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
@@ -80,6 +80,7 @@ class SpeculativeEngine:
                 min_ngram=self.config.prompt_lookup_min, max_ngram=self.config.prompt_lookup_max
             )
         self.governor = SpeculationGovernor(self.config)
+        self.pair_acceptance = PairAcceptance()  # where new sequences' acceptance estimates start
 
     @classmethod
     def load(
@@ -160,7 +161,7 @@ class SpeculativeEngine:
         )
         results = [GenerationResult(token_ids=[], finish_reason="length") for _ in prompts]
         initial = results[:requested]
-        controller = DraftLengthController(self.config, batch_size)
+        controller = DraftLengthController(self.config, batch_size, prior_alpha=self.pair_acceptance.alpha)
         stop_window = [_stop_window(p) for p in params]
 
         cache = self.target.cache(batch_size, capacity)
@@ -224,6 +225,8 @@ class SpeculativeEngine:
                         on_tokens=on_tokens,
                         on_finish=on_finish,
                     )
+            drafted = [(d, a) for d, a in zip(num_drafted, num_accepted, strict=True) if d]
+            self.pair_acceptance.update(sum(a for _, a in drafted), sum(a < d for d, a in drafted))
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
             self.target.tidy(cache)
@@ -305,6 +308,7 @@ class SpeculativeEngine:
             results[row] = GenerationResult(token_ids=[], finish_reason="length")
             batch.tokens[row], batch.active[row] = list(prompt), True
             batch.rng.reseed(row, row_params.seed)
+            controller.prior_alpha = self.pair_acceptance.alpha
             controller.reset(row)
             cache.clear_row(row)
             prefixes[row] = prompt[:-1]
