@@ -152,17 +152,19 @@ def train_tokenizer(texts: list[str], recipe: BenchRecipe):
 
 
 # -- models and training --------------------------------------------------------------------------
-def llama(recipe: BenchRecipe, *, hidden: int, layers: int, heads: int, mlp: int, seed: int):
+def llama(recipe: BenchRecipe, name: str, *, seed: int):
+    """The recipe's untrained `name` model ("target" or "draft")."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
+    heads = getattr(recipe, f"{name}_heads")
     config = LlamaConfig(
         vocab_size=recipe.vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
+        hidden_size=getattr(recipe, f"{name}_hidden"),
+        num_hidden_layers=getattr(recipe, f"{name}_layers"),
         num_attention_heads=heads,
         num_key_value_heads=heads,
-        intermediate_size=mlp,
+        intermediate_size=getattr(recipe, f"{name}_mlp"),
         max_position_embeddings=2048,
         tie_word_embeddings=False,
         bos_token_id=None,
@@ -500,14 +502,7 @@ def trained_pair(recipe: BenchRecipe, device: str, cache: Path | None, log) -> B
     models, trainings = {}, {}
     for offset, name in enumerate(("target", "draft")):
         log(f"{len(stream)} training tokens; training {name}")
-        models[name] = llama(
-            recipe,
-            hidden=getattr(recipe, f"{name}_hidden"),
-            layers=getattr(recipe, f"{name}_layers"),
-            heads=getattr(recipe, f"{name}_heads"),
-            mlp=getattr(recipe, f"{name}_mlp"),
-            seed=recipe.seed + offset,
-        )
+        models[name] = llama(recipe, name, seed=recipe.seed + offset)
         trainings[name] = train(
             models[name],
             stream,
@@ -561,14 +556,6 @@ def device_busy(records, seconds: float) -> float:
 
     busy = sum(s.draft_seconds + s.target_seconds for s in records if isinstance(s, StepStats))
     return round(busy / seconds, 4)
-
-
-def wall_ms_per_step(records, seconds: float) -> float:
-    """The measured calls' wall time over their steps, prefills and catch-ups included."""
-    from specops.engine import StepStats
-
-    steps = sum(isinstance(s, StepStats) for s in records)
-    return round(seconds * 1000 / steps, 3) if steps else 0.0
 
 
 def k_histogram(records) -> dict[int, int]:
@@ -765,7 +752,6 @@ def main() -> None:
                 **figures,
                 "device_busy_fraction": device_busy(records, seconds),
                 # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
-                "wall_ms_per_step": wall_ms_per_step(records, seconds),
                 "step_wall": times.summary(),
                 "k_chosen": k_histogram(records),
                 "governor_step_ms": {

@@ -85,8 +85,7 @@ def main() -> None:
     recipe = BenchRecipe()
     rows = []
     for seed, name in enumerate(("target", "draft")):
-        shape = {key: getattr(recipe, f"{name}_{key}") for key in ("hidden", "layers", "heads", "mlp")}
-        model = llama(recipe, **shape, seed=seed).to(device="cuda", dtype=torch.bfloat16).eval()
+        model = llama(recipe, name, seed=seed).to(device="cuda", dtype=torch.bfloat16).eval()
         runner = ModelRunner(model, compiled=args.compiled == "on")
         for batch_size, q, prefill in ((1, 1, False), (1, 3, False), (8, 3, False), (32, 3, False), (1, 127, True)):
             row = {"model": name, **kernels(runner, batch_size, q, prefill=prefill)}

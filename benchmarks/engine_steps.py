@@ -93,11 +93,10 @@ def main() -> None:
     args = parser.parse_args()
     device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
     recipe = SMOKE if args.small else BenchRecipe()
-    models = {}
-    for seed, name in enumerate(("target", "draft")):
-        shape = {key: getattr(recipe, f"{name}_{key}") for key in ("hidden", "layers", "heads", "mlp")}
-        models[name] = llama(recipe, **shape, seed=seed).to(device=device, dtype=dtype).eval()
-    target, draft = models["target"], models["draft"]
+    target, draft = (
+        llama(recipe, name, seed=seed).to(device=device, dtype=dtype).eval()
+        for seed, name in enumerate(("target", "draft"))
+    )
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     compiled_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compiled]

@@ -151,7 +151,7 @@ def test_new_sequences_start_from_the_pairs_recent_acceptance():
     assert controller.long_run_alpha(0) == pytest.approx(pair.alpha)
 
 
-def test_an_engine_learns_its_pairs_acceptance_across_calls(target, near_draft, tokenizer):
+def test_an_engine_learns_its_pairs_acceptance_as_it_decodes(target, near_draft, tokenizer):
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(always_draft=True))
     results = engine.generate([[1, 2, 3], [4, 5]], [SamplingParams(max_new_tokens=30)] * 2)
     accepted = sum(r.stats.num_accepted_tokens for r in results)

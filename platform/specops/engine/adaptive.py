@@ -55,28 +55,39 @@ def expected_speedup(alpha: float, k: int, c: float) -> float:
     return expected_tokens(alpha, k) / (k * c + 1.0)
 
 
-class PairAcceptance:
-    """The pair's recent acceptance over all sequences: where a new sequence's estimate starts.
+class Acceptance:
+    """A geometric acceptance estimate, alpha = accepted / (accepted + rejections), from a prior worth
+    `trials` draft tokens. Each update keeps `keep` of the old evidence and adds the new with `weight`."""
 
-    A fixed prior would make every new sequence of a poorly matched pair draft optimistically for its
-    first steps; the pair's own recent figure does not. Decays by `decay` per step (about 50 steps).
-    """
-
-    def __init__(self, *, prior_alpha: float = PRIOR_ALPHA, decay: float = 0.98) -> None:
-        self.decay = decay
-        self.successes = prior_alpha * PRIOR_TRIALS
-        self.trials = PRIOR_TRIALS
+    def __init__(self, alpha: float, trials: float, *, keep: float = 1.0, weight: float = 1.0) -> None:
+        self.successes, self.trials = alpha * trials, trials
+        self.keep, self.weight = keep, weight
 
     @property
     def alpha(self) -> float:
         return self.successes / self.trials
 
     def update(self, num_accepted: int, num_rejections: int) -> None:
-        """One step's accepted draft tokens and rejections (drafts not fully accepted), all rows."""
+        """Accepted draft tokens and rejections (drafts not fully accepted) of one step."""
         if num_accepted + num_rejections == 0:
             return
-        self.successes = self.decay * self.successes + num_accepted
-        self.trials = self.decay * self.trials + num_accepted + num_rejections
+        self.successes = self.keep * self.successes + self.weight * num_accepted
+        self.trials = max(self.keep * self.trials + self.weight * (num_accepted + num_rejections), 1e-6)
+
+    def revert(self, alpha: float) -> None:
+        """A step without evidence: move towards `alpha` as far as one update would."""
+        self.successes = self.keep * self.successes + self.weight * alpha * self.trials
+
+
+class PairAcceptance(Acceptance):
+    """The pair's recent acceptance over all sequences: where a new sequence's estimate starts.
+
+    A fixed prior would make every new sequence of a poorly matched pair draft optimistically for its
+    first steps; the pair's own recent figure does not. Keeps `decay` per step (about 50 steps).
+    """
+
+    def __init__(self, *, prior_alpha: float = PRIOR_ALPHA, decay: float = 0.98) -> None:
+        super().__init__(prior_alpha, PRIOR_TRIALS, keep=decay)
 
 
 class DraftLengthController:
@@ -91,27 +102,25 @@ class DraftLengthController:
     """
 
     def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = PRIOR_ALPHA) -> None:
-        self.weight = config.acceptance_smoothing
+        self.smoothing = config.acceptance_smoothing
         self.adaptive = config.adaptive
-        self.prior_alpha = prior_alpha
-        # geometric estimators: alpha = accepted / (accepted + rejections); recent ones smoothed
-        self.successes = [prior_alpha] * batch_size
-        self.trials = [1.0] * batch_size
-        self.total_successes = [prior_alpha * PRIOR_TRIALS] * batch_size
-        self.total_trials = [PRIOR_TRIALS] * batch_size
+        self.recent = [self._recent(prior_alpha) for _ in range(batch_size)]
+        self.long_run = [Acceptance(prior_alpha, PRIOR_TRIALS) for _ in range(batch_size)]
 
-    def reset(self, row: int) -> None:
+    def _recent(self, prior_alpha: float) -> Acceptance:
+        return Acceptance(prior_alpha, 1.0, keep=1 - self.smoothing, weight=self.smoothing)
+
+    def reset(self, row: int, prior_alpha: float = PRIOR_ALPHA) -> None:
         """A new sequence in `row`: back to the prior."""
-        self.successes[row], self.trials[row] = self.prior_alpha, 1.0
-        self.total_successes[row], self.total_trials[row] = self.prior_alpha * PRIOR_TRIALS, PRIOR_TRIALS
+        self.recent[row], self.long_run[row] = self._recent(prior_alpha), Acceptance(prior_alpha, PRIOR_TRIALS)
 
     def alpha(self, row: int) -> float:
         """Recent acceptance of `row`."""
-        return self.successes[row] / self.trials[row]
+        return self.recent[row].alpha
 
     def long_run_alpha(self, row: int) -> float:
         """Acceptance of `row` since its sequence started, the prior included."""
-        return self.total_successes[row] / self.total_trials[row]
+        return self.long_run[row].alpha
 
     def length(self, row: int, max_k: int) -> int:
         """Draft length for `row` under the batch's `max_k`: at least 1 when max_k >= 1."""
@@ -137,15 +146,12 @@ class DraftLengthController:
         the long-run one: a sequence that a few rejections pushed to short drafts, and so to plain
         decoding, returns to drafting once the stale evidence has faded.
         """
-        w = self.weight
         if num_draft_tokens == 0:
-            self.successes[row] = (1 - w) * self.successes[row] + w * self.long_run_alpha(row) * self.trials[row]
+            self.recent[row].revert(self.long_run_alpha(row))
             return
-        rejected = 1.0 if num_accepted < num_draft_tokens else 0.0
-        self.successes[row] = (1 - w) * self.successes[row] + w * num_accepted
-        self.trials[row] = max((1 - w) * self.trials[row] + w * (num_accepted + rejected), 1e-6)
-        self.total_successes[row] += num_accepted
-        self.total_trials[row] += num_accepted + rejected
+        rejected = int(num_accepted < num_draft_tokens)
+        self.recent[row].update(num_accepted, rejected)
+        self.long_run[row].update(num_accepted, rejected)
 
 
 class SpeculationGovernor:

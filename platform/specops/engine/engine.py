@@ -308,8 +308,7 @@ class SpeculativeEngine:
             results[row] = GenerationResult(token_ids=[], finish_reason="length")
             batch.tokens[row], batch.active[row] = list(prompt), True
             batch.rng.reseed(row, row_params.seed)
-            controller.prior_alpha = self.pair_acceptance.alpha
-            controller.reset(row)
+            controller.reset(row, self.pair_acceptance.alpha)
             cache.clear_row(row)
             prefixes[row] = prompt[:-1]
             if self.proposer is not None:

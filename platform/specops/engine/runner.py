@@ -18,6 +18,7 @@ import functools
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -128,7 +129,7 @@ class ModelRunner:
         # (copies of those weights), one rotary pass for q and k, and (`compiled`) the elementwise
         # work around the matrix products fused by torch.compile
         self.fused: list[_FusedLayer] | None = None
-        self._step_inputs = _step_inputs
+        self._compiled: _Kernels | None = None
         if self.use_graphs:
             self.fuse(compiled=compiled)
         self._caches: dict[int, KVCache] = {}
@@ -145,13 +146,12 @@ class ModelRunner:
 
     def fuse(self, *, compiled: bool = False) -> None:
         """Use the fused layer path (tests call it on a CPU to cover it); `compiled` runs its two
-        elementwise-heavy halves through torch.compile."""
+        elementwise-heavy halves (and the step's inputs) through torch.compile."""
         layers = self.model.model.layers[: self.num_layers]
         if not any(hasattr(layer.self_attn, "q_norm") for layer in layers):
-            halves = _compiled_halves() if compiled else (_attention_inputs, _attention_output_and_mlp)
-            self.fused = [_FusedLayer.of(layer, *halves) for layer in layers]
+            self.fused = [_FusedLayer.of(layer) for layer in layers]
         if compiled:
-            self._step_inputs = _compiled_step_inputs()
+            self._compiled = _compiled_kernels()
 
     @torch.inference_mode()
     def _rope_table(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -322,8 +322,8 @@ class ModelRunner:
         inner = self.model.model
         batch_size, q = input_ids.shape
         kv_len = kv_len or cache.capacity
-        step_inputs = self._step_inputs if self.run_compiled else _step_inputs
-        slots, positions, mask, seq_lens = step_inputs(
+        kernels = self._compiled if self.run_compiled and self._compiled is not None else _PLAIN_KERNELS
+        slots, positions, mask, seq_lens = kernels.step_inputs(
             cache.valid, cache.seq_lens, input_valid, start, kv_len, self.dtype
         )
         cache.valid.index_copy_(1, slots, input_valid)
@@ -350,7 +350,7 @@ class ModelRunner:
                     self.num_heads,
                     self.num_kv_heads,
                     gqa,
-                    compiled=self.run_compiled,
+                    kernels,
                 )
                 continue
             attn = layer.self_attn
@@ -397,26 +397,20 @@ def _step_inputs(
     positions = (seq_lens[:, None] + torch.cumsum(input_valid.long(), dim=1) - 1).clamp(min=0)
     key_slots = torch.arange(kv_len, device=valid.device)[None, None, None, :]
     query_slots = slots[None, None, :, None]
-    valid = valid[:, :kv_len].index_copy(1, slots, input_valid)[:, None, None, :]  # with this forward's slots
+    owned = valid[:, :kv_len].index_copy(1, slots, input_valid)[:, None, None, :]  # with this forward's slots
     # attend to valid slots up to and including one's own; always to oneself (padding too)
-    allowed = (valid & (key_slots <= query_slots)) | (key_slots == query_slots)
+    allowed = (owned & (key_slots <= query_slots)) | (key_slots == query_slots)
     mask = torch.where(allowed, 0.0, float("-inf")).to(dtype)
     return slots, positions, mask, seq_lens + input_valid.sum(dim=1)
-
-
-@functools.cache
-def _compiled_step_inputs() -> Callable:
-    _allow_recompiles()
-    return torch.compile(_step_inputs, dynamic=True, fullgraph=True)
 
 
 @dataclass
 class _FusedLayer:
     """One decoder layer with concatenated projections (same maths as the transformers modules).
 
-    Its work around attention is two pure functions, `before` (norm, q/k/v projection, rotary) and
-    `after` (output projection, residuals, norm, MLP), which may be compiled; the cache writes and
-    attention stay eager between them, so compiled code never mutates its inputs.
+    Its work around attention is two pure functions of `_Kernels`, `before` (norm, q/k/v projection,
+    rotary) and `after` (output projection, residuals, norm, MLP), which may be compiled; the cache
+    writes and attention stay eager between them, so compiled code never mutates its inputs.
     """
 
     input_norm: torch.Tensor  # [hidden]
@@ -432,11 +426,9 @@ class _FusedLayer:
     down_bias: torch.Tensor | None
     act: Callable[[torch.Tensor], torch.Tensor]
     scaling: float
-    before: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    after: Callable[..., torch.Tensor]
 
     @classmethod
-    def of(cls, layer: torch.nn.Module, before: Callable, after: Callable) -> _FusedLayer:
+    def of(cls, layer: torch.nn.Module) -> _FusedLayer:
         attn, mlp = layer.self_attn, layer.mlp
         projections = (attn.q_proj, attn.k_proj, attn.v_proj)
         biases = [p.bias for p in projections]
@@ -454,8 +446,6 @@ class _FusedLayer:
             down_bias=mlp.down_proj.bias,
             act=_functional(mlp.act_fn),
             scaling=attn.scaling,
-            before=before,
-            after=after,
         )
 
     def forward(
@@ -471,11 +461,9 @@ class _FusedLayer:
         num_heads: int,
         num_kv_heads: int,
         gqa: bool,
-        *,
-        compiled: bool = True,
+        kernels: _Kernels,
     ) -> torch.Tensor:
-        before, after = (self.before, self.after) if compiled else (_attention_inputs, _attention_output_and_mlp)
-        qs, ks, vs = before(
+        qs, ks, vs = kernels.before(
             hidden, self.input_norm, self.input_eps, self.qkv_weight, self.qkv_bias, cos, sin, num_heads, num_kv_heads
         )
         keys.index_copy_(2, slots, ks.to(keys.dtype))
@@ -483,7 +471,7 @@ class _FusedLayer:
         out = F.scaled_dot_product_attention(
             qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask, scale=self.scaling, enable_gqa=gqa
         )  # [batch_size, heads, q, head_dim]
-        return after(
+        return kernels.after(
             hidden,
             out,
             self.o_weight,
@@ -541,16 +529,24 @@ def _attention_output_and_mlp(
     return hidden + F.linear(act(gate) * up, down_weight, down_bias)
 
 
+class _Kernels(NamedTuple):
+    """The pure functions of a forward: plain, or compiled (`_compiled_kernels`)."""
+
+    step_inputs: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    before: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    after: Callable[..., torch.Tensor]
+
+
+_PLAIN_KERNELS = _Kernels(_step_inputs, _attention_inputs, _attention_output_and_mlp)
+
+
 @functools.cache
-def _compiled_halves() -> tuple[Callable, Callable]:
-    """The two halves of `_FusedLayer` through torch.compile: shapes symbolic, so every batch size, step
-    width and model of a process shares a few compilations. Compiling happens at the first call of each
-    shape family, which CUDA-graph capture runs eagerly before it records."""
+def _compiled_kernels() -> _Kernels:
+    """`_PLAIN_KERNELS` through torch.compile: shapes symbolic, so every batch size, step width and
+    model of a process shares a few compilations. Compiling happens at the first call of each shape
+    family, which CUDA-graph capture runs eagerly before it records."""
     _allow_recompiles()
-    return (
-        torch.compile(_attention_inputs, dynamic=True, fullgraph=True),
-        torch.compile(_attention_output_and_mlp, dynamic=True, fullgraph=True),
-    )
+    return _Kernels(*(torch.compile(f, dynamic=True, fullgraph=True) for f in _PLAIN_KERNELS))
 
 
 def _allow_recompiles() -> None:
