@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, runner
 from tests.engine.conftest import hf_greedy, tiny_llama
@@ -83,6 +85,36 @@ def test_attending_over_the_whole_cache_as_cuda_graphs_do_changes_nothing(target
     engine.proposer.runner.attend_capacity = True
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=NEW_TOKENS)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in PROMPTS]
+
+
+@given(num_tokens=st.integers(min_value=1, max_value=2000))
+def test_prefill_chunks_cover_the_tokens_with_at_most_a_third_padding(num_tokens):
+    widths = runner.append_chunks(num_tokens)
+    assert set(widths) <= set(runner.APPEND_WIDTHS)
+    padding = sum(widths) - num_tokens
+    assert 0 <= padding <= max(runner.APPEND_WIDTHS[0] - 1, num_tokens // 3)
+    assert sum(widths[:-1]) < num_tokens  # no chunk of padding alone
+
+
+def test_the_fixed_shape_path_prefills_in_chunks_of_the_captured_widths(target, near_draft, tokenizer, monkeypatch):
+    engine = _engine(target, tokenizer, near_draft, "draft", 3)
+    widths = []
+
+    def recording(forward):
+        def record(cache, ids, valid, *, logits=True):
+            if not logits:
+                widths.append(ids.shape[1])
+            return forward(cache, ids, valid, logits=logits)
+
+        return record
+
+    for model_runner in (engine.target, engine.proposer.runner):
+        model_runner.attend_capacity = True
+        monkeypatch.setattr(model_runner, "forward", recording(model_runner.forward))
+    prompts = [list(range(1, 40)), [3]]
+    results = engine.generate(prompts, [SamplingParams(max_new_tokens=NEW_TOKENS)] * 2)
+    assert [r.token_ids for r in results] == [_reference(tuple(p)) for p in prompts]
+    assert widths and set(widths) <= set(runner.APPEND_WIDTHS)
 
 
 @pytest.mark.parametrize("proposer", ["none", "draft", "prompt_lookup"])

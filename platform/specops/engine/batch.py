@@ -45,11 +45,12 @@ def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.T
 
 
 def left_padded(
-    sequences: list[list[int]], device: torch.device, *, flags: list[bool] | None = None
+    sequences: list[list[int]], device: torch.device, *, flags: list[bool] | None = None, width: int = 0
 ) -> tuple[torch.Tensor, ...]:
-    """Left-pad token lists: ids [batch_size, longest] long and valid [batch_size, longest] bool,
-    plus `flags` as a [batch_size] bool tensor when given; one host-to-device copy for all."""
-    width = max(1, max(map(len, sequences)))
+    """Left-pad token lists: ids [batch_size, width] long and valid [batch_size, width] bool (width:
+    the longest, or more), plus `flags` as a [batch_size] bool tensor when given; one host-to-device
+    copy for all."""
+    width = max(1, width, max(map(len, sequences)))
     rows = [[0] * (width - len(s)) + list(s) + [0] * (width - len(s)) + [1] * len(s) for s in sequences]
     if flags is not None:
         rows = [[*row, int(flag)] for row, flag in zip(rows, flags, strict=True)]

@@ -10,6 +10,7 @@ One step for a batch:
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from specops.engine.batch import SequenceBatch, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
 from specops.engine.proposers.draft_model import MAX_FIRST_ROUND
-from specops.engine.runner import KVCache, ModelRunner
+from specops.engine.runner import APPEND_WIDTHS, KVCache, ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
 from specops.engine.timing import PhaseClock
@@ -362,6 +363,15 @@ class SpeculativeEngine:
             for q in range(1, max_k + 2):
                 self.target.forward(cache, zeros[:, :q], ones[:, :q])
                 cache.reset()
+            runners = [self.target]
+            if isinstance(self.proposer, DraftModelProposer):
+                runners.append(self.proposer.runner)
+            for runner in runners:  # prefill and catch-up chunks
+                runner_cache = runner.cache(batch_size, capacity)
+                for width in APPEND_WIDTHS:
+                    chunk = torch.zeros(batch_size, width, dtype=torch.long, device=self.device)
+                    runner.forward(runner_cache, chunk, chunk == 0, logits=False)
+                    runner_cache.reset()
             if isinstance(self.proposer, DraftModelProposer):
                 runner = self.proposer.runner
                 draft_cache = runner.cache(batch_size, capacity)
@@ -371,6 +381,10 @@ class SpeculativeEngine:
                             draft_cache, zeros[:, :first_round], ones[:, :first_round], ones[:, 0], rounds
                         )
                         draft_cache.reset()
+        # the models, graphs and compiled code live as long as the process: keep them out of later
+        # garbage collections, whose full passes over them would stall decoding steps
+        gc.collect()
+        gc.freeze()
 
     def _verify_step(
         self, batch: SequenceBatch, cache: KVCache, proposal: Proposal, clock: PhaseClock

@@ -28,6 +28,11 @@ from specops.engine.batch import left_padded, to_device
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
+APPEND_WIDTHS: tuple[int, ...] = (8, 32, 128)
+"""Chunk widths of prefill and catch-up on the fixed-shape path: with CUDA graphs every chunk is a
+replay, so admitting a prompt into a running batch costs a few replays instead of an eager forward
+(whose host time, hundreds of small kernels, is many times its device time)."""
+
 
 @dataclass
 class KVCache:
@@ -204,11 +209,12 @@ class ModelRunner:
         """
         batch_size, q = input_ids.shape
         start = self._reserve(cache, batch_size, q)
-        if not logits or not self.use_graphs:
+        if not self.use_graphs:
             start_tensor = to_device([start], torch.long, self.device)
             kv_len = None if self.attend_capacity else cache.length
             return self._forward(cache, input_ids, input_valid, start_tensor, kv_len=kv_len, logits=logits)
-        graph = self._graph(("forward", batch_size, q), cache, lambda: _ForwardGraph(self, cache, q))
+        key = ("forward", batch_size, q, logits)
+        graph = self._graph(key, cache, lambda: _ForwardGraph(self, cache, q, logits=logits))
         return graph.run(input_ids, input_valid, start)
 
     @torch.inference_mode()
@@ -247,11 +253,20 @@ class ModelRunner:
     def append(self, cache: KVCache, sequences: list[list[int]]) -> None:
         """Feed `sequences[i]` (possibly empty) to row i of `cache`, no logits (prefill, catch-up).
 
-        One batch-wide forward when the rows need similar amounts; row by row when padding to the
-        longest would more than double the work (one new prompt beside running sequences).
+        On the fixed-shape path (CUDA graphs) in chunks of `APPEND_WIDTHS`, all rows at once.
+        Otherwise one batch-wide forward when the rows need similar amounts; row by row when padding
+        to the longest would more than double the work (one new prompt beside running sequences).
         """
         longest = max(map(len, sequences), default=0)
         if longest == 0:
+            return
+        if self.attend_capacity:
+            widths = append_chunks(longest)
+            ids, valid = left_padded(sequences, self.device, width=sum(widths))
+            offset = 0
+            for width in widths:
+                self.forward(cache, ids[:, offset : offset + width], valid[:, offset : offset + width], logits=False)
+                offset += width
             return
         needed = sum(map(len, sequences))
         if longest * len(sequences) <= 2 * needed:
@@ -567,6 +582,20 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+def append_chunks(num_tokens: int) -> list[int]:
+    """Widths (from `APPEND_WIDTHS`) of the chunks that feed `num_tokens` tokens: each the widest that
+    is at most a third padding, the last the narrowest that holds what remains."""
+    widths: list[int] = []
+    left = num_tokens
+    while left > 0:
+        width = next((w for w in reversed(APPEND_WIDTHS) if 4 * left >= 3 * w), None)
+        if width is None:
+            width = next(w for w in APPEND_WIDTHS if w >= left)
+        widths.append(width)
+        left -= width
+    return widths
+
+
 class _CapturedGraph:
     """A CUDA graph of one runner computation for fixed shapes, attending over the whole capacity.
 
@@ -580,14 +609,14 @@ class _CapturedGraph:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.output: torch.Tensor | None = None
 
-    def _call(self) -> torch.Tensor:
+    def _call(self) -> torch.Tensor | None:
         raise NotImplementedError
 
-    def _replay(self, start: int) -> torch.Tensor:
+    def _replay(self, start: int) -> torch.Tensor | None:
         self.start.fill_(start)
         if self.graph is not None:
             self.graph.replay()
-            return self.output.clone()
+            return None if self.output is None else self.output.clone()
         # the real call happens on a side stream (also warming up), then the same work is recorded;
         # recording does not execute, so the cache holds exactly one copy of the writes
         stream = torch.cuda.Stream()
@@ -598,7 +627,8 @@ class _CapturedGraph:
         collecting = gc.isenabled()
         try:
             with torch.cuda.stream(stream):
-                result = self._call().clone()
+                result = self._call()
+                result = None if result is None else result.clone()
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
             gc.disable()
@@ -612,18 +642,21 @@ class _CapturedGraph:
 
 
 class _ForwardGraph(_CapturedGraph):
-    def __init__(self, runner: ModelRunner, cache: KVCache, q: int) -> None:
+    def __init__(self, runner: ModelRunner, cache: KVCache, q: int, *, logits: bool = True) -> None:
         super().__init__(runner, cache)
         self.input_ids = torch.zeros(cache.batch_size, q, dtype=torch.long, device=runner.device)
         self.input_valid = torch.zeros(cache.batch_size, q, dtype=torch.bool, device=runner.device)
+        self.logits = logits
 
-    def run(self, input_ids: torch.Tensor, input_valid: torch.Tensor, start: int) -> torch.Tensor:
+    def run(self, input_ids: torch.Tensor, input_valid: torch.Tensor, start: int) -> torch.Tensor | None:
         self.input_ids.copy_(input_ids)
         self.input_valid.copy_(input_valid)
         return self._replay(start)
 
-    def _call(self) -> torch.Tensor:
-        return self.runner._forward(self.cache, self.input_ids, self.input_valid, self.start, kv_len=None)
+    def _call(self) -> torch.Tensor | None:
+        return self.runner._forward(
+            self.cache, self.input_ids, self.input_valid, self.start, kv_len=None, logits=self.logits
+        )
 
 
 class _RoundsGraph(_ForwardGraph):
