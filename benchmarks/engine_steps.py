@@ -4,6 +4,9 @@ Untrained bench-size models (the timing of a step does not depend on the weights
 so speculative steps here reject every draft):
 
     PYTHONPATH=platform python benchmarks/engine_steps.py --out benchmarks/results/engine-steps-h100.json
+
+`--continuous`: instead, sequences of different lengths stream through the rows (continuous batching,
+as the server runs), and the admissions' parts are timed on their own, each call synchronised.
 """
 
 from __future__ import annotations
@@ -83,6 +86,72 @@ def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, d
     }
 
 
+def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, device: str) -> dict:
+    """`4 * batch_size` sequences of 64..192 new tokens through `batch_size` rows; admission parts timed."""
+    from specops.engine.proposers import DraftModelProposer
+    from specops.engine.runner import ModelRunner
+
+    spent: dict[str, float] = dict.fromkeys(("admit", "append", "catch_up", "compact"), 0.0)
+    calls: dict[str, int] = dict.fromkeys(spent, 0)
+    patched = [(SpeculativeEngine, "_admit", "admit"), (ModelRunner, "append", "append")]
+    patched += [(DraftModelProposer, "_catch_up", "catch_up"), (KVCache, "compact", "compact")]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+
+    def timed(original, label):
+        def call(*args, **kwargs):
+            torch.cuda.synchronize() if device == "cuda" else None
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                torch.cuda.synchronize() if device == "cuda" else None
+                spent[label] += time.perf_counter() - began
+                calls[label] += 1
+
+        return call
+
+    generator = torch.Generator().manual_seed(batch_size)
+    count = 4 * batch_size
+    prompts = torch.randint(0, engine.target.vocab_size, (count, prompt), generator=generator).tolist()
+    lengths = torch.randint(64, 193, (count,), generator=generator).tolist()
+    queue = [(p, SamplingParams(max_new_tokens=n, ignore_eos=True)) for p, n in zip(prompts, lengths, strict=True)]
+
+    def run(on_step=None) -> float:
+        waiting = list(queue)
+
+        def admit(free: list[int]):
+            taken = waiting[: len(free)]
+            del waiting[: len(free)]
+            return taken
+
+        torch.cuda.synchronize() if device == "cuda" else None
+        began = time.perf_counter()
+        engine.generate([], [], admit=admit, rows=batch_size, max_tokens=prompt + 192, on_step=on_step)
+        torch.cuda.synchronize() if device == "cuda" else None
+        return time.perf_counter() - began
+
+    run()  # warm-up
+    plain = run()  # without the timers
+    steps: list[StepStats] = []
+    for owner, name, label in patched:
+        setattr(owner, name, timed(getattr(owner, name), label))
+    try:
+        timed_total = run(steps.append)
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    return {
+        "batch_size": batch_size,
+        "sequences": count,
+        "tok_s": round(sum(lengths) / plain, 1),
+        "total_ms": round(plain * 1000, 2),
+        "steps": len(steps),
+        "timed_total_ms": round(timed_total * 1000, 2),
+        "timed_ms": {label: round(seconds * 1000, 2) for label, seconds in spent.items()},
+        "timed_calls": calls,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -90,6 +159,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
     parser.add_argument("--compiled", choices=("both", "on", "off"), default="both", help="torch.compile'd layers")
+    parser.add_argument("--continuous", action="store_true", help="continuous batching, admissions timed")
     args = parser.parse_args()
     device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
     recipe = SMOKE if args.small else BenchRecipe()
@@ -106,11 +176,14 @@ def main() -> None:
         config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False, compiled=compiled)
         engine = SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
         started = time.perf_counter()
-        engine.warm_up(batch_sizes, max_tokens=256)
+        engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else 128), continuous=args.continuous)
         warm_up_s = round(time.perf_counter() - started, 1)
         for batch_size in batch_sizes:
             row = {"mode": name, "compiled": compiled, "warm_up_s": warm_up_s}
-            row.update(profile(engine, batch_size, 128, 128, device))
+            if args.continuous:
+                row.update(profile_continuous(engine, batch_size, 128, device))
+            else:
+                row.update(profile(engine, batch_size, 128, 128, device))
             rows.append(row)
             print(json.dumps(row), flush=True)
     report = {

@@ -26,7 +26,7 @@ from specops.engine.batch import SequenceBatch, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
 from specops.engine.proposers.draft_model import MAX_FIRST_ROUND
-from specops.engine.runner import APPEND_WIDTHS, KVCache, ModelRunner
+from specops.engine.runner import KVCache, ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
 from specops.engine.timing import PhaseClock
@@ -166,7 +166,7 @@ class SpeculativeEngine:
         stop_window = [_stop_window(p) for p in params]
 
         cache = self.target.cache(batch_size, capacity)
-        self.target.append(cache, [t[:-1] for t in batch.tokens])
+        self.target.append(cache, [t[:-1] for t in batch.tokens], fresh=True)
         if self.proposer is not None:
             self.proposer.start(batch)
 
@@ -315,7 +315,7 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
-        self.target.append(cache, prefixes)
+        self.target.append(cache, prefixes, fresh=True)
 
     def _runner(self, model: torch.nn.Module) -> ModelRunner:
         return ModelRunner(model, cuda_graphs=self.config.cuda_graphs, compiled=self.config.compiled)
@@ -363,15 +363,9 @@ class SpeculativeEngine:
             for q in range(1, max_k + 2):
                 self.target.forward(cache, zeros[:, :q], ones[:, :q])
                 cache.reset()
-            runners = [self.target]
+            self.target.warm_up_prefill(batch_size, capacity)
             if isinstance(self.proposer, DraftModelProposer):
-                runners.append(self.proposer.runner)
-            for runner in runners:  # prefill and catch-up chunks
-                runner_cache = runner.cache(batch_size, capacity)
-                for width in APPEND_WIDTHS:
-                    chunk = torch.zeros(batch_size, width, dtype=torch.long, device=self.device)
-                    runner.forward(runner_cache, chunk, chunk == 0, logits=False)
-                    runner_cache.reset()
+                self.proposer.runner.warm_up_prefill(batch_size, capacity)
             if isinstance(self.proposer, DraftModelProposer):
                 runner = self.proposer.runner
                 draft_cache = runner.cache(batch_size, capacity)

@@ -138,6 +138,7 @@ class ModelRunner:
         if self.use_graphs:
             self.fuse(compiled=compiled)
         self._caches: dict[int, KVCache] = {}
+        self._scratch_cache: KVCache | None = None
         self._graphs: dict[tuple, _CapturedGraph] = {}
         # compiled code runs only while a CUDA graph records (and in its first, real call): called
         # eagerly, as prefill is, its guards and wrappers cost more host time than the plain functions
@@ -179,19 +180,41 @@ class ModelRunner:
         """
         cache = self._caches.get(batch_size)
         if cache is None or cache.capacity < capacity:
-            self._graphs = {key: g for key, g in self._graphs.items() if g.cache.batch_size != batch_size}
-            self._caches.pop(batch_size, None)
-            shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
-            cache = KVCache(
-                keys=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
-                values=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
-                valid=torch.zeros(batch_size, capacity, device=self.device, dtype=torch.bool),
-                seq_lens=torch.zeros(batch_size, device=self.device, dtype=torch.long),
-            )
+            self._forget(cache)
+            cache = self._new_cache(batch_size, capacity)
             if self.use_graphs:
                 self._caches[batch_size] = cache
         cache.reset()
         return cache
+
+    def _new_cache(self, batch_size: int, capacity: int) -> KVCache:
+        shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
+        return KVCache(
+            keys=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
+            values=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
+            valid=torch.zeros(batch_size, capacity, device=self.device, dtype=torch.bool),
+            seq_lens=torch.zeros(batch_size, device=self.device, dtype=torch.long),
+        )
+
+    def _forget(self, cache: KVCache | None) -> None:
+        """Drop the graphs that point into `cache` (it is being replaced)."""
+        self._graphs = {key: g for key, g in self._graphs.items() if g.cache is not cache}
+
+    def _scratch(self, capacity: int) -> KVCache:
+        """The one-sequence cache in which `append` prefills a new sequence alone (kept, as its graphs)."""
+        if self._scratch_cache is None or self._scratch_cache.capacity < capacity:
+            self._forget(self._scratch_cache)
+            self._scratch_cache = self._new_cache(1, capacity)
+        self._scratch_cache.reset()
+        return self._scratch_cache
+
+    def warm_up_prefill(self, batch_size: int, capacity: int) -> None:
+        """Capture the prefill chunks of a `batch_size` cache of `capacity` slots, and the scratch ones."""
+        for cache in (self.cache(batch_size, capacity), self._scratch(capacity)):
+            for width in APPEND_WIDTHS:
+                chunk = torch.zeros(cache.batch_size, width, dtype=torch.long, device=self.device)
+                self.forward(cache, chunk, chunk == 0, logits=False)
+                cache.reset()
 
     # -- forward -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -250,23 +273,24 @@ class ModelRunner:
             if cache.length + num_slots > cache.capacity:
                 raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
 
-    def append(self, cache: KVCache, sequences: list[list[int]]) -> None:
+    def append(self, cache: KVCache, sequences: list[list[int]], *, fresh: bool = False) -> None:
         """Feed `sequences[i]` (possibly empty) to row i of `cache`, no logits (prefill, catch-up).
 
-        On the fixed-shape path (CUDA graphs) in chunks of `APPEND_WIDTHS`, all rows at once.
-        Otherwise one batch-wide forward when the rows need similar amounts; row by row when padding
-        to the longest would more than double the work (one new prompt beside running sequences).
+        On the fixed-shape path (CUDA graphs) in chunks of `APPEND_WIDTHS`, all rows at once; or, for a
+        few `fresh` rows (new sequences, nothing cached yet) beside running ones, each alone at batch
+        size 1, its slots then copied in: a batch-wide chunk would compute every row, most of them
+        padding. Otherwise one batch-wide forward when the rows need similar amounts; row by row when
+        padding to the longest would more than double the work.
         """
         longest = max(map(len, sequences), default=0)
         if longest == 0:
             return
         if self.attend_capacity:
-            widths = append_chunks(longest)
-            ids, valid = left_padded(sequences, self.device, width=sum(widths))
-            offset = 0
-            for width in widths:
-                self.forward(cache, ids[:, offset : offset + width], valid[:, offset : offset + width], logits=False)
-                offset += width
+            rows = [row for row, tokens in enumerate(sequences) if tokens]
+            if fresh and len(rows) <= cache.batch_size // 4:
+                self._prefill_alone(cache, sequences, rows)
+            else:
+                self._append_chunks(cache, sequences)
             return
         needed = sum(map(len, sequences))
         if longest * len(sequences) <= 2 * needed:
@@ -281,6 +305,29 @@ class ModelRunner:
                 ids, valid = left_padded([tokens], self.device)
                 self.forward(view, ids, valid, logits=False)
         cache.length = start + longest
+
+    def _append_chunks(self, cache: KVCache, sequences: list[list[int]]) -> None:
+        widths = append_chunks(max(map(len, sequences)))
+        ids, valid = left_padded(sequences, self.device, width=sum(widths))
+        offset = 0
+        for width in widths:
+            self.forward(cache, ids[:, offset : offset + width], valid[:, offset : offset + width], logits=False)
+            offset += width
+
+    def _prefill_alone(self, cache: KVCache, sequences: list[list[int]], rows: list[int]) -> None:
+        """Prefill each of `rows` (empty in `cache`) in the scratch cache, then copy its slots into a
+        window of `cache` that every other row leaves empty (as a batch-wide chunk would)."""
+        width = sum(append_chunks(max(len(sequences[row]) for row in rows)))
+        start = self._reserve(cache, cache.batch_size, width)
+        cache.valid[:, start : start + width] = False
+        for row in rows:
+            scratch = self._scratch(cache.capacity)
+            self._append_chunks(scratch, [sequences[row]])
+            used = scratch.length
+            for target, source in zip(cache.keys + cache.values, scratch.keys + scratch.values, strict=True):
+                target[row, :, start : start + used] = source[0, :, :used]
+            cache.valid[row, start : start + used] = scratch.valid[0, :used]
+            cache.seq_lens[row] = scratch.seq_lens[0]
 
     def tidy(self, cache: KVCache, *, slack: int = 128) -> None:
         """Compact early when holes outnumber `slack` slots and attention spans only the used slots
@@ -297,6 +344,7 @@ class ModelRunner:
         return start
 
     def _graph(self, key: tuple, cache: KVCache, make):
+        key = (*key, id(cache))  # the scratch cache and a call's cache of one row have graphs each
         graph = self._graphs.get(key)
         if graph is None or graph.cache is not cache:
             graph = self._graphs[key] = make()

@@ -96,7 +96,8 @@ class DraftModelProposer:
         fed = sum(map(len, lagging))
         if fed == 0:
             return 0
-        self.runner.append(self.cache, lagging)
+        fresh = all(cached == 0 for cached, lag in zip(self.cached, lagging, strict=True) if lag)
+        self.runner.append(self.cache, lagging, fresh=fresh)
         self.cached = [cached + len(lag) for cached, lag in zip(self.cached, lagging, strict=True)]
         return fed
 
