@@ -365,9 +365,8 @@ class SpeculativeEngine:
                 cache.reset()
             self.target.warm_up_prefill(batch_size, capacity)
             if isinstance(self.proposer, DraftModelProposer):
-                self.proposer.runner.warm_up_prefill(batch_size, capacity)
-            if isinstance(self.proposer, DraftModelProposer):
                 runner = self.proposer.runner
+                runner.warm_up_prefill(batch_size, capacity)
                 draft_cache = runner.cache(batch_size, capacity)
                 for first_round in range(1, MAX_FIRST_ROUND + 1):
                     for rounds in range(1, max_k + 1):
