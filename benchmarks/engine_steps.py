@@ -6,8 +6,7 @@ so speculative steps here reject every draft):
     PYTHONPATH=platform python benchmarks/engine_steps.py --out benchmarks/results/engine-steps-h100.json
 
 `--continuous`: instead, sequences of different lengths stream through the rows (continuous batching,
-as the server runs), with admissions overlapped with the next step and not; the admissions' parts
-are timed on their own in a third run, each call synchronised.
+as the server runs), and the admissions' parts are timed on their own, each call synchronised.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -93,11 +91,10 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
     from specops.engine.proposers import DraftModelProposer
     from specops.engine.runner import ModelRunner
 
-    patched = [(SpeculativeEngine, "_admit", "admit"), (ModelRunner, "append", "append")]
-    patched += [(ModelRunner, "start_prefill", "prefill_start"), (ModelRunner, "finish_prefill", "prefill_finish")]
-    patched += [(DraftModelProposer, "_catch_up", "catch_up"), (KVCache, "compact", "compact")]
-    spent: dict[str, float] = {label: 0.0 for _, _, label in patched}
+    spent: dict[str, float] = dict.fromkeys(("admit", "append", "catch_up", "compact"), 0.0)
     calls: dict[str, int] = dict.fromkeys(spent, 0)
+    patched = [(SpeculativeEngine, "_admit", "admit"), (ModelRunner, "append", "append")]
+    patched += [(DraftModelProposer, "_catch_up", "catch_up"), (KVCache, "compact", "compact")]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
 
     def timed(original, label):
@@ -181,12 +178,9 @@ def main() -> None:
         started = time.perf_counter()
         engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else 128), continuous=args.continuous)
         warm_up_s = round(time.perf_counter() - started, 1)
-        overlaps = (True, False) if args.continuous else (config.overlap_admissions,)
-        for batch_size, overlap in itertools.product(batch_sizes, overlaps):
-            engine.config = replace(config, overlap_admissions=overlap)  # the same graphs serve both
+        for batch_size in batch_sizes:
             row = {"mode": name, "compiled": compiled, "warm_up_s": warm_up_s}
             if args.continuous:
-                row["overlap_admissions"] = overlap
                 row.update(profile_continuous(engine, batch_size, 128, device))
             else:
                 row.update(profile(engine, batch_size, 128, 128, device))

@@ -64,34 +64,26 @@ def test_admitted_sequences_equal_the_targets_own_greedy_decoding(target, near_d
         assert reason == "length"
 
 
-@pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "before-the-step"])
-def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch, overlap):
-    """Attention over the whole cache, fused layers and padded batches, as with CUDA graphs. A prompt
-    admitted alone is prefilled alone (batch size 1) and copied into its row: during the next step
-    (`overlap_admissions`), or before it."""
-    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True, overlap_admissions=overlap)
+def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch):
+    """Attention over the whole cache, fused layers and padded batches, as with CUDA graphs; a prompt
+    admitted alone is prefilled alone (batch size 1) and copied into its row."""
+    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True)
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
-    calls = []
+    alone = []
     for runner in (engine.target, engine.proposer.runner):
         runner.attend_capacity = True
         runner.fuse()
-        for name in ("_prefill_alone", "start_prefill"):
-            monkeypatch.setattr(runner, name, _recorded(getattr(runner, name), calls, (runner, name)))
+        prefill_alone = runner._prefill_alone
+        monkeypatch.setattr(
+            runner,
+            "_prefill_alone",
+            lambda cache, seqs, rows, real=prefill_alone: (alone.append(rows), real(cache, seqs, rows)),
+        )
     done = run_continuously(engine, start=1, rows=3)  # runs as 4 rows
     assert {i: tokens for i, (tokens, _) in done.items()} == {
         i: hf_greedy(target, p, b) for i, (p, b) in enumerate(zip(PROMPTS, BUDGETS, strict=True))
     }
-    target_paths = {name for (runner, name) in calls if runner is engine.target}
-    assert ("start_prefill" in target_paths) == overlap
-    assert overlap or "_prefill_alone" in target_paths
-
-
-def _recorded(method, calls: list, label):
-    def record(*args, **kwargs):
-        calls.append(label)
-        return method(*args, **kwargs)
-
-    return record
+    assert alone and all(len(rows) == 1 for rows in alone)
 
 
 def test_a_seeded_sampled_sequence_draws_the_same_tokens_when_admitted(target, near_draft, tokenizer):

@@ -75,10 +75,6 @@ class SpeculationConfig:
         on the pair alone, not on the machine's step times: qualification measures acceptance so.
     pad_batches: pad every call to one of the engine's graph batch sizes, as it always does with CUDA
         graphs (tests set it on a CPU to cover that path).
-    overlap_admissions: with continuous batching on the CUDA-graph path, a prompt admitted while at
-        most a quarter of the rows are free is prefilled on a side stream during the batch's next
-        step and joins the step after (one such prompt at a time); off: it is prefilled before that
-        step, which the running rows wait for.
     """
 
     proposer: str = "draft"
@@ -93,7 +89,6 @@ class SpeculationConfig:
     compiled: bool = True
     pad_batches: bool = False
     always_draft: bool = False
-    overlap_admissions: bool = True
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

@@ -172,37 +172,16 @@ class SpeculativeEngine:
 
         clock = PhaseClock(self.device)
         step = 0
-        pending: tuple[int, torch.cuda.Event | None] | None = None  # a row prefilled during the last step
         while True:
-            if pending is not None:
-                self.target.finish_prefill(cache, *pending)
-                batch.active[pending[0]] = True
-                pending = None
             if admit is not None:
                 free = [row for row, active in enumerate(batch.active) if not active]
-                # a few rows free beside running ones: one new prompt, prefilled during the next step
-                overlap = (
-                    self.config.overlap_admissions
-                    and self.target.attend_capacity
-                    and 0 < len(free) <= batch_size // 4
-                    and any(batch.active)
-                )
-                offered = free[:1] if overlap else free
-                admitted = list(admit(offered)) if offered else []
+                admitted = list(admit(free)) if free else []
                 if admitted:
                     requests = [
-                        (row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(offered, admitted, strict=False)
+                        (row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(free, admitted, strict=False)
                     ]
-                    prefixes = self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
-                    if overlap:
-                        row = requests[0][0]
-                        batch.active[row] = False  # joins once its prefill is in the cache
-                        pending = (row, self.target.start_prefill(cache, prefixes[row]))
-                    else:
-                        self.target.append(cache, prefixes, fresh=True)
+                    self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
             if not any(batch.active):
-                if pending is not None:
-                    continue  # nothing to run beside it
                 break
             num_running = sum(batch.active)
             # the cost of a step follows the rows computed (finished ones included), its gain the running ones
@@ -315,9 +294,8 @@ class SpeculativeEngine:
         stop_window: list[int],
         results: list[GenerationResult],
         controller: DraftLengthController,
-    ) -> list[list[int]]:
-        """Put new sequences into free rows (`requests`: row, prompt, params). Returns what the target
-        must prefill per row (the prompt but its last token; nothing for other rows)."""
+    ) -> None:
+        """Put new sequences into free rows (`requests`: row, prompt, params) and prefill their prompts."""
         self._check_inputs([prompt for _, prompt, _ in requests], [p for _, _, p in requests])
         prefixes: list[list[int]] = [[] for _ in batch.tokens]
         for row, prompt, row_params in requests:
@@ -337,7 +315,7 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
-        return prefixes
+        self.target.append(cache, prefixes, fresh=True)
 
     def _runner(self, model: torch.nn.Module) -> ModelRunner:
         return ModelRunner(model, cuda_graphs=self.config.cuda_graphs, compiled=self.config.compiled)

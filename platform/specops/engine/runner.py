@@ -139,7 +139,6 @@ class ModelRunner:
             self.fuse(compiled=compiled)
         self._caches: dict[int, KVCache] = {}
         self._scratch_cache: KVCache | None = None
-        self._side_stream: torch.cuda.Stream | None = None
         self._graphs: dict[tuple, _CapturedGraph] = {}
         # compiled code runs only while a CUDA graph records (and in its first, real call): called
         # eagerly, as prefill is, its guards and wrappers cost more host time than the plain functions
@@ -322,46 +321,13 @@ class ModelRunner:
         start = self._reserve(cache, cache.batch_size, width)
         cache.valid[:, start : start + width] = False
         for row in rows:
-            self._copy_row(cache, row, start, self._fill_scratch(cache.capacity, sequences[row]))
-
-    def start_prefill(self, cache: KVCache, tokens: list[int]) -> torch.cuda.Event | None:
-        """Prefill one new sequence alone in the scratch cache, for `finish_prefill` to copy into a row
-        of `cache`. On a CUDA device it runs on a side stream, beside whatever the batch runs next (a
-        decoding step leaves most of the GPU idle); returns the event that marks its end."""
-        if not self.use_graphs:
-            self._fill_scratch(cache.capacity, tokens)
-            return None
-        if self._side_stream is None:
-            self._side_stream = torch.cuda.Stream(self.device)
-        self._side_stream.wait_stream(torch.cuda.current_stream())  # the scratch's last copy is done
-        with torch.cuda.stream(self._side_stream):
-            self._fill_scratch(cache.capacity, tokens)
-            return self._side_stream.record_event()
-
-    def finish_prefill(self, cache: KVCache, row: int, started: torch.cuda.Event | None) -> None:
-        """Copy the sequence `start_prefill` prefilled into `row` of `cache` (empty), in a new window."""
-        if started is not None:
-            torch.cuda.current_stream().wait_event(started)
-        scratch = self._scratch_cache
-        assert scratch is not None, "start_prefill() first"
-        start = self._reserve(cache, cache.batch_size, scratch.length)
-        cache.valid[:, start : start + scratch.length] = False
-        self._copy_row(cache, row, start, scratch)
-
-    def _fill_scratch(self, capacity: int, tokens: list[int]) -> KVCache:
-        scratch = self._scratch(capacity)
-        if tokens:
-            self._append_chunks(scratch, [tokens])
-        return scratch
-
-    @staticmethod
-    def _copy_row(cache: KVCache, row: int, start: int, scratch: KVCache) -> None:
-        """Scratch slots [0, used) into `row`'s slots [start, start + used)."""
-        used = scratch.length
-        for target, source in zip(cache.keys + cache.values, scratch.keys + scratch.values, strict=True):
-            target[row, :, start : start + used] = source[0, :, :used]
-        cache.valid[row, start : start + used] = scratch.valid[0, :used]
-        cache.seq_lens[row] = scratch.seq_lens[0]
+            scratch = self._scratch(cache.capacity)
+            self._append_chunks(scratch, [sequences[row]])
+            used = scratch.length
+            for target, source in zip(cache.keys + cache.values, scratch.keys + scratch.values, strict=True):
+                target[row, :, start : start + used] = source[0, :, :used]
+            cache.valid[row, start : start + used] = scratch.valid[0, :used]
+            cache.seq_lens[row] = scratch.seq_lens[0]
 
     def tidy(self, cache: KVCache, *, slack: int = 128) -> None:
         """Compact early when holes outnumber `slack` slots and attention spans only the used slots
