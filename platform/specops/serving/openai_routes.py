@@ -183,16 +183,7 @@ def router(runtime: ServingRuntime) -> APIRouter:
         if len(prompts) * body.n > protocol.MAX_CHOICES:
             raise RequestError(f"prompts x n must be <= {protocol.MAX_CHOICES}", param="n")
         prepared = [
-            runtime.prepare(
-                prompt=prompt,
-                max_tokens=body.max_tokens,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                top_k=body.top_k,
-                seed=_seed(body.seed, copy),
-                stop=body.stop_list(),
-                ignore_eos=body.ignore_eos,
-            )
+            runtime.prepare(prompt=prompt, max_tokens=body.max_tokens, **body.sampling(copy))
             for prompt in prompts
             for copy in range(body.n)
         ]
@@ -240,15 +231,7 @@ def router(runtime: ServingRuntime) -> APIRouter:
         prompt = protocol.render_chat(runtime.tokenizer, body.messages)
         prepared = [
             runtime.prepare(
-                prompt=prompt,
-                max_tokens=body.output_limit(),
-                temperature=body.temperature,
-                top_p=body.top_p,
-                top_k=body.top_k,
-                seed=_seed(body.seed, copy),
-                stop=body.stop_list(),
-                default_to_context=True,
-                ignore_eos=body.ignore_eos,
+                prompt=prompt, max_tokens=body.output_limit(), default_to_context=True, **body.sampling(copy)
             )
             for copy in range(body.n)
         ]
@@ -289,10 +272,6 @@ def router(runtime: ServingRuntime) -> APIRouter:
         )
 
     return api
-
-
-def _seed(seed: int | None, copy: int) -> int | None:
-    return None if seed is None else seed + copy
 
 
 async def _complete_all(runtime: ServingRuntime, prepared: list[PreparedRequest]) -> list[Completion]:

@@ -77,6 +77,17 @@ class _SamplingFields(BaseModel):
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
+    def sampling(self, copy: int) -> dict[str, Any]:
+        """Sampling settings of choice `copy` (of `n`): a seeded request's choices use seed + copy."""
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "seed": None if self.seed is None else self.seed + copy,
+            "stop": self.stop_list(),
+            "ignore_eos": self.ignore_eos,
+        }
+
 
 class CompletionRequest(_SamplingFields):
     """POST /openai/v1/completions."""
