@@ -23,6 +23,7 @@ each first divergence is checked to sit at a near-tie of the target's two best l
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -98,6 +99,15 @@ SMOKE = BenchRecipe(
 
 
 # -- corpus and tokenizer -------------------------------------------------------------------------
+def engine_source_digest() -> str:
+    """A digest of the engine's source files: which code a results file measured (the device machine
+    gets a copy of the working tree, without git history)."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parents[1] / "platform" / "specops" / "engine").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
     """Every .py file of the stdlib and site-packages with >= min_chars; (train, held out by crc32 % 20 == 0)."""
     roots = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
@@ -611,6 +621,7 @@ def main() -> None:
         else platform_module.processor() or platform_module.machine(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
+        "engine_source": engine_source_digest(),
     }
 
     def save() -> None:

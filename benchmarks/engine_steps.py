@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine import SMOKE, BenchRecipe, llama  # the bench pair's shapes
+from engine import SMOKE, BenchRecipe, engine_source_digest, llama  # the bench pair's shapes
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, StepStats
 from specops.engine.runner import KVCache
@@ -189,6 +189,7 @@ def main() -> None:
     report = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "torch": torch.__version__,
+        "engine_source": engine_source_digest(),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
