@@ -124,22 +124,28 @@ class KServeBackend:
             return changed
         self.stable_version, self.canary_version = state.stable_version, state.canary_version
         namespace = self.owner.namespace
-        if self.serverless:
-            if self.client.get(kube.INFERENCE_SERVICES, namespace, self.owner.name) is None:
-                version = state.canary_version or state.stable_version
-                role = Role.CANARY if state.canary_version else Role.STABLE
-                self._apply_isvc(version, role, canary_percent=state.weight if state.canary_version else None)
-                changed.append(f"recreated InferenceService {self.owner.name}")
-            return changed
-        wanted = {state.stable_version: Role.STABLE}
-        if state.canary_version is not None:
-            wanted[state.canary_version] = Role.CANARY
         baking = (
             state.phase is Phase.PROMOTED
             and state.promoted_at is not None
             and now - state.promoted_at <= self.spec.policy.bake_s
             and state.previous_version is not None
         )
+        if self.serverless:
+            current = self.client.get(kube.INFERENCE_SERVICES, namespace, self.owner.name)
+            if current is None:
+                version = state.canary_version or state.stable_version
+                role = Role.CANARY if state.canary_version else Role.STABLE
+                self._apply_isvc(version, role, canary_percent=state.weight if state.canary_version else None)
+                changed.append(f"recreated InferenceService {self.owner.name}")
+            elif state.canary_version is None and not baking and _role(current) != Role.STABLE.value:
+                # a promoted canary revision still reports role "canary"; a new revision fixes that, but
+                # only after the bake time: KServe's rollback goes back to the previous revision
+                self._apply_isvc(state.stable_version, Role.STABLE, canary_percent=None)
+                changed.append(f"relabelled InferenceService {self.owner.name} as stable")
+            return changed
+        wanted = {state.stable_version: Role.STABLE}
+        if state.canary_version is not None:
+            wanted[state.canary_version] = Role.CANARY
         existing = {
             item["metadata"]["name"]: item
             for item in self.client.list(
@@ -147,9 +153,15 @@ class KServeBackend:
             )
         }
         for version, role in wanted.items():
-            if self._name(version) not in existing:
+            name = self._name(version)
+            if name not in existing:
                 self._apply_isvc(version, role, canary_percent=None)
-                changed.append(f"recreated InferenceService {self._name(version)}")
+                changed.append(f"recreated InferenceService {name}")
+            elif _role(existing[name]) != role.value:
+                # a promoted canary keeps serving (the route already points at it) while its pods roll
+                # over to the stable role, so its metrics and alerts are the production ones
+                self._apply_isvc(version, role, canary_percent=None)
+                changed.append(f"relabelled InferenceService {name} as {role.value}")
         keep = {self._name(version) for version in wanted}
         if baking:
             keep.add(self._name(state.previous_version or ""))
@@ -231,3 +243,8 @@ class KServeBackend:
             if error.status != 404:
                 raise
             self.client.create(kube.HTTP_ROUTES, self.owner.namespace, manifest)
+
+
+def _role(isvc: dict[str, Any]) -> str | None:
+    """The role an InferenceService was deployed with (its servers label their metrics with it)."""
+    return (isvc.get("metadata", {}).get("labels") or {}).get(constants.LABEL_ROLE)

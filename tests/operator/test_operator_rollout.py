@@ -109,6 +109,17 @@ def test_good_canary_is_promoted_through_every_step_and_a_later_page_rolls_it_ba
     assert counts["rollout.start_canary"] == 1 and counts["rollout.set_weight"] == 2
     assert counts["rollout.promote"] == 2  # the first version, then the canary
     assert audit_log.verify().ok
+    # The promoted canary keeps serving and rolls over to the stable role: production metrics say "stable".
+    promoted = helpers.wait_for(
+        lambda: (
+            (isvc := client.get(kube.INFERENCE_SERVICES, helpers.namespace, "good-v2"))
+            and isvc["metadata"]["labels"]["specops.io/role"] == "stable"
+            and isvc
+        ),
+        message="promoted InferenceService in the stable role",
+    )
+    container = promoted["spec"]["predictor"]["containers"][0]
+    assert container["args"][container["args"].index("--role") + 1] == "stable"
 
     # A page on the freshly promoted version (within the bake time) rolls back to the previous one.
     batch = alerts.annotate(

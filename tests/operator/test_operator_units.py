@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -205,7 +206,9 @@ class RecordingKube:
 
             raise ApiException(status=404)
         self.writes.append(("patch", name, patch))
-        return self.objects[(kind.plural, name)]
+        body = _merged(self.objects[(kind.plural, name)], patch)
+        self.objects[(kind.plural, name)] = body
+        return body
 
     def delete(self, kind: Any, namespace: str, name: str) -> bool:
         self.writes.append(("delete", name, None))
@@ -213,6 +216,19 @@ class RecordingKube:
 
     def list(self, kind: Any, namespace: str, *, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
         return [body for (plural, _), body in self.objects.items() if plural == kind.plural]
+
+
+def _merged(body: Any, patch: Any) -> Any:
+    """``body`` after a JSON merge patch (RFC 7386), as the API server applies it."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(body) if isinstance(body, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merged(merged.get(key), value)
+    return merged
 
 
 def backend(mode: str, prior: RolloutState) -> tuple[Any, RecordingKube]:
@@ -265,3 +281,52 @@ def test_standard_rollback_after_promotion_restores_the_previous_version_first()
     assert ("create", "chat-v2") in kinds and ("delete", "chat-v3") in kinds
     route = next(body for kind, name, body in fake.writes if name == "chat")
     assert [ref["name"] for ref in route["spec"]["rules"][0]["backendRefs"]] == ["chat-v2-predictor"]
+
+
+def _role_of(body: dict[str, Any]) -> tuple[str, str]:
+    """(label, --role argument) of an InferenceService manifest."""
+    args = body["spec"]["predictor"]["containers"][0]["args"]
+    return body["metadata"]["labels"]["specops.io/role"], args[args.index("--role") + 1]
+
+
+def test_standard_sync_turns_a_promoted_canary_into_the_stable_role() -> None:
+    from specops.rollout.model import Phase
+
+    promoted = RolloutState(
+        deployment="ml/chat",
+        pair="chat",
+        stable_version="3",
+        previous_version="2",
+        phase=Phase.PROMOTED,
+        promoted_at=1.0,
+    )
+    serving, fake = backend("Standard", promoted)
+    serving.deploy_stable("2")
+    serving.start_canary("3", 10)
+    serving.promote_canary()
+    assert _role_of(fake.objects[("inferenceservices", "chat-v3")]) == ("canary", "canary")
+    assert "relabelled InferenceService chat-v3 as stable" in serving.sync(promoted, now=2.0)
+    assert _role_of(fake.objects[("inferenceservices", "chat-v3")]) == ("stable", "stable")
+    assert not any("relabelled" in change for change in serving.sync(promoted, now=3.0))  # converged
+
+
+def test_serverless_relabels_a_promoted_revision_only_after_the_bake_time() -> None:
+    from specops.rollout.model import Phase
+
+    promoted = RolloutState(
+        deployment="ml/chat",
+        pair="chat",
+        stable_version="3",
+        previous_version="2",
+        phase=Phase.PROMOTED,
+        promoted_at=1.0,
+    )
+    serving, fake = backend("Serverless", promoted)
+    serving.deploy_stable("2")
+    serving.start_canary("3", 10)
+    serving.promote_canary()
+    bake = serving.spec.policy.bake_s
+    assert serving.sync(promoted, now=1.0 + bake / 2) == []  # KServe's rollback still needs the old revision
+    assert _role_of(fake.objects[("inferenceservices", "chat")]) == ("canary", "canary")
+    assert serving.sync(promoted, now=2.0 + bake) == ["relabelled InferenceService chat as stable"]
+    assert _role_of(fake.objects[("inferenceservices", "chat")]) == ("stable", "stable")
