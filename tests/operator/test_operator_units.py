@@ -289,10 +289,11 @@ def _role_of(body: dict[str, Any]) -> tuple[str, str]:
     return body["metadata"]["labels"]["specops.io/role"], args[args.index("--role") + 1]
 
 
-def test_standard_sync_turns_a_promoted_canary_into_the_stable_role() -> None:
+def _promoted(mode: str) -> tuple[RolloutState, Any, RecordingKube]:
+    """Version 3 promoted over 2 (a canary first) in `mode`: the state and the backend that did it."""
     from specops.rollout.model import Phase
 
-    promoted = RolloutState(
+    state = RolloutState(
         deployment="ml/chat",
         pair="chat",
         stable_version="3",
@@ -300,10 +301,15 @@ def test_standard_sync_turns_a_promoted_canary_into_the_stable_role() -> None:
         phase=Phase.PROMOTED,
         promoted_at=1.0,
     )
-    serving, fake = backend("Standard", promoted)
+    serving, fake = backend(mode, state)
     serving.deploy_stable("2")
     serving.start_canary("3", 10)
     serving.promote_canary()
+    return state, serving, fake
+
+
+def test_standard_sync_turns_a_promoted_canary_into_the_stable_role() -> None:
+    promoted, serving, fake = _promoted("Standard")
     assert _role_of(fake.objects[("inferenceservices", "chat-v3")]) == ("canary", "canary")
     assert "relabelled InferenceService chat-v3 as stable" in serving.sync(promoted, now=2.0)
     assert _role_of(fake.objects[("inferenceservices", "chat-v3")]) == ("stable", "stable")
@@ -311,20 +317,7 @@ def test_standard_sync_turns_a_promoted_canary_into_the_stable_role() -> None:
 
 
 def test_serverless_relabels_a_promoted_revision_only_after_the_bake_time() -> None:
-    from specops.rollout.model import Phase
-
-    promoted = RolloutState(
-        deployment="ml/chat",
-        pair="chat",
-        stable_version="3",
-        previous_version="2",
-        phase=Phase.PROMOTED,
-        promoted_at=1.0,
-    )
-    serving, fake = backend("Serverless", promoted)
-    serving.deploy_stable("2")
-    serving.start_canary("3", 10)
-    serving.promote_canary()
+    promoted, serving, fake = _promoted("Serverless")
     bake = serving.spec.policy.bake_s
     assert serving.sync(promoted, now=1.0 + bake / 2) == []  # KServe's rollback still needs the old revision
     assert _role_of(fake.objects[("inferenceservices", "chat")]) == ("canary", "canary")
