@@ -10,7 +10,16 @@ import httpx
 import pytest
 
 from specops.rollout import brain
-from specops.rollout.model import Alert, Observation, Role, RolloutPolicy, RolloutState, Verdict, WindowMetrics
+from specops.rollout.model import (
+    Alert,
+    Observation,
+    Phase,
+    Role,
+    RolloutPolicy,
+    RolloutState,
+    Verdict,
+    WindowMetrics,
+)
 from specops_operator import alerts, metrics
 from specops_operator import status as status_
 
@@ -231,6 +240,12 @@ def _merged(body: Any, patch: Any) -> Any:
     return merged
 
 
+PROMOTED = RolloutState(
+    deployment="ml/chat", pair="chat", stable_version="3", previous_version="2", phase=Phase.PROMOTED, promoted_at=1.0
+)
+"""Version 3 promoted over version 2, within the bake time."""
+
+
 def backend(mode: str, prior: RolloutState) -> tuple[Any, RecordingKube]:
     from specops_operator import builders, spec
     from specops_operator.serving import KServeBackend
@@ -262,17 +277,7 @@ def test_serverless_canary_promotion_and_rollback_follow_kserve() -> None:
 
 
 def test_standard_rollback_after_promotion_restores_the_previous_version_first() -> None:
-    from specops.rollout.model import Phase
-
-    promoted = RolloutState(
-        deployment="ml/chat",
-        pair="chat",
-        stable_version="3",
-        previous_version="2",
-        phase=Phase.PROMOTED,
-        promoted_at=1.0,
-    )
-    serving, fake = backend("Standard", promoted)
+    serving, fake = backend("Standard", PROMOTED)
     serving.deploy_stable("3")
     fake.writes.clear()
     serving.remove_canary()
@@ -291,21 +296,11 @@ def _role_of(body: dict[str, Any]) -> tuple[str, str]:
 
 def _promoted(mode: str) -> tuple[RolloutState, Any, RecordingKube]:
     """Version 3 promoted over 2 (a canary first) in `mode`: the state and the backend that did it."""
-    from specops.rollout.model import Phase
-
-    state = RolloutState(
-        deployment="ml/chat",
-        pair="chat",
-        stable_version="3",
-        previous_version="2",
-        phase=Phase.PROMOTED,
-        promoted_at=1.0,
-    )
-    serving, fake = backend(mode, state)
+    serving, fake = backend(mode, PROMOTED)
     serving.deploy_stable("2")
     serving.start_canary("3", 10)
     serving.promote_canary()
-    return state, serving, fake
+    return PROMOTED, serving, fake
 
 
 def test_standard_sync_turns_a_promoted_canary_into_the_stable_role() -> None:
