@@ -345,10 +345,13 @@ def engine_run(engine, groups, new_tokens: int, device: str, times: StepTimes | 
     return outputs, seconds, tokens, step_stats
 
 
-def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: str, times: StepTimes | None = None):
+def engine_run_continuous(
+    engine, prompts, rows: int, new_tokens: int | list[int], device: str, times: StepTimes | None = None
+):
     """`prompts` through `rows` rows with continuous batching, as the server runs the engine: a row
-    takes the next prompt as soon as its sequence ends. Outputs in `prompts` order."""
-    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
+    takes the next prompt as soon as its sequence ends. `new_tokens`: for all prompts, or per prompt.
+    Outputs in `prompts` order."""
+    budgets = new_tokens if isinstance(new_tokens, list) else [new_tokens] * len(prompts)
     queue = list(enumerate(prompts))
     in_row: dict[int, int] = {}
     outputs: dict[int, list[int]] = {}
@@ -358,7 +361,7 @@ def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: s
         taken = queue[: len(free)]
         del queue[: len(free)]
         in_row.update({row: index for row, (index, _) in zip(free, taken, strict=False)})
-        return [(prompt, params) for _, prompt in taken]
+        return [(prompt, SamplingParams(max_new_tokens=budgets[index], ignore_eos=True)) for index, prompt in taken]
 
     def finish(row: int, result) -> None:
         outputs[in_row[row]] = result.token_ids
@@ -370,7 +373,7 @@ def engine_run_continuous(engine, prompts, rows: int, new_tokens: int, device: s
         records.append(stats)
         times(stats)
 
-    longest = max(map(len, prompts)) + new_tokens
+    longest = max(map(len, prompts)) + max(budgets)
     sync(device)
     start = time.perf_counter()
     times.start()

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine import SMOKE, BenchRecipe, engine_source_digest, llama  # the bench pair's shapes
+from engine import SMOKE, BenchRecipe, engine_run_continuous, engine_source_digest, llama, sync
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, StepStats
 from specops.engine.runner import KVCache
@@ -60,10 +60,10 @@ def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, d
             marks.append(time.perf_counter())
             phases.append(stats)
 
-        torch.cuda.synchronize() if device == "cuda" else None
+        sync(device)
         started = time.perf_counter()
         engine.generate(prompts, params, on_step=on_step)
-        torch.cuda.synchronize() if device == "cuda" else None
+        sync(device)
         total = time.perf_counter() - started
     finally:
         KVCache.compact = original  # type: ignore[method-assign]
@@ -99,12 +99,12 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
 
     def timed(original, label):
         def call(*args, **kwargs):
-            torch.cuda.synchronize() if device == "cuda" else None
+            sync(device)
             began = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
-                torch.cuda.synchronize() if device == "cuda" else None
+                sync(device)
                 spent[label] += time.perf_counter() - began
                 calls[label] += 1
 
@@ -114,29 +114,18 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
     count = 4 * batch_size
     prompts = torch.randint(0, engine.target.vocab_size, (count, prompt), generator=generator).tolist()
     lengths = torch.randint(64, 193, (count,), generator=generator).tolist()
-    queue = [(p, SamplingParams(max_new_tokens=n, ignore_eos=True)) for p, n in zip(prompts, lengths, strict=True)]
 
-    def run(on_step=None) -> float:
-        waiting = list(queue)
-
-        def admit(free: list[int]):
-            taken = waiting[: len(free)]
-            del waiting[: len(free)]
-            return taken
-
-        torch.cuda.synchronize() if device == "cuda" else None
-        began = time.perf_counter()
-        engine.generate([], [], admit=admit, rows=batch_size, max_tokens=prompt + 192, on_step=on_step)
-        torch.cuda.synchronize() if device == "cuda" else None
-        return time.perf_counter() - began
+    def run() -> tuple[float, int]:
+        """Seconds and steps of one pass of every sequence."""
+        _, seconds, _, records = engine_run_continuous(engine, prompts, batch_size, lengths, device)
+        return seconds, sum(isinstance(record, StepStats) for record in records)
 
     run()  # warm-up
-    plain = run()  # without the timers
-    steps: list[StepStats] = []
+    plain, _ = run()  # without the timers
     for owner, name, label in patched:
         setattr(owner, name, timed(getattr(owner, name), label))
     try:
-        timed_total = run(steps.append)
+        timed_total, steps = run()
     finally:
         for owner, name, original in originals:
             setattr(owner, name, original)
@@ -145,7 +134,7 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
         "sequences": count,
         "tok_s": round(sum(lengths) / plain, 1),
         "total_ms": round(plain * 1000, 2),
-        "steps": len(steps),
+        "steps": steps,
         "timed_total_ms": round(timed_total * 1000, 2),
         "timed_ms": {label: round(seconds * 1000, 2) for label, seconds in spent.items()},
         "timed_calls": calls,

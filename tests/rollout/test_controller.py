@@ -58,9 +58,8 @@ class Recorder:
         self.saved[state.deployment] = state
 
 
-@pytest.fixture
-def world(policy: RolloutPolicy) -> tuple[RolloutController, Recorder]:
-    recorder = Recorder()
+def _started(recorder: Recorder, policy: RolloutPolicy, **options: Any) -> RolloutController:
+    """A controller over `recorder` (every port) with version 1 in production and 2 as the canary."""
     controller = RolloutController(
         deployment="demo",
         pair="p",
@@ -70,10 +69,17 @@ def world(policy: RolloutPolicy) -> tuple[RolloutController, Recorder]:
         aliases=recorder,
         audit=recorder,
         states=recorder,
+        **options,
     )
     controller.begin("1", now=0.0)
     controller.begin("2", now=1.0)
-    return controller, recorder
+    return controller
+
+
+@pytest.fixture
+def world(policy: RolloutPolicy) -> tuple[RolloutController, Recorder]:
+    recorder = Recorder()
+    return _started(recorder, policy), recorder
 
 
 def test_a_rollout_starts_with_production_then_a_canary(world: tuple[RolloutController, Recorder]) -> None:
@@ -121,19 +127,7 @@ def test_an_unapproved_promotion_is_held_and_audited(policy: RolloutPolicy) -> N
         if version not in approved:
             raise Conflict(f"{pair} version {version} needs an approval")
 
-    controller = RolloutController(
-        deployment="demo",
-        pair="p",
-        policy=policy,
-        serving=recorder,
-        metrics=recorder,
-        aliases=recorder,
-        audit=recorder,
-        states=recorder,
-        approve=approve,
-    )
-    controller.begin("1", now=0.0)
-    controller.begin("2", now=1.0)
+    controller = _started(recorder, policy, approve=approve)
     controller.tick(now=2.0)
     held = controller.tick(now=3.0)
     assert "needs an approval" in held.reason and controller.state().phase is Phase.PROGRESSING

@@ -359,12 +359,16 @@ async def _stream_events(
     runtime: ServingRuntime,
     prepared: list[PreparedRequest],
     *,
+    envelope: Callable[[list[dict[str, Any]]], dict[str, Any]],
     chunk: Callable[[int, TextDelta | None, str | None], dict[str, Any]],
     first: Callable[[int], dict[str, Any] | None],
-    usage_chunk: Callable[[dict[str, int]], dict[str, Any]] | None,
+    include_usage: bool,
     disconnected: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
     """SSE lines for ``prepared``; an engine failure ends the stream with an error event.
+
+    ``envelope(choices)`` wraps choices in a chunk object; with ``include_usage`` a last chunk without
+    choices carries the usage.
 
     A step that adds no text sends nothing, so the client's departure would go unseen until text
     flows again: such steps ask ``disconnected()`` instead, and a departed client ends the stream
@@ -385,8 +389,9 @@ async def _stream_events(
                     yield f"data: {_dumps(chunk(index, delta, delta.finish_reason))}\n\n"
                 elif await disconnected():
                     return
-        if usage_chunk is not None:
-            yield f"data: {_dumps(usage_chunk(protocol.usage(prompt_tokens, completion_tokens)))}\n\n"
+        if include_usage:
+            usage = protocol.usage(prompt_tokens, completion_tokens)
+            yield f"data: {_dumps({**envelope([]), 'usage': usage})}\n\n"
     except RequestError as error:
         body = protocol.error_body(error.message, error_type=error.error_type, param=error.param, code=error.code)
         yield f"data: {_dumps(body)}\n\n"
@@ -420,15 +425,13 @@ def _completion_stream(
             [{"index": index, "text": prepared[index].prompt_text, "logprobs": None, "finish_reason": None}]
         )
 
-    def usage_chunk(usage: dict[str, int]) -> dict[str, Any]:
-        return {**envelope([]), "usage": usage}
-
     return _stream_events(
         runtime,
         prepared,
+        envelope=envelope,
         chunk=chunk,
         first=first,
-        usage_chunk=usage_chunk if include_usage else None,
+        include_usage=include_usage,
         disconnected=disconnected,
     )
 
@@ -456,15 +459,13 @@ def _chat_stream(
             [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
         )
 
-    def usage_chunk(usage: dict[str, int]) -> dict[str, Any]:
-        return {**envelope([]), "usage": usage}
-
     return _stream_events(
         runtime,
         prepared,
+        envelope=envelope,
         chunk=chunk,
         first=first,
-        usage_chunk=usage_chunk if include_usage else None,
+        include_usage=include_usage,
         disconnected=disconnected,
     )
 
