@@ -66,24 +66,30 @@ def test_admitted_sequences_equal_the_targets_own_greedy_decoding(target, near_d
 
 def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch):
     """Attention over the whole cache, fused layers and padded batches, as with CUDA graphs; a prompt
-    admitted alone is prefilled alone (batch size 1) and copied into its row."""
+    admitted alone is prefilled alone (batch size 1) and copied into its row, into slots already in
+    use where they fit (the cache does not grow)."""
     config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True)
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
-    alone = []
+    alone = []  # (rows, cache length before, after)
+
+    def recorded(real):
+        def prefill_alone(cache, sequences, rows):
+            before = cache.length
+            real(cache, sequences, rows)
+            alone.append((rows, before, cache.length))
+
+        return prefill_alone
+
     for runner in (engine.target, engine.proposer.runner):
         runner.attend_capacity = True
         runner.fuse()
-        prefill_alone = runner._prefill_alone
-        monkeypatch.setattr(
-            runner,
-            "_prefill_alone",
-            lambda cache, seqs, rows, real=prefill_alone: (alone.append(rows), real(cache, seqs, rows)),
-        )
+        monkeypatch.setattr(runner, "_prefill_alone", recorded(runner._prefill_alone))
     done = run_continuously(engine, start=1, rows=3)  # runs as 4 rows
     assert {i: tokens for i, (tokens, _) in done.items()} == {
         i: hf_greedy(target, p, b) for i, (p, b) in enumerate(zip(PROMPTS, BUDGETS, strict=True))
     }
-    assert alone and all(len(rows) == 1 for rows in alone)
+    assert alone and all(len(rows) == 1 for rows, _, _ in alone)
+    assert any(0 < before == after for _, before, after in alone)
 
 
 def test_a_seeded_sampled_sequence_draws_the_same_tokens_when_admitted(target, near_draft, tokenizer):

@@ -4,8 +4,10 @@ The cache is a slot array shared by the batch. Every forward writes its `q` new 
 slots `[length, length + q)` for all sequences; a per-sequence validity mask hides the slots a
 sequence does not own (padding of ragged prompts, rejected draft tokens). Trimming after a rejection
 moves `length` back to the last slot any sequence still owns, so nothing is re-encoded. When the
-holes would overflow the capacity the cache is compacted. Positions (RoPE) are per sequence: the
-count of its valid tokens, so padding and holes never shift a sequence.
+holes would overflow the capacity the cache is compacted. The one exception to the shared slots: a
+prompt admitted alone into a running batch is copied into the last slots in use (its row owns none
+of them). Positions (RoPE) are per sequence: the count of its valid tokens, so padding and holes
+never shift a sequence.
 
 Owning the forward (instead of calling `model(...)`) keeps the engine independent of the cache API,
 which changes between transformers releases, and lets a CUDA device replay each (batch, q) shape as
@@ -38,11 +40,19 @@ replay, so admitting a prompt into a running batch costs a few replays instead o
 class KVCache:
     """Keys and values of one model for one batch; see the module docstring for the slot scheme."""
 
-    keys: list[torch.Tensor]  # per layer [batch_size, num_kv_heads, capacity, head_dim]
-    values: list[torch.Tensor]  # per layer [batch_size, num_kv_heads, capacity, head_dim]
+    kv: torch.Tensor  # [2 (keys, values), num_layers, batch_size, num_kv_heads, capacity, head_dim]
     valid: torch.Tensor  # [batch_size, capacity] bool, slot holds a token of that sequence
     seq_lens: torch.Tensor  # [batch_size] long, valid tokens per sequence (next position)
     length: int = 0  # slots in use
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """[num_layers, batch_size, num_kv_heads, capacity, head_dim]; `keys[layer]` is one layer's."""
+        return self.kv[0]
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.kv[1]
 
     @property
     def batch_size(self) -> int:
@@ -60,8 +70,7 @@ class KVCache:
     def row(self, row: int) -> KVCache:
         """A one-sequence view of `row` (writes through to this cache), at the same `length`."""
         return KVCache(
-            keys=[k[row : row + 1] for k in self.keys],
-            values=[v[row : row + 1] for v in self.values],
+            kv=self.kv[:, :, row : row + 1],
             valid=self.valid[row : row + 1],
             seq_lens=self.seq_lens[row : row + 1],
             length=self.length,
@@ -94,11 +103,10 @@ class KVCache:
         new_length = int(counts.max()) if counts.numel() else 0
         order = torch.argsort((~self.valid[:, : self.length]).to(torch.int8), dim=1, stable=True)
         index = order[:, :new_length]  # [batch_size, new_length]
-        for cache in (self.keys, self.values):
-            for layer, tensor in enumerate(cache):
-                gather_index = index[:, None, :, None].expand(-1, tensor.shape[1], -1, tensor.shape[3])
-                moved = torch.gather(tensor[:, :, : self.length], 2, gather_index)
-                cache[layer][:, :, :new_length] = moved
+        for tensor in self.kv:  # keys, then values: [num_layers, batch_size, kv_heads, capacity, head_dim]
+            layers, _, heads, _, head_dim = tensor.shape
+            gather_index = index[None, :, None, :, None].expand(layers, -1, heads, -1, head_dim)
+            tensor[:, :, :, :new_length] = torch.gather(tensor[:, :, :, : self.length], 3, gather_index)
         slots = torch.arange(self.capacity, device=self.valid.device)
         self.valid.copy_(slots[None, :] < counts[:, None])
         self.length = new_length
@@ -188,10 +196,9 @@ class ModelRunner:
         return cache
 
     def _new_cache(self, batch_size: int, capacity: int) -> KVCache:
-        shape = (batch_size, self.num_kv_heads, capacity, self.head_dim)
+        shape = (2, self.num_layers, batch_size, self.num_kv_heads, capacity, self.head_dim)
         return KVCache(
-            keys=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
-            values=[torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in range(self.num_layers)],
+            kv=torch.zeros(shape, device=self.device, dtype=self.dtype),
             valid=torch.zeros(batch_size, capacity, device=self.device, dtype=torch.bool),
             seq_lens=torch.zeros(batch_size, device=self.device, dtype=torch.long),
         )
@@ -315,17 +322,18 @@ class ModelRunner:
             offset += width
 
     def _prefill_alone(self, cache: KVCache, sequences: list[list[int]], rows: list[int]) -> None:
-        """Prefill each of `rows` (empty in `cache`) in the scratch cache, then copy its slots into a
-        window of `cache` that every other row leaves empty (as a batch-wide chunk would)."""
+        """Prefill each of `rows` (empty in `cache`) in the scratch cache, then copy its slots into the
+        row: into the last slots in use where they fit (an empty row owns none of them, so admitting
+        a sequence beside running ones costs no slots), else into a window reserved after them."""
         width = sum(append_chunks(max(len(sequences[row]) for row in rows)))
-        start = self._reserve(cache, cache.batch_size, width)
-        cache.valid[:, start : start + width] = False
+        self.ensure_room(cache, width)
+        start = max(cache.length - width, 0)
+        cache.length = max(cache.length, start + width)
         for row in rows:
             scratch = self._scratch(cache.capacity)
             self._append_chunks(scratch, [sequences[row]])
             used = scratch.length
-            for target, source in zip(cache.keys + cache.values, scratch.keys + scratch.values, strict=True):
-                target[row, :, start : start + used] = source[0, :, :used]
+            cache.kv[:, :, row, :, start : start + used] = scratch.kv[:, :, 0, :, :used]
             cache.valid[row, start : start + used] = scratch.valid[0, :used]
             cache.seq_lens[row] = scratch.seq_lens[0]
 

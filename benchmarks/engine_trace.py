@@ -1,0 +1,230 @@
+"""Where a decoding step's wall time goes: device busy, device idle, and what the host did meanwhile.
+
+Untrained bench-size models, static batches (every draft is rejected: the step shapes are those of
+a trained pair's worst case). Each step is traced with torch.profiler; the engine's phases are named
+by wrapping its methods in `record_function`. Per mode the summary gives the mean step wall time, the
+device's busy and idle time per step, and which host phase was running while the device sat idle:
+
+    PYTHONPATH=platform python benchmarks/engine_trace.py --out benchmarks/results/engine-trace-h100.json
+
+`--traces DIR` also writes the Chrome traces (gzip), for a look in Perfetto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine import SMOKE, BenchRecipe, engine_run, engine_run_continuous, engine_source_digest, llama
+from engine_steps import _Tokenizer
+
+from specops.engine import SpeculationConfig, SpeculativeEngine, StepStats
+from specops.engine.proposers import DraftModelProposer
+from specops.engine.runner import KVCache, ModelRunner
+
+PHASES = [
+    (SpeculativeEngine, "_admit"),
+    (SpeculativeEngine, "_verify_step"),
+    (SpeculativeEngine, "_emit"),
+    (DraftModelProposer, "propose"),
+    (DraftModelProposer, "_catch_up"),
+    (DraftModelProposer, "settle"),
+    (DraftModelProposer, "commit"),
+    (ModelRunner, "forward"),
+    (ModelRunner, "greedy_rounds"),
+    (ModelRunner, "tidy"),
+    (ModelRunner, "_prefill_alone"),
+    (ModelRunner, "_append_chunks"),
+    (KVCache, "compact"),
+]
+"""Methods whose host time is named in the trace (their name is the phase)."""
+
+DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
+
+
+@contextlib.contextmanager
+def named_phases() -> Iterator[None]:
+    """Wrap every method of `PHASES` in a `record_function` of its name."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name in PHASES]
+
+    def named(original, label):
+        def call(*args, **kwargs):
+            with record_function(label):
+                return original(*args, **kwargs)
+
+        return call
+
+    for owner, name, original in originals:
+        setattr(owner, name, named(original, name.lstrip("_")))
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def step_records(trace: dict) -> list[dict]:
+    """Per step (µs; steps end at `step_end` annotations): wall, device busy, the host time of each
+    phase, and the device's idle time charged to the innermost host phase running then."""
+    events = trace["traceEvents"]
+    ends = sorted(e["ts"] for e in events if e.get("name") == "step_end")
+    busy = _merged([(e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") in DEVICE_CATEGORIES and "dur" in e])
+    phases = [
+        (e["ts"], e["ts"] + e["dur"], e["name"])
+        for e in events
+        if e.get("cat") == "user_annotation" and e.get("name") != "step_end" and "dur" in e
+    ]
+    records = []
+    for start, end in itertools.pairwise(ends):
+        inside = [(max(a, start), min(b, end)) for a, b in busy if b > start and a < end]
+        near = [p for p in phases if p[1] > start and p[0] < end]
+        idle: dict[str, float] = defaultdict(float)
+        cursor = start
+        for a, b in [*inside, (end, end)]:
+            for t in range(int(cursor), int(a)):  # the gap before this busy interval, 1 µs resolution
+                running = [(p_end - p_start, name) for p_start, p_end, name in near if p_start <= t < p_end]
+                idle[min(running)[1] if running else "(between phases)"] += 1.0
+            cursor = max(cursor, b)
+        host: dict[str, float] = defaultdict(float)
+        for p_start, p_end, name in near:
+            host[name] += min(p_end, end) - max(p_start, start)
+        records.append({"wall": end - start, "busy": sum(b - a for a, b in inside), "idle_while": idle, "host": host})
+    return records
+
+
+def summarise(records: list[dict]) -> dict:
+    """Means per step (µs) of `step_records`."""
+    count = max(len(records), 1)
+
+    def mean_of(key: str) -> dict[str, float]:
+        totals: dict[str, float] = defaultdict(float)
+        for record in records:
+            for name, value in record[key].items():
+                totals[name] += value
+        return {k: round(v / count, 1) for k, v in sorted(totals.items(), key=lambda i: -i[1])}
+
+    wall = sum(r["wall"] for r in records) / count
+    busy = sum(r["busy"] for r in records) / count
+    return {
+        "steps": len(records),
+        "step_wall_us": round(wall, 1),
+        "device_busy_us": round(busy, 1),
+        "device_idle_us": round(wall - busy, 1),
+        "device_idle_while_us": mean_of("idle_while"),
+        "host_in_phase_us": mean_of("host"),
+    }
+
+
+class _StepEnd:
+    """Marks the end of each step in the trace (the `times` hook of the benchmark's runners)."""
+
+    def start(self) -> None:
+        pass
+
+    def __call__(self, stats: StepStats) -> None:
+        with record_function("step_end"):
+            pass
+
+
+def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace, name: str) -> dict:
+    """Trace one call (after a warm-up call): static, or `4 * batch_size` sequences of 64..192 new
+    tokens streamed through `batch_size` rows (`--continuous`); steps that admitted apart."""
+    generator = torch.Generator().manual_seed(batch_size)
+    count = 4 * batch_size if args.continuous else batch_size
+    prompts = torch.randint(0, engine.target.vocab_size, (count, 128), generator=generator).tolist()
+    if args.continuous:
+        lengths = torch.randint(64, 193, (count,), generator=generator).tolist()
+
+        def run() -> None:
+            engine_run_continuous(engine, prompts, batch_size, lengths, args.device, _StepEnd())
+    else:
+
+        def run() -> None:
+            engine_run(engine, [prompts], args.new, args.device, _StepEnd())
+
+    run()  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    with named_phases(), profile(activities=activities) as prof:
+        run()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        trace = json.loads(path.read_text())
+        if args.traces is not None:
+            args.traces.mkdir(parents=True, exist_ok=True)
+            with path.open("rb") as source, gzip.open(args.traces / f"{name}.json.gz", "wb") as target:
+                shutil.copyfileobj(source, target)
+    records = step_records(trace)[2:]  # the first steps of a call carry its set-up
+    admitting = [r for r in records if "admit" in r["host"]]
+    return {
+        "steps": summarise([r for r in records if "admit" not in r["host"]]),
+        "admitting_steps": summarise(admitting) if admitting else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--traces", type=Path, help="folder for the Chrome traces")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-sizes", default="1,8")
+    parser.add_argument("--modes", default="nonspec,fixed_k2")
+    parser.add_argument("--new", type=int, default=48, help="new tokens per sequence")
+    parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
+    parser.add_argument("--continuous", action="store_true", help="continuous batching (admissions apart)")
+    args = parser.parse_args()
+    device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
+    recipe = SMOKE if args.small else BenchRecipe()
+    target, draft = (
+        llama(recipe, name, seed=seed).to(device=device, dtype=dtype).eval()
+        for seed, name in enumerate(("target", "draft"))
+    )
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    rows = []
+    modes = [m for m in (("nonspec", "none", 0), ("fixed_k2", "draft", 2)) if m[0] in args.modes.split(",")]
+    for name, proposer, k in modes:
+        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False)
+        engine = SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
+        engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else args.new), continuous=args.continuous)
+        for batch_size in batch_sizes:
+            row = {"mode": name, "batch_size": batch_size}
+            row.update(traced(engine, batch_size, args, f"{name}-b{batch_size}"))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    report = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "engine_source": engine_source_digest(),
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
