@@ -30,6 +30,13 @@ class SequenceBatch:
         return len(self.tokens)
 
 
+def host_staged(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A host list as a tensor ready to copy to `device` without waiting: in pinned memory for a CUDA
+    device (copies from it are asynchronous), as it is otherwise."""
+    tensor = torch.tensor(values, dtype=dtype)
+    return tensor.pin_memory() if device.type == "cuda" else tensor
+
+
 def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A host list as a tensor on `device`, without waiting for the device.
 
@@ -38,10 +45,7 @@ def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.T
     decoding step builds several small inputs, so it stages them in pinned memory and copies
     asynchronously instead; the host reads the device once per step (the verifier's decision).
     """
-    tensor = torch.tensor(values, dtype=dtype)
-    if device.type != "cuda":
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
+    return host_staged(values, dtype, device).to(device, non_blocking=True)
 
 
 def left_padded(

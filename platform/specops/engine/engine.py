@@ -22,10 +22,9 @@ import torch
 from specops import errors
 from specops.engine import verify
 from specops.engine.adaptive import DraftLengthController, PairAcceptance, SpeculationGovernor
-from specops.engine.batch import SequenceBatch, to_device
+from specops.engine.batch import SequenceBatch, host_staged, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
-from specops.engine.proposers.draft_model import MAX_FIRST_ROUND
 from specops.engine.runner import KVCache, ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
@@ -354,26 +353,19 @@ class SpeculativeEngine:
         if not self.target.use_graphs:
             return
         capacity = self._call_capacity(max_tokens, max_tokens, continuous=continuous)
-        max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
+        max_draft = self.config.num_speculative_tokens if self.proposer is not None else 0
         for batch_size in sorted({self.padded_batch_size(size) for size in batch_sizes}):
-            width = max(max_k + 1, MAX_FIRST_ROUND)
-            ones = torch.ones(batch_size, width, dtype=torch.bool, device=self.device)
-            zeros = torch.zeros(batch_size, width, dtype=torch.long, device=self.device)
             cache = self.target.cache(batch_size, capacity)
-            for q in range(1, max_k + 2):
-                self.target.forward(cache, zeros[:, :q], ones[:, :q])
+            for max_k in range(max_draft + 1):
+                ones = torch.ones(batch_size, max_k + 1, dtype=torch.bool, device=self.device)
+                zeros = torch.zeros(batch_size, max_k + 1, dtype=torch.long, device=self.device)
+                self.target.forward(cache, zeros, ones)  # the sampled steps' graph
+                staged = torch.zeros(3, batch_size, dtype=torch.long, device=self.device)
+                self._replay_verify_greedy(cache, staged, zeros[:, 1:])  # the greedy steps' graph
                 cache.reset()
             self.target.warm_up_prefill(batch_size, capacity)
             if isinstance(self.proposer, DraftModelProposer):
-                runner = self.proposer.runner
-                runner.warm_up_prefill(batch_size, capacity)
-                draft_cache = runner.cache(batch_size, capacity)
-                for first_round in range(1, MAX_FIRST_ROUND + 1):
-                    for rounds in range(1, max_k + 1):
-                        runner.greedy_rounds(
-                            draft_cache, zeros[:, :first_round], ones[:, :first_round], ones[:, 0], rounds
-                        )
-                        draft_cache.reset()
+                self.proposer.warm_up(batch_size, capacity, max_draft)
         # the models, graphs and compiled code live as long as the process: keep them out of later
         # garbage collections, whose full passes over them would stall decoding steps
         gc.collect()
@@ -385,41 +377,58 @@ class SpeculativeEngine:
         """Target forward over `[last, drafts]`, verification, cache trim. Returns tokens and accepted counts.
 
         Everything up to reading the decision is queued on the device without waiting; the read is
-        the step's one synchronisation.
+        the step's one synchronisation. A greedy batch's target side is one computation
+        (`_verify_greedy`), on a GPU one CUDA graph.
         """
-        max_k = proposal.max_k
-        staged = [list(map(int, batch.active)), proposal.num_draft_tokens, [t[-1] for t in batch.tokens]]
-        active, num_draft, last = to_device(staged, torch.long, self.device)  # [batch_size] each, one copy
-        active = active.bool()
-        ids = torch.cat([last[:, None], proposal.draft_token_ids], dim=1)  # [batch_size, max_k + 1]
-        columns = torch.arange(max_k + 1, device=self.device)
-        valid = active[:, None] & (columns[None, :] <= num_draft[:, None])  # [batch_size, max_k + 1]
-        logits = self.target.forward(cache, ids, valid)  # [batch_size, max_k + 1, vocab]
-        start = cache.length - (max_k + 1)  # after the forward: it may have compacted the cache
-        sampling = batch.sampling
-        result = verify.greedy(proposal.draft_token_ids, num_draft, logits)
-        if not sampling.all_greedy:
-            sampled = verify.rejection(
-                proposal.draft_token_ids,
-                num_draft,
-                probabilities(logits, sampling),
-                proposal.draft_probs,
-                batch.rng,
-            )
-            greedy_rows = sampling.greedy[:, None]
-            result = verify.VerifyResult(
-                num_accepted=torch.where(sampling.greedy, result.num_accepted, sampled.num_accepted),
-                output_token_ids=torch.where(greedy_rows, result.output_token_ids, sampled.output_token_ids),
-            )
+        staged = host_staged(
+            [list(map(int, batch.active)), proposal.num_draft_tokens, [t[-1] for t in batch.tokens]],
+            torch.long,
+            self.device,
+        )  # [3, batch_size]: active, drafted, last token
+        if batch.sampling.all_greedy:
+            packed, start = self._replay_verify_greedy(cache, staged, proposal.draft_token_ids)
+        else:
+            packed, start = self._verify_sampled(batch, cache, proposal, staged)
         clock.mark()
-        cache.drop(start, valid & (columns[None, :] <= result.num_accepted[:, None]))
         if self.proposer is not None:
-            self.proposer.settle(proposal, result.num_accepted)
-        packed = torch.cat([result.num_accepted[:, None], result.output_token_ids], dim=1).tolist()
-        num_accepted = [row[0] for row in packed]
+            self.proposer.settle(proposal, packed[:, 0])
+        rows = packed.tolist()
+        num_accepted = [row[0] for row in rows]
         used = 1 + max(n for n, a in zip(num_accepted, batch.active, strict=True) if a) if any(batch.active) else 0
         cache.trim(start, used)
-        return [row[1:] for row in packed], num_accepted
+        return [row[1:] for row in rows], num_accepted
+
+    def _replay_verify_greedy(
+        self, cache: KVCache, staged: torch.Tensor, draft_token_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """`_verify_greedy` over new slots of `cache`: (packed decision, first slot)."""
+        batch_size, max_k = draft_token_ids.shape
+        start = self.target.reserve(cache, batch_size, max_k + 1)
+
+        def compute(staged: torch.Tensor, draft_token_ids: torch.Tensor, start: torch.Tensor, kv_len: int | None):
+            return _verify_greedy(self.target, cache, staged, draft_token_ids, start, kv_len)
+
+        packed = self.target.replay(("verify", batch_size, max_k), cache, compute, [staged, draft_token_ids], start)
+        return packed, start
+
+    def _verify_sampled(
+        self, batch: SequenceBatch, cache: KVCache, proposal: Proposal, staged: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """Verification of a batch with sampled sequences (greedy rows stay greedy): (packed, first slot)."""
+        ids, valid, num_draft = _step_tokens(staged.to(self.device, non_blocking=True), proposal.draft_token_ids)
+        logits = self.target.forward(cache, ids, valid)  # [batch_size, max_k + 1, vocab]
+        start = cache.length - (proposal.max_k + 1)  # after the forward: it may have compacted the cache
+        sampling = batch.sampling
+        greedy = verify.greedy(proposal.draft_token_ids, num_draft, logits)
+        sampled = verify.rejection(
+            proposal.draft_token_ids, num_draft, probabilities(logits, sampling), proposal.draft_probs, batch.rng
+        )
+        result = verify.VerifyResult(
+            num_accepted=torch.where(sampling.greedy, greedy.num_accepted, sampled.num_accepted),
+            output_token_ids=torch.where(sampling.greedy[:, None], greedy.output_token_ids, sampled.output_token_ids),
+        )
+        start_tensor = to_device([start], torch.long, self.device)
+        return _decided(cache, start_tensor, valid, result), start
 
     def _apply_stops(
         self, generated: list[int], new_ids: list[int], params: SamplingParams, budget: int, window: int
@@ -458,6 +467,40 @@ class SpeculativeEngine:
         """What a step costs, for the governor: wall time on an accelerator; on a CPU this process's
         CPU time, which other processes on a shared machine do not inflate."""
         return time.perf_counter() if self.device.type != "cpu" else time.process_time()
+
+
+def _step_tokens(
+    staged: torch.Tensor,  # [3, batch_size] long: active, drafted tokens, last token
+    draft_token_ids: torch.Tensor,  # [batch_size, max_k] long
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The target's inputs of a step: ids and valid [batch_size, max_k + 1], drafted [batch_size]."""
+    active, num_draft, last = staged
+    ids = torch.cat([last[:, None], draft_token_ids], dim=1)
+    columns = torch.arange(ids.shape[1], device=ids.device)
+    valid = active.bool()[:, None] & (columns[None, :] <= num_draft[:, None])
+    return ids, valid, num_draft
+
+
+def _decided(cache: KVCache, start: torch.Tensor, valid: torch.Tensor, result: verify.VerifyResult) -> torch.Tensor:
+    """Drop the rejected slots; the decision packed as [batch_size, 1 + max_k + 1]: accepted count, tokens."""
+    columns = torch.arange(valid.shape[1], device=valid.device)
+    cache.drop(start, valid & (columns[None, :] <= result.num_accepted[:, None]))
+    return torch.cat([result.num_accepted[:, None], result.output_token_ids], dim=1)
+
+
+def _verify_greedy(
+    target: ModelRunner,
+    cache: KVCache,
+    staged: torch.Tensor,  # [3, batch_size] long, see `_step_tokens`
+    draft_token_ids: torch.Tensor,  # [batch_size, max_k] long
+    start: torch.Tensor,  # [1] long, the step's first slot
+    kv_len: int | None,
+) -> torch.Tensor:
+    """The target's side of a greedy step, on the device alone (so a CUDA graph can hold it): the
+    forward, the verifier, the cache's drop of rejected slots; returns `_decided`'s packed decision."""
+    ids, valid, num_draft = _step_tokens(staged, draft_token_ids)
+    logits = target._forward(cache, ids, valid, start, kv_len=kv_len)
+    return _decided(cache, start, valid, verify.greedy(draft_token_ids, num_draft, logits))
 
 
 def _stop_window(params: SamplingParams) -> int:

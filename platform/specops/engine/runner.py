@@ -81,17 +81,18 @@ class KVCache:
         self.valid[row] = False
         self.seq_lens[row] = 0
 
-    def drop(self, start: int, keep: torch.Tensor) -> None:
+    def drop(self, start: torch.Tensor, keep: torch.Tensor) -> None:
         """After forwards that wrote slots `[start, start + q)`, keep only the marked ones.
 
+        start: [1] long (a tensor, so that a CUDA graph can replay this for any window);
         keep: [batch_size, q] bool, True for slots the sequence keeps (rejection drops a suffix).
         Device work only: the caller, once it has read the verifier's decision on the host, moves
         `length` back to the window's last kept slot (`trim`).
         """
-        q = keep.shape[1]
-        window = self.valid[:, start : start + q]
+        slots = start + torch.arange(keep.shape[1], device=keep.device)
+        window = self.valid.index_select(1, slots)
         self.seq_lens -= (window & ~keep).sum(dim=1)
-        window &= keep
+        self.valid.index_copy_(1, slots, window & keep)
 
     def trim(self, start: int, used: int) -> None:
         """Slots in use end `used` slots after `start` (the last one any sequence kept)."""
@@ -238,14 +239,12 @@ class ModelRunner:
         Padding tokens get a slot too (hidden from every other token); their logits are garbage.
         """
         batch_size, q = input_ids.shape
-        start = self._reserve(cache, batch_size, q)
-        if not self.use_graphs:
-            start_tensor = to_device([start], torch.long, self.device)
-            kv_len = None if self.attend_capacity else cache.length
-            return self._forward(cache, input_ids, input_valid, start_tensor, kv_len=kv_len, logits=logits)
-        key = ("forward", batch_size, q, logits)
-        graph = self._graph(key, cache, lambda: _ForwardGraph(self, cache, q, logits=logits))
-        return graph.run(input_ids, input_valid, start)
+        start = self.reserve(cache, batch_size, q)
+
+        def compute(ids: torch.Tensor, valid: torch.Tensor, start: torch.Tensor, kv_len: int | None):
+            return self._forward(cache, ids, valid, start, kv_len=kv_len, logits=logits)
+
+        return self.replay(("forward", batch_size, q, logits), cache, compute, [input_ids, input_valid], start)
 
     @torch.inference_mode()
     def greedy_rounds(
@@ -262,15 +261,36 @@ class ModelRunner:
         On a CUDA device the whole loop is one graph replay.
         """
         batch_size, q = input_ids.shape
-        start = self._reserve(cache, batch_size, q + num_rounds - 1)
+        start = self.reserve(cache, batch_size, q + num_rounds - 1)
+
+        def compute(ids: torch.Tensor, valid: torch.Tensor, active: torch.Tensor, start: torch.Tensor, kv_len):
+            return self._greedy_rounds(cache, ids, valid, active, start, num_rounds, kv_len=kv_len)
+
+        key = ("rounds", batch_size, q, num_rounds)
+        return self.replay(key, cache, compute, [input_ids, input_valid, active], start)
+
+    def replay(
+        self,
+        key: tuple,
+        cache: KVCache,
+        compute: Callable[..., torch.Tensor | None],
+        inputs: list[torch.Tensor],
+        start: int,
+    ) -> torch.Tensor | None:
+        """`compute(*inputs, start, kv_len)`: device work on `cache` from slot `start` (a [1] tensor),
+        attending over `kv_len` slots (None: the capacity).
+
+        With CUDA graphs, captured once per `key` and cache (its first call runs it), then replayed:
+        the inputs (on the device, or in pinned host memory) are copied into the graph's own.
+        Otherwise called directly. `compute` must not depend on anything but its arguments, `cache`
+        and the models' weights.
+        """
         if not self.use_graphs:
             start_tensor = to_device([start], torch.long, self.device)
             kv_len = None if self.attend_capacity else cache.length
-            return self._greedy_rounds(cache, input_ids, input_valid, active, start_tensor, num_rounds, kv_len=kv_len)
-        graph = self._graph(
-            ("rounds", batch_size, q, num_rounds), cache, lambda: _RoundsGraph(self, cache, q, num_rounds)
-        )
-        return graph.run(input_ids, input_valid, active, start)
+            return compute(*(x.to(self.device, non_blocking=True) for x in inputs), start_tensor, kv_len)
+        graph = self._graph(key, cache, lambda: _CapturedGraph(self, cache, compute, inputs))
+        return graph.run(inputs, start)
 
     @staticmethod
     def ensure_room(cache: KVCache, num_slots: int) -> None:
@@ -343,7 +363,8 @@ class ModelRunner:
         if not self.attend_capacity and cache.length - int(cache.seq_lens.max()) > slack:
             cache.compact()
 
-    def _reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
+    def reserve(self, cache: KVCache, batch_size: int, num_slots: int) -> int:
+        """The first of `num_slots` new slots for every sequence of `cache` (compacting first if full)."""
         if batch_size != cache.batch_size:
             raise ValueError(f"input batch {batch_size} != cache batch {cache.batch_size}")
         self.ensure_room(cache, num_slots)
@@ -653,22 +674,25 @@ def append_chunks(num_tokens: int) -> list[int]:
 
 
 class _CapturedGraph:
-    """A CUDA graph of one runner computation for fixed shapes, attending over the whole capacity.
+    """A CUDA graph of one `ModelRunner.replay` computation for fixed shapes, attending over the
+    whole capacity.
 
     The first call runs the computation for real (its cache writes are the step's), then records
     it; later calls copy inputs into static buffers and replay.
     """
 
-    def __init__(self, runner: ModelRunner, cache: KVCache) -> None:
-        self.runner, self.cache = runner, cache
+    def __init__(
+        self, runner: ModelRunner, cache: KVCache, compute: Callable[..., torch.Tensor | None], inputs: list
+    ) -> None:
+        self.runner, self.cache, self.compute = runner, cache, compute
+        self.inputs = [torch.empty(x.shape, dtype=x.dtype, device=runner.device) for x in inputs]
         self.start = torch.zeros(1, dtype=torch.long, device=runner.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.output: torch.Tensor | None = None
 
-    def _call(self) -> torch.Tensor | None:
-        raise NotImplementedError
-
-    def _replay(self, start: int) -> torch.Tensor | None:
+    def run(self, inputs: list[torch.Tensor], start: int) -> torch.Tensor | None:
+        for buffer, value in zip(self.inputs, inputs, strict=True):
+            buffer.copy_(value, non_blocking=True)
         self.start.fill_(start)
         if self.graph is not None:
             self.graph.replay()
@@ -683,55 +707,15 @@ class _CapturedGraph:
         collecting = gc.isenabled()
         try:
             with torch.cuda.stream(stream):
-                result = self._call()
+                result = self.compute(*self.inputs, self.start, None)
                 result = None if result is None else result.clone()
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
             gc.disable()
             with torch.cuda.graph(self.graph):  # a private memory pool per graph: replay order never matters
-                self.output = self._call()
+                self.output = self.compute(*self.inputs, self.start, None)
         finally:
             self.runner.run_compiled = False
             if collecting:
                 gc.enable()
         return result
-
-
-class _ForwardGraph(_CapturedGraph):
-    def __init__(self, runner: ModelRunner, cache: KVCache, q: int, *, logits: bool = True) -> None:
-        super().__init__(runner, cache)
-        self.input_ids = torch.zeros(cache.batch_size, q, dtype=torch.long, device=runner.device)
-        self.input_valid = torch.zeros(cache.batch_size, q, dtype=torch.bool, device=runner.device)
-        self.logits = logits
-
-    def run(self, input_ids: torch.Tensor, input_valid: torch.Tensor, start: int) -> torch.Tensor | None:
-        self.input_ids.copy_(input_ids)
-        self.input_valid.copy_(input_valid)
-        return self._replay(start)
-
-    def _call(self) -> torch.Tensor | None:
-        return self.runner._forward(
-            self.cache, self.input_ids, self.input_valid, self.start, kv_len=None, logits=self.logits
-        )
-
-
-class _RoundsGraph(_ForwardGraph):
-    def __init__(self, runner: ModelRunner, cache: KVCache, q: int, num_rounds: int) -> None:
-        super().__init__(runner, cache, q)
-        self.active = torch.zeros(cache.batch_size, dtype=torch.bool, device=runner.device)
-        self.num_rounds = num_rounds
-
-    def run(
-        self,
-        input_ids: torch.Tensor,
-        input_valid: torch.Tensor,
-        active: torch.Tensor,  # type: ignore[override]
-        start: int,
-    ) -> torch.Tensor:
-        self.active.copy_(active)
-        return super().run(input_ids, input_valid, start)
-
-    def _call(self) -> torch.Tensor:
-        return self.runner._greedy_rounds(
-            self.cache, self.input_ids, self.input_valid, self.active, self.start, self.num_rounds, kv_len=None
-        )

@@ -122,15 +122,37 @@ class DraftModelProposer:
         """
         assert self.cache is not None and self._active is not None
         fed_drafts = proposal.max_k - 1  # d_1..d_{max_k-1} went through the draft; d_max_k did not
-        if fed_drafts < 0:
+        if fed_drafts <= 0:
             return
-        # window: the first round's inputs (all kept), then d_1..d_{max_k-1} (kept while accepted)
-        start, first = self._round_start, self._first_round
-        kept_drafts = num_accepted.clamp(max=fed_drafts) * self._active  # [batch_size]
-        columns = torch.arange(fed_drafts, device=num_accepted.device)
-        keep_drafts = columns[None, :] < kept_drafts[:, None]  # [batch_size, fed_drafts]
-        first_valid = self.cache.valid[:, start : start + first].clone()
-        self.cache.drop(start, torch.cat([first_valid, keep_drafts], dim=1))
+        # the window: the first round's inputs (all kept), then d_1..d_{max_k-1} (kept while accepted)
+        self._drop_rejected(num_accepted, self._active, self._round_start + self._first_round, fed_drafts)
+
+    def _drop_rejected(self, num_accepted: torch.Tensor, active: torch.Tensor, start: int, fed_drafts: int) -> None:
+        cache = self.cache
+
+        def compute(num_accepted: torch.Tensor, active: torch.Tensor, start: torch.Tensor, kv_len: int | None):
+            kept = num_accepted.clamp(max=fed_drafts) * active  # [batch_size]
+            columns = torch.arange(fed_drafts, device=kept.device)
+            cache.drop(start, columns[None, :] < kept[:, None])
+
+        key = ("settle", cache.batch_size, fed_drafts)
+        self.runner.replay(key, cache, compute, [num_accepted, active], start)
+
+    def warm_up(self, batch_size: int, capacity: int, max_k: int) -> None:
+        """Capture the CUDA graphs of drafting up to `max_k` tokens at `batch_size` (prefill, the
+        drafting rounds, the drop of rejected drafts)."""
+        self.runner.warm_up_prefill(batch_size, capacity)
+        self.cache = self.runner.cache(batch_size, capacity)
+        device = self.runner.device
+        ones = torch.ones(batch_size, MAX_FIRST_ROUND, dtype=torch.bool, device=device)
+        zeros = torch.zeros(batch_size, MAX_FIRST_ROUND, dtype=torch.long, device=device)
+        for first_round in range(1, MAX_FIRST_ROUND + 1):
+            for rounds in range(1, max_k + 1):
+                self.runner.greedy_rounds(self.cache, zeros[:, :first_round], ones[:, :first_round], ones[:, 0], rounds)
+                self.cache.reset()
+        for fed_drafts in range(1, max_k):
+            self._drop_rejected(zeros[:, 0], ones[:, 0], 0, fed_drafts)
+        self.cache.reset()
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         assert self.cache is not None
