@@ -247,27 +247,23 @@ class ModelRunner:
         return self.replay(("forward", batch_size, q, logits), cache, compute, [input_ids, input_valid], start)
 
     @torch.inference_mode()
-    def greedy_rounds(
-        self,
-        cache: KVCache,
-        input_ids: torch.Tensor,  # [batch_size, q] long, the first round's inputs
-        input_valid: torch.Tensor,  # [batch_size, q] bool
-        active: torch.Tensor,  # [batch_size] bool, sequences still running
-        num_rounds: int,
-    ) -> torch.Tensor:
+    def greedy_rounds(self, cache: KVCache, staged: torch.Tensor, num_rounds: int) -> torch.Tensor:
         """Greedy autoregressive drafting: `num_rounds` argmax tokens per sequence [batch_size, num_rounds].
 
-        Feeds the first round's inputs, then each new token but the last (q + num_rounds - 1 slots).
-        On a CUDA device the whole loop is one graph replay.
+        staged: [batch_size, 2 q + 1] long, the first round's `q` inputs as `left_padded_rows` lays
+        them out (ids, valid marks, then whether the sequence is running), in pinned host memory or
+        on the device. Feeds the first round's inputs, then each new token but the last
+        (q + num_rounds - 1 slots). On a CUDA device the whole loop is one graph replay.
         """
-        batch_size, q = input_ids.shape
+        batch_size, width = staged.shape
+        q = width // 2
         start = self.reserve(cache, batch_size, q + num_rounds - 1)
 
-        def compute(ids: torch.Tensor, valid: torch.Tensor, active: torch.Tensor, start: torch.Tensor, kv_len):
+        def compute(staged: torch.Tensor, start: torch.Tensor, kv_len: int | None) -> torch.Tensor:
+            ids, valid, active = staged[:, :q], staged[:, q : 2 * q].bool(), staged[:, 2 * q].bool()
             return self._greedy_rounds(cache, ids, valid, active, start, num_rounds, kv_len=kv_len)
 
-        key = ("rounds", batch_size, q, num_rounds)
-        return self.replay(key, cache, compute, [input_ids, input_valid, active], start)
+        return self.replay(("rounds", batch_size, q, num_rounds), cache, compute, [staged], start)
 
     def replay(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from specops.engine import sampling
-from specops.engine.batch import SequenceBatch, left_padded
+from specops.engine.batch import SequenceBatch, host_staged, left_padded, left_padded_rows
 from specops.engine.proposers.base import Proposal
 from specops.engine.runner import KVCache, ModelRunner
 
@@ -30,7 +30,6 @@ class DraftModelProposer:
         self._round_start = 0
         self._first_round = 0
         self._fed_first: list[int] = []
-        self._active: torch.Tensor | None = None  # [batch_size] bool, rows drafting this step
 
     def start(self, batch: SequenceBatch) -> None:
         """An empty draft cache: the prompts go in with the first draft (`_catch_up`), so a batch
@@ -52,13 +51,11 @@ class DraftModelProposer:
             tokens[cached:] if active else []
             for tokens, cached, active in zip(batch.tokens, self.cached, batch.active, strict=True)
         ]
-        # [batch_size, first_round] ids and valid, [batch_size] active
-        ids, valid, active = left_padded(pending, batch.device, flags=batch.active)
-        first_round = ids.shape[1]
         self._fed_first = [len(p) for p in pending]
-        self._active = active
+        first_round = max(1, *self._fed_first)
         if batch.sampling.all_greedy:
-            draft_ids = self.runner.greedy_rounds(self.cache, ids, valid, active, max_k)  # [batch_size, max_k]
+            staged = host_staged(left_padded_rows(pending, flags=batch.active), torch.long, batch.device)
+            draft_ids = self.runner.greedy_rounds(self.cache, staged, max_k)  # [batch_size, max_k]
             self._note_window(first_round, max_k)
             return Proposal(
                 draft_token_ids=draft_ids,
@@ -66,6 +63,8 @@ class DraftModelProposer:
                 draft_probs=None,
                 catch_up_tokens=caught_up,
             )
+        # [batch_size, first_round] ids and valid, [batch_size] active
+        ids, valid, active = left_padded(pending, batch.device, flags=batch.active)
         self.runner.ensure_room(self.cache, first_round + max_k - 1)  # no compaction between rounds
         drafts, probs = [], []
         for round_index in range(max_k):
@@ -118,40 +117,37 @@ class DraftModelProposer:
     def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
         """Drop the rejected drafts from the draft cache (device work, queued before the host syncs).
 
-        num_accepted: [batch_size] long, the verifier's decision, still on the device.
+        num_accepted: [batch_size] long, the verifier's decision, still on the device (0 for a row
+        that did not draft).
         """
-        assert self.cache is not None and self._active is not None
+        assert self.cache is not None
         fed_drafts = proposal.max_k - 1  # d_1..d_{max_k-1} went through the draft; d_max_k did not
         if fed_drafts <= 0:
             return
         # the window: the first round's inputs (all kept), then d_1..d_{max_k-1} (kept while accepted)
-        self._drop_rejected(num_accepted, self._active, self._round_start + self._first_round, fed_drafts)
+        self._drop_rejected(num_accepted, self._round_start + self._first_round, fed_drafts)
 
-    def _drop_rejected(self, num_accepted: torch.Tensor, active: torch.Tensor, start: int, fed_drafts: int) -> None:
+    def _drop_rejected(self, num_accepted: torch.Tensor, start: int, fed_drafts: int) -> None:
         cache = self.cache
 
-        def compute(num_accepted: torch.Tensor, active: torch.Tensor, start: torch.Tensor, kv_len: int | None):
-            kept = num_accepted.clamp(max=fed_drafts) * active  # [batch_size]
-            columns = torch.arange(fed_drafts, device=kept.device)
-            cache.drop(start, columns[None, :] < kept[:, None])
+        def compute(num_accepted: torch.Tensor, start: torch.Tensor, kv_len: int | None) -> None:
+            columns = torch.arange(fed_drafts, device=num_accepted.device)
+            cache.drop(start, columns[None, :] < num_accepted.clamp(max=fed_drafts)[:, None])
 
-        key = ("settle", cache.batch_size, fed_drafts)
-        self.runner.replay(key, cache, compute, [num_accepted, active], start)
+        self.runner.replay(("settle", cache.batch_size, fed_drafts), cache, compute, [num_accepted], start)
 
     def warm_up(self, batch_size: int, capacity: int, max_k: int) -> None:
         """Capture the CUDA graphs of drafting up to `max_k` tokens at `batch_size` (prefill, the
         drafting rounds, the drop of rejected drafts)."""
         self.runner.warm_up_prefill(batch_size, capacity)
         self.cache = self.runner.cache(batch_size, capacity)
-        device = self.runner.device
-        ones = torch.ones(batch_size, MAX_FIRST_ROUND, dtype=torch.bool, device=device)
-        zeros = torch.zeros(batch_size, MAX_FIRST_ROUND, dtype=torch.long, device=device)
         for first_round in range(1, MAX_FIRST_ROUND + 1):
+            staged = torch.ones(batch_size, 2 * first_round + 1, dtype=torch.long, device=self.runner.device)
             for rounds in range(1, max_k + 1):
-                self.runner.greedy_rounds(self.cache, zeros[:, :first_round], ones[:, :first_round], ones[:, 0], rounds)
+                self.runner.greedy_rounds(self.cache, staged, rounds)
                 self.cache.reset()
         for fed_drafts in range(1, max_k):
-            self._drop_rejected(zeros[:, 0], ones[:, 0], 0, fed_drafts)
+            self._drop_rejected(torch.zeros(batch_size, dtype=torch.long, device=self.runner.device), 0, fed_drafts)
         self.cache.reset()
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
