@@ -48,6 +48,26 @@ def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.T
     return host_staged(values, dtype, device).to(device, non_blocking=True)
 
 
+class HostCopy:
+    """A device tensor's copy to host memory, queued now; `get()` waits for this copy alone, not for
+    device work queued after it (on a CUDA device: into pinned memory, behind an event)."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.event: torch.cuda.Event | None = None
+        if tensor.device.type != "cuda":
+            self.tensor = tensor
+            return
+        self.tensor = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        self.tensor.copy_(tensor, non_blocking=True)
+        self.event = torch.cuda.Event()
+        self.event.record()
+
+    def get(self) -> torch.Tensor:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.tensor
+
+
 def left_padded_rows(sequences: list[list[int]], *, flags: list[bool] | None = None, width: int = 0) -> list[list[int]]:
     """Per sequence: its ids left-padded to `width` (or the longest), then as many 0/1 valid marks,
     then its flag when `flags` are given: the rows of one [batch_size, 2 * width (+ 1)] tensor."""

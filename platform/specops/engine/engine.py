@@ -22,7 +22,7 @@ import torch
 from specops import errors
 from specops.engine import verify
 from specops.engine.adaptive import DraftLengthController, PairAcceptance, SpeculationGovernor
-from specops.engine.batch import SequenceBatch, host_staged, to_device
+from specops.engine.batch import HostCopy, SequenceBatch, host_staged, to_device
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
 from specops.engine.runner import KVCache, ModelRunner
@@ -170,6 +170,22 @@ class SpeculativeEngine:
             self.proposer.start(batch)
 
         clock = PhaseClock(self.device)
+        # the cost of a step follows the rows computed (finished ones included), its gain the running ones
+        cap = self.config.max_draft_length(batch_size) if self.proposer is not None else 0
+
+        def choose_k() -> int:
+            return self.governor.choose(batch_size, cap, lambda k: controller.gain(batch.active, k))
+
+        # each step's K is chosen during the step before, so that the proposer can start drafting it
+        # while the host reads that step's decision (`Proposer.prefetch`)
+        planned_k: int | None = None
+
+        def plan_next(proposal: Proposal, decided: torch.Tensor) -> None:
+            nonlocal planned_k
+            planned_k = choose_k()
+            if self.proposer is not None and planned_k > 0:
+                self.proposer.prefetch(batch, proposal, decided, planned_k)
+
         step = 0
         while True:
             if admit is not None:
@@ -183,9 +199,7 @@ class SpeculativeEngine:
             if not any(batch.active):
                 break
             num_running = sum(batch.active)
-            # the cost of a step follows the rows computed (finished ones included), its gain the running ones
-            cap = self.config.max_draft_length(batch_size) if self.proposer is not None else 0
-            step_k = self.governor.choose(batch_size, cap, lambda k: controller.gain(batch.active, k))
+            step_k = planned_k if planned_k is not None else choose_k()
             num_tokens = [
                 # drafts stay inside the context; past the budget they are merely cut
                 min(controller.length(row, step_k), self.max_context - len(batch.tokens[row])) if active else 0
@@ -194,7 +208,7 @@ class SpeculativeEngine:
             captures_before = _captures(self.target, self.proposer)
             cost_started = self._cost_clock()
             clock.mark()
-            if max(num_tokens) > 0:
+            if max(num_tokens) > 0 or (self.proposer is not None and self.proposer.drafted_ahead):
                 proposal = self.proposer.propose(batch, num_tokens)
             else:
                 proposal = Proposal(
@@ -204,8 +218,10 @@ class SpeculativeEngine:
                 )
             clock.mark()
             num_drafted = proposal.num_draft_tokens
-            output_ids, num_accepted = self._verify_step(batch, cache, proposal, clock)
+            output_ids, num_accepted = self._verify_step(batch, cache, proposal, clock, plan_next)
             draft_seconds, target_seconds = clock.seconds()
+            if proposal.draft_clock is not None:  # drafted during the step before
+                draft_seconds = proposal.draft_clock.seconds()[0]
 
             emitted = [0] * batch_size
             for row in range(batch_size):
@@ -372,13 +388,19 @@ class SpeculativeEngine:
         gc.freeze()
 
     def _verify_step(
-        self, batch: SequenceBatch, cache: KVCache, proposal: Proposal, clock: PhaseClock
+        self,
+        batch: SequenceBatch,
+        cache: KVCache,
+        proposal: Proposal,
+        clock: PhaseClock,
+        before_read: Callable[[Proposal, torch.Tensor], None],
     ) -> tuple[list[list[int]], list[int]]:
         """Target forward over `[last, drafts]`, verification, cache trim. Returns tokens and accepted counts.
 
         Everything up to reading the decision is queued on the device without waiting; the read is
-        the step's one synchronisation. A greedy batch's target side is one computation
-        (`_verify_greedy`), on a GPU one CUDA graph.
+        the step's one synchronisation, and waits for the decision alone: `before_read(proposal,
+        decision on the device)` may queue more work first. A greedy batch's target side is one
+        computation (`_verify_greedy`), on a GPU one CUDA graph.
         """
         staged = host_staged(
             [list(map(int, batch.active)), proposal.num_draft_tokens, [t[-1] for t in batch.tokens]],
@@ -392,7 +414,9 @@ class SpeculativeEngine:
         clock.mark()
         if self.proposer is not None:
             self.proposer.settle(proposal, packed[:, 0])
-        rows = packed.tolist()
+        decision = HostCopy(packed)
+        before_read(proposal, packed)
+        rows = decision.get().tolist()
         num_accepted = [row[0] for row in rows]
         used = 1 + max(n for n, a in zip(num_accepted, batch.active, strict=True) if a) if any(batch.active) else 0
         cache.trim(start, used)

@@ -289,12 +289,17 @@ class ModelRunner:
         return graph.run(inputs, start)
 
     @staticmethod
-    def ensure_room(cache: KVCache, num_slots: int) -> None:
-        """Compact now if `num_slots` more slots would not fit (so several forwards stay contiguous)."""
+    def make_room(cache: KVCache, num_slots: int) -> bool:
+        """Compact now if `num_slots` more slots would not fit; whether they fit."""
         if cache.length + num_slots > cache.capacity:
             cache.compact()
-            if cache.length + num_slots > cache.capacity:
-                raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
+        return cache.length + num_slots <= cache.capacity
+
+    @classmethod
+    def ensure_room(cls, cache: KVCache, num_slots: int) -> None:
+        """`make_room`, or an error: `num_slots` more slots do not fit (so several forwards stay contiguous)."""
+        if not cls.make_room(cache, num_slots):
+            raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
 
     def append(self, cache: KVCache, sequences: list[list[int]], *, fresh: bool = False) -> None:
         """Feed `sequences[i]` (possibly empty) to row i of `cache`, no logits (prefill, catch-up).

@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 
 from specops.engine.batch import SequenceBatch
+from specops.engine.timing import PhaseClock
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Proposal:
     num_draft_tokens: list[int]  # [batch_size], k per sequence (0 = no draft this step)
     draft_probs: torch.Tensor | None  # [batch_size, max_k, vocab] float32; None = deterministic (one-hot)
     catch_up_tokens: int = 0  # tokens the proposer first had to take in (decoded by plain steps)
+    draft_clock: PhaseClock | None = None  # for drafts made ahead (`Proposer.prefetch`): their device time
 
     @property
     def max_k(self) -> int:
@@ -39,6 +41,15 @@ class Proposer(Protocol):
     def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
         """Queue device work that follows from the verifier's decision (`num_accepted` [batch_size],
         on the device) before the host reads that decision; a no-op for proposers without device state."""
+
+    def prefetch(self, batch: SequenceBatch, proposal: Proposal, decided: torch.Tensor, max_k: int) -> None:
+        """Optionally start drafting the next step (at most `max_k` tokens a sequence) now, from this
+        step's decision still on the device (`decided`: [batch_size, 1 + max_k + 1], accepted count
+        then tokens), before the host reads it; `propose` then returns those drafts."""
+
+    @property
+    def drafted_ahead(self) -> bool:
+        """Whether `prefetch` started drafts that the next `propose` must return."""
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         """Learn the verifier's decision; `batch.tokens` already holds the accepted and new tokens."""

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from specops.engine import sampling
-from specops.engine.batch import SequenceBatch, host_staged, left_padded, left_padded_rows
+from specops.engine.batch import SequenceBatch, host_staged, left_padded, left_padded_rows, to_device
 from specops.engine.proposers.base import Proposal
 from specops.engine.runner import KVCache, ModelRunner
+from specops.engine.timing import PhaseClock
 
 MAX_FIRST_ROUND = 4
 """Most tokens the first drafting round feeds (the step's new token, a draft token left over from a
 full acceptance, and tokens decoded by up to two plain steps); CUDA graphs exist for 1..this."""
+
+
+@dataclass
+class _Ahead:
+    """Drafts started during the step before (`DraftModelProposer.prefetch`)."""
+
+    draft_token_ids: torch.Tensor  # [batch_size, max_k]
+    clock: PhaseClock  # their device time
+    round_start: int  # first slot of their window: 2 first-round slots, then max_k - 1 fed drafts
+    full_at: int  # the step before's k: a row that accepted that many fed 2 tokens, else 1
 
 
 class DraftModelProposer:
@@ -21,6 +34,10 @@ class DraftModelProposer:
     step's new token, plus the last draft token after a full acceptance) is fed in the first round.
     Greedy sequences draft the draft's argmax, sampled ones sample from the draft's processed
     distribution q, which the verifier needs.
+
+    In steady greedy drafting the next step's drafts are started before the host reads the
+    verifier's decision (`prefetch`): their first round is built on the device from that decision, so
+    the drafting runs while the host commits the step, and no host work precedes its launch.
     """
 
     def __init__(self, runner: ModelRunner) -> None:
@@ -29,22 +46,43 @@ class DraftModelProposer:
         self.cached: list[int] = []  # tokens of each sequence in the draft cache
         self._round_start = 0
         self._first_round = 0
-        self._fed_first: list[int] = []
+        self._fed_first: list[int] = []  # first-round tokens of each sequence this step
+        self._ahead: _Ahead | None = None
 
     def start(self, batch: SequenceBatch) -> None:
         """An empty draft cache: the prompts go in with the first draft (`_catch_up`), so a batch
         the governor decodes plainly throughout never runs the draft at all."""
         self.cache = self.runner.cache(batch.batch_size, batch.capacity)
         self.cached = [0] * batch.batch_size
+        self._fed_first = [0] * batch.batch_size
+        self._ahead = None
 
     def admit(self, batch: SequenceBatch, row: int) -> None:
-        """Forget the row's old sequence; the new prompt goes in with its first draft (`_catch_up`)."""
+        """Forget the row's old sequence; the new prompt goes in with its first draft (`_catch_up`).
+        Drafts made ahead are not the new sequence's: it drafts nothing this step."""
         assert self.cache is not None, "start() first"
         self.cache.clear_row(row)
         self.cached[row] = 0
+        self._fed_first[row] = 0
+
+    @property
+    def drafted_ahead(self) -> bool:
+        return self._ahead is not None
 
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         assert self.cache is not None, "start() first"
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            if batch.sampling.all_greedy:
+                assert max(num_tokens) <= ahead.draft_token_ids.shape[1], "more drafts than were made ahead"
+                return Proposal(
+                    draft_token_ids=ahead.draft_token_ids,
+                    # a sequence admitted since drafts nothing (fed nothing: its prompt is not in yet)
+                    num_draft_tokens=[n if fed else 0 for n, fed in zip(num_tokens, self._fed_first, strict=True)],
+                    draft_probs=None,
+                    draft_clock=ahead.clock,
+                )
+            self._forget(ahead)  # a sampled sequence was admitted: draft again, with probabilities
         max_k = max(num_tokens)
         caught_up = self._catch_up(batch)
         pending = [
@@ -82,6 +120,44 @@ class DraftModelProposer:
             draft_probs=torch.stack(probs, dim=1),
             catch_up_tokens=caught_up,
         )
+
+    def prefetch(self, batch: SequenceBatch, proposal: Proposal, decided: torch.Tensor, max_k: int) -> None:
+        """Start the next step's `max_k` drafts now, before the host reads this step's decision.
+
+        Only in steady greedy drafting: every running sequence drafted this step, so what it feeds
+        next is known on the device: the token the target chose, after this step's last draft token
+        where all drafts were accepted (that one never went through the draft). The first round is
+        therefore 2 tokens wide, left-padded.
+        """
+        assert self.cache is not None
+        k = proposal.max_k
+        if k == 0 or not batch.sampling.all_greedy:
+            return
+        if any(active and n == 0 for active, n in zip(batch.active, proposal.num_draft_tokens, strict=True)):
+            return  # a sequence (just admitted, or at the context's end) still needs its own first round
+        # after this step a sequence has at most k + 1 more tokens, and drafting feeds max_k - 1 beyond
+        longest = max(len(tokens) for tokens, active in zip(batch.tokens, batch.active, strict=True) if active)
+        if longest + k + max_k > self.runner.max_context or not self.runner.make_room(self.cache, max_k + 1):
+            return  # a sequence is about to end
+        accepted, output = decided[:, 0], decided[:, 1:]  # [batch_size], [batch_size, k + 1]
+        full = (accepted == k).long()
+        running = to_device(list(map(int, batch.active)), torch.long, batch.device)
+        chosen = output.gather(1, accepted[:, None])[:, 0]  # the target's token
+        # [batch_size, 5] as `left_padded_rows` lays out 2 tokens: ids, valid marks, running
+        staged = torch.stack([output[:, k - 1] * full, chosen, full * running, running, running], dim=1)
+        clock = PhaseClock(batch.device)
+        clock.mark()
+        draft_ids = self.runner.greedy_rounds(self.cache, staged, max_k)
+        clock.mark()
+        self._ahead = _Ahead(draft_ids, clock, round_start=self.cache.length - (max_k + 1), full_at=k)
+
+    def _forget(self, ahead: _Ahead) -> None:
+        """Undo drafts made ahead: none of their window's slots stays, so the tokens they fed are fed again."""
+        width = 1 + ahead.draft_token_ids.shape[1]
+        start = to_device([ahead.round_start], torch.long, self.runner.device)
+        self.cache.drop(start, torch.zeros(self.cache.batch_size, width, dtype=torch.bool, device=start.device))
+        self.cache.trim(ahead.round_start, 0)
+        self._fed_first = [0] * self.cache.batch_size
 
     def _catch_up(self, batch: SequenceBatch) -> int:
         """After plain steps the draft lags by several tokens: feed all but the last
@@ -157,8 +233,18 @@ class DraftModelProposer:
             # the rows that drafted this step (a row that stopped during it still kept its slots)
             drafted = [n > 0 for n in proposal.num_draft_tokens]
             kept_drafts = [min(n, fed_drafts) if d else 0 for n, d in zip(num_accepted, drafted, strict=True)]
-            self.cache.trim(self._round_start, self._first_round + max(kept_drafts))
+            if self._ahead is None:  # else the next window already follows this one
+                self.cache.trim(self._round_start, self._first_round + max(kept_drafts))
             self.cached = [
                 cached + fed + kept for cached, fed, kept in zip(self.cached, self._fed_first, kept_drafts, strict=True)
             ]
-        self.runner.tidy(self.cache)  # holes left by rejected drafts (a no-op with CUDA graphs)
+        if self._ahead is None:
+            self.runner.tidy(self.cache)  # holes left by rejected drafts (a no-op with CUDA graphs)
+            return
+        # the drafts made ahead fed each running sequence its chosen token, after its last draft token
+        # when all were accepted
+        full_at = self._ahead.full_at
+        self._fed_first = [
+            (2 if n == full_at else 1) if active else 0 for n, active in zip(num_accepted, batch.active, strict=True)
+        ]
+        self._round_start, self._first_round = self._ahead.round_start, 2

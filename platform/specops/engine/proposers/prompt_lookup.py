@@ -65,6 +65,11 @@ class PromptLookupProposer:
     def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
         """Nothing on the device to update."""
 
+    def prefetch(self, batch: SequenceBatch, proposal: Proposal, decided: torch.Tensor, max_k: int) -> None:
+        """Lookups need the committed tokens: nothing to start early."""
+
+    drafted_ahead = False
+
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         for row, (tokens, active) in enumerate(zip(batch.tokens, batch.active, strict=True)):
             if active:

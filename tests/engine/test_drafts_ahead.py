@@ -1,0 +1,127 @@
+"""Drafts made ahead: in steady greedy drafting the draft model drafts the next step before the host
+reads the verifier's decision (`DraftModelProposer.prefetch`). Those drafts are used, change no token,
+and give way where a step cannot use them (an admitted sequence, a sampled one)."""
+
+from __future__ import annotations
+
+import pytest
+
+from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine.proposers import DraftModelProposer
+from tests.engine.conftest import hf_greedy
+
+PROMPTS = [[1, 2, 3, 4, 5], [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18], [3], [5, 6, 7, 5, 6, 7, 5, 6, 7, 5]]
+
+
+@pytest.fixture
+def proposals(monkeypatch) -> list[tuple[bool, list[int]]]:
+    """(made ahead?, drafts per row) of every proposal."""
+    seen: list[tuple[bool, list[int]]] = []
+    real = DraftModelProposer.propose
+
+    def propose(self, batch, num_tokens):
+        ahead = self.drafted_ahead
+        proposal = real(self, batch, num_tokens)
+        seen.append((ahead, list(proposal.num_draft_tokens)))
+        return proposal
+
+    monkeypatch.setattr(DraftModelProposer, "propose", propose)
+    return seen
+
+
+@pytest.mark.parametrize("adaptive", [False, True], ids=["fixed-k", "adaptive"])
+def test_drafts_made_ahead_are_used_and_change_no_token(target, near_draft, tokenizer, proposals, adaptive):
+    config = SpeculationConfig(num_speculative_tokens=3, adaptive=adaptive)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=24)] * len(PROMPTS))
+    assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in PROMPTS]
+    ahead = sum(made_ahead for made_ahead, _ in proposals)
+    assert ahead >= len(proposals) // 2, f"only {ahead} of {len(proposals)} proposals were made ahead"
+    assert sum(r.stats.num_accepted_tokens for r in results) > 0
+
+
+def test_a_sequence_admitted_beside_drafts_made_ahead_drafts_the_step_after(target, near_draft, tokenizer, proposals):
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
+    pending = [(PROMPTS[1], 16)]
+    finished: dict[int, list[list[int]]] = {}
+    engine.generate(
+        [PROMPTS[0], PROMPTS[3]],
+        [SamplingParams(max_new_tokens=4), SamplingParams(max_new_tokens=20)],
+        admit=lambda free: [(p, SamplingParams(max_new_tokens=n)) for p, n in [pending.pop()]] if pending else [],
+        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
+        rows=2,
+        max_tokens=64,
+    )
+    assert finished[0] == [hf_greedy(target, PROMPTS[0], 4), hf_greedy(target, PROMPTS[1], 16)]
+    assert finished[1] == [hf_greedy(target, PROMPTS[3], 20)]
+    # the step that admitted it used drafts made ahead, in which its row drafted nothing
+    assert any(made_ahead and drafts[0] == 0 and drafts[1] > 0 for made_ahead, drafts in proposals)
+
+
+def test_a_sampled_sequence_admitted_beside_drafts_made_ahead_is_drafted_afresh(target, near_draft, tokenizer):
+    config = SpeculationConfig(num_speculative_tokens=2, adaptive=False)  # the same k: the same random draws
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    sampled = SamplingParams(max_new_tokens=12, temperature=1.0, seed=99)
+    alone = engine.generate([PROMPTS[2]], [sampled])[0].token_ids
+    forgotten = []
+    real_forget = DraftModelProposer._forget
+    engine.proposer._forget = lambda ahead: (forgotten.append(1), real_forget(engine.proposer, ahead))
+    pending = [(PROMPTS[2], sampled)]
+    finished: dict[int, list[list[int]]] = {}
+    engine.generate(
+        [PROMPTS[0], PROMPTS[3]],
+        [SamplingParams(max_new_tokens=4), SamplingParams(max_new_tokens=20)],
+        admit=lambda free: [pending.pop()] if pending else [],
+        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
+        rows=2,
+        max_tokens=64,
+    )
+    assert forgotten, "the admission should have found drafts made ahead"
+    assert finished[0] == [hf_greedy(target, PROMPTS[0], 4), alone]
+    assert finished[1] == [hf_greedy(target, PROMPTS[3], 20)]
+
+
+def _run(engine: SpeculativeEngine, continuous: bool) -> list:
+    """A batch of `PROMPTS`, or (continuous) two rows through which all of them stream, with
+    different budgets; returns the results' stats."""
+    if not continuous:
+        return [r.stats for r in engine.generate(PROMPTS, [SamplingParams(max_new_tokens=24)] * len(PROMPTS))]
+    queue = [(prompt, SamplingParams(max_new_tokens=8 + 5 * i)) for i, prompt in enumerate(PROMPTS)]
+    finished = []
+    engine.generate(
+        [],
+        [],
+        admit=lambda free: [queue.pop(0) for _ in free if queue],
+        on_finish=lambda row, result: finished.append(result.stats),
+        rows=2,
+        max_tokens=64,
+    )
+    return finished
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["batch", "continuous"])
+def test_every_draft_is_the_draft_models_own_greedy_continuation(target, near_draft, tokenizer, continuous):
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
+    checked = []
+    real = DraftModelProposer.propose
+
+    def propose(self, batch, num_tokens):
+        made_ahead = self.drafted_ahead
+        proposal = real(self, batch, num_tokens)
+        for row, n in enumerate(proposal.num_draft_tokens):
+            if n:
+                drafts = proposal.draft_token_ids[row, :n].tolist()
+                checked.append((made_ahead, drafts == hf_greedy(near_draft, batch.tokens[row], n)))
+        return proposal
+
+    engine.proposer.propose = propose.__get__(engine.proposer)
+    _run(engine, continuous)
+    assert checked and all(same for _, same in checked)
+    assert sum(made_ahead for made_ahead, _ in checked) >= len(checked) // 2
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["batch", "continuous"])
+def test_a_self_draft_made_ahead_is_always_accepted(target, tokenizer, continuous):
+    engine = SpeculativeEngine(target, tokenizer, draft=target, config=SpeculationConfig(num_speculative_tokens=3))
+    stats = _run(engine, continuous)
+    assert all(s.acceptance_rate == 1.0 for s in stats)
