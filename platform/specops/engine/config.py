@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from specops import errors
 
 #: Default batch-size schedule: (largest batch size, largest draft length) rows, ascending; above the
-#: last row speculation is off. From the H100 bench run (benchmarks/results/engine-h100.json, static
-#: batches of equal length): with a draft at alpha 0.5, fixed k = 2 gained 1.28x at batch 1, 1.00x at
-#: batch 8 and lost at batch 32 (0.80x): sequences accept at different rates, so a batch runs on for
-#: its slowest sequence. Speculation stays on up to batch 8 (k <= 2 above batch 4) and is off beyond.
+#: last row speculation is off. From the H100 bench runs (benchmarks/results/engine-h100*.json, static
+#: batches of equal length): with a draft at alpha 0.5 the best k is 2 to 4 at batch 1; at batch 8
+#: fixed k = 2 gained 1.20x and at batch 32 lost (0.95x): sequences accept at different rates, so a
+#: batch runs on for its slowest sequence. Speculation stays on up to batch 8 (k <= 2 above batch 4)
+#: and is off beyond.
 DEFAULT_BATCH_SCHEDULE: tuple[tuple[int, int], ...] = ((4, 8), (8, 2))
 
 
