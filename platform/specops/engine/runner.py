@@ -394,7 +394,7 @@ class ModelRunner:
         tokens = []
         ids, valid = input_ids, input_valid
         for round_index in range(num_rounds):
-            logits = self._forward(cache, ids, valid, start, kv_len=kv_len)
+            logits = self._forward(cache, ids, valid, start, kv_len=kv_len, last=True)
             tokens.append(logits[:, -1].argmax(dim=-1))
             if round_index + 1 < num_rounds:
                 start = start + ids.shape[1]
@@ -410,33 +410,35 @@ class ModelRunner:
         *,
         kv_len: int | None,
         logits: bool = True,
+        last: bool = False,
     ) -> torch.Tensor | None:
-        """The model over slots [start, start + q); attends over kv_len slots (None = the capacity)."""
+        """The model over slots [start, start + q); attends over kv_len slots (None = the capacity).
+
+        Returns the logits [batch_size, q, vocab] in float32, or with `last` only the last position's
+        [batch_size, 1, vocab] in the model's dtype (enough for an argmax), or nothing (`logits` off).
+        """
         inner = self.model.model
         batch_size, q = input_ids.shape
         kv_len = kv_len or cache.capacity
         kernels = self._compiled if self.run_compiled and self._compiled is not None else _PLAIN_KERNELS
-        slots, positions, mask, seq_lens = kernels.step_inputs(
-            cache.valid, cache.seq_lens, input_valid, start, kv_len, self.dtype
+        slots, positions, mask, seq_lens, *rotary = kernels.step_inputs(
+            cache.valid, cache.seq_lens, input_valid, start, kv_len, self.dtype, self._rope
         )
         cache.valid.index_copy_(1, slots, input_valid)
         cache.seq_lens.copy_(seq_lens)
         hidden = inner.embed_tokens(input_ids)  # [batch_size, q, hidden]
-        if self._rope is not None:
-            cos, sin = self._rope[0][positions], self._rope[1][positions]  # [batch_size, q, head_dim]
+        if rotary:
+            cos, sin = rotary  # [batch_size, 1, q, head_dim]
         else:
-            cos, sin = inner.rotary_emb(hidden, positions)
-        cos, sin = cos[:, None], sin[:, None]
+            cos, sin = (x[:, None] for x in inner.rotary_emb(hidden, positions))
         gqa = self.num_kv_heads != self.num_heads
         for layer_index, layer in enumerate(inner.layers[: self.num_layers]):
-            keys, values = cache.keys[layer_index], cache.values[layer_index]
             if self.fused is not None:
                 hidden = self.fused[layer_index].forward(
                     hidden,
                     cos,
                     sin,
-                    keys,
-                    values,
+                    cache.kv[:, layer_index],
                     slots,
                     mask,
                     kv_len,
@@ -446,6 +448,7 @@ class ModelRunner:
                     kernels,
                 )
                 continue
+            keys, values = cache.keys[layer_index], cache.values[layer_index]
             attn = layer.self_attn
             x = layer.input_layernorm(hidden)
             qs = attn.q_proj(x).view(batch_size, q, -1, self.head_dim)
@@ -470,7 +473,14 @@ class ModelRunner:
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         if not logits:
             return None
-        return self.model.lm_head(inner.norm(hidden)).float()  # [batch_size, q, vocab]
+        if last:
+            hidden = hidden[:, -1:]
+        if self.fused is not None:
+            head = self.model.lm_head
+            out = kernels.head(hidden, inner.norm.weight, inner.norm.variance_epsilon, head.weight, head.bias)
+        else:
+            out = self.model.lm_head(inner.norm(hidden))
+        return out if last else out.float()  # [batch_size, q or 1, vocab]
 
 
 def _step_inputs(
@@ -480,10 +490,12 @@ def _step_inputs(
     start: torch.Tensor,  # [1] long, first slot written
     kv_len: int,
     dtype: torch.dtype,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rope: tuple[torch.Tensor, torch.Tensor] | None,  # cos and sin [max_context, head_dim] of every position
+) -> tuple[torch.Tensor, ...]:
     """Slots [q], positions [batch_size, q], the additive attention mask [batch_size, 1, q, kv_len]
-    (0 or -inf, in `dtype`: built once per forward, not converted by every layer's attention) and
-    the new `seq_lens` of a forward writing `input_valid`'s tokens into slots [start, start + q)."""
+    (0 or -inf, in `dtype`: built once per forward, not converted by every layer's attention), the
+    new `seq_lens` of a forward writing `input_valid`'s tokens into slots [start, start + q), and
+    (with `rope`) the positions' cos and sin [batch_size, 1, q, head_dim]."""
     q = input_valid.shape[1]
     slots = start + torch.arange(q, device=valid.device)
     # position = valid tokens before this one in the same sequence
@@ -494,7 +506,8 @@ def _step_inputs(
     # attend to valid slots up to and including one's own; always to oneself (padding too)
     allowed = (owned & (key_slots <= query_slots)) | (key_slots == query_slots)
     mask = torch.where(allowed, 0.0, float("-inf")).to(dtype)
-    return slots, positions, mask, seq_lens + input_valid.sum(dim=1)
+    rotary = () if rope is None else (rope[0][positions][:, None], rope[1][positions][:, None])
+    return slots, positions, mask, seq_lens + input_valid.sum(dim=1), *rotary
 
 
 @dataclass
@@ -546,8 +559,7 @@ class _FusedLayer:
         hidden: torch.Tensor,  # [batch_size, q, hidden]
         cos: torch.Tensor,  # [batch_size, 1, q, head_dim]
         sin: torch.Tensor,  # [batch_size, 1, q, head_dim]
-        keys: torch.Tensor,  # [batch_size, kv_heads, capacity, head_dim]
-        values: torch.Tensor,  # [batch_size, kv_heads, capacity, head_dim]
+        kv: torch.Tensor,  # [2 (keys, values), batch_size, kv_heads, capacity, head_dim], the layer's cache
         slots: torch.Tensor,  # [q]
         mask: torch.Tensor,  # [batch_size, 1, q, kv_len]
         kv_len: int,
@@ -556,13 +568,12 @@ class _FusedLayer:
         gqa: bool,
         kernels: _Kernels,
     ) -> torch.Tensor:
-        qs, ks, vs = kernels.before(
+        qs, new_kv = kernels.before(
             hidden, self.input_norm, self.input_eps, self.qkv_weight, self.qkv_bias, cos, sin, num_heads, num_kv_heads
         )
-        keys.index_copy_(2, slots, ks.to(keys.dtype))
-        values.index_copy_(2, slots, vs.to(values.dtype))
+        kv.index_copy_(3, slots, new_kv.to(kv.dtype))  # keys and values in one write
         out = F.scaled_dot_product_attention(
-            qs, keys[:, :, :kv_len], values[:, :, :kv_len], attn_mask=mask, scale=self.scaling, enable_gqa=gqa
+            qs, kv[0, :, :, :kv_len], kv[1, :, :, :kv_len], attn_mask=mask, scale=self.scaling, enable_gqa=gqa
         )  # [batch_size, heads, q, head_dim]
         return kernels.after(
             hidden,
@@ -593,14 +604,26 @@ def _attention_inputs(
     sin: torch.Tensor,  # [batch_size, 1, q, head_dim]
     num_heads: int,
     num_kv_heads: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Queries, keys and values [batch_size, heads or kv_heads, q, head_dim], rotary applied."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Queries [batch_size, heads, q, head_dim] and keys and values stacked [2, batch_size, kv_heads,
+    q, head_dim], rotary applied."""
     batch_size, q, _ = hidden.shape
     qkv = F.linear(_norm(hidden, norm_weight, eps), qkv_weight, qkv_bias)
     qkv = qkv.view(batch_size, q, num_heads + 2 * num_kv_heads, -1).transpose(1, 2)
     qk = qkv[:, : num_heads + num_kv_heads]
     qk = qk * cos + _rotate_half(qk) * sin
-    return qk[:, :num_heads], qk[:, num_heads:], qkv[:, num_heads + num_kv_heads :]
+    return qk[:, :num_heads], torch.stack([qk[:, num_heads:], qkv[:, num_heads + num_kv_heads :]])
+
+
+def _logits(
+    hidden: torch.Tensor,  # [batch_size, q, hidden]
+    norm_weight: torch.Tensor,
+    eps: float,
+    weight: torch.Tensor,  # [vocab, hidden]
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """The final norm and the LM head: logits [batch_size, q, vocab] in the model's dtype."""
+    return F.linear(_norm(hidden, norm_weight, eps), weight, bias)
 
 
 def _attention_output_and_mlp(
@@ -625,12 +648,13 @@ def _attention_output_and_mlp(
 class _Kernels(NamedTuple):
     """The pure functions of a forward: plain, or compiled (`_compiled_kernels`)."""
 
-    step_inputs: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
-    before: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    step_inputs: Callable[..., tuple[torch.Tensor, ...]]
+    before: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     after: Callable[..., torch.Tensor]
+    head: Callable[..., torch.Tensor]
 
 
-_PLAIN_KERNELS = _Kernels(_step_inputs, _attention_inputs, _attention_output_and_mlp)
+_PLAIN_KERNELS = _Kernels(_step_inputs, _attention_inputs, _attention_output_and_mlp, _logits)
 
 
 @functools.cache
