@@ -772,6 +772,11 @@ def main() -> None:
                     f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
                     for bucket, k in sorted(eng.governor.samples)
                 },
+                # the recent step times behind those medians (their spread shows a noisy choice)
+                "governor_samples_ms": {
+                    f"b{bucket}_k{k}": [round(t * 1000, 3) for t in samples]
+                    for (bucket, k), samples in sorted(eng.governor.samples.items())
+                },
             }
         figures = row["specops_fixed_k_figures"]
         row["alpha"] = figures["alpha"]
