@@ -141,6 +141,37 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
     }
 
 
+MODES: tuple[tuple[str, str, int], ...] = (("nonspec", "none", 0), ("fixed_k2", "draft", 2))
+"""(name, proposer, k) of the engines these scripts compare."""
+
+
+def bench_models(device: str, *, small: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Untrained target and draft of the bench pair's shapes (tiny ones with `small`)."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    recipe = SMOKE if small else BenchRecipe()
+    target, draft = (
+        llama(recipe, name, seed=seed).to(device=device, dtype=dtype).eval()
+        for seed, name in enumerate(("target", "draft"))
+    )
+    return target, draft
+
+
+def mode_engine(target, draft, proposer: str, k: int, *, compiled: bool = True) -> SpeculativeEngine:
+    config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False, compiled=compiled)
+    return SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
+
+
+def save_rows(rows: list[dict], out: Path, device: str) -> None:
+    report = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "engine_source": engine_source_digest(),
+        "rows": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
@@ -150,20 +181,13 @@ def main() -> None:
     parser.add_argument("--compiled", choices=("both", "on", "off"), default="both", help="torch.compile'd layers")
     parser.add_argument("--continuous", action="store_true", help="continuous batching, admissions timed")
     args = parser.parse_args()
-    device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
-    recipe = SMOKE if args.small else BenchRecipe()
-    target, draft = (
-        llama(recipe, name, seed=seed).to(device=device, dtype=dtype).eval()
-        for seed, name in enumerate(("target", "draft"))
-    )
+    device = args.device
+    target, draft = bench_models(device, small=args.small)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     compiled_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compiled]
-    for compiled, (name, proposer, k) in itertools.product(
-        compiled_modes, (("nonspec", "none", 0), ("fixed_k2", "draft", 2))
-    ):
-        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False, compiled=compiled)
-        engine = SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
+    for compiled, (name, proposer, k) in itertools.product(compiled_modes, MODES):
+        engine = mode_engine(target, draft, proposer, k, compiled=compiled)
         started = time.perf_counter()
         engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else 128), continuous=args.continuous)
         warm_up_s = round(time.perf_counter() - started, 1)
@@ -175,14 +199,7 @@ def main() -> None:
                 row.update(profile(engine, batch_size, 128, 128, device))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "engine_source": engine_source_digest(),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save_rows(rows, args.out, device)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine import SMOKE, BenchRecipe, engine_run, engine_run_continuous, engine_source_digest, llama
-from engine_steps import _Tokenizer
+from engine import engine_run, engine_run_continuous
+from engine_steps import MODES, bench_models, mode_engine, save_rows
 
-from specops.engine import SpeculationConfig, SpeculativeEngine, StepStats
+from specops.engine import SpeculativeEngine, StepStats
 from specops.engine.proposers import DraftModelProposer
 from specops.engine.runner import KVCache, ModelRunner
 
@@ -198,32 +198,18 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
     parser.add_argument("--continuous", action="store_true", help="continuous batching (admissions apart)")
     args = parser.parse_args()
-    device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
-    recipe = SMOKE if args.small else BenchRecipe()
-    target, draft = (
-        llama(recipe, name, seed=seed).to(device=device, dtype=dtype).eval()
-        for seed, name in enumerate(("target", "draft"))
-    )
+    target, draft = bench_models(args.device, small=args.small)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
-    modes = [m for m in (("nonspec", "none", 0), ("fixed_k2", "draft", 2)) if m[0] in args.modes.split(",")]
-    for name, proposer, k in modes:
-        config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False)
-        engine = SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
+    for name, proposer, k in [m for m in MODES if m[0] in args.modes.split(",")]:
+        engine = mode_engine(target, draft, proposer, k)
         engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else args.new), continuous=args.continuous)
         for batch_size in batch_sizes:
             row = {"mode": name, "batch_size": batch_size}
             row.update(traced(engine, batch_size, args, f"{name}-b{batch_size}"))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "engine_source": engine_source_digest(),
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    save_rows(rows, args.out, args.device)
 
 
 if __name__ == "__main__":
