@@ -6,6 +6,10 @@ One step for a batch:
   3. the target scores `[last, d_1..d_k]` for every sequence in one forward over its KV cache;
   4. the verifier keeps the accepted prefix plus one recovered or bonus token (verify.py);
   5. stop conditions cut the new tokens; caches drop the rejected slots.
+
+On a GPU the host waits for the device once per step, for the verifier's decision. A greedy batch's
+steps 3-4 and the cache's drop are one CUDA graph; the next step's k is chosen, and its drafts
+started (`Proposer.prefetch`), before that wait, so the device drafts while the host commits.
 """
 
 from __future__ import annotations
