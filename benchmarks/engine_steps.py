@@ -141,8 +141,13 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
     }
 
 
-MODES: tuple[tuple[str, str, int], ...] = (("nonspec", "none", 0), ("fixed_k2", "draft", 2))
-"""(name, proposer, k) of the engines these scripts compare."""
+MODES: tuple[tuple[str, str, int], ...] = (
+    ("nonspec", "none", 0),
+    ("fixed_k2", "draft", 2),
+    ("fixed_k2_inline", "draft", 2),
+)
+"""(name, proposer, k) of the engines these scripts compare; "inline" drafts each step after reading
+the decision of the one before (`SpeculationConfig.draft_ahead` off)."""
 
 
 def bench_models(device: str, *, small: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -156,8 +161,14 @@ def bench_models(device: str, *, small: bool) -> tuple[torch.nn.Module, torch.nn
     return target, draft
 
 
-def mode_engine(target, draft, proposer: str, k: int, *, compiled: bool = True) -> SpeculativeEngine:
-    config = SpeculationConfig(proposer=proposer, num_speculative_tokens=k, adaptive=False, compiled=compiled)
+def mode_engine(target, draft, name: str, proposer: str, k: int, *, compiled: bool = True) -> SpeculativeEngine:
+    config = SpeculationConfig(
+        proposer=proposer,
+        num_speculative_tokens=k,
+        adaptive=False,
+        compiled=compiled,
+        draft_ahead=not name.endswith("_inline"),
+    )
     return SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
 
 
@@ -187,7 +198,7 @@ def main() -> None:
     rows = []
     compiled_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compiled]
     for compiled, (name, proposer, k) in itertools.product(compiled_modes, MODES):
-        engine = mode_engine(target, draft, proposer, k, compiled=compiled)
+        engine = mode_engine(target, draft, name, proposer, k, compiled=compiled)
         started = time.perf_counter()
         engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else 128), continuous=args.continuous)
         warm_up_s = round(time.perf_counter() - started, 1)

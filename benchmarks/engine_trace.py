@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--traces", type=Path, help="folder for the Chrome traces")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-sizes", default="1,8")
-    parser.add_argument("--modes", default="nonspec,fixed_k2")
+    parser.add_argument("--modes", default="nonspec,fixed_k2,fixed_k2_inline")
     parser.add_argument("--new", type=int, default=48, help="new tokens per sequence")
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
     parser.add_argument("--continuous", action="store_true", help="continuous batching (admissions apart)")
@@ -202,7 +202,7 @@ def main() -> None:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     for name, proposer, k in [m for m in MODES if m[0] in args.modes.split(",")]:
-        engine = mode_engine(target, draft, proposer, k)
+        engine = mode_engine(target, draft, name, proposer, k)
         engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else args.new), continuous=args.continuous)
         for batch_size in batch_sizes:
             row = {"mode": name, "batch_size": batch_size}

@@ -56,7 +56,7 @@ def test_the_engine_benchmark_writes_the_issues_contract(tmp_path):
 def test_the_step_profile_charges_device_idle_time_to_host_phases(tmp_path):
     report = _run("engine_trace.py", tmp_path / "trace.json", "--small", "--batch-sizes", "2", "--new", "8")
     rows = {row["mode"]: row["steps"] for row in report["rows"]}
-    assert set(rows) == {"nonspec", "fixed_k2"}
+    assert set(rows) == {"nonspec", "fixed_k2", "fixed_k2_inline"}
     assert all(steps["steps"] > 0 and steps["step_wall_us"] > 0 for steps in rows.values())
     assert "verify_step" in rows["nonspec"]["host_in_phase_us"]
     assert "greedy_rounds" in rows["fixed_k2"]["host_in_phase_us"]
@@ -64,4 +64,5 @@ def test_the_step_profile_charges_device_idle_time_to_host_phases(tmp_path):
 
 def test_the_step_timer_reports_every_mode(tmp_path):
     report = _run("engine_steps.py", tmp_path / "steps.json", "--small", "--batch-sizes", "2", "--compiled", "off")
-    assert [(row["mode"], row["steps"]) for row in report["rows"]] == [("nonspec", 128), ("fixed_k2", 128)]
+    modes = [(row["mode"], row["steps"]) for row in report["rows"]]
+    assert modes == [("nonspec", 128), ("fixed_k2", 128), ("fixed_k2_inline", 128)]

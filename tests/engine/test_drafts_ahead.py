@@ -125,3 +125,11 @@ def test_a_self_draft_made_ahead_is_always_accepted(target, tokenizer, continuou
     engine = SpeculativeEngine(target, tokenizer, draft=target, config=SpeculationConfig(num_speculative_tokens=3))
     stats = _run(engine, continuous)
     assert all(s.acceptance_rate == 1.0 for s in stats)
+
+
+def test_drafting_ahead_can_be_switched_off(target, near_draft, tokenizer, proposals):
+    config = SpeculationConfig(num_speculative_tokens=3, adaptive=False, draft_ahead=False)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=24)] * len(PROMPTS))
+    assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in PROMPTS]
+    assert proposals and not any(made_ahead for made_ahead, _ in proposals)

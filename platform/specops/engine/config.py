@@ -76,6 +76,8 @@ class SpeculationConfig:
         on the pair alone, not on the machine's step times: qualification measures acceptance so.
     pad_batches: pad every call to one of the engine's graph batch sizes, as it always does with CUDA
         graphs (tests set it on a CPU to cover that path).
+    draft_ahead: in steady greedy drafting, start the next step's drafts before the host reads the
+        verifier's decision (`Proposer.prefetch`); off, each step drafts after that read.
     """
 
     proposer: str = "draft"
@@ -90,6 +92,7 @@ class SpeculationConfig:
     compiled: bool = True
     pad_batches: bool = False
     always_draft: bool = False
+    draft_ahead: bool = True
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

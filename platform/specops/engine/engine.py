@@ -187,7 +187,7 @@ class SpeculativeEngine:
         def plan_next(proposal: Proposal, decided: torch.Tensor) -> None:
             nonlocal planned_k
             planned_k = choose_k()
-            if self.proposer is not None and planned_k > 0:
+            if self.proposer is not None and planned_k > 0 and self.config.draft_ahead:
                 self.proposer.prefetch(batch, proposal, decided, planned_k)
 
         step = 0
