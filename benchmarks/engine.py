@@ -665,13 +665,14 @@ def main() -> None:
         lossless = Lossless(target, prompts, reference, args.near_tie, device)
     static_kwargs = {"cache_implementation": "static"}
 
-    def engine(proposer: str, k: int, adaptive: bool) -> SpeculativeEngine:
+    def engine(proposer: str, k: int, adaptive: bool, *, draft_ahead: bool = True) -> SpeculativeEngine:
         config = SpeculationConfig(
             proposer=proposer,
             num_speculative_tokens=k,
             adaptive=adaptive,
             cuda_graphs=not args.no_cuda_graphs,
             compiled=not args.no_compile,
+            draft_ahead=draft_ahead,
         )
         return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
 
@@ -730,6 +731,8 @@ def main() -> None:
     modes = {
         "specops_nonspec": engine("none", 0, adaptive=False),
         "specops_fixed_k": engine("draft", best_k, adaptive=False),
+        # the same, drafting each step after reading the decision before it (no drafts made ahead)
+        "specops_fixed_k_inline": engine("draft", best_k, adaptive=False, draft_ahead=False),
         "specops": engine("draft", 8, adaptive=True),
         "specops_prompt_lookup": engine("prompt_lookup", 8, adaptive=True),
     }
