@@ -5,6 +5,8 @@ and give way where a step cannot use them (an admitted sequence, a sampled one).
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.proposers import DraftModelProposer
@@ -133,3 +135,38 @@ def test_drafting_ahead_can_be_switched_off(target, near_draft, tokenizer, propo
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=24)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in PROMPTS]
     assert proposals and not any(made_ahead for made_ahead, _ in proposals)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    jobs=st.lists(
+        st.tuples(st.lists(st.integers(0, 63), min_size=1, max_size=14), st.integers(1, 24)), min_size=1, max_size=7
+    ),
+    rows=st.integers(1, 4),
+    k=st.integers(1, 4),
+    adaptive=st.booleans(),
+)
+def test_any_stream_of_greedy_sequences_decodes_as_each_would_alone(
+    target, near_draft, tokenizer, jobs, rows, k, adaptive
+):
+    """Continuous batching with drafts made ahead, for any prompts, budgets, rows and k."""
+    config = SpeculationConfig(num_speculative_tokens=k, adaptive=adaptive)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    queue = list(enumerate(jobs))
+    in_row: dict[int, int] = {}
+    done: dict[int, list[int]] = {}
+
+    def admit(free: list[int]):
+        taken = [queue.pop(0) for _ in free if queue]
+        in_row.update({row: index for row, (index, _) in zip(free, taken, strict=False)})
+        return [(prompt, SamplingParams(max_new_tokens=budget)) for _, (prompt, budget) in taken]
+
+    engine.generate(
+        [],
+        [],
+        admit=admit,
+        on_finish=lambda row, result: done.setdefault(in_row[row], result.token_ids),
+        rows=rows,
+        max_tokens=40,
+    )
+    assert done == {i: hf_greedy(target, prompt, budget) for i, (prompt, budget) in enumerate(jobs)}
