@@ -170,3 +170,42 @@ def test_any_stream_of_greedy_sequences_decodes_as_each_would_alone(
         max_tokens=40,
     )
     assert done == {i: hf_greedy(target, prompt, budget) for i, (prompt, budget) in enumerate(jobs)}
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    jobs=st.lists(
+        st.tuples(st.lists(st.integers(0, 63), min_size=1, max_size=10), st.integers(1, 16), st.booleans()),
+        min_size=2,
+        max_size=6,
+    ),
+    rows=st.integers(1, 3),
+)
+def test_greedy_and_seeded_sampled_sequences_mixed_in_a_stream_decode_as_alone(
+    target, near_draft, tokenizer, jobs, rows
+):
+    """Sampled sequences joining greedy ones undo drafts made ahead; nothing changes any sequence's tokens
+    (a seeded sampled sequence draws what it draws alone, at the same fixed k)."""
+    config = SpeculationConfig(num_speculative_tokens=2, adaptive=False)
+    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+
+    def params(index: int) -> SamplingParams:
+        _, budget, sampled = jobs[index]
+        return SamplingParams(max_new_tokens=budget, temperature=1.0 if sampled else 0.0, seed=index)
+
+    alone = {i: engine.generate([prompt], [params(i)])[0].token_ids for i, (prompt, _, _) in enumerate(jobs)}
+    queue = list(range(len(jobs)))
+    in_row: dict[int, int] = {}
+    done: dict[int, list[int]] = {}
+
+    def admit(free: list[int]):
+        taken = [queue.pop(0) for _ in free if queue]
+        in_row.update(zip(free, taken, strict=False))
+        return [(jobs[index][0], params(index)) for index in taken]
+
+    def on_finish(row: int, result) -> None:
+        done[in_row[row]] = result.token_ids
+
+    engine.generate([], [], admit=admit, on_finish=on_finish, rows=rows, max_tokens=30)
+    assert done == alone
+    assert all(alone[i] == hf_greedy(target, prompt, budget) for i, (prompt, budget, s) in enumerate(jobs) if not s)
