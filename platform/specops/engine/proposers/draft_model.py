@@ -24,7 +24,6 @@ class _Ahead:
     draft_token_ids: torch.Tensor  # [batch_size, max_k]
     clock: PhaseClock  # their device time
     round_start: int  # first slot of their window: 2 first-round slots, then max_k - 1 fed drafts
-    full_at: int  # the step before's k: a row that accepted that many fed 2 tokens, else 1
 
 
 class DraftModelProposer:
@@ -149,7 +148,7 @@ class DraftModelProposer:
         clock.mark()
         draft_ids = self.runner.greedy_rounds(self.cache, staged, max_k)
         clock.mark()
-        self._ahead = _Ahead(draft_ids, clock, round_start=self.cache.length - (max_k + 1), full_at=k)
+        self._ahead = _Ahead(draft_ids, clock, round_start=self.cache.length - (max_k + 1))
 
     def _forget(self, ahead: _Ahead) -> None:
         """Undo drafts made ahead: none of their window's slots stays, so the tokens they fed are fed again."""
@@ -201,11 +200,9 @@ class DraftModelProposer:
         if fed_drafts <= 0:
             return
         # the window: the first round's inputs (all kept), then d_1..d_{max_k-1} (kept while accepted)
-        self._drop_rejected(num_accepted, self._round_start + self._first_round, fed_drafts)
+        self._drop_rejected(self.cache, num_accepted, self._round_start + self._first_round, fed_drafts)
 
-    def _drop_rejected(self, num_accepted: torch.Tensor, start: int, fed_drafts: int) -> None:
-        cache = self.cache
-
+    def _drop_rejected(self, cache: KVCache, num_accepted: torch.Tensor, start: int, fed_drafts: int) -> None:
         def compute(num_accepted: torch.Tensor, start: torch.Tensor, kv_len: int | None) -> None:
             columns = torch.arange(fed_drafts, device=num_accepted.device)
             cache.drop(start, columns[None, :] < num_accepted.clamp(max=fed_drafts)[:, None])
@@ -216,15 +213,16 @@ class DraftModelProposer:
         """Capture the CUDA graphs of drafting up to `max_k` tokens at `batch_size` (prefill, the
         drafting rounds, the drop of rejected drafts)."""
         self.runner.warm_up_prefill(batch_size, capacity)
-        self.cache = self.runner.cache(batch_size, capacity)
+        cache = self.runner.cache(batch_size, capacity)
         for first_round in range(1, MAX_FIRST_ROUND + 1):
             staged = torch.ones(batch_size, 2 * first_round + 1, dtype=torch.long, device=self.runner.device)
             for rounds in range(1, max_k + 1):
-                self.runner.greedy_rounds(self.cache, staged, rounds)
-                self.cache.reset()
+                self.runner.greedy_rounds(cache, staged, rounds)
+                cache.reset()
+        none_accepted = torch.zeros(batch_size, dtype=torch.long, device=self.runner.device)
         for fed_drafts in range(1, max_k):
-            self._drop_rejected(torch.zeros(batch_size, dtype=torch.long, device=self.runner.device), 0, fed_drafts)
-        self.cache.reset()
+            self._drop_rejected(cache, none_accepted, 0, fed_drafts)
+        cache.reset()
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         assert self.cache is not None
@@ -242,9 +240,9 @@ class DraftModelProposer:
             self.runner.tidy(self.cache)  # holes left by rejected drafts (a no-op with CUDA graphs)
             return
         # the drafts made ahead fed each running sequence its chosen token, after its last draft token
-        # when all were accepted
-        full_at = self._ahead.full_at
+        # when all of this step's were accepted
         self._fed_first = [
-            (2 if n == full_at else 1) if active else 0 for n, active in zip(num_accepted, batch.active, strict=True)
+            (2 if n == proposal.max_k else 1) if active else 0
+            for n, active in zip(num_accepted, batch.active, strict=True)
         ]
         self._round_start, self._first_round = self._ahead.round_start, 2
