@@ -145,9 +145,12 @@ MODES: tuple[tuple[str, str, int], ...] = (
     ("nonspec", "none", 0),
     ("fixed_k2", "draft", 2),
     ("fixed_k2_inline", "draft", 2),
+    ("nonspec_prefill_before", "none", 0),
+    ("fixed_k2_prefill_before", "draft", 2),
 )
 """(name, proposer, k) of the engines these scripts compare; "inline" drafts each step after reading
-the decision of the one before (`SpeculationConfig.draft_ahead` off)."""
+the decision of the one before (`SpeculationConfig.draft_ahead` off); "prefill_before" prefills an
+admitted prompt before the running rows' next step instead of beside it (`prefill_beside` off)."""
 
 
 def bench_models(device: str, *, small: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -168,6 +171,7 @@ def mode_engine(target, draft, name: str, proposer: str, k: int, *, compiled: bo
         adaptive=False,
         compiled=compiled,
         draft_ahead=not name.endswith("_inline"),
+        prefill_beside=not name.endswith("_prefill_before"),
     )
     return SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
 
@@ -191,13 +195,15 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
     parser.add_argument("--compiled", choices=("both", "on", "off"), default="both", help="torch.compile'd layers")
     parser.add_argument("--continuous", action="store_true", help="continuous batching, admissions timed")
+    parser.add_argument("--modes", default=",".join(name for name, _, _ in MODES))
     args = parser.parse_args()
     device = args.device
     target, draft = bench_models(device, small=args.small)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
     compiled_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compiled]
-    for compiled, (name, proposer, k) in itertools.product(compiled_modes, MODES):
+    modes = [mode for mode in MODES if mode[0] in args.modes.split(",")]
+    for compiled, (name, proposer, k) in itertools.product(compiled_modes, modes):
         engine = mode_engine(target, draft, name, proposer, k, compiled=compiled)
         started = time.perf_counter()
         engine.warm_up(batch_sizes, max_tokens=128 + (192 if args.continuous else 128), continuous=args.continuous)

@@ -21,8 +21,9 @@ PROMPTS = [
 BUDGETS = [6, 20, 9, 14, 5, 11]  # rows free at different steps
 
 
-def run_continuously(engine: SpeculativeEngine, *, start: int, rows: int) -> dict[int, tuple[list[int], str]]:
-    """Start with `start` prompts in `rows` rows, admit the rest as rows free; outputs by prompt index."""
+def run_continuously(engine: SpeculativeEngine, *, start: int, rows: int, **hooks) -> dict[int, tuple[list[int], str]]:
+    """Start with `start` prompts in `rows` rows, admit the rest as rows free; outputs by prompt index.
+    `hooks`: more callbacks of `generate` (on_step, on_tokens)."""
     queue = collections.deque(range(start, len(PROMPTS)))
     in_row: dict[int, int] = {row: index for row, index in enumerate(range(start))}
     done: dict[int, tuple[list[int], str]] = {}
@@ -48,6 +49,7 @@ def run_continuously(engine: SpeculativeEngine, *, start: int, rows: int) -> dic
         on_finish=on_finish,
         admit=admit,
         rows=rows,
+        **hooks,
         max_tokens=64,
     )
     return done
@@ -64,32 +66,49 @@ def test_admitted_sequences_equal_the_targets_own_greedy_decoding(target, near_d
         assert reason == "length"
 
 
-def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch):
+@pytest.mark.parametrize("beside", [True, False], ids=["prefilled-beside", "prefilled-before"])
+def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch, beside):
     """Attention over the whole cache, fused layers and padded batches, as with CUDA graphs; a prompt
     admitted alone is prefilled alone (batch size 1) and copied into its row, into slots already in
-    use where they fit (the cache does not grow)."""
-    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True)
+    use where they fit (the cache does not grow). The target prefills it beside the running rows'
+    next step (`prefill_beside`; the row joins the step after), or before that step."""
+    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True, prefill_beside=beside)
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
-    alone = []  # (rows, cache length before, after)
+    alone = []  # (runner, rows, went beside, cache length before, after)
+    steps, admitted_at, waits = [], {}, []  # waits: steps from a target prefill alone to its row's first tokens
 
-    def recorded(real):
-        def prefill_alone(cache, sequences, rows):
+    def recorded(runner):
+        real = runner._prefill_alone
+
+        def prefill_alone(cache, sequences, rows, *, beside):
+            if runner is engine.target:
+                admitted_at.update(dict.fromkeys(rows, len(steps)))
             before = cache.length
-            real(cache, sequences, rows)
-            alone.append((rows, before, cache.length))
+            real(cache, sequences, rows, beside=beside)
+            alone.append((runner, rows, beside, before, cache.length))
 
         return prefill_alone
 
     for runner in (engine.target, engine.proposer.runner):
         runner.attend_capacity = True
         runner.fuse()
-        monkeypatch.setattr(runner, "_prefill_alone", recorded(runner._prefill_alone))
-    done = run_continuously(engine, start=1, rows=3)  # runs as 4 rows
+        monkeypatch.setattr(runner, "_prefill_alone", recorded(runner))
+
+    def on_tokens(row, new_ids):
+        if row in admitted_at:
+            waits.append(len(steps) - admitted_at.pop(row))
+
+    done = run_continuously(engine, start=1, rows=3, on_step=steps.append, on_tokens=on_tokens)
     assert {i: tokens for i, (tokens, _) in done.items()} == {
         i: hf_greedy(target, p, b) for i, (p, b) in enumerate(zip(PROMPTS, BUDGETS, strict=True))
     }
-    assert alone and all(len(rows) == 1 for rows, _, _ in alone)
-    assert any(0 < before == after for _, before, after in alone)
+    assert alone and all(len(rows) == 1 for _, rows, _, _, _ in alone)
+    assert any(0 < before == after for _, _, _, before, after in alone)
+    # the call's own prompts are prefilled before its first step; later ones beside the running rows
+    target_beside = [went for runner, _, went, _, _ in alone if runner is engine.target]
+    assert target_beside[0] is False and target_beside[1:] and all(went == beside for went in target_beside[1:])
+    assert not any(went for runner, _, went, _, _ in alone if runner is not engine.target)
+    assert waits[0] == 0 and waits[1:] and set(waits[1:]) == {1 if beside else 0}
 
 
 def test_a_seeded_sampled_sequence_draws_the_same_tokens_when_admitted(target, near_draft, tokenizer):

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from specops import errors
 
 #: Default batch-size schedule: (largest batch size, largest draft length) rows, ascending; above the
-#: last row speculation is off. From the H100 bench runs (benchmarks/results/engine-h100*.json, static
-#: batches of equal length): with a draft at alpha 0.5 the best k is 2 to 4 at batch 1; at batch 8
-#: fixed k = 2 gained 1.20x and at batch 32 lost (0.95x): sequences accept at different rates, so a
-#: batch runs on for its slowest sequence. Speculation stays on up to batch 8 (k <= 2 above batch 4)
-#: and is off beyond.
-DEFAULT_BATCH_SCHEDULE: tuple[tuple[int, int], ...] = ((4, 8), (8, 2))
+#: last row speculation is off. From the H100 bench runs (benchmarks/results/engine-h100*.json): with
+#: a draft at alpha 0.5 the best k is 2 to 4 at batch 1; at batch 8 (drafts made ahead) fixed k = 3
+#: gained 1.20x where the adaptive engine, capped at k = 2, gained 1.08x; at batch 32 fixed k = 3 lost
+#: (0.99x): sequences accept at different rates, so a batch runs on for its slowest sequence.
+#: Speculation stays on up to batch 8 (k <= 4 above batch 4) and is off beyond.
+DEFAULT_BATCH_SCHEDULE: tuple[tuple[int, int], ...] = ((4, 8), (8, 4))
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,9 @@ class SpeculationConfig:
         graphs (tests set it on a CPU to cover that path).
     draft_ahead: in steady greedy drafting, start the next step's drafts before the host reads the
         verifier's decision (`Proposer.prefetch`); off, each step drafts after that read.
+    prefill_beside: with continuous batching on the CUDA-graph path, a prompt admitted beside running
+        sequences is prefilled on a side stream while they take their next step, and joins the step
+        after; off, the running sequences wait for its prefill.
     """
 
     proposer: str = "draft"
@@ -93,6 +96,7 @@ class SpeculationConfig:
     pad_batches: bool = False
     always_draft: bool = False
     draft_ahead: bool = True
+    prefill_beside: bool = True
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

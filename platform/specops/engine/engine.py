@@ -191,7 +191,12 @@ class SpeculativeEngine:
                 self.proposer.prefetch(batch, proposal, decided, planned_k)
 
         step = 0
+        joining: list[int] = []  # rows admitted during the last step (prefilled beside it)
         while True:
+            if joining:
+                self.target.join()
+                for row in joining:
+                    batch.active[row] = True
             if admit is not None:
                 free = [row for row, active in enumerate(batch.active) if not active]
                 admitted = list(admit(free)) if free else []
@@ -199,7 +204,9 @@ class SpeculativeEngine:
                     requests = [
                         (row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(free, admitted, strict=False)
                     ]
-                    self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
+                    joining = self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
+                else:
+                    joining = []
             if not any(batch.active):
                 break
             num_running = sum(batch.active)
@@ -313,9 +320,14 @@ class SpeculativeEngine:
         stop_window: list[int],
         results: list[GenerationResult],
         controller: DraftLengthController,
-    ) -> None:
-        """Put new sequences into free rows (`requests`: row, prompt, params) and prefill their prompts."""
+    ) -> list[int]:
+        """Put new sequences into free rows (`requests`: row, prompt, params) and prefill their prompts.
+
+        Returns the rows that join at the next step: beside running rows their prompts are prefilled
+        meanwhile (`SpeculationConfig.prefill_beside`), and they stay inactive until then.
+        """
         self._check_inputs([prompt for _, prompt, _ in requests], [p for _, _, p in requests])
+        running = any(batch.active)
         prefixes: list[list[int]] = [[] for _ in batch.tokens]
         for row, prompt, row_params in requests:
             budget = self._budget(prompt, row_params)
@@ -334,7 +346,12 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
-        self.target.append(cache, prefixes, fresh=True)
+        if not self.target.append(cache, prefixes, fresh=True, beside=running and self.config.prefill_beside):
+            return []
+        joining = [row for row, _, _ in requests]
+        for row in joining:
+            batch.active[row] = False
+        return joining
 
     def _runner(self, model: torch.nn.Module) -> ModelRunner:
         return ModelRunner(model, cuda_graphs=self.config.cuda_graphs, compiled=self.config.compiled)
