@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -86,6 +87,23 @@ def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, d
     }
 
 
+def continuous_pass(
+    engine: SpeculativeEngine, batch_size: int, prompt: int, device: str
+) -> tuple[Callable[[], tuple[float, int]], list[int]]:
+    """A run of `4 * batch_size` sequences of 64..192 new tokens through `batch_size` rows (the same
+    ones at every call: seconds, steps), and their lengths."""
+    generator = torch.Generator().manual_seed(batch_size)
+    count = 4 * batch_size
+    prompts = torch.randint(0, engine.target.vocab_size, (count, prompt), generator=generator).tolist()
+    lengths = torch.randint(64, 193, (count,), generator=generator).tolist()
+
+    def run() -> tuple[float, int]:
+        _, seconds, _, records = engine_run_continuous(engine, prompts, batch_size, lengths, device)
+        return seconds, sum(isinstance(record, StepStats) for record in records)
+
+    return run, lengths
+
+
 def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, device: str) -> dict:
     """`4 * batch_size` sequences of 64..192 new tokens through `batch_size` rows; admission parts timed."""
     from specops.engine.proposers import DraftModelProposer
@@ -110,16 +128,7 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
 
         return call
 
-    generator = torch.Generator().manual_seed(batch_size)
-    count = 4 * batch_size
-    prompts = torch.randint(0, engine.target.vocab_size, (count, prompt), generator=generator).tolist()
-    lengths = torch.randint(64, 193, (count,), generator=generator).tolist()
-
-    def run() -> tuple[float, int]:
-        """Seconds and steps of one pass of every sequence."""
-        _, seconds, _, records = engine_run_continuous(engine, prompts, batch_size, lengths, device)
-        return seconds, sum(isinstance(record, StepStats) for record in records)
-
+    run, lengths = continuous_pass(engine, batch_size, prompt, device)
     run()  # warm-up
     plain, _ = run()  # without the timers
     for owner, name, label in patched:
@@ -131,7 +140,7 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
             setattr(owner, name, original)
     return {
         "batch_size": batch_size,
-        "sequences": count,
+        "sequences": len(lengths),
         "tok_s": round(sum(lengths) / plain, 1),
         "total_ms": round(plain * 1000, 2),
         "steps": steps,
@@ -145,12 +154,12 @@ MODES: tuple[tuple[str, str, int], ...] = (
     ("nonspec", "none", 0),
     ("fixed_k2", "draft", 2),
     ("fixed_k2_inline", "draft", 2),
-    ("nonspec_prefill_before", "none", 0),
-    ("fixed_k2_prefill_before", "draft", 2),
+    ("nonspec_admit_before", "none", 0),
+    ("fixed_k2_admit_before", "draft", 2),
 )
 """(name, proposer, k) of the engines these scripts compare; "inline" drafts each step after reading
-the decision of the one before (`SpeculationConfig.draft_ahead` off); "prefill_before" prefills an
-admitted prompt before the running rows' next step instead of beside it (`prefill_beside` off)."""
+the decision of the one before (`SpeculationConfig.draft_ahead` off); "admit_before" admits a new
+prompt (and prefills it) before the running rows' next step instead of during it (`admit_in_step` off)."""
 
 
 def bench_models(device: str, *, small: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -171,7 +180,7 @@ def mode_engine(target, draft, name: str, proposer: str, k: int, *, compiled: bo
         adaptive=False,
         compiled=compiled,
         draft_ahead=not name.endswith("_inline"),
-        prefill_beside=not name.endswith("_prefill_before"),
+        admit_in_step=not name.endswith("_admit_before"),
     )
     return SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
 
@@ -196,11 +205,13 @@ def main() -> None:
     parser.add_argument("--compiled", choices=("both", "on", "off"), default="both", help="torch.compile'd layers")
     parser.add_argument("--continuous", action="store_true", help="continuous batching, admissions timed")
     parser.add_argument("--modes", default=",".join(name for name, _, _ in MODES))
+    parser.add_argument("--repeat", type=int, default=0, help="continuous: more passes, modes interleaved")
     args = parser.parse_args()
     device = args.device
     target, draft = bench_models(device, small=args.small)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows = []
+    passes = []  # (row, one continuous pass) for `--repeat`
     compiled_modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.compiled]
     modes = [mode for mode in MODES if mode[0] in args.modes.split(",")]
     for compiled, (name, proposer, k) in itertools.product(compiled_modes, modes):
@@ -212,10 +223,17 @@ def main() -> None:
             row = {"mode": name, "compiled": compiled, "warm_up_s": warm_up_s}
             if args.continuous:
                 row.update(profile_continuous(engine, batch_size, 128, device))
+                passes.append((row, continuous_pass(engine, batch_size, 128, device)))
             else:
                 row.update(profile(engine, batch_size, 128, 128, device))
             rows.append(row)
             print(json.dumps(row), flush=True)
+    for _ in range(args.repeat):  # interleaved, so that a drift of the machine's speed hits every mode alike
+        for row, (run, lengths) in passes:
+            row.setdefault("repeat_tok_s", []).append(round(sum(lengths) / run()[0], 1))
+    for row, _ in passes if args.repeat else ():
+        row["median_tok_s"] = statistics.median(row["repeat_tok_s"])
+        print(row["mode"], row["batch_size"], row["median_tok_s"], row["repeat_tok_s"], flush=True)
     save_rows(rows, args.out, device)
 
 

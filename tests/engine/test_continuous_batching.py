@@ -66,26 +66,27 @@ def test_admitted_sequences_equal_the_targets_own_greedy_decoding(target, near_d
         assert reason == "length"
 
 
-@pytest.mark.parametrize("beside", [True, False], ids=["prefilled-beside", "prefilled-before"])
-def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch, beside):
+@pytest.mark.parametrize("in_step", [True, False], ids=["admitted-in-step", "admitted-before-step"])
+def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer, monkeypatch, in_step):
     """Attention over the whole cache, fused layers and padded batches, as with CUDA graphs; a prompt
     admitted alone is prefilled alone (batch size 1) and copied into its row, into slots already in
-    use where they fit (the cache does not grow). The target prefills it beside the running rows'
-    next step (`prefill_beside`; the row joins the step after), or before that step."""
-    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True, prefill_beside=beside)
+    use where they fit (the cache does not grow). It is admitted while the running rows' step is
+    queued, into slots before that step's, and decodes from the next step (`admit_in_step`); or
+    before the step, and decodes in it."""
+    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True, admit_in_step=in_step)
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
-    alone = []  # (runner, rows, went beside, cache length before, after)
+    alone = []  # (runner, rows, slot it ends before or None, cache length before, after)
     steps, admitted_at, waits = [], {}, []  # waits: steps from a target prefill alone to its row's first tokens
 
     def recorded(runner):
         real = runner._prefill_alone
 
-        def prefill_alone(cache, sequences, rows, *, beside):
+        def prefill_alone(cache, sequences, rows, end):
             if runner is engine.target:
                 admitted_at.update(dict.fromkeys(rows, len(steps)))
             before = cache.length
-            real(cache, sequences, rows, beside=beside)
-            alone.append((runner, rows, beside, before, cache.length))
+            real(cache, sequences, rows, end)
+            alone.append((runner, rows, end, before, cache.length))
 
         return prefill_alone
 
@@ -104,11 +105,10 @@ def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer
     }
     assert alone and all(len(rows) == 1 for _, rows, _, _, _ in alone)
     assert any(0 < before == after for _, _, _, before, after in alone)
-    # the call's own prompts are prefilled before its first step; later ones beside the running rows
-    target_beside = [went for runner, _, went, _, _ in alone if runner is engine.target]
-    assert target_beside[0] is False and target_beside[1:] and all(went == beside for went in target_beside[1:])
-    assert not any(went for runner, _, went, _, _ in alone if runner is not engine.target)
-    assert waits[0] == 0 and waits[1:] and set(waits[1:]) == {1 if beside else 0}
+    # the call's own prompts are prefilled before its first step; later ones during a step or before it
+    in_steps = [end is not None for runner, _, end, _, _ in alone if runner is engine.target]
+    assert in_steps[0] is False and in_steps[1:] and all(went == in_step for went in in_steps[1:])
+    assert waits[0] == 0 and waits[1:] and set(waits[1:]) == {1 if in_step else 0}
 
 
 def test_a_seeded_sampled_sequence_draws_the_same_tokens_when_admitted(target, near_draft, tokenizer):

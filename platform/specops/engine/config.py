@@ -78,9 +78,9 @@ class SpeculationConfig:
         graphs (tests set it on a CPU to cover that path).
     draft_ahead: in steady greedy drafting, start the next step's drafts before the host reads the
         verifier's decision (`Proposer.prefetch`); off, each step drafts after that read.
-    prefill_beside: with continuous batching on the CUDA-graph path, a prompt admitted beside running
-        sequences is prefilled on a side stream while they take their next step, and joins the step
-        after; off, the running sequences wait for its prefill.
+    admit_in_step: with continuous batching, a prompt is admitted into a row freed by the last step
+        while the running sequences' step is on the device (admission's host work and prefill overlap
+        it), and decodes from the next step; off, it is admitted before the step, which waits for it.
     """
 
     proposer: str = "draft"
@@ -96,7 +96,7 @@ class SpeculationConfig:
     pad_batches: bool = False
     always_draft: bool = False
     draft_ahead: bool = True
-    prefill_beside: bool = True
+    admit_in_step: bool = True
 
     def __post_init__(self) -> None:
         if self.num_speculative_tokens < 0:

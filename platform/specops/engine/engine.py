@@ -26,13 +26,14 @@ import torch
 from specops import errors
 from specops.engine import verify
 from specops.engine.adaptive import DraftLengthController, PairAcceptance, SpeculationGovernor
-from specops.engine.batch import HostCopy, SequenceBatch, host_staged, to_device
+from specops.engine.batch import SequenceBatch
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
 from specops.engine.runner import KVCache, ModelRunner
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
 from specops.engine.timing import PhaseClock
+from specops.engine.transfer import HostCopy, host_staged, to_device
 
 FinishReason = Literal["stop", "length"]
 
@@ -184,29 +185,51 @@ class SpeculativeEngine:
         # while the host reads that step's decision (`Proposer.prefetch`)
         planned_k: int | None = None
 
+        # continuous batching: rows freed by the last step are admitted while this step is on the
+        # device (its host work and prefill overlap the step), and run from the next step; requests
+        # that do not fit before the step's window wait, and like those taken while nothing runs they
+        # are admitted before a step
+        joining: list[int] = []  # rows admitted during the last step
+        held: list[tuple[int, list[int], SamplingParams]] = []
+        admitted_in_step = False
+
+        def take() -> list[tuple[int, list[int], SamplingParams]]:
+            free = [row for row, active in enumerate(batch.active) if not active]
+            admitted = list(admit(free)) if admit is not None and free else []
+            return [(row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(free, admitted, strict=False)]
+
+        def admit_in_step(proposal: Proposal) -> None:
+            nonlocal joining, held, admitted_in_step
+            requests = take()
+            if not requests:
+                return
+            end = cache.length - (proposal.max_k + 1)  # the step's window starts there
+            prefixes = [[] for _ in batch.tokens]
+            for row, prompt, _ in requests:
+                prefixes[row] = prompt[:-1]
+            if not self.target.fits_before(cache, prefixes, end):
+                held = requests
+                return
+            self._admit(batch, cache, requests, params, budgets, stop_window, results, controller, end=end)
+            joining, admitted_in_step = [row for row, _, _ in requests], True
+
         def plan_next(proposal: Proposal, decided: torch.Tensor) -> None:
             nonlocal planned_k
             planned_k = choose_k()
             if self.proposer is not None and planned_k > 0 and self.config.draft_ahead:
                 self.proposer.prefetch(batch, proposal, decided, planned_k)
+            if admit is not None and self.config.admit_in_step:
+                admit_in_step(proposal)
 
         step = 0
-        joining: list[int] = []  # rows admitted during the last step (prefilled beside it)
         while True:
-            if joining:
-                self.target.join()
-                for row in joining:
-                    batch.active[row] = True
-            if admit is not None:
-                free = [row for row, active in enumerate(batch.active) if not active]
-                admitted = list(admit(free)) if free else []
-                if admitted:
-                    requests = [
-                        (row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(free, admitted, strict=False)
-                    ]
-                    joining = self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
-                else:
-                    joining = []
+            for row in joining:
+                batch.active[row] = True
+            joining, admitted_in_step = [], False
+            if admit is not None and (held or not any(batch.active) or not self.config.admit_in_step):
+                requests, held = held or take(), []
+                if requests:
+                    self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
             if not any(batch.active):
                 break
             num_running = sum(batch.active)
@@ -257,7 +280,8 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
             self.target.tidy(cache)
-            if _captures(self.target, self.proposer) == captures_before and not proposal.catch_up_tokens:
+            timed = not (proposal.catch_up_tokens or admitted_in_step)  # a step's own work, nothing more
+            if _captures(self.target, self.proposer) == captures_before and timed:
                 cost = self._cost_clock() - cost_started
                 self.governor.record(batch_size=batch_size, k=step_k, seconds=cost)
             if on_step is not None:
@@ -320,14 +344,15 @@ class SpeculativeEngine:
         stop_window: list[int],
         results: list[GenerationResult],
         controller: DraftLengthController,
-    ) -> list[int]:
+        *,
+        end: int | None = None,
+    ) -> None:
         """Put new sequences into free rows (`requests`: row, prompt, params) and prefill their prompts.
 
-        Returns the rows that join at the next step: beside running rows their prompts are prefilled
-        meanwhile (`SpeculationConfig.prefill_beside`), and they stay inactive until then.
+        `end`: while a step whose window starts at that slot is on the device; the prompts go into
+        slots before it, and the rows run from the next step (inactive until then).
         """
         self._check_inputs([prompt for _, prompt, _ in requests], [p for _, _, p in requests])
-        running = any(batch.active)
         prefixes: list[list[int]] = [[] for _ in batch.tokens]
         for row, prompt, row_params in requests:
             budget = self._budget(prompt, row_params)
@@ -338,7 +363,7 @@ class SpeculativeEngine:
             params[row], budgets[row] = row_params, budget
             stop_window[row] = _stop_window(row_params)
             results[row] = GenerationResult(token_ids=[], finish_reason="length")
-            batch.tokens[row], batch.active[row] = list(prompt), True
+            batch.tokens[row], batch.active[row] = list(prompt), end is None
             batch.rng.reseed(row, row_params.seed)
             controller.reset(row, self.pair_acceptance.alpha)
             cache.clear_row(row)
@@ -346,12 +371,7 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
-        if not self.target.append(cache, prefixes, fresh=True, beside=running and self.config.prefill_beside):
-            return []
-        joining = [row for row, _, _ in requests]
-        for row in joining:
-            batch.active[row] = False
-        return joining
+        self.target.append(cache, prefixes, fresh=True, end=end)
 
     def _runner(self, model: torch.nn.Module) -> ModelRunner:
         return ModelRunner(model, cuda_graphs=self.config.cuda_graphs, compiled=self.config.compiled)

@@ -16,10 +16,9 @@ a CUDA graph.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from specops import errors
-from specops.engine.batch import left_padded, to_device
+from specops.engine.batch import left_padded
+from specops.engine.transfer import to_device
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 
@@ -149,8 +149,6 @@ class ModelRunner:
             self.fuse(compiled=compiled)
         self._caches: dict[int, KVCache] = {}
         self._scratch_cache: KVCache | None = None
-        self._side_stream: torch.cuda.Stream | None = None
-        self._beside_done: torch.cuda.Event | None = None  # the end of the work queued `beside`
         self._graphs: dict[tuple, _CapturedGraph] = {}
         # compiled code runs only while a CUDA graph records (and in its first, real call): called
         # eagerly, as prefill is, its guards and wrappers cost more host time than the plain functions
@@ -190,7 +188,6 @@ class ModelRunner:
         With CUDA graphs, one cache per batch size is kept (the graphs point into it) and reused while
         big enough; memory therefore grows with the number of distinct batch sizes served.
         """
-        self.join()
         cache = self._caches.get(batch_size)
         if cache is None or cache.capacity < capacity:
             self._forget(cache)
@@ -292,19 +289,22 @@ class ModelRunner:
         graph = self._graph(key, cache, lambda: _CapturedGraph(self, cache, compute, inputs))
         return graph.run(inputs, start)
 
-    def make_room(self, cache: KVCache, num_slots: int) -> bool:
+    @staticmethod
+    def make_room(cache: KVCache, num_slots: int) -> bool:
         """Compact now if `num_slots` more slots would not fit; whether they fit."""
         if cache.length + num_slots > cache.capacity:
-            self.join()  # a compaction moves every row's slots, those being written beside too
             cache.compact()
         return cache.length + num_slots <= cache.capacity
 
-    def ensure_room(self, cache: KVCache, num_slots: int) -> None:
+    @classmethod
+    def ensure_room(cls, cache: KVCache, num_slots: int) -> None:
         """`make_room`, or an error: `num_slots` more slots do not fit (so several forwards stay contiguous)."""
-        if not self.make_room(cache, num_slots):
+        if not cls.make_room(cache, num_slots):
             raise errors.InvalidInput("sequence does not fit the KV cache; lower max_new_tokens")
 
-    def append(self, cache: KVCache, sequences: list[list[int]], *, fresh: bool = False, beside: bool = False) -> bool:
+    def append(
+        self, cache: KVCache, sequences: list[list[int]], *, fresh: bool = False, end: int | None = None
+    ) -> None:
         """Feed `sequences[i]` (possibly empty) to row i of `cache`, no logits (prefill, catch-up).
 
         On the fixed-shape path (CUDA graphs) in chunks of `APPEND_WIDTHS`, all rows at once; or, for a
@@ -313,25 +313,26 @@ class ModelRunner:
         padding. Otherwise one batch-wide forward when the rows need similar amounts; row by row when
         padding to the longest would more than double the work.
 
-        With `beside`, prefills alone run on a side stream, beside the device work queued after them
-        (the running rows' next step: a decoding step leaves most of the GPU idle), and those rows
-        must not be used before `join`. Returns whether the prefill went beside.
+        `end`: the rows go into slots before it (a step's window follows, not yet trimmed); only where
+        `fits_before` says so.
         """
         longest = max(map(len, sequences), default=0)
         if longest == 0:
-            return False
+            return
+        if end is not None and not self.fits_before(cache, sequences, end):
+            raise ValueError(f"these sequences cannot be prefilled before slot {end}")
         if self.attend_capacity:
             rows = [row for row, tokens in enumerate(sequences) if tokens]
             if fresh and len(rows) <= cache.batch_size // 4:
-                self._prefill_alone(cache, sequences, rows, beside=beside)
-                return beside
-            self._append_chunks(cache, sequences)
-            return False
+                self._prefill_alone(cache, sequences, rows, end)
+            else:
+                self._append_chunks(cache, sequences)
+            return
         needed = sum(map(len, sequences))
         if longest * len(sequences) <= 2 * needed:
             ids, valid = left_padded(sequences, self.device)
             self.forward(cache, ids, valid, logits=False)
-            return False
+            return
         self.ensure_room(cache, longest)
         start = cache.length
         for row, tokens in enumerate(sequences):
@@ -340,7 +341,6 @@ class ModelRunner:
                 ids, valid = left_padded([tokens], self.device)
                 self.forward(view, ids, valid, logits=False)
         cache.length = start + longest
-        return False
 
     def _append_chunks(self, cache: KVCache, sequences: list[list[int]]) -> None:
         widths = append_chunks(max(map(len, sequences)))
@@ -350,49 +350,34 @@ class ModelRunner:
             self.forward(cache, ids[:, offset : offset + width], valid[:, offset : offset + width], logits=False)
             offset += width
 
-    def _prefill_alone(self, cache: KVCache, sequences: list[list[int]], rows: list[int], *, beside: bool) -> None:
+    def fits_before(self, cache: KVCache, sequences: list[list[int]], end: int) -> bool:
+        """Whether `append(cache, sequences, fresh=True, end=end)` can prefill these new sequences alone,
+        into slots before `end` (the fixed-shape path, a few rows, enough slots)."""
+        rows = [row for row, tokens in enumerate(sequences) if tokens]
+        return (
+            self.attend_capacity
+            and len(rows) <= cache.batch_size // 4
+            and sum(append_chunks(max(map(len, sequences), default=0))) <= end
+        )
+
+    def _prefill_alone(self, cache: KVCache, sequences: list[list[int]], rows: list[int], end: int | None) -> None:
         """Prefill each of `rows` (empty in `cache`) in the scratch cache, then copy its slots into the
-        row: into the last slots in use where they fit (an empty row owns none of them, so admitting
-        a sequence beside running ones costs no slots), else into a window reserved after them.
-
-        The rows' valid marks and lengths are written here, in order; only the keys and values come
-        from the scratch cache (`beside`: on the side stream, so a step queued next runs meanwhile).
-        """
+        row: into the last slots in use (before `end`, if given) where they fit (an empty row owns
+        none of them, so admitting a sequence beside running ones costs no slots), else into a window
+        reserved after them."""
         width = sum(append_chunks(max(len(sequences[row]) for row in rows)))
-        self.ensure_room(cache, width)
-        start = max(cache.length - width, 0)
-        cache.length = max(cache.length, start + width)
-        for row in rows:  # chunks are left-padded: the last len(tokens) of `used` slots hold tokens
-            used, count = sum(append_chunks(len(sequences[row]))), len(sequences[row])
-            cache.valid[row, start : start + used] = torch.arange(used, device=self.device) >= used - count
-            cache.seq_lens[row] = count
-        scratch = self._scratch(cache.capacity)
-        with self._beside() if beside else contextlib.nullcontext():
-            for row in rows:
-                scratch.reset()
-                self._append_chunks(scratch, [sequences[row]])
-                used = scratch.length
-                cache.kv[:, :, row, :, start : start + used] = scratch.kv[:, :, 0, :, :used]
-
-    @contextlib.contextmanager
-    def _beside(self) -> Iterator[None]:
-        """Queue the block's device work on a side stream, after all work queued so far; `join` makes
-        later work wait for it. Without CUDA graphs (a CPU) the block simply runs."""
-        if not self.use_graphs:
-            yield
-            return
-        if self._side_stream is None:
-            self._side_stream = torch.cuda.Stream(self.device)
-        self._side_stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self._side_stream):
-            yield
-        self._beside_done = self._side_stream.record_event()
-
-    def join(self) -> None:
-        """Work queued from now on waits for the prefills queued `beside` (their rows may be used)."""
-        if self._beside_done is not None:
-            torch.cuda.current_stream().wait_event(self._beside_done)
-            self._beside_done = None
+        if end is None:
+            self.ensure_room(cache, width)
+            end = max(cache.length, width)
+            cache.length = end
+        start = end - width
+        for row in rows:
+            scratch = self._scratch(cache.capacity)
+            self._append_chunks(scratch, [sequences[row]])
+            used = scratch.length
+            cache.kv[:, :, row, :, start : start + used] = scratch.kv[:, :, 0, :, :used]
+            cache.valid[row, start : start + used] = scratch.valid[0, :used]
+            cache.seq_lens[row] = scratch.seq_lens[0]
 
     def tidy(self, cache: KVCache, *, slack: int = 128) -> None:
         """Compact early when holes outnumber `slack` slots and attention spans only the used slots

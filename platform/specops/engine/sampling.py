@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from specops.engine.config import SamplingParams
+from specops.engine.transfer import to_device
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,12 @@ class SamplingTensors:
 
     @classmethod
     def from_params(cls, params: Sequence[SamplingParams], device: torch.device) -> SamplingTensors:
+        # staged copies: a sequence admitted into a running batch must not wait for its queued work
         return cls(
-            temperature=torch.tensor(
-                [p.temperature if not p.greedy else 1.0 for p in params], device=device, dtype=torch.float32
-            ),
-            top_k=torch.tensor([p.top_k for p in params], device=device, dtype=torch.long),
-            top_p=torch.tensor([p.top_p for p in params], device=device, dtype=torch.float32),
-            greedy=torch.tensor([p.greedy for p in params], device=device, dtype=torch.bool),
+            temperature=to_device([p.temperature if not p.greedy else 1.0 for p in params], torch.float32, device),
+            top_k=to_device([p.top_k for p in params], torch.long, device),
+            top_p=to_device([p.top_p for p in params], torch.float32, device),
+            greedy=to_device([p.greedy for p in params], torch.bool, device),
             all_greedy=all(p.greedy for p in params),
             any_truncation=any(p.top_k > 0 or p.top_p < 1.0 for p in params),
         )

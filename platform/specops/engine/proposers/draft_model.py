@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import torch
 
 from specops.engine import sampling
-from specops.engine.batch import SequenceBatch, host_staged, left_padded, left_padded_rows, to_device
+from specops.engine.batch import SequenceBatch, left_padded, left_padded_rows
 from specops.engine.proposers.base import Proposal
 from specops.engine.runner import KVCache, ModelRunner
 from specops.engine.timing import PhaseClock
+from specops.engine.transfer import host_staged, to_device
 
 MAX_FIRST_ROUND = 4
 """Most tokens the first drafting round feeds (the step's new token, a draft token left over from a

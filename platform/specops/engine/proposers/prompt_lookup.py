@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from specops.engine.batch import SequenceBatch, to_device
+from specops.engine.batch import SequenceBatch
 from specops.engine.proposers.base import Proposal
+from specops.engine.transfer import to_device
 
 
 class PromptLookupProposer:
