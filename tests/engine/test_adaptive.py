@@ -113,6 +113,24 @@ def test_the_governor_falls_back_to_plain_decoding_when_drafting_does_not_pay():
     assert governor.step_seconds(1, 0) == 1.0
 
 
+def test_a_batch_drafts_as_far_as_its_longest_sequence_would():
+    """A step's drafting rounds and verification cover the longest draft for every row, so in a batch
+    a hard sequence drafts as far as an easy one (it can only gain), and its gain counts so."""
+    controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=8), batch_size=3)
+    for _ in range(20):
+        controller.update(0, 4, 4)  # an easy sequence
+        controller.update(1, 4, 0)  # a hard one
+    assert controller.length(0, 8) == 8 and controller.length(1, 8) == 1
+    assert controller.batch_length([True, True, False], 8) == 8
+    assert controller.batch_length([False, True, False], 8) == 1
+    assert controller.batch_length([False, False, False], 8) == 0
+    hard_alone = controller.gain([False, True, False], 8)
+    assert controller.gain([True, True, False], 8) == pytest.approx(
+        expected_tokens(controller.long_run_alpha(0), 8) + expected_tokens(controller.long_run_alpha(1), 8)
+    )
+    assert hard_alone == pytest.approx(expected_tokens(controller.long_run_alpha(1), 1))
+
+
 def test_the_controller_expects_tokens_from_running_sequences_only():
     controller = DraftLengthController(SpeculationConfig(num_speculative_tokens=4), batch_size=3)
     for _ in range(30):

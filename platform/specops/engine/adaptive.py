@@ -13,9 +13,12 @@ second, and leaves its current K only for one `SWITCH_MARGIN` faster. K = 0 is p
 pair whose speculation slows decoding falls back to plain decoding by itself, and comes back when it
 pays.
 
-Within a step each sequence drafts at most the batch's K, and fewer when its own acceptance is low
+Within a step a sequence drafts at most the batch's K, and fewer when its own acceptance is low
 (`DraftLengthController`): it stops where the chance that the whole draft survives falls under
-`MIN_SURVIVAL` (dynamic draft length, as in EAGLE-2 / vLLM's adaptive drafting).
+`MIN_SURVIVAL` (dynamic draft length, as in EAGLE-2 / vLLM's adaptive drafting). A batch drafts as
+far as its longest such draft, every sequence alike: the step's drafting rounds and verification
+cover that many tokens for all rows anyway, so a shorter draft in a batch would save nothing and
+lose the tokens it did not propose.
 """
 
 from __future__ import annotations
@@ -133,11 +136,14 @@ class DraftLengthController:
             return max_k
         return max(1, min(max_k, int(math.log(MIN_SURVIVAL) / math.log(alpha))))
 
+    def batch_length(self, active: list[bool], max_k: int) -> int:
+        """Draft length of every active sequence in a step with cap `max_k`: the longest `length`."""
+        return max((self.length(row, max_k) for row, on in enumerate(active) if on), default=0)
+
     def gain(self, active: list[bool], max_k: int) -> float:
         """Tokens the active sequences are expected to emit in a step with cap `max_k`."""
-        return sum(
-            expected_tokens(self.long_run_alpha(row), self.length(row, max_k)) for row, on in enumerate(active) if on
-        )
+        k = self.batch_length(active, max_k)
+        return sum(expected_tokens(self.long_run_alpha(row), k) for row, on in enumerate(active) if on)
 
     def update(self, row: int, num_draft_tokens: int, num_accepted: int) -> None:
         """Learn from one step of `row`.

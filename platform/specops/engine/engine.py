@@ -234,9 +234,10 @@ class SpeculativeEngine:
                 break
             num_running = sum(batch.active)
             step_k = planned_k if planned_k is not None else choose_k()
+            draft_k = controller.batch_length(batch.active, step_k)
             num_tokens = [
                 # drafts stay inside the context; past the budget they are merely cut
-                min(controller.length(row, step_k), self.max_context - len(batch.tokens[row])) if active else 0
+                min(draft_k, self.max_context - len(batch.tokens[row])) if active else 0
                 for row, active in enumerate(batch.active)
             ]
             captures_before = _captures(self.target, self.proposer)
