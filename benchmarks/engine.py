@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform as platform_module
+import statistics
 import sys
 import sysconfig
 import time
@@ -596,6 +597,9 @@ def main() -> None:
     parser.add_argument("--slow-prompts", type=int, default=2, help="prompts for HF eager/assisted at batch 1")
     parser.add_argument("--near-tie", type=float, default=0.125)
     parser.add_argument("--waves", type=int, default=4, help="sequences per row in the continuous runs (batch > 1)")
+    parser.add_argument(
+        "--passes", type=int, default=3, help="continuous runs per mode (modes interleaved; tok/s is their median)"
+    )
     parser.add_argument("--k-sweep", default="1,2,3,4,5")
     parser.add_argument("--k", type=int, help="the fixed k (skips the sweep)")
     parser.add_argument("--train-seconds", help="override the training budgets: TARGET,DRAFT seconds")
@@ -781,6 +785,17 @@ def main() -> None:
                     for (bucket, k), samples in sorted(eng.governor.samples.items())
                 },
             }
+        if batch_size > 1:
+            # more passes, the modes interleaved, so that a drift of the machine's speed during the run
+            # (seen at 10-20 % between modes doing identical work) hits every mode alike
+            passes = {name: [row[f"{name}_tok_s"]] for name in modes}
+            for _ in range(args.passes - 1):
+                for name, eng in modes.items():
+                    _, seconds, tokens, _ = engine_run_continuous(eng, stream, batch_size, new, device)
+                    passes[name].append(round(tokens / seconds, 1))
+            for name, values in passes.items():
+                row[f"{name}_passes_tok_s"] = values
+                row[f"{name}_tok_s"] = statistics.median(values)
         figures = row["specops_fixed_k_figures"]
         row["alpha"] = figures["alpha"]
         row["mean_accepted_length"] = figures["mean_accepted_length"]
