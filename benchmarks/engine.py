@@ -16,6 +16,8 @@ HF assisted generation and HF prompt lookup (batch 1), and the engine without sp
 draft (fixed best k and adaptive) and with prompt lookup. Above batch 1 the engine's figures are
 continuous batching (as `specops serve` runs it: a row takes the next prompt when its sequence ends,
 `--waves` prompts per row); static batches of the plain and fixed-k modes are recorded beside them.
+Every engine mode runs `--passes` times, the modes interleaved; its tok/s is the median pass (all
+passes are recorded), so that the machine's drift during the run does not favour one mode.
 Losslessness: every engine output is compared with the target's own greedy output (HF, batch 1);
 each first divergence is checked to sit at a near-tie of the target's two best logits (`--near-tie`).
 """
@@ -597,9 +599,8 @@ def main() -> None:
     parser.add_argument("--slow-prompts", type=int, default=2, help="prompts for HF eager/assisted at batch 1")
     parser.add_argument("--near-tie", type=float, default=0.125)
     parser.add_argument("--waves", type=int, default=4, help="sequences per row in the continuous runs (batch > 1)")
-    parser.add_argument(
-        "--passes", type=int, default=3, help="continuous runs per mode (modes interleaved; tok/s is their median)"
-    )
+    parser.add_argument("--passes", type=int, default=3, help="runs per mode (modes interleaved; tok/s: the median)")
+    parser.add_argument("--inline", action="store_true", help="also fixed k without drafts made ahead")
     parser.add_argument("--k-sweep", default="1,2,3,4,5")
     parser.add_argument("--k", type=int, help="the fixed k (skips the sweep)")
     parser.add_argument("--train-seconds", help="override the training budgets: TARGET,DRAFT seconds")
@@ -735,11 +736,11 @@ def main() -> None:
     modes = {
         "specops_nonspec": engine("none", 0, adaptive=False),
         "specops_fixed_k": engine("draft", best_k, adaptive=False),
-        # the same, drafting each step after reading the decision before it (no drafts made ahead)
-        "specops_fixed_k_inline": engine("draft", best_k, adaptive=False, draft_ahead=False),
         "specops": engine("draft", 8, adaptive=True),
         "specops_prompt_lookup": engine("prompt_lookup", 8, adaptive=True),
     }
+    if args.inline:  # fixed k drafting each step after reading the decision before it (no drafts made ahead)
+        modes["specops_fixed_k_inline"] = engine("draft", best_k, adaptive=False, draft_ahead=False)
     for eng in modes.values():
         # batch 1 runs static calls, larger batches continuous ones (whose caches are larger)
         eng.warm_up([b for b in batch_sizes if b == 1], max_tokens=recipe.prompt_tokens + new)
@@ -785,17 +786,19 @@ def main() -> None:
                     for (bucket, k), samples in sorted(eng.governor.samples.items())
                 },
             }
-        if batch_size > 1:
-            # more passes, the modes interleaved, so that a drift of the machine's speed during the run
-            # (seen at 10-20 % between modes doing identical work) hits every mode alike
-            passes = {name: [row[f"{name}_tok_s"]] for name in modes}
-            for _ in range(args.passes - 1):
-                for name, eng in modes.items():
+        # more passes, the modes interleaved, so that a drift of the machine's speed during the run
+        # (seen at 10-20 % between modes doing identical work) hits every mode alike
+        passes = {name: [row[f"{name}_tok_s"]] for name in modes}
+        for _ in range(args.passes - 1):
+            for name, eng in modes.items():
+                if batch_size > 1:
                     _, seconds, tokens, _ = engine_run_continuous(eng, stream, batch_size, new, device)
-                    passes[name].append(round(tokens / seconds, 1))
-            for name, values in passes.items():
-                row[f"{name}_passes_tok_s"] = values
-                row[f"{name}_tok_s"] = statistics.median(values)
+                else:
+                    _, seconds, tokens, _ = engine_run(eng, groups, new, device)
+                passes[name].append(round(tokens / seconds, 1))
+        for name, values in passes.items():
+            row[f"{name}_passes_tok_s"] = values
+            row[f"{name}_tok_s"] = statistics.median(values)
         figures = row["specops_fixed_k_figures"]
         row["alpha"] = figures["alpha"]
         row["mean_accepted_length"] = figures["mean_accepted_length"]
