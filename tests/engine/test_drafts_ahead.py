@@ -60,6 +60,48 @@ def test_a_sequence_admitted_beside_drafts_made_ahead_drafts_the_step_after(targ
     assert any(made_ahead and drafts[0] == 0 and drafts[1] > 0 for made_ahead, drafts in proposals)
 
 
+def gpu_shaped(engine: SpeculativeEngine) -> SpeculativeEngine:
+    """The CUDA-graph path's shapes on a CPU: attention over the whole cache and fused layers (with
+    `pad_batches`), where a prompt admitted beside running rows is prefilled alone."""
+    for runner in (engine.target, engine.proposer.runner):
+        runner.attend_capacity = True
+        runner.fuse()
+    return engine
+
+
+def test_a_sequence_admitted_beside_drafts_made_ahead_joins_the_next_ones(target, near_draft, tokenizer, monkeypatch):
+    """On the GPU-shaped path its prompt goes into the draft cache before the drafts made ahead, and
+    the drafts made at the end of its first step include it (no step drafts inline for it)."""
+    config = SpeculationConfig(num_speculative_tokens=3, adaptive=False, pad_batches=True)
+    engine = gpu_shaped(SpeculativeEngine(target, tokenizer, draft=near_draft, config=config))
+    steps = []  # (made ahead?, row 0 running?, row 0's drafts)
+    real = DraftModelProposer.propose
+
+    def propose(self, batch, num_tokens):
+        ahead = self.drafted_ahead
+        proposal = real(self, batch, num_tokens)
+        steps.append((ahead, batch.active[0], proposal.num_draft_tokens[0]))
+        return proposal
+
+    monkeypatch.setattr(DraftModelProposer, "propose", propose)
+    pending = [(PROMPTS[1], 16)]
+    finished: dict[int, list[list[int]]] = {}
+    engine.generate(
+        [PROMPTS[0], PROMPTS[3], PROMPTS[2], PROMPTS[3]],
+        [SamplingParams(max_new_tokens=n) for n in (4, 30, 30, 30)],
+        admit=lambda free: [(p, SamplingParams(max_new_tokens=n)) for p, n in [pending.pop()]] if pending else [],
+        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
+        rows=4,
+        max_tokens=64,
+    )
+    assert finished[0] == [hf_greedy(target, PROMPTS[0], 4), hf_greedy(target, PROMPTS[1], 16)]
+    assert finished[1] == [hf_greedy(target, PROMPTS[3], 30)]
+    # its first step (row 0 running, drafting nothing) used drafts made ahead, and so did the next,
+    # in which it drafted
+    first = next(i for i, (_, running, drafts) in enumerate(steps) if running and drafts == 0)
+    assert steps[first][0] and steps[first + 1] == (True, True, 3)
+
+
 def test_a_sampled_sequence_admitted_beside_drafts_made_ahead_is_drafted_afresh(target, near_draft, tokenizer):
     config = SpeculationConfig(num_speculative_tokens=2, adaptive=False)  # the same k: the same random draws
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
@@ -142,16 +184,20 @@ def test_drafting_ahead_can_be_switched_off(target, near_draft, tokenizer, propo
     jobs=st.lists(
         st.tuples(st.lists(st.integers(0, 63), min_size=1, max_size=14), st.integers(1, 24)), min_size=1, max_size=7
     ),
-    rows=st.integers(1, 4),
+    rows=st.integers(1, 5),
     k=st.integers(1, 4),
     adaptive=st.booleans(),
+    shaped=st.booleans(),
 )
 def test_any_stream_of_greedy_sequences_decodes_as_each_would_alone(
-    target, near_draft, tokenizer, jobs, rows, k, adaptive
+    target, near_draft, tokenizer, jobs, rows, k, adaptive, shaped
 ):
-    """Continuous batching with drafts made ahead, for any prompts, budgets, rows and k."""
-    config = SpeculationConfig(num_speculative_tokens=k, adaptive=adaptive)
+    """Continuous batching with drafts made ahead, for any prompts, budgets, rows and k, on the plain
+    path or the GPU-shaped one (`shaped`: prompts admitted alone, and into the drafts made ahead)."""
+    config = SpeculationConfig(num_speculative_tokens=k, adaptive=adaptive, pad_batches=shaped)
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    if shaped:
+        gpu_shaped(engine)
     queue = list(enumerate(jobs))
     in_row: dict[int, int] = {}
     done: dict[int, list[int]] = {}

@@ -25,6 +25,7 @@ class _Ahead:
     draft_token_ids: torch.Tensor  # [batch_size, max_k]
     clock: PhaseClock  # their device time
     round_start: int  # first slot of their window: 2 first-round slots, then max_k - 1 fed drafts
+    joined: list[bool]  # sequences whose first round fed their last prompt token too (just admitted)
 
 
 class DraftModelProposer:
@@ -58,8 +59,9 @@ class DraftModelProposer:
         self._ahead = None
 
     def admit(self, batch: SequenceBatch, row: int) -> None:
-        """Forget the row's old sequence; the new prompt goes in with its first draft (`_catch_up`).
-        Drafts made ahead are not the new sequence's: it drafts nothing this step."""
+        """Forget the row's old sequence; the new prompt goes in with its first draft (`_catch_up`),
+        or, beside drafts made ahead, at its first step but its last token (`_prefill_admitted`).
+        Drafts made ahead are not the new sequence's: it drafts nothing in its first step."""
         assert self.cache is not None, "start() first"
         self.cache.clear_row(row)
         self.cached[row] = 0
@@ -81,6 +83,7 @@ class DraftModelProposer:
                     num_draft_tokens=[n if fed else 0 for n, fed in zip(num_tokens, self._fed_first, strict=True)],
                     draft_probs=None,
                     draft_clock=ahead.clock,
+                    catch_up_tokens=self._prefill_admitted(batch, before=ahead.round_start),
                 )
             self._forget(ahead)  # a sampled sequence was admitted: draft again, with probabilities
         max_k = max(num_tokens)
@@ -127,29 +130,57 @@ class DraftModelProposer:
         Only in steady greedy drafting: every running sequence drafted this step, so what it feeds
         next is known on the device: the token the target chose, after this step's last draft token
         where all drafts were accepted (that one never went through the draft). The first round is
-        therefore 2 tokens wide, left-padded.
+        therefore 2 tokens wide, left-padded. A sequence in its first step (admitted, drafting
+        nothing) whose draft cache holds its prompt but the last token feeds that token and the
+        target's.
         """
         assert self.cache is not None
         k = proposal.max_k
         if k == 0 or not batch.sampling.all_greedy:
             return
-        if any(active and n == 0 for active, n in zip(batch.active, proposal.num_draft_tokens, strict=True)):
-            return  # a sequence (just admitted, or at the context's end) still needs its own first round
+        # a sequence that drafted nothing this step joins only if it was just admitted and its draft
+        # cache holds its prompt but the last token (which its first round then feeds too)
+        joined = [active and n == 0 for active, n in zip(batch.active, proposal.num_draft_tokens, strict=True)]
+        if any(
+            j and (self._fed_first[row] or self.cached[row] != len(batch.tokens[row]) - 1)
+            for row, j in enumerate(joined)
+        ):
+            return  # it needs its own first round (its prompt did not fit before the window; the context ends)
         # after this step a sequence has at most k + 1 more tokens, and drafting feeds max_k - 1 beyond
         longest = max(len(tokens) for tokens, active in zip(batch.tokens, batch.active, strict=True) if active)
         if longest + k + max_k > self.runner.max_context or not self.runner.make_room(self.cache, max_k + 1):
             return  # a sequence is about to end
         accepted, output = decided[:, 0], decided[:, 1:]  # [batch_size], [batch_size, k + 1]
         full = (accepted == k).long()
-        running = to_device(list(map(int, batch.active)), torch.long, batch.device)
+        # per row: running, joined, and a joined sequence's last prompt token
+        rows = [list(map(int, batch.active)), list(map(int, joined)), [tokens[-1] for tokens in batch.tokens]]
+        running, joining, last = to_device(rows, torch.long, batch.device)
         chosen = output.gather(1, accepted[:, None])[:, 0]  # the target's token
+        first = torch.where(joining.bool(), last, output[:, k - 1] * full)
         # [batch_size, 5] as `left_padded_rows` lays out 2 tokens: ids, valid marks, running
-        staged = torch.stack([output[:, k - 1] * full, chosen, full * running, running, running], dim=1)
+        staged = torch.stack([first, chosen, torch.maximum(full, joining) * running, running, running], dim=1)
         clock = PhaseClock(batch.device)
         clock.mark()
         draft_ids = self.runner.greedy_rounds(self.cache, staged, max_k)
         clock.mark()
-        self._ahead = _Ahead(draft_ids, clock, round_start=self.cache.length - (max_k + 1))
+        self._ahead = _Ahead(draft_ids, clock, round_start=self.cache.length - (max_k + 1), joined=joined)
+
+    def _prefill_admitted(self, batch: SequenceBatch, *, before: int) -> int:
+        """Prefill the prompts (but their last tokens) of sequences admitted since the last step, alone
+        and into slots before `before` (drafts made ahead follow), so that the drafts made ahead at
+        the end of this step include them. Where they do not fit there, they wait for `_catch_up`.
+        Returns the tokens fed."""
+        assert self.cache is not None
+        new = [
+            active and fed == 0 and cached == 0
+            for active, fed, cached in zip(batch.active, self._fed_first, self.cached, strict=False)
+        ]
+        prompts = [tokens[:-1] if fresh else [] for tokens, fresh in zip(batch.tokens, new, strict=True)]
+        if not any(prompts) or not self.runner.fits_before(self.cache, prompts, before):
+            return 0
+        self.runner.append(self.cache, prompts, fresh=True, end=before)
+        self.cached = [cached + len(p) for cached, p in zip(self.cached, prompts, strict=True)]
+        return sum(map(len, prompts))
 
     def _forget(self, ahead: _Ahead) -> None:
         """Undo drafts made ahead: none of their window's slots stays, so the tokens they fed are fed again."""
@@ -241,9 +272,9 @@ class DraftModelProposer:
             self.runner.tidy(self.cache)  # holes left by rejected drafts (a no-op with CUDA graphs)
             return
         # the drafts made ahead fed each running sequence its chosen token, after its last draft token
-        # when all of this step's were accepted
+        # when all of this step's were accepted (or its last prompt token when it just joined)
         self._fed_first = [
-            (2 if n == proposal.max_k else 1) if active else 0
-            for n, active in zip(num_accepted, batch.active, strict=True)
+            (2 if n == proposal.max_k or joined else 1) if active else 0
+            for n, active, joined in zip(num_accepted, batch.active, self._ahead.joined, strict=True)
         ]
         self._round_start, self._first_round = self._ahead.round_start, 2
