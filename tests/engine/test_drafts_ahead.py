@@ -225,15 +225,18 @@ def test_any_stream_of_greedy_sequences_decodes_as_each_would_alone(
         min_size=2,
         max_size=6,
     ),
-    rows=st.integers(1, 3),
+    rows=st.integers(1, 5),
+    shaped=st.booleans(),
 )
 def test_greedy_and_seeded_sampled_sequences_mixed_in_a_stream_decode_as_alone(
-    target, near_draft, tokenizer, jobs, rows
+    target, near_draft, tokenizer, jobs, rows, shaped
 ):
     """Sampled sequences joining greedy ones undo drafts made ahead; nothing changes any sequence's tokens
-    (a seeded sampled sequence draws what it draws alone, at the same fixed k)."""
-    config = SpeculationConfig(num_speculative_tokens=2, adaptive=False)
+    (a seeded sampled sequence draws what it draws alone, at the same fixed k), on either path."""
+    config = SpeculationConfig(num_speculative_tokens=2, adaptive=False, pad_batches=shaped)
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
+    if shaped:
+        gpu_shaped(engine)
 
     def params(index: int) -> SamplingParams:
         _, budget, sampled = jobs[index]
