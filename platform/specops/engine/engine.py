@@ -186,9 +186,9 @@ class SpeculativeEngine:
         planned_k: int | None = None
 
         # continuous batching: rows freed by the last step are admitted while this step is on the
-        # device (its host work and prefill overlap the step), and run from the next step; requests
-        # that do not fit before the step's window wait, and like those taken while nothing runs they
-        # are admitted before a step
+        # device (its host work and prefill overlap the step), and run from the next step. Before a
+        # step instead: while nothing runs, when more rows are free than are prefilled alone (one
+        # batch-wide prefill then), and requests that did not fit before a step's window
         joining: list[int] = []  # rows admitted during the last step
         held: list[tuple[int, list[int], SamplingParams]] = []
         admitted_in_step = False
@@ -226,7 +226,9 @@ class SpeculativeEngine:
             for row in joining:
                 batch.active[row] = True
             joining, admitted_in_step = [], False
-            if admit is not None and (held or not any(batch.active) or not self.config.admit_in_step):
+            free = batch_size - sum(batch.active)
+            before_step = held or free == batch_size or free > batch_size // 4 or not self.config.admit_in_step
+            if admit is not None and before_step:
                 requests, held = held or take(), []
                 if requests:
                     self._admit(batch, cache, requests, params, budgets, stop_window, results, controller)
