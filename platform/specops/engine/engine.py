@@ -189,9 +189,8 @@ class SpeculativeEngine:
         # device (its host work and prefill overlap the step), and run from the next step. Before a
         # step instead: while nothing runs, when more rows are free than are prefilled alone (one
         # batch-wide prefill then), and requests that did not fit before a step's window
-        joining: list[int] = []  # rows admitted during the last step
+        joining: list[int] = []  # rows admitted during the step (they run from the next one)
         held: list[tuple[int, list[int], SamplingParams]] = []
-        admitted_in_step = False
 
         def take() -> list[tuple[int, list[int], SamplingParams]]:
             free = [row for row, active in enumerate(batch.active) if not active]
@@ -199,19 +198,16 @@ class SpeculativeEngine:
             return [(row, [int(t) for t in prompt], p) for row, (prompt, p) in zip(free, admitted, strict=False)]
 
         def admit_in_step(proposal: Proposal) -> None:
-            nonlocal joining, held, admitted_in_step
+            nonlocal joining, held
             requests = take()
             if not requests:
                 return
             end = cache.length - (proposal.max_k + 1)  # the step's window starts there
-            prefixes = [[] for _ in batch.tokens]
-            for row, prompt, _ in requests:
-                prefixes[row] = prompt[:-1]
-            if not self.target.fits_before(cache, prefixes, end):
+            if not self.target.fits_before(cache, _prefixes(batch_size, requests), end):
                 held = requests
                 return
             self._admit(batch, cache, requests, params, budgets, stop_window, results, controller, end=end)
-            joining, admitted_in_step = [row for row, _, _ in requests], True
+            joining = [row for row, _, _ in requests]
 
         def plan_next(proposal: Proposal, decided: torch.Tensor) -> None:
             nonlocal planned_k
@@ -225,9 +221,9 @@ class SpeculativeEngine:
         while True:
             for row in joining:
                 batch.active[row] = True
-            joining, admitted_in_step = [], False
-            free = batch_size - sum(batch.active)
-            before_step = held or free == batch_size or free > batch_size // 4 or not self.config.admit_in_step
+            joining = []
+            # (nothing running is the case of every row free)
+            before_step = held or batch.active.count(False) > batch_size // 4 or not self.config.admit_in_step
             if admit is not None and before_step:
                 requests, held = held or take(), []
                 if requests:
@@ -283,7 +279,7 @@ class SpeculativeEngine:
             if self.proposer is not None:
                 self.proposer.commit(batch, proposal, num_accepted)
             self.target.tidy(cache)
-            timed = not (proposal.catch_up_tokens or admitted_in_step)  # a step's own work, nothing more
+            timed = not (proposal.catch_up_tokens or joining)  # a step's own work, nothing more
             if _captures(self.target, self.proposer) == captures_before and timed:
                 cost = self._cost_clock() - cost_started
                 self.governor.record(batch_size=batch_size, k=step_k, seconds=cost)
@@ -356,7 +352,6 @@ class SpeculativeEngine:
         slots before it, and the rows run from the next step (inactive until then).
         """
         self._check_inputs([prompt for _, prompt, _ in requests], [p for _, _, p in requests])
-        prefixes: list[list[int]] = [[] for _ in batch.tokens]
         for row, prompt, row_params in requests:
             budget = self._budget(prompt, row_params)
             if len(prompt) + budget > batch.capacity // 2:
@@ -370,11 +365,10 @@ class SpeculativeEngine:
             batch.rng.reseed(row, row_params.seed)
             controller.reset(row, self.pair_acceptance.alpha)
             cache.clear_row(row)
-            prefixes[row] = prompt[:-1]
             if self.proposer is not None:
                 self.proposer.admit(batch, row)
         batch.sampling = SamplingTensors.from_params(params, self.device)
-        self.target.append(cache, prefixes, fresh=True, end=end)
+        self.target.append(cache, _prefixes(len(batch.tokens), requests), fresh=True, end=end)
 
     def _runner(self, model: torch.nn.Module) -> ModelRunner:
         return ModelRunner(model, cuda_graphs=self.config.cuda_graphs, compiled=self.config.compiled)
@@ -535,6 +529,15 @@ class SpeculativeEngine:
         """What a step costs, for the governor: wall time on an accelerator; on a CPU this process's
         CPU time, which other processes on a shared machine do not inflate."""
         return time.perf_counter() if self.device.type != "cpu" else time.process_time()
+
+
+def _prefixes(batch_size: int, requests: list[tuple[int, list[int], SamplingParams]]) -> list[list[int]]:
+    """What the target prefills per row for admitted `requests` (row, prompt, params): each prompt but
+    its last token, which the row's first step feeds; nothing for other rows."""
+    prefixes: list[list[int]] = [[] for _ in range(batch_size)]
+    for row, prompt, _ in requests:
+        prefixes[row] = prompt[:-1]
+    return prefixes
 
 
 def _step_tokens(
