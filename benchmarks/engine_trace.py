@@ -20,8 +20,9 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from engine_steps import MODES, bench_models, mode_engine, save_rows
 from specops.engine import SpeculativeEngine, StepStats
 from specops.engine.proposers import DraftModelProposer
 from specops.engine.runner import KVCache, ModelRunner
+from specops.engine.transfer import HostCopy
 
 PHASES = [
     (SpeculativeEngine, "_admit"),
@@ -51,8 +53,10 @@ PHASES = [
     (ModelRunner, "_prefill_alone"),
     (ModelRunner, "_append_chunks"),
     (KVCache, "compact"),
+    (HostCopy, "get"),
 ]
-"""Methods whose host time is named in the trace (their name is the phase)."""
+"""Methods whose host time is named in the trace (their name is the phase; `get` is the read of the
+verifier's decision, where the host waits for the device)."""
 
 DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
 
@@ -71,6 +75,31 @@ def named_phases() -> Iterator[None]:
 
     for owner, name, original in originals:
         setattr(owner, name, named(original, name.lstrip("_")))
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+@contextlib.contextmanager
+def timed_phases(totals: dict[str, float]) -> Iterator[None]:
+    """Add each `PHASES` method's host time (µs, inclusive of the phases it calls) to `totals`: a
+    clock read per call, so steps run at their own speed, unlike under the profiler."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name in PHASES]
+
+    def timed(original, label):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                totals[label] += (time.perf_counter() - started) * 1e6
+
+        return call
+
+    for owner, name, original in originals:
+        setattr(owner, name, timed(original, name.lstrip("_")))
     try:
         yield
     finally:
@@ -117,6 +146,43 @@ def step_records(trace: dict) -> list[dict]:
     return records
 
 
+def device_by_phase(trace: dict, steps: int, top: int = 6) -> dict[str, dict]:
+    """Device time per step (µs, whole call) charged to the innermost host phase that launched it
+    (kernels inside a CUDA graph count for the phase that replayed it), with its costliest kernels."""
+    events = trace["traceEvents"]
+    launches = {
+        e["args"]["correlation"]: e["ts"]
+        for e in events
+        if e.get("cat") in {"cuda_runtime", "cuda_driver"} and "correlation" in e.get("args", {})
+    }
+    phases = sorted(
+        (e["ts"], e["ts"] + e["dur"], e["name"])
+        for e in events
+        if e.get("cat") == "user_annotation" and e.get("name") != "step_end" and "dur" in e
+    )
+    totals: dict[str, float] = defaultdict(float)
+    kernels: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for event in events:
+        if event.get("cat") not in DEVICE_CATEGORIES or "dur" not in event:
+            continue
+        launched = launches.get(event.get("args", {}).get("correlation"))
+        running = [] if launched is None else [(b - a, name) for a, b, name in phases if a <= launched < b]
+        phase = min(running)[1] if running else "(no phase)"
+        totals[phase] += event["dur"]
+        kernels[phase][event["name"][:80]] += event["dur"]
+    per_step = max(steps, 1)
+    return {
+        phase: {
+            "device_us": round(total / per_step, 1),
+            "top_kernels_us": {
+                name: round(value / per_step, 1)
+                for name, value in sorted(kernels[phase].items(), key=lambda i: -i[1])[:top]
+            },
+        }
+        for phase, total in sorted(totals.items(), key=lambda i: -i[1])
+    }
+
+
 def summarise(records: list[dict]) -> dict:
     """Means per step (µs) of `step_records`."""
     count = max(len(records), 1)
@@ -140,13 +206,23 @@ def summarise(records: list[dict]) -> dict:
     }
 
 
+class _StepCount:
+    count = 0
+
+
 class _StepEnd:
-    """Marks the end of each step in the trace (the `times` hook of the benchmark's runners)."""
+    """Marks the end of each step in the trace (the `times` hook of the benchmark's runners); counts
+    steps while `counter` is set."""
+
+    counter: _StepCount | None = None
 
     def start(self) -> None:
         pass
 
     def __call__(self, stats: StepStats) -> None:
+        if _StepEnd.counter is not None:
+            _StepEnd.counter.count += 1
+            return
         with record_function("step_end"):
             pass
 
@@ -168,6 +244,8 @@ def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace,
             engine_run(engine, [prompts], args.new, args.device, _StepEnd())
 
     run()  # warm-up
+    if args.host:
+        return host_timed(run)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
     with named_phases(), profile(activities=activities) as prof:
         run()
@@ -180,10 +258,31 @@ def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace,
             with path.open("rb") as source, gzip.open(args.traces / f"{name}.json.gz", "wb") as target:
                 shutil.copyfileobj(source, target)
     records = step_records(trace)[2:]  # the first steps of a call carry its set-up
+    device = device_by_phase(trace, len(records) + 2)
     admitting = [r for r in records if "admit" in r["host"]]
     return {
         "steps": summarise([r for r in records if "admit" not in r["host"]]),
         "admitting_steps": summarise(admitting) if admitting else None,
+        "device_by_phase": device,
+    }
+
+
+def host_timed(run: Callable[[], None], calls: int = 3) -> dict:
+    """Host time per step (µs) in each phase, over `calls` calls, and the step's mean wall time."""
+    totals: dict[str, float] = defaultdict(float)
+    steps = _StepCount()
+    _StepEnd.counter = steps
+    started = time.perf_counter()
+    with timed_phases(totals):
+        for _ in range(calls):
+            run()
+    wall = (time.perf_counter() - started) * 1e6
+    _StepEnd.counter = None
+    count = max(steps.count, 1)
+    return {
+        "steps": steps.count,
+        "step_wall_us": round(wall / count, 1),
+        "host_in_phase_us": {k: round(v / count, 1) for k, v in sorted(totals.items(), key=lambda i: -i[1])},
     }
 
 
@@ -197,6 +296,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=48, help="new tokens per sequence")
     parser.add_argument("--small", action="store_true", help="tiny models (a CPU check of the script)")
     parser.add_argument("--continuous", action="store_true", help="continuous batching (admissions apart)")
+    parser.add_argument("--host", action="store_true", help="host time per phase, clock reads, no profiler")
     args = parser.parse_args()
     target, draft = bench_models(args.device, small=args.small)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

@@ -67,3 +67,57 @@ def test_the_step_timer_reports_every_mode(tmp_path):
     modes = [(row["mode"], row["steps"]) for row in report["rows"]]
     names = ["nonspec", "fixed_k2", "fixed_k2_inline", "nonspec_admit_before", "fixed_k2_admit_before"]
     assert modes == [(name, 128) for name in names]
+
+
+def test_host_timing_reports_each_phase_and_the_wait_for_the_device(tmp_path):
+    args = ("--small", "--batch-sizes", "2", "--new", "8", "--modes", "nonspec,fixed_k2", "--host")
+    report = _run("engine_trace.py", tmp_path / "host.json", *args)
+    rows = {row["mode"]: row for row in report["rows"]}
+    assert set(rows) == {"nonspec", "fixed_k2"}
+    for row in rows.values():
+        assert row["steps"] > 0 and row["step_wall_us"] > 0
+        phases = row["host_in_phase_us"]
+        assert phases["verify_step"] >= phases["get"] >= 0  # the read of the decision is inside the step
+    assert "greedy_rounds" in rows["fixed_k2"]["host_in_phase_us"]
+
+
+def test_device_time_is_charged_to_the_host_phase_that_launched_it():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from engine_trace import device_by_phase
+
+    def annotation(name, ts, dur):
+        return {"cat": "user_annotation", "name": name, "ts": ts, "dur": dur}
+
+    def launch(ts, correlation):
+        return {"cat": "cuda_runtime", "ts": ts, "dur": 1, "args": {"correlation": correlation}}
+
+    def kernel(name, ts, dur, correlation):
+        return {"cat": "kernel", "name": name, "ts": ts, "dur": dur, "args": {"correlation": correlation}}
+
+    trace = {
+        "traceEvents": [
+            annotation("verify_step", 0, 100),
+            annotation("forward", 10, 20),  # inside verify_step: the innermost phase wins
+            launch(15, 1),
+            launch(50, 2),
+            kernel("gemm", 200, 30, 1),  # runs long after its launch, outside every phase
+            kernel("gemm", 240, 10, 1),
+            kernel("argmax", 260, 6, 2),
+            kernel("stray", 300, 4, 99),  # no launch on record
+        ]
+    }
+    phases = device_by_phase(trace, steps=2)
+    assert phases == {
+        "forward": {"device_us": 20.0, "top_kernels_us": {"gemm": 20.0}},
+        "verify_step": {"device_us": 3.0, "top_kernels_us": {"argmax": 3.0}},
+        "(no phase)": {"device_us": 2.0, "top_kernels_us": {"stray": 2.0}},
+    }
+
+
+def test_the_graph_timer_says_it_needs_a_cuda_device(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
+    command = [sys.executable, str(ROOT / "benchmarks" / "engine_graphs.py"), "--out", str(tmp_path / "g.json")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "engine_graphs.py measures CUDA graphs: it needs a CUDA device"
+    assert not (tmp_path / "g.json").exists()

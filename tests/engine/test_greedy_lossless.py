@@ -138,10 +138,11 @@ def test_a_batch_padded_to_a_graph_size_returns_only_its_own_sequences_unchanged
     assert all(len(step.num_draft_tokens) == 4 and step.num_draft_tokens[3] == 0 for step in steps)
 
 
+@pytest.mark.parametrize("proposer", ["none", "draft"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer, compiled):
-    engine = _engine(target, tokenizer, near_draft, "draft", 3)
-    for model_runner in (engine.target, engine.proposer.runner):
+def test_the_fused_gpu_layer_path_computes_the_same_tokens(target, near_draft, tokenizer, compiled, proposer):
+    engine = _engine(target, tokenizer, near_draft, proposer, 3)
+    for model_runner in (engine.target, *([engine.proposer.runner] if engine.proposer else [])):
         model_runner.attend_capacity = True
         model_runner.fuse(compiled=compiled)
         model_runner.run_compiled = compiled  # as while a CUDA graph records

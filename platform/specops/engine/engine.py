@@ -29,7 +29,7 @@ from specops.engine.adaptive import DraftLengthController, PairAcceptance, Specu
 from specops.engine.batch import SequenceBatch
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
-from specops.engine.runner import KVCache, ModelRunner
+from specops.engine.runner import KVCache, ModelRunner, window_kept
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
 from specops.engine.timing import PhaseClock
@@ -554,9 +554,32 @@ def _step_tokens(
 
 def _decided(cache: KVCache, start: torch.Tensor, valid: torch.Tensor, result: verify.VerifyResult) -> torch.Tensor:
     """Drop the rejected slots; the decision packed as [batch_size, 1 + max_k + 1]: accepted count, tokens."""
+    cache.drop(start, _kept(valid, result))
+    return _packed(result)
+
+
+def _kept(valid: torch.Tensor, result: verify.VerifyResult) -> torch.Tensor:
+    """The step's slots a sequence keeps [batch_size, max_k + 1]: its valid ones up to its output's last."""
     columns = torch.arange(valid.shape[1], device=valid.device)
-    cache.drop(start, valid & (columns[None, :] <= result.num_accepted[:, None]))
+    return valid & (columns[None, :] <= result.num_accepted[:, None])
+
+
+def _packed(result: verify.VerifyResult) -> torch.Tensor:
     return torch.cat([result.num_accepted[:, None], result.output_token_ids], dim=1)
+
+
+def _greedy_decision(
+    logits: torch.Tensor,  # [batch_size, max_k + 1, vocab]
+    draft_token_ids: torch.Tensor,  # [batch_size, max_k]
+    num_draft: torch.Tensor,  # [batch_size]
+    valid: torch.Tensor,  # [batch_size, max_k + 1], the step's inputs
+    cache_valid: torch.Tensor,  # [batch_size, capacity]
+    start: torch.Tensor,  # [1]
+) -> tuple[torch.Tensor, ...]:
+    """`_decided` without the cache writes (pure, so that a graph runs it as a few compiled kernels):
+    the packed decision, then `window_kept`'s drop of the rejected slots."""
+    result = verify.greedy(draft_token_ids, num_draft, logits)
+    return _packed(result), *window_kept(cache_valid, start, _kept(valid, result))
 
 
 def _verify_greedy(
@@ -569,9 +592,11 @@ def _verify_greedy(
 ) -> torch.Tensor:
     """The target's side of a greedy step, on the device alone (so a CUDA graph can hold it): the
     forward, the verifier, the cache's drop of rejected slots; returns `_decided`'s packed decision."""
-    ids, valid, num_draft = _step_tokens(staged, draft_token_ids)
-    logits = target._forward(cache, ids, valid, start, kv_len=kv_len)
-    return _decided(cache, start, valid, verify.greedy(draft_token_ids, num_draft, logits))
+    ids, valid, num_draft = target.kernel(_step_tokens)(staged, draft_token_ids)
+    logits = target._forward(cache, ids, valid, start, kv_len=kv_len, float32=False)  # an argmax's needs
+    packed, *window = target.kernel(_greedy_decision)(logits, draft_token_ids, num_draft, valid, cache.valid, start)
+    cache.set_window(*window)
+    return packed
 
 
 def _stop_window(params: SamplingParams) -> int:

@@ -20,7 +20,7 @@ import functools
 import gc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -90,10 +90,12 @@ class KVCache:
         Device work only: the caller, once it has read the verifier's decision on the host, moves
         `length` back to the window's last kept slot (`trim`).
         """
-        slots = start + torch.arange(keep.shape[1], device=keep.device)
-        window = self.valid.index_select(1, slots)
-        self.seq_lens -= (window & ~keep).sum(dim=1)
-        self.valid.index_copy_(1, slots, window & keep)
+        self.set_window(*window_kept(self.valid, start, keep))
+
+    def set_window(self, slots: torch.Tensor, window: torch.Tensor, dropped: torch.Tensor) -> None:
+        """Apply `window_kept`'s result: the window's valid marks [batch_size, q], `dropped` [batch_size]."""
+        self.seq_lens -= dropped
+        self.valid.index_copy_(1, slots, window)
 
     def trim(self, start: int, used: int) -> None:
         """Slots in use end `used` slots after `start` (the last one any sequence kept)."""
@@ -112,6 +114,18 @@ class KVCache:
         slots = torch.arange(self.capacity, device=self.valid.device)
         self.valid.copy_(slots[None, :] < counts[:, None])
         self.length = new_length
+
+
+def window_kept(
+    valid: torch.Tensor,  # [batch_size, capacity] bool, the cache's slots
+    start: torch.Tensor,  # [1] long, the window's first slot
+    keep: torch.Tensor,  # [batch_size, q] bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`KVCache.drop` without the writes (pure, so it can be compiled): the window's slots [q], its
+    valid marks once the unmarked slots are dropped [batch_size, q], the slots each sequence drops."""
+    slots = start + torch.arange(keep.shape[1], device=keep.device)
+    window = valid.index_select(1, slots)
+    return slots, window & keep, (window & ~keep).sum(dim=1)
 
 
 class ModelRunner:
@@ -155,6 +169,11 @@ class ModelRunner:
         # (tests set it on a CPU to cover the compiled code)
         self.run_compiled = False
         self._rope = self._rope_table()
+
+    def kernel(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """`fn` as this runner's graphs run their step's work around the forward: compiled with the
+        forward's own kernels (`run_compiled`), else itself. `fn` must be pure."""
+        return _compiled(fn) if self.run_compiled and self._compiled is not None else fn
 
     @property
     def num_graphs(self) -> int:
@@ -432,11 +451,13 @@ class ModelRunner:
         kv_len: int | None,
         logits: bool = True,
         last: bool = False,
+        float32: bool = True,
     ) -> torch.Tensor | None:
         """The model over slots [start, start + q); attends over kv_len slots (None = the capacity).
 
-        Returns the logits [batch_size, q, vocab] in float32, or with `last` only the last position's
-        [batch_size, 1, vocab] in the model's dtype (enough for an argmax), or nothing (`logits` off).
+        Returns the logits [batch_size, q, vocab] in float32 (in the model's dtype without `float32`:
+        enough for an argmax), or with `last` only the last position's [batch_size, 1, vocab] in the
+        model's dtype, or nothing (`logits` off).
         """
         inner = self.model.model
         batch_size, q = input_ids.shape
@@ -501,7 +522,7 @@ class ModelRunner:
             out = kernels.head(hidden, inner.norm.weight, inner.norm.variance_epsilon, head.weight, head.bias)
         else:
             out = self.model.lm_head(inner.norm(hidden))
-        return out if last else out.float()  # [batch_size, q or 1, vocab]
+        return out.float() if float32 and not last else out  # [batch_size, q or 1, vocab]
 
 
 def _step_inputs(
@@ -683,8 +704,14 @@ def _compiled_kernels() -> _Kernels:
     """`_PLAIN_KERNELS` through torch.compile: shapes symbolic, so every batch size, step width and
     model of a process shares a few compilations. Compiling happens at the first call of each shape
     family, which CUDA-graph capture runs eagerly before it records."""
+    return _Kernels(*map(_compiled, _PLAIN_KERNELS))
+
+
+@functools.cache
+def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` through torch.compile, shapes symbolic."""
     _allow_recompiles()
-    return _Kernels(*(torch.compile(f, dynamic=True, fullgraph=True) for f in _PLAIN_KERNELS))
+    return torch.compile(fn, dynamic=True, fullgraph=True)
 
 
 def _allow_recompiles() -> None:

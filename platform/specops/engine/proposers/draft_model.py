@@ -9,7 +9,7 @@ import torch
 from specops.engine import sampling
 from specops.engine.batch import SequenceBatch, left_padded, left_padded_rows
 from specops.engine.proposers.base import Proposal
-from specops.engine.runner import KVCache, ModelRunner
+from specops.engine.runner import KVCache, ModelRunner, window_kept
 from specops.engine.timing import PhaseClock
 from specops.engine.transfer import host_staged, to_device
 
@@ -236,8 +236,7 @@ class DraftModelProposer:
 
     def _drop_rejected(self, cache: KVCache, num_accepted: torch.Tensor, start: int, fed_drafts: int) -> None:
         def compute(num_accepted: torch.Tensor, start: torch.Tensor, kv_len: int | None) -> None:
-            columns = torch.arange(fed_drafts, device=num_accepted.device)
-            cache.drop(start, columns[None, :] < num_accepted.clamp(max=fed_drafts)[:, None])
+            cache.set_window(*self.runner.kernel(_kept_drafts)(cache.valid, num_accepted, start, fed_drafts))
 
         self.runner.replay(("settle", cache.batch_size, fed_drafts), cache, compute, [num_accepted], start)
 
@@ -278,3 +277,14 @@ class DraftModelProposer:
             for n, active, joined in zip(num_accepted, batch.active, self._ahead.joined, strict=True)
         ]
         self._round_start, self._first_round = self._ahead.round_start, 2
+
+
+def _kept_drafts(
+    valid: torch.Tensor,  # [batch_size, capacity], the draft cache's slots
+    num_accepted: torch.Tensor,  # [batch_size]
+    start: torch.Tensor,  # [1], the fed drafts' first slot
+    fed_drafts: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`window_kept` for the drafts fed to the draft model: each sequence keeps its accepted ones."""
+    columns = torch.arange(fed_drafts, device=num_accepted.device)
+    return window_kept(valid, start, columns[None, :] < num_accepted.clamp(max=fed_drafts)[:, None])
