@@ -62,9 +62,20 @@ DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
 
 
 @contextlib.contextmanager
-def named_phases() -> Iterator[None]:
-    """Wrap every method of `PHASES` in a `record_function` of its name."""
+def _wrapped_phases(wrap: Callable[[Callable, str], Callable]) -> Iterator[None]:
+    """Replace every method of `PHASES` by `wrap(method, phase name)` while the block runs."""
     originals = [(owner, name, getattr(owner, name)) for owner, name in PHASES]
+    for owner, name, original in originals:
+        setattr(owner, name, wrap(original, name.lstrip("_")))
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def named_phases() -> contextlib.AbstractContextManager[None]:
+    """Wrap every method of `PHASES` in a `record_function` of its name."""
 
     def named(original, label):
         def call(*args, **kwargs):
@@ -73,20 +84,12 @@ def named_phases() -> Iterator[None]:
 
         return call
 
-    for owner, name, original in originals:
-        setattr(owner, name, named(original, name.lstrip("_")))
-    try:
-        yield
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
+    return _wrapped_phases(named)
 
 
-@contextlib.contextmanager
-def timed_phases(totals: dict[str, float]) -> Iterator[None]:
+def timed_phases(totals: dict[str, float]) -> contextlib.AbstractContextManager[None]:
     """Add each `PHASES` method's host time (µs, inclusive of the phases it calls) to `totals`: a
     clock read per call, so steps run at their own speed, unlike under the profiler."""
-    originals = [(owner, name, getattr(owner, name)) for owner, name in PHASES]
 
     def timed(original, label):
         def call(*args, **kwargs):
@@ -98,13 +101,7 @@ def timed_phases(totals: dict[str, float]) -> Iterator[None]:
 
         return call
 
-    for owner, name, original in originals:
-        setattr(owner, name, timed(original, name.lstrip("_")))
-    try:
-        yield
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
+    return _wrapped_phases(timed)
 
 
 def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
