@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TOOLS  := .tools
 export PATH := $(CURDIR)/$(TOOLS):$(PATH)
+## torch.compile's CPU kernels are built into this checkout, not the machine-wide /tmp cache: a build
+## another checkout or run left there (its precompiled header) once broke a fresh clone's compile.
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torchinductor
 
 .PHONY: demo test lint services tools bench-cpu clean
 
@@ -51,4 +54,4 @@ bench-cpu: $(STAMP)
 	$(BIN)/python benchmarks/audit.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .specops
+	rm -rf $(VENV) $(TOOLS) .specops .cache
