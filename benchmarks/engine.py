@@ -348,6 +348,14 @@ def engine_run(engine, groups, new_tokens: int, device: str, times: StepTimes | 
     return outputs, seconds, tokens, step_stats
 
 
+def measured_run(engine, batch_size: int, groups, stream, new_tokens: int, device: str, times=None):
+    """A mode's measured workload: `stream` continuously batched through `batch_size` rows above
+    batch 1, the static `groups` at batch 1 (`engine_run`'s results)."""
+    if batch_size > 1:
+        return engine_run_continuous(engine, stream, batch_size, new_tokens, device, times)
+    return engine_run(engine, groups, new_tokens, device, times)
+
+
 def engine_run_continuous(
     engine, prompts, rows: int, new_tokens: int | list[int], device: str, times: StepTimes | None = None
 ):
@@ -757,15 +765,11 @@ def main() -> None:
         for name, eng in modes.items():
             engine_run(eng, groups[:1], new, device)  # warm-up: governor
             times = StepTimes()  # the measured run's steps only (not the static run beside it)
-            if batch_size > 1:
-                if name in ("specops_nonspec", "specops_fixed_k"):
-                    _, seconds, tokens, _ = engine_run(eng, groups, new, device)
-                    row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
-                outputs, seconds, tokens, records = engine_run_continuous(eng, stream, batch_size, new, device, times)
-                measured = [stream]
-            else:
-                outputs, seconds, tokens, records = engine_run(eng, groups, new, device, times)
-                measured = groups
+            if batch_size > 1 and name in ("specops_nonspec", "specops_fixed_k"):
+                _, seconds, tokens, _ = engine_run(eng, groups, new, device)
+                row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
+            outputs, seconds, tokens, records = measured_run(eng, batch_size, groups, stream, new, device, times)
+            measured = [stream] if batch_size > 1 else groups
             row[f"{name}_tok_s"] = round(tokens / seconds, 1)
             if lossless is not None:
                 checks[name] = lossless.check(measured, outputs)
@@ -791,10 +795,7 @@ def main() -> None:
         passes = {name: [row[f"{name}_tok_s"]] for name in modes}
         for _ in range(args.passes - 1):
             for name, eng in modes.items():
-                if batch_size > 1:
-                    _, seconds, tokens, _ = engine_run_continuous(eng, stream, batch_size, new, device)
-                else:
-                    _, seconds, tokens, _ = engine_run(eng, groups, new, device)
+                _, seconds, tokens, _ = measured_run(eng, batch_size, groups, stream, new, device)
                 passes[name].append(round(tokens / seconds, 1))
         for name, values in passes.items():
             row[f"{name}_passes_tok_s"] = values

@@ -44,20 +44,29 @@ def test_drafts_made_ahead_are_used_and_change_no_token(target, near_draft, toke
 
 def test_a_sequence_admitted_beside_drafts_made_ahead_drafts_the_step_after(target, near_draft, tokenizer, proposals):
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(num_speculative_tokens=3))
-    pending = [(PROMPTS[1], 16)]
-    finished: dict[int, list[list[int]]] = {}
-    engine.generate(
-        [PROMPTS[0], PROMPTS[3]],
-        [SamplingParams(max_new_tokens=4), SamplingParams(max_new_tokens=20)],
-        admit=lambda free: [(p, SamplingParams(max_new_tokens=n)) for p, n in [pending.pop()]] if pending else [],
-        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
-        rows=2,
-        max_tokens=64,
-    )
+    finished = _admitting(engine, [(PROMPTS[0], 4), (PROMPTS[3], 20)], (PROMPTS[1], SamplingParams(max_new_tokens=16)))
     assert finished[0] == [hf_greedy(target, PROMPTS[0], 4), hf_greedy(target, PROMPTS[1], 16)]
     assert finished[1] == [hf_greedy(target, PROMPTS[3], 20)]
     # the step that admitted it used drafts made ahead, in which its row drafted nothing
     assert any(made_ahead and drafts[0] == 0 and drafts[1] > 0 for made_ahead, drafts in proposals)
+
+
+def _admitting(
+    engine: SpeculativeEngine, running: list[tuple[list[int], int]], admitted: tuple[list[int], SamplingParams]
+) -> dict[int, list[list[int]]]:
+    """Generate `running` (prompt, max_new_tokens), one row each, and admit one more sequence into the
+    first row that frees; per row, the tokens of each sequence it finished."""
+    pending = [admitted]
+    finished: dict[int, list[list[int]]] = {}
+    engine.generate(
+        [prompt for prompt, _ in running],
+        [SamplingParams(max_new_tokens=n) for _, n in running],
+        admit=lambda free: [pending.pop()] if pending else [],
+        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
+        rows=len(running),
+        max_tokens=64,
+    )
+    return finished
 
 
 def gpu_shaped(engine: SpeculativeEngine) -> SpeculativeEngine:
@@ -84,16 +93,8 @@ def test_a_sequence_admitted_beside_drafts_made_ahead_joins_the_next_ones(target
         return proposal
 
     monkeypatch.setattr(DraftModelProposer, "propose", propose)
-    pending = [(PROMPTS[1], 16)]
-    finished: dict[int, list[list[int]]] = {}
-    engine.generate(
-        [PROMPTS[0], PROMPTS[3], PROMPTS[2], PROMPTS[3]],
-        [SamplingParams(max_new_tokens=n) for n in (4, 30, 30, 30)],
-        admit=lambda free: [(p, SamplingParams(max_new_tokens=n)) for p, n in [pending.pop()]] if pending else [],
-        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
-        rows=4,
-        max_tokens=64,
-    )
+    running = [(PROMPTS[0], 4), (PROMPTS[3], 30), (PROMPTS[2], 30), (PROMPTS[3], 30)]
+    finished = _admitting(engine, running, (PROMPTS[1], SamplingParams(max_new_tokens=16)))
     assert finished[0] == [hf_greedy(target, PROMPTS[0], 4), hf_greedy(target, PROMPTS[1], 16)]
     assert finished[1] == [hf_greedy(target, PROMPTS[3], 30)]
     # its first step (row 0 running, drafting nothing) used drafts made ahead, and so did the next,
@@ -110,16 +111,7 @@ def test_a_sampled_sequence_admitted_beside_drafts_made_ahead_is_drafted_afresh(
     forgotten = []
     real_forget = DraftModelProposer._forget
     engine.proposer._forget = lambda ahead: (forgotten.append(1), real_forget(engine.proposer, ahead))
-    pending = [(PROMPTS[2], sampled)]
-    finished: dict[int, list[list[int]]] = {}
-    engine.generate(
-        [PROMPTS[0], PROMPTS[3]],
-        [SamplingParams(max_new_tokens=4), SamplingParams(max_new_tokens=20)],
-        admit=lambda free: [pending.pop()] if pending else [],
-        on_finish=lambda row, result: finished.setdefault(row, []).append(result.token_ids),
-        rows=2,
-        max_tokens=64,
-    )
+    finished = _admitting(engine, [(PROMPTS[0], 4), (PROMPTS[3], 20)], (PROMPTS[2], sampled))
     assert forgotten, "the admission should have found drafts made ahead"
     assert finished[0] == [hf_greedy(target, PROMPTS[0], 4), alone]
     assert finished[1] == [hf_greedy(target, PROMPTS[3], 20)]

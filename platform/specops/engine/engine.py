@@ -29,7 +29,7 @@ from specops.engine.adaptive import DraftLengthController, PairAcceptance, Specu
 from specops.engine.batch import SequenceBatch
 from specops.engine.config import SamplingParams, SpeculationConfig
 from specops.engine.proposers import PROPOSERS, DraftModelProposer, PromptLookupProposer, Proposal
-from specops.engine.runner import KVCache, ModelRunner, window_kept
+from specops.engine.runner import KVCache, ModelRunner, prefilled_alone, window_kept
 from specops.engine.sampling import RowRandom, SamplingTensors, probabilities
 from specops.engine.stats import RequestStats, StepStats
 from specops.engine.timing import PhaseClock
@@ -223,7 +223,8 @@ class SpeculativeEngine:
                 batch.active[row] = True
             joining = []
             # (nothing running is the case of every row free)
-            before_step = held or batch.active.count(False) > batch_size // 4 or not self.config.admit_in_step
+            alone = prefilled_alone(batch_size, batch.active.count(False))
+            before_step = held or not alone or not self.config.admit_in_step
             if admit is not None and before_step:
                 requests, held = held or take(), []
                 if requests:

@@ -116,6 +116,12 @@ class KVCache:
         self.length = new_length
 
 
+def prefilled_alone(batch_size: int, rows: int) -> bool:
+    """Whether new prompts in `rows` rows of a batch are prefilled each alone (a few of them), not by
+    batch-wide chunks that compute every row (fixed-shape path, `ModelRunner.append`)."""
+    return rows <= batch_size // 4
+
+
 def window_kept(
     valid: torch.Tensor,  # [batch_size, capacity] bool, the cache's slots
     start: torch.Tensor,  # [1] long, the window's first slot
@@ -342,7 +348,7 @@ class ModelRunner:
             raise ValueError(f"these sequences cannot be prefilled before slot {end}")
         if self.attend_capacity:
             rows = [row for row, tokens in enumerate(sequences) if tokens]
-            if fresh and len(rows) <= cache.batch_size // 4:
+            if fresh and prefilled_alone(cache.batch_size, len(rows)):
                 self._prefill_alone(cache, sequences, rows, end)
             else:
                 self._append_chunks(cache, sequences)
@@ -375,7 +381,7 @@ class ModelRunner:
         rows = [row for row, tokens in enumerate(sequences) if tokens]
         return (
             self.attend_capacity
-            and len(rows) <= cache.batch_size // 4
+            and prefilled_alone(cache.batch_size, len(rows))
             and sum(append_chunks(max(map(len, sequences), default=0))) <= end
         )
 
