@@ -28,8 +28,9 @@ from engine_steps import bench_models, mode_engine, save_rows
 DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
 
 
-def replay_costs(graph: torch.cuda.CUDAGraph, replays: int) -> dict:
-    """Device µs per replay (events around back-to-back replays), and the kernels' own time and count."""
+def replay_costs(graph: torch.cuda.CUDAGraph, replays: int, names: int = 0) -> dict:
+    """Device µs per replay (events around back-to-back replays), and the kernels' own time and count;
+    with `names`, that many kernel names with the most time, with their count and µs per replay."""
     for _ in range(3):
         graph.replay()
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -49,12 +50,27 @@ def replay_costs(graph: torch.cuda.CUDAGraph, replays: int) -> dict:
         prof.export_chrome_trace(str(path))
         events = [e for e in json.loads(path.read_text())["traceEvents"] if e.get("cat") in DEVICE_CATEGORIES]
     kernel_us = sum(e.get("dur", 0) for e in events) / profiled
-    return {
+    costs = {
         "device_us": round(device_us, 1),
         "kernel_us": round(kernel_us, 1),
         "between_kernels_us": round(device_us - kernel_us, 1),
         "kernels": round(len(events) / profiled, 1),
     }
+    if names:
+        costs["top_kernels"] = top_kernels(events, profiled, names)
+    return costs
+
+
+def top_kernels(events: list[dict], replays: int, names: int) -> list[dict]:
+    """The `names` kernel names with the most device time: launches and µs per replay."""
+    by_name: dict[str, list[float]] = {}
+    for event in events:
+        by_name.setdefault(event.get("name", "?")[:120], []).append(event.get("dur", 0))
+    ranked = sorted(by_name.items(), key=lambda item: -sum(item[1]))[:names]
+    return [
+        {"name": name, "launches": round(len(durs) / replays, 1), "us": round(sum(durs) / replays, 1)}
+        for name, durs in ranked
+    ]
 
 
 def main() -> None:
@@ -63,6 +79,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--k", type=int, default=2, help="largest draft length captured")
     parser.add_argument("--replays", type=int, default=200)
+    parser.add_argument("--names", type=int, default=0, help="list this many kernel names per graph")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("engine_graphs.py measures CUDA graphs: it needs a CUDA device")
@@ -77,7 +94,7 @@ def main() -> None:
             if captured.graph is None or key[1] not in batch_sizes or not steady:
                 continue
             row = {"model": model, "graph": key[0], "batch_size": key[1], "shape": list(key[2:-1])}
-            row.update(replay_costs(captured.graph, args.replays))
+            row.update(replay_costs(captured.graph, args.replays, args.names))
             rows.append(row)
             print(json.dumps(row), flush=True)
     save_rows(rows, args.out, "cuda")
