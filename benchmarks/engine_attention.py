@@ -3,7 +3,8 @@
 A greedy step attends `q` = k + 1 new tokens per sequence over the cache's whole capacity with an
 additive mask (holes, padding, causality). PyTorch picks cuDNN's kernel, a different one for q = 1
 than for q > 1; this times the alternatives the engine could use, each captured in a CUDA graph of
-16 calls (one per target layer) replayed back to back:
+16 calls (one per target layer) replayed back to back. The compiled variants (math, FlexAttention)
+compile per shape and stop at dynamo's recompilation limit (8); their later rows hold the error:
 
     python benchmarks/engine_attention.py --out benchmarks/results/engine-attention-h100.json
 """

@@ -114,10 +114,35 @@ def test_device_time_is_charged_to_the_host_phase_that_launched_it():
     }
 
 
-def test_the_graph_timer_says_it_needs_a_cuda_device(tmp_path):
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        ("engine_graphs.py", "engine_graphs.py measures CUDA graphs: it needs a CUDA device"),
+        ("engine_attention.py", "engine_attention.py times CUDA graphs: it needs a CUDA device"),
+    ],
+)
+def test_the_graph_timers_say_they_need_a_cuda_device(tmp_path, script, reason):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
-    command = [sys.executable, str(ROOT / "benchmarks" / "engine_graphs.py"), "--out", str(tmp_path / "g.json")]
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(tmp_path / "g.json")]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == "engine_graphs.py measures CUDA graphs: it needs a CUDA device"
+    assert done.stderr.strip().splitlines()[-1] == reason
     assert not (tmp_path / "g.json").exists()
+
+
+def test_the_graph_timer_ranks_kernel_names_by_device_time_per_replay():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from engine_graphs import top_kernels
+
+    events = [
+        {"name": "gemm", "dur": 10.0},
+        {"name": "gemm", "dur": 10.0},
+        {"name": "attention", "dur": 30.0},
+        {"name": "norm", "dur": 2.0},
+        {"name": "gemm", "dur": 10.0},
+        {"name": "gemm", "dur": 10.0},
+    ]
+    assert top_kernels(events, replays=2, names=2) == [
+        {"name": "gemm", "launches": 2.0, "us": 20.0},
+        {"name": "attention", "launches": 0.5, "us": 15.0},
+    ]
