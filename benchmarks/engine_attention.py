@@ -23,6 +23,7 @@ from torch.nn.attention.flex_attention import flex_attention
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from engine_graphs import replay_us
 from engine_steps import save_rows
 
 LAYERS = 16
@@ -85,15 +86,7 @@ def time_variant(fn: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ..
     with torch.cuda.graph(graph):
         for _ in range(LAYERS):
             fn(*inputs)
-    for _ in range(3):
-        graph.replay()
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(replays):
-        graph.replay()
-    end.record()
-    end.synchronize()
-    return begin.elapsed_time(end) * 1000 / replays / LAYERS
+    return replay_us(graph, replays) / LAYERS
 
 
 def main() -> None:

@@ -28,9 +28,8 @@ from engine_steps import bench_models, mode_engine, save_rows
 DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
 
 
-def replay_costs(graph: torch.cuda.CUDAGraph, replays: int, names: int = 0) -> dict:
-    """Device µs per replay (events around back-to-back replays), and the kernels' own time and count;
-    with `names`, that many kernel names with the most time, with their count and µs per replay."""
+def replay_us(graph: torch.cuda.CUDAGraph, replays: int) -> float:
+    """Device µs per replay: events around `replays` back-to-back replays, after 3 to warm up."""
     for _ in range(3):
         graph.replay()
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -39,7 +38,13 @@ def replay_costs(graph: torch.cuda.CUDAGraph, replays: int, names: int = 0) -> d
         graph.replay()
     end.record()
     end.synchronize()
-    device_us = begin.elapsed_time(end) * 1000 / replays
+    return begin.elapsed_time(end) * 1000 / replays
+
+
+def replay_costs(graph: torch.cuda.CUDAGraph, replays: int, names: int = 0) -> dict:
+    """Device µs per replay (events around back-to-back replays), and the kernels' own time and count;
+    with `names`, that many kernel names with the most time, with their count and µs per replay."""
+    device_us = replay_us(graph, replays)
     profiled = 20
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(profiled):
