@@ -7,14 +7,16 @@ brain behind it decide; this module only chooses *which* controller call a recon
 1. a manual request (``specops.io/action`` annotation) not yet acknowledged → ``tick(action=…)``;
 2. a wanted version that is neither stable nor canary (nor the last one rolled back) → ``begin``;
 3. alerts from the receiver (``specops.io/alerts``) not yet acknowledged → ``tick(alerts=…)``;
-4. a rollback not yet confirmed → ``tick`` (the brain re-applies it, never decides a second one);
+4. a promotion or rollback not yet confirmed → ``tick`` (the brain re-applies it, never decides a
+   second one);
 5. an analysis that is due (every ``analysisIntervalSeconds``) while the canary is Ready → ``tick``.
 
 Only the scheduled analysis (5) reads Prometheus; manual actions and alerts are decided without
 metrics, so they work while Prometheus is down. At most one call per reconcile; the status patch that
 follows records the state with a revision counter and acknowledges the request, so a restarted
-operator continues from status and neither promotes nor rolls back twice. (A crash between applying a
-decision and that patch would decide it again: the controller applies first and saves state last.)
+operator continues from status and neither promotes nor rolls back twice. A promotion or rollback is
+written to status (Promoting / RollingBack) before the controller applies any of it: a crash while
+applying it leaves that phase, from which the next reconcile applies the same decision again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import httpx
 
 from specops.errors import Conflict, InvalidInput, NotFound, SpecOpsError
 from specops.rollout import controller as rollout_controller
+from specops.rollout.brain import APPLYING_PHASES
 from specops.rollout.model import (
     Alert,
     Decision,
@@ -130,11 +133,13 @@ NO_METRICS = _NoMetrics()
 
 class StatusStore:
     """``StateStore`` over one reconcile: the controller's saves are kept here and written to
-    ``status`` in one patch at the end of the reconcile (see :func:`reconcile`)."""
+    ``status`` in one patch at the end of the reconcile (see :func:`reconcile`), except a promotion
+    or rollback about to be applied, which ``persist`` writes at once."""
 
-    def __init__(self, state: RolloutState) -> None:
+    def __init__(self, state: RolloutState, persist: Callable[[RolloutState], None] | None = None) -> None:
         self.state = state
         self.saves = 0
+        self.persist = persist
 
     def load(self, deployment: str) -> RolloutState | None:
         return self.state
@@ -142,6 +147,8 @@ class StatusStore:
     def save(self, state: RolloutState) -> None:
         self.state = state
         self.saves += 1
+        if self.persist is not None and state.phase in APPLYING_PHASES:
+            self.persist(state)
 
 
 ReadyLookup = Callable[[str, str], bool | None]
@@ -168,7 +175,22 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
         return _reject(runtime, view, memory, current, saved, str(error))
 
     state0 = saved or RolloutState(deployment=subject(view), pair=spec.pair)
-    store = StatusStore(state0)
+
+    def persist(state: RolloutState) -> None:
+        """Write a promotion or rollback to status before the controller applies it."""
+        nonlocal current
+        intent = status_.render(
+            state,
+            revision=status_.revision(current) + 1,
+            conditions=[_ready_condition([], state), *status_.phase_conditions(state)],
+            previous=current,
+            extra={"observedGeneration": view.generation},
+        )
+        intent["rollout"]["tickedAt"] = ((current or {}).get("rollout") or {}).get("tickedAt")
+        _write(runtime, view, memory, current, intent)
+        current = _merged(current or {}, intent)
+
+    store = StatusStore(state0, persist)
     owner = builders.Owner(name=view.name, namespace=view.namespace, uid=view.uid)
     backend = KServeBackend(
         client=runtime.kube,
@@ -240,7 +262,7 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
             desired is not None
             and desired not in (state0.stable_version, state0.canary_version)
             and desired != rejected
-            and state0.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK)
+            and state0.phase not in (Phase.PROGRESSING, Phase.PAUSED, *APPLYING_PHASES)
         ):
             acted = "begin"
             decision = control.begin(desired, now=now)
@@ -252,8 +274,8 @@ def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLooku
             if pages and state0.phase in (Phase.PROGRESSING, Phase.PROMOTED):
                 decision = control.tick(now=now, alerts=pages)
             extra["lastAlerts"] = {"id": alerts_id, "at": status_.iso(now), "names": [a.name for a in alerts]}
-        elif state0.phase is Phase.ROLLING_BACK:
-            acted = "rollback"
+        elif state0.phase in APPLYING_PHASES:
+            acted = "rollback" if state0.phase is Phase.ROLLING_BACK else "promotion"
             decision = control.tick(now=now)
         elif state0.phase is Phase.PROGRESSING and _due(now, ticked_at, spec):
             canary = backend.serving_names(state0).get(Role.CANARY.value, "")
@@ -465,7 +487,7 @@ def _next_in(
     interval = spec.policy.analysis_interval_s
     if any(reason == "ApplyFailed" for reason, _ in problems):
         return min(RETRY_S, interval)
-    if state.phase is Phase.ROLLING_BACK:
+    if state.phase in APPLYING_PHASES:
         return min(RETRY_S, interval)
     if state.phase is Phase.PROGRESSING:
         if any(reason == "WaitingForInferenceService" for reason, _ in problems):

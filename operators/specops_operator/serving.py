@@ -125,7 +125,7 @@ class KServeBackend:
         self.stable_version, self.canary_version = state.stable_version, state.canary_version
         namespace = self.owner.namespace
         baking = (
-            state.phase is Phase.PROMOTED
+            state.phase in (Phase.PROMOTING, Phase.PROMOTED)
             and state.promoted_at is not None
             and now - state.promoted_at <= self.spec.policy.bake_s
             and state.previous_version is not None

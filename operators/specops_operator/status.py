@@ -128,14 +128,13 @@ def phase_conditions(state: RolloutState) -> list[dict[str, Any]]:
     last = state.history[-1].reason if state.history else ""
     if phase is Phase.ROLLED_BACK:  # say why it rolled back, not that the rollback was applied
         last = next((item.reason for item in reversed(state.history) if item.to_phase is Phase.ROLLING_BACK), last)
-    progressing = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK)
+    progressing = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK, Phase.PROMOTING)
+    if phase is Phase.PROMOTING:
+        message = f"promoting {state.stable_version}"
+    else:
+        message = f"canary {state.canary_version} at {state.weight}%" if state.canary_version else ""
     return [
-        condition(
-            "Progressing",
-            progressing,
-            "Canary" + phase.value if progressing else "Idle",
-            f"canary {state.canary_version} at {state.weight}%" if state.canary_version else "",
-        ),
+        condition("Progressing", progressing, "Canary" + phase.value if progressing else "Idle", message),
         condition(
             "Promoted",
             phase is Phase.PROMOTED,

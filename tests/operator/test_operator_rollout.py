@@ -4,6 +4,7 @@ marking InferenceServices Ready."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -200,11 +201,58 @@ def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transition
         stop()
     assert canary_weights(status) == [10, 25, 50]
     transitions = [(item["from"], item["to"], item["weight"]) for item in status["history"]]
-    assert len(transitions) == len(set(transitions)), transitions
+    assert transitions == [  # each decided once; a promotion is written, applied, then settled
+        ("Pending", "Promoting", 0),
+        ("Promoting", "Promoted", 0),
+        ("Promoted", "Progressing", 10),
+        ("Progressing", "Progressing", 25),
+        ("Progressing", "Progressing", 50),
+        ("Progressing", "Promoting", 0),
+        ("Promoting", "Promoted", 0),
+    ]
     counts = audit_actions(audit_log, "ml/restart")
     assert counts["rollout.start_canary"] == 1 and counts["rollout.set_weight"] == 2
     assert counts["rollout.promote"] == 2  # first version + canary, each once
     assert aliases.moves.count(("restart-pair", "production", "2")) == 1
+
+
+def test_an_operator_that_dies_while_promoting_applies_the_same_promotion_after_restart(
+    cluster: Any, runtime: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+) -> None:
+    client = cluster.client()
+    stop = exporter.feed(model="crash-pair", version="2", role="canary", **GOOD)
+    set_alias = aliases.set_alias
+
+    def dies_at_previous(pair: str, alias: str, version: str) -> None:
+        if alias == "previous":  # the promotion's traffic is switched, its aliases half moved
+            raise RuntimeError("the operator's process dies here")
+        set_alias(pair, alias, version)
+
+    try:
+        with helpers.run_operator(cluster, runtime):
+            start_stable(client, helpers, "crash", "crash-pair", rollout={**ROLLOUT, "steps": [50, 100]})
+            aliases.set_alias = dies_at_previous
+            client.patch(kube.DEPLOYMENTS, helpers.namespace, "crash", {"spec": {"pair": {"version": "2"}}})
+            helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "crash-v2"))
+            helpers.mark_ready(client, "crash-v2")
+            dead = wait_phase(client, helpers, "crash", "Promoting", stableVersion="2", previousVersion="1")
+        aliases.set_alias = set_alias
+        with helpers.run_operator(cluster, runtime):
+            status = wait_phase(client, helpers, "crash", "Promoted", stableVersion="2")
+    finally:
+        stop()
+    assert dead["conditions"][1]["reason"] == "CanaryPromoting"
+    transitions = [(item["from"], item["to"]) for item in status["history"]]
+    assert transitions[-3:] == [("Promoted", "Progressing"), ("Progressing", "Promoting"), ("Promoting", "Promoted")]
+    assert (aliases.alias("crash-pair", "production"), aliases.alias("crash-pair", "previous")) == ("2", "1")
+    assert aliases.alias("crash-pair", "canary") is None
+    reasons = [
+        json.loads(event.payload)["decision"]["reason"]
+        for event in audit_log.events("ml/crash")
+        if event.action == "rollout.promote"
+    ]
+    assert reasons[-1] == "promotion not yet confirmed; applying again"
+    assert weights(client, helpers, "crash") == {"crash-v2-predictor": 100}
 
 
 def test_manual_actions_and_a_canary_page_are_acknowledged_in_status(

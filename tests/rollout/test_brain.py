@@ -19,10 +19,16 @@ from specops.rollout import (
 from tests.rollout.conftest import bad, good, thin
 
 
+def applied(state: RolloutState, now: float) -> RolloutState:
+    """The state once the adapters applied the decision that led to it (as the controller settles it)."""
+    return brain.settle(state, now=now)
+
+
 def test_first_version_goes_straight_to_production(policy: RolloutPolicy) -> None:
     state, decision = brain.start(RolloutState(deployment="d", pair="p"), version="1", policy=policy, now=1.0)
     assert decision.kind is DecisionKind.PROMOTE
-    assert (state.phase, state.stable_version, state.canary_version) == (Phase.PROMOTED, "1", None)
+    assert (state.phase, state.stable_version, state.canary_version) == (Phase.PROMOTING, "1", None)
+    assert applied(state, 2.0).phase is Phase.PROMOTED
 
 
 def test_new_version_starts_as_canary_at_first_step(canarying: RolloutState) -> None:
@@ -56,6 +62,7 @@ def test_good_canary_advances_through_every_step_then_promotes(canarying: Rollou
     state, kinds, weights = canarying, [], []
     for tick in range(3):
         state, decision = brain.decide(state, Observation(now=float(tick), canary=good()), policy)
+        state = applied(state, float(tick))
         kinds.append(decision.kind)
         weights.append(state.weight)
     assert kinds == [DecisionKind.SET_WEIGHT, DecisionKind.PROMOTE, DecisionKind.HOLD]
@@ -112,6 +119,7 @@ def test_ticket_alert_does_not_roll_back(canarying: RolloutState, policy: Rollou
 def test_page_on_fresh_production_rolls_back_to_previous(canarying: RolloutState, policy: RolloutPolicy) -> None:
     state, _ = brain.decide(canarying, Observation(now=1.0, canary=good()), policy)
     state, _ = brain.decide(state, Observation(now=2.0, canary=good()), policy)
+    state = applied(state, 2.0)
     assert state.phase is Phase.PROMOTED
     alert = Alert(name="AvailabilityBurn", severity="page", version="2")
     state, decision = brain.decide(state, Observation(now=100.0, alerts=(alert,)), policy)
@@ -122,6 +130,7 @@ def test_page_on_fresh_production_rolls_back_to_previous(canarying: RolloutState
 def test_page_on_long_promoted_version_only_holds(canarying: RolloutState, policy: RolloutPolicy) -> None:
     state, _ = brain.decide(canarying, Observation(now=1.0, canary=good()), policy)
     state, _ = brain.decide(state, Observation(now=2.0, canary=good()), policy)
+    state = applied(state, 2.0)
     alert = Alert(name="AvailabilityBurn", severity="page", version="2")
     _, decision = brain.decide(state, Observation(now=10_000.0, alerts=(alert,)), policy)
     assert decision.kind is DecisionKind.HOLD
@@ -131,7 +140,7 @@ def test_page_on_long_promoted_version_only_holds(canarying: RolloutState, polic
     ("action", "kind", "phase"),
     [
         (ManualAction.ROLLBACK, DecisionKind.ROLLBACK, Phase.ROLLING_BACK),
-        (ManualAction.PROMOTE, DecisionKind.PROMOTE, Phase.PROMOTED),
+        (ManualAction.PROMOTE, DecisionKind.PROMOTE, Phase.PROMOTING),
         (ManualAction.PAUSE, DecisionKind.HOLD, Phase.PAUSED),
     ],
     ids=["rollback", "promote", "pause"],
@@ -166,6 +175,29 @@ def test_an_unconfirmed_rollback_is_reapplied_not_decided_twice(canarying: Rollo
     assert again.history == state.history
 
 
+def test_an_unconfirmed_promotion_is_reapplied_not_decided_again(
+    canarying: RolloutState, policy: RolloutPolicy
+) -> None:
+    state, _ = brain.decide(canarying, Observation(now=1.0, canary=good()), policy)
+    state, first = brain.decide(state, Observation(now=2.0, canary=good()), policy)
+    assert (first.kind, state.phase, state.stable_version, state.previous_version) == (
+        DecisionKind.PROMOTE,
+        Phase.PROMOTING,
+        "2",
+        "1",
+    )
+    # a restart before the adapters confirmed: a failing window or a rollback request changes nothing
+    for observation in (Observation(now=3.0, canary=bad()), Observation(now=3.0, action=ManualAction.ROLLBACK)):
+        again, decision = brain.decide(state, observation, policy)
+        assert (decision.kind, decision.version) == (DecisionKind.PROMOTE, "2")
+        assert again == state
+    with pytest.raises(brain.RolloutRefused, match="still Promoting to 2"):
+        brain.start(state, version="3", policy=policy, now=3.0)
+    settled = applied(state, 4.0)
+    assert (settled.phase, settled.stable_version, settled.previous_version) == (Phase.PROMOTED, "2", "1")
+    assert settled.history[-1].reason == "promotion applied"
+
+
 def test_history_is_bounded(policy: RolloutPolicy) -> None:
     state = RolloutState(deployment="d", pair="p", stable_version="1", phase=Phase.PROGRESSING, canary_version="2")
     for tick in range(brain.HISTORY_LIMIT + 10):
@@ -189,6 +221,7 @@ def test_manual_rollback_of_a_promoted_version_restores_the_previous(
 ) -> None:
     state, _ = brain.decide(canarying, Observation(now=1.0, canary=good()), policy)
     state, _ = brain.decide(state, Observation(now=2.0, canary=good()), policy)
+    state = applied(state, 2.0)
     state, decision = brain.decide(state, Observation(now=99_999.0, action=ManualAction.ROLLBACK), policy)
     assert decision.kind is DecisionKind.ROLLBACK and decision.version == "1"
     assert brain.settle(state, now=100_000.0).stable_version == "1"

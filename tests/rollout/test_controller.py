@@ -110,6 +110,46 @@ def test_good_canary_is_promoted_and_previous_remembered(world: tuple[RolloutCon
     assert recorder.aliases == {"production": "2", "previous": "1"}
 
 
+class Crash(RuntimeError):
+    """The process dies while applying a decision."""
+
+
+@pytest.mark.parametrize(
+    ("call", "action", "applying", "settled"),
+    [
+        ("promote_canary", ManualAction.PROMOTE, Phase.PROMOTING, Phase.PROMOTED),
+        ("remove_canary", ManualAction.ROLLBACK, Phase.ROLLING_BACK, Phase.ROLLED_BACK),
+    ],
+    ids=["promotion", "rollback"],
+)
+def test_a_crash_while_applying_leaves_the_decision_to_apply_again(
+    world: tuple[RolloutController, Recorder],
+    monkeypatch: pytest.MonkeyPatch,
+    call: str,
+    action: ManualAction,
+    applying: Phase,
+    settled: Phase,
+) -> None:
+    controller, recorder = world
+    real = getattr(recorder, call)
+
+    def crash(*args: Any) -> None:
+        raise Crash(call)
+
+    monkeypatch.setattr(recorder, call, crash)
+    with pytest.raises(Crash):
+        controller.tick(now=2.0, action=action)
+    assert controller.state().phase is applying  # saved before any of it was applied
+    monkeypatch.setattr(recorder, call, real)
+    recorder.canary_window = bad()  # a restarted process decides nothing new: it applies the same again
+    controller.tick(now=3.0)
+    state = controller.state()
+    assert (state.phase, state.stable_version) == (settled, "2" if applying is Phase.PROMOTING else "1")
+    assert recorder.calls[-1].startswith(call)
+    expected = {"production": "2", "previous": "1"} if applying is Phase.PROMOTING else {"production": "1"}
+    assert recorder.aliases == expected
+
+
 def test_manual_actions_do_not_query_metrics(world: tuple[RolloutController, Recorder]) -> None:
     controller, recorder = world
     controller.tick(now=2.0, action=ManualAction.ROLLBACK)

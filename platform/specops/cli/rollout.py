@@ -95,8 +95,8 @@ def apply_action(deployment: str, name: str) -> None:
     states = FileStateStore(settings.home)
     state = states.require(deployment)
     action = ManualAction(name)
-    if state.phase is Phase.ROLLING_BACK:
-        raise Conflict(f"{deployment}: a rollback is already running")
+    if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING):
+        raise Conflict(f"{deployment}: {state.phase.value} to {state.stable_version} is still being applied")
     movable = {Phase.PROGRESSING, Phase.PAUSED} | ({Phase.PROMOTED} if action is ManualAction.ROLLBACK else set())
     if state.phase not in movable or (state.phase is Phase.PROMOTED and state.previous_version is None):
         raise Conflict(f"{deployment}: nothing to {name} in phase {state.phase.value}")

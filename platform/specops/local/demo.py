@@ -123,6 +123,10 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
         console.rule(f"[bold]3 · deploy v{good.version} to production and send traffic")
         runtime.start()
         resumed = runtime.controller.state()
+        if resumed.phase is Phase.PROMOTING:
+            console.print("an interrupted demo left a promotion half applied: applying it first")
+            runtime.controller.tick(now=time.time())
+            resumed = runtime.controller.state()
         if resumed.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK):
             console.print("an interrupted demo left a canary behind: rolling it back first")
             runtime.controller.tick(now=time.time(), action=ManualAction.ROLLBACK)

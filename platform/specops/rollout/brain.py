@@ -10,8 +10,9 @@ decisions through their adapters, so both bodies follow exactly these rules:
   under the automatic policy;
 * manual actions (promote, rollback, pause, resume) win over analysis; a manual rollback of a promoted
   version restores the previous one;
-* ROLLING_BACK is settled into ROLLED_BACK once the adapters confirm, so a restart re-applies the
-  same rollback instead of deciding a second one.
+* a promotion or rollback is first saved as PROMOTING / ROLLING_BACK (what it will apply), and settled
+  into PROMOTED / ROLLED_BACK once the adapters confirm, so a restart between the two re-applies the
+  same decision instead of deciding a second one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ HISTORY_LIMIT = 50
 
 ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
 
+APPLYING_PHASES = frozenset({Phase.PROMOTING, Phase.ROLLING_BACK})
+"""A decision saved but not yet confirmed applied: it is applied again, nothing new is decided."""
+
 
 class RolloutRefused(ValueError):
     """A request the current state cannot honour (e.g. a second rollout while one is active)."""
@@ -45,8 +49,10 @@ class RolloutRefused(ValueError):
 
 def start(state: RolloutState, *, version: str, policy: RolloutPolicy, now: float) -> tuple[RolloutState, Decision]:
     """Begin rolling out ``version`` as the canary at the first step."""
-    if state.phase in ACTIVE_PHASES or state.phase is Phase.ROLLING_BACK:
+    if state.phase in ACTIVE_PHASES:
         raise RolloutRefused(f"{state.deployment}: rollout of {state.canary_version} is still {state.phase}")
+    if state.phase in APPLYING_PHASES:
+        raise RolloutRefused(f"{state.deployment}: still {state.phase} to {state.stable_version} (not yet applied)")
     if version == state.stable_version:
         raise RolloutRefused(f"{state.deployment}: version {version} is already the stable version")
     if state.stable_version is None:
@@ -56,7 +62,7 @@ def start(state: RolloutState, *, version: str, policy: RolloutPolicy, now: floa
         new = _moved(
             state,
             now,
-            Phase.PROMOTED,
+            Phase.PROMOTING,
             0,
             decision.reason,
             stable_version=version,
@@ -88,6 +94,10 @@ def decide(state: RolloutState, observation: Observation, policy: RolloutPolicy)
         return state, Decision(
             DecisionKind.ROLLBACK, "rollback not yet confirmed; applying again", 0, state.stable_version
         )
+    if state.phase is Phase.PROMOTING:
+        return state, Decision(
+            DecisionKind.PROMOTE, "promotion not yet confirmed; applying again", 0, state.stable_version
+        )
     if state.phase in ACTIVE_PHASES:
         manual = _manual(state, observation.action, now)
         if manual is not None:
@@ -102,7 +112,9 @@ def decide(state: RolloutState, observation: Observation, policy: RolloutPolicy)
 
 
 def settle(state: RolloutState, *, now: float) -> RolloutState:
-    """Mark a rollback as complete once the adapters have applied it."""
+    """Mark a promotion or rollback as complete once the adapters have applied it."""
+    if state.phase is Phase.PROMOTING:
+        return _moved(state, now, Phase.PROMOTED, 0, "promotion applied")
     if state.phase is not Phase.ROLLING_BACK:
         return state
     return _moved(state, now, Phase.ROLLED_BACK, 0, "rollback applied", canary_version=None, step_index=-1)
@@ -189,7 +201,7 @@ def _promote(state: RolloutState, now: float, reason: str) -> tuple[RolloutState
     new = _moved(
         state,
         now,
-        Phase.PROMOTED,
+        Phase.PROMOTING,
         0,
         reason,
         stable_version=state.canary_version,

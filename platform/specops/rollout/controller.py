@@ -2,7 +2,9 @@
 
 The controller holds no rollout rules (those live in :mod:`specops.rollout.brain`); it only gathers an
 observation, hands it to the brain, applies the decision in a fixed order (traffic first, then
-registry aliases, then the audit event, then the saved state) and settles rollbacks.
+registry aliases, then the audit event, then the saved state) and settles promotions and rollbacks.
+A promotion or rollback is saved before it is applied (as PROMOTING / ROLLING_BACK), so that a crash
+while applying it leaves a state from which the brain applies the same decision again.
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ class RolloutController:
 
     def _apply(self, old: RolloutState, new: RolloutState, decision: Decision, *, now: float) -> None:
         kind = decision.kind
+        settles = new.phase in brain.APPLYING_PHASES
+        if settles and new != old:
+            self.states.save(new)  # what is about to be applied, before any of it is
         if kind is DecisionKind.START_CANARY:
             assert new.canary_version is not None
             self.serving.start_canary(new.canary_version, decision.weight)
@@ -103,11 +108,11 @@ class RolloutController:
             self.serving.set_canary_weight(decision.weight)
         elif kind is DecisionKind.PROMOTE:
             assert new.stable_version is not None
-            if old.stable_version is None:
+            if new.previous_version is None:  # the first version (or one applied again)
                 self.serving.deploy_stable(new.stable_version)
             else:
                 self.serving.promote_canary()
-                self._alias("previous", old.stable_version)
+                self._alias("previous", new.previous_version)
             self._alias("production", new.stable_version)
             self.aliases.delete_alias(self.pair, "canary")
         elif kind is DecisionKind.ROLLBACK:
@@ -122,14 +127,15 @@ class RolloutController:
                 subject=self.deployment,
                 payload=self._payload(old, new, decision),
             )
-        if kind is DecisionKind.ROLLBACK:
+        if settles:
             new = brain.settle(new, now=now)
-            self.audit.append(
-                actor=self.actor,
-                action="rollout.rolled_back",
-                subject=self.deployment,
-                payload={"stable_version": new.stable_version, "phase": new.phase.value},
-            )
+            if kind is DecisionKind.ROLLBACK:
+                self.audit.append(
+                    actor=self.actor,
+                    action="rollout.rolled_back",
+                    subject=self.deployment,
+                    payload={"stable_version": new.stable_version, "phase": new.phase.value},
+                )
         self.states.save(new)
 
     def _alias(self, alias: str, version: str) -> None:

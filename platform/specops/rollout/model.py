@@ -12,6 +12,7 @@ class Phase(StrEnum):
     PENDING = "Pending"
     PROGRESSING = "Progressing"
     PAUSED = "Paused"
+    PROMOTING = "Promoting"
     PROMOTED = "Promoted"
     ROLLING_BACK = "RollingBack"
     ROLLED_BACK = "RolledBack"
