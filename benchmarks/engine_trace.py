@@ -203,25 +203,22 @@ def summarise(records: list[dict]) -> dict:
     }
 
 
-class _StepCount:
-    count = 0
-
-
 class _StepEnd:
-    """Marks the end of each step in the trace (the `times` hook of the benchmark's runners); counts
-    steps while `counter` is set."""
+    """The `times` hook of the benchmark's runners: counts steps and (`marks`) marks the end of each
+    in the profiler's trace."""
 
-    counter: _StepCount | None = None
+    def __init__(self, *, marks: bool = True) -> None:
+        self.marks = marks
+        self.steps = 0
 
     def start(self) -> None:
         pass
 
     def __call__(self, stats: StepStats) -> None:
-        if _StepEnd.counter is not None:
-            _StepEnd.counter.count += 1
-            return
-        with record_function("step_end"):
-            pass
+        self.steps += 1
+        if self.marks:
+            with record_function("step_end"):
+                pass
 
 
 def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace, name: str) -> dict:
@@ -233,19 +230,19 @@ def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace,
     if args.continuous:
         lengths = torch.randint(64, 193, (count,), generator=generator).tolist()
 
-        def run() -> None:
-            engine_run_continuous(engine, prompts, batch_size, lengths, args.device, _StepEnd())
+        def run(hook: _StepEnd) -> None:
+            engine_run_continuous(engine, prompts, batch_size, lengths, args.device, hook)
     else:
 
-        def run() -> None:
-            engine_run(engine, [prompts], args.new, args.device, _StepEnd())
+        def run(hook: _StepEnd) -> None:
+            engine_run(engine, [prompts], args.new, args.device, hook)
 
-    run()  # warm-up
+    run(_StepEnd())  # warm-up
     if args.host:
         return host_timed(run)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
     with named_phases(), profile(activities=activities) as prof:
-        run()
+        run(_StepEnd())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "trace.json"
         prof.export_chrome_trace(str(path))
@@ -264,20 +261,18 @@ def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace,
     }
 
 
-def host_timed(run: Callable[[], None], calls: int = 3) -> dict:
+def host_timed(run: Callable[[_StepEnd], None], calls: int = 3) -> dict:
     """Host time per step (µs) in each phase, over `calls` calls, and the step's mean wall time."""
     totals: dict[str, float] = defaultdict(float)
-    steps = _StepCount()
-    _StepEnd.counter = steps
+    hook = _StepEnd(marks=False)
     started = time.perf_counter()
     with timed_phases(totals):
         for _ in range(calls):
-            run()
+            run(hook)
     wall = (time.perf_counter() - started) * 1e6
-    _StepEnd.counter = None
-    count = max(steps.count, 1)
+    count = max(hook.steps, 1)
     return {
-        "steps": steps.count,
+        "steps": hook.steps,
         "step_wall_us": round(wall / count, 1),
         "host_in_phase_us": {k: round(v / count, 1) for k, v in sorted(totals.items(), key=lambda i: -i[1])},
     }

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from specops.rollout import codec
+from specops.rollout.brain import APPLYING_PHASES
 from specops.rollout.model import CanaryAnalysis, Phase, RolloutState, Transition
 
 CONDITION_TYPES = ("Ready", "Progressing", "Promoted", "Degraded")
@@ -128,7 +129,7 @@ def phase_conditions(state: RolloutState) -> list[dict[str, Any]]:
     last = state.history[-1].reason if state.history else ""
     if phase is Phase.ROLLED_BACK:  # say why it rolled back, not that the rollback was applied
         last = next((item.reason for item in reversed(state.history) if item.to_phase is Phase.ROLLING_BACK), last)
-    progressing = phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.ROLLING_BACK, Phase.PROMOTING)
+    progressing = phase in (Phase.PROGRESSING, Phase.PAUSED, *APPLYING_PHASES)
     if phase is Phase.PROMOTING:
         message = f"promoting {state.stable_version}"
     else:

@@ -89,13 +89,14 @@ def _action_command(name: str):  # type: ignore[no-untyped-def]
 def apply_action(deployment: str, name: str) -> None:
     """Ask the live runtime for ``name``, or apply it directly when none runs."""
     from specops.local.state_files import FileStateStore
+    from specops.rollout.brain import APPLYING_PHASES
     from specops.rollout.model import ManualAction, Phase
 
     settings = Settings.from_env()
     states = FileStateStore(settings.home)
     state = states.require(deployment)
     action = ManualAction(name)
-    if state.phase in (Phase.ROLLING_BACK, Phase.PROMOTING):
+    if state.phase in APPLYING_PHASES:
         raise Conflict(f"{deployment}: {state.phase.value} to {state.stable_version} is still being applied")
     movable = {Phase.PROGRESSING, Phase.PAUSED} | ({Phase.PROMOTED} if action is ManualAction.ROLLBACK else set())
     if state.phase not in movable or (state.phase is Phase.PROMOTED and state.previous_version is None):

@@ -179,7 +179,11 @@ class ModelRunner:
     def kernel(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """`fn` as this runner's graphs run their step's work around the forward: compiled with the
         forward's own kernels (`run_compiled`), else itself. `fn` must be pure."""
-        return _compiled(fn) if self.run_compiled and self._compiled is not None else fn
+        return _compiled(fn) if self._kernels() is not _PLAIN_KERNELS else fn
+
+    def _kernels(self) -> _Kernels:
+        """The forward's pure functions: compiled while a graph records (on the fused path), else plain."""
+        return self._compiled if self.run_compiled and self._compiled is not None else _PLAIN_KERNELS
 
     @property
     def num_graphs(self) -> int:
@@ -468,7 +472,7 @@ class ModelRunner:
         inner = self.model.model
         batch_size, q = input_ids.shape
         kv_len = kv_len or cache.capacity
-        kernels = self._compiled if self.run_compiled and self._compiled is not None else _PLAIN_KERNELS
+        kernels = self._kernels()
         fold_heads = self.num_heads if self.fused is not None else 0
         slots, positions, mask, seq_lens, *rotary = kernels.step_inputs(
             cache.valid, cache.seq_lens, input_valid, start, kv_len, self.dtype, self._rope, fold_heads

@@ -39,7 +39,12 @@ HISTORY_LIMIT = 50
 
 ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
 
-APPLYING_PHASES = frozenset({Phase.PROMOTING, Phase.ROLLING_BACK})
+_APPLYING = {
+    Phase.PROMOTING: (DecisionKind.PROMOTE, "promotion"),
+    Phase.ROLLING_BACK: (DecisionKind.ROLLBACK, "rollback"),
+}
+
+APPLYING_PHASES = frozenset(_APPLYING)
 """A decision saved but not yet confirmed applied: it is applied again, nothing new is decided."""
 
 
@@ -90,14 +95,9 @@ def start(state: RolloutState, *, version: str, policy: RolloutPolicy, now: floa
 def decide(state: RolloutState, observation: Observation, policy: RolloutPolicy) -> tuple[RolloutState, Decision]:
     """Return the next state and the decision the adapters must apply."""
     now = observation.now
-    if state.phase is Phase.ROLLING_BACK:
-        return state, Decision(
-            DecisionKind.ROLLBACK, "rollback not yet confirmed; applying again", 0, state.stable_version
-        )
-    if state.phase is Phase.PROMOTING:
-        return state, Decision(
-            DecisionKind.PROMOTE, "promotion not yet confirmed; applying again", 0, state.stable_version
-        )
+    if state.phase in _APPLYING:
+        kind, what = _APPLYING[state.phase]
+        return state, Decision(kind, f"{what} not yet confirmed; applying again", 0, state.stable_version)
     if state.phase in ACTIVE_PHASES:
         manual = _manual(state, observation.action, now)
         if manual is not None:
