@@ -267,7 +267,10 @@ def telemetry_cpu_cost(*, batch: int, max_tokens: int, tokens_per_step: float = 
         for _ in range(rounds):
             for _ in range(steps):
                 serving.step(
-                    num_draft_tokens=[4] * batch, num_accepted_tokens=[1] * batch, num_emitted_tokens=[2] * batch
+                    num_draft_tokens=[4] * batch,
+                    num_accepted_tokens=[1] * batch,
+                    num_emitted_tokens=[2] * batch,
+                    running=[True] * batch,
                 )
                 serving.queue(running=batch, waiting=0)
                 for _ in range(batch):
@@ -280,6 +283,7 @@ def telemetry_cpu_cost(*, batch: int, max_tokens: int, tokens_per_step: float = 
                     num_drafts=steps,
                     acceptance_rate=0.25,
                     mean_accepted_length=2.0,
+                    tokens_per_step=2.0,
                 )
                 if writer.sampled():
                     writer.offer(record())

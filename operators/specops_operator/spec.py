@@ -27,6 +27,7 @@ DEFAULT_DEPLOYMENT_MODE = "Standard"
 """KServe's Standard (raw Deployment) mode: no Knative needed, the mode KServe recommends for
 generative models; canary traffic then goes through a weighted Gateway API HTTPRoute."""
 POLICIES = ("Automatic", "Manual")
+ON_INCONCLUSIVE = ("Rollback", "Pause")
 DEFAULT_IMAGE = "ghcr.io/specops/specops-server:0.1.0"
 DEFAULT_VLLM_FORMAT = "huggingface"
 
@@ -153,6 +154,7 @@ def parse(spec: dict[str, Any] | None) -> DeploymentSpec:
 def _policy(reader: _Reader) -> RolloutPolicy:
     rollout = reader.child("rollout")
     thresholds = rollout.child("thresholds")
+    comparison = rollout.child("compareToStable")
     steps = rollout.integers("steps", default=(10, 25, 50, 100), minimum=1, maximum=100)
     if list(steps) != sorted(set(steps)) or steps[-1] != 100:
         raise InvalidInput(f"spec.rollout.steps must be strictly increasing and end at 100, got {list(steps)}")
@@ -162,12 +164,20 @@ def _policy(reader: _Reader) -> RolloutPolicy:
             analysis_interval_s=rollout.number("analysisIntervalSeconds", default=60.0, minimum=1.0, maximum=86400.0),
             min_draft_tokens=rollout.integer("minDraftTokens", default=500, minimum=0),
             min_requests=rollout.integer("minRequests", default=10, minimum=0),
+            min_target_steps=rollout.integer("minTargetSteps", default=200, minimum=0),
             min_acceptance_rate=thresholds.number("minAcceptanceRate", default=0.3, minimum=0.0, maximum=1.0),
+            min_tokens_per_step=thresholds.number("minTokensPerStep", default=1.1, minimum=1.0, maximum=32.0),
             max_error_rate=thresholds.number("maxErrorRate", default=0.05, minimum=0.0, maximum=1.0),
             max_itl_p95_s=thresholds.number("maxItlP95Seconds", minimum=0.0001),
+            compare_to_stable=comparison.boolean("enabled", default=True),
+            comparison_alpha=comparison.number("alpha", default=0.01, minimum=0.000001, maximum=0.5),
+            min_tokens_per_step_effect=comparison.number("minTokensPerStepEffect", default=0.05, minimum=0.0),
+            min_itl_effect=comparison.number("minItlEffect", default=0.2, minimum=0.0),
             failure_limit=rollout.integer("failureLimit", default=2, minimum=1, maximum=100),
             automatic=reader.enum("policy", POLICIES, default="Automatic") == "Automatic",
             bake_s=rollout.number("bakeSeconds", default=3600.0, minimum=0.0),
+            max_inconclusive_s=rollout.number("maxInconclusiveSeconds", default=1800.0, minimum=1.0),
+            on_inconclusive=rollout.enum("onInconclusive", ON_INCONCLUSIVE, default="Rollback").lower(),
         )
     except ValueError as error:  # RolloutPolicy's own checks
         raise InvalidInput(f"spec.rollout: {error}") from error

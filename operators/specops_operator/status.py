@@ -15,7 +15,7 @@ from typing import Any
 
 from specops.rollout import codec
 from specops.rollout.brain import APPLYING_PHASES
-from specops.rollout.model import CanaryAnalysis, Phase, RolloutState, Transition
+from specops.rollout.model import CanaryAnalysis, Phase, RolloutState, Transition, Verdict
 
 CONDITION_TYPES = ("Ready", "Progressing", "Promoted", "Degraded")
 
@@ -80,8 +80,12 @@ def render(
     }
     if state.last_analysis is not None and analysed_at is not None:
         status["lastAnalysis"] = analysis(state.last_analysis, at=analysed_at)
-        rate = state.last_analysis.metrics.acceptance_rate if state.last_analysis.metrics else None
+        window = state.last_analysis.metrics
+        rate = window.acceptance_rate if window else None
         status["acceptanceRate"] = None if rate is None else round(rate, 4)
+        tokens = window.tokens_per_step if window else None
+        status["tokensPerStep"] = None if tokens is None else round(tokens, 4)
+        status["lastAnalysis"]["inconclusiveSeconds"] = round(state.inconclusive_s, 3)
     status.update(extra or {})
     return status
 
@@ -95,7 +99,13 @@ def analysis(result: CanaryAnalysis, *, at: float) -> dict[str, Any]:
         "reason": result.reason,
         "samples": result.samples,
         "checks": [
-            {"name": check.name, "measured": check.measured, "threshold": check.threshold, "passed": check.passed}
+            {
+                "name": check.name,
+                "measured": check.measured,
+                "threshold": check.threshold,
+                "passed": check.passed,
+                "detail": check.detail,
+            }
             for check in result.checks
         ],
     }
@@ -110,6 +120,9 @@ def analysis(result: CanaryAnalysis, *, at: float) -> dict[str, Any]:
                 "numDrafts": metrics.num_drafts,
                 "numDraftTokens": metrics.num_draft_tokens,
                 "numAcceptedTokens": metrics.num_accepted_tokens,
+                "numTargetSteps": metrics.num_target_steps,
+                "numSpeculativeSteps": metrics.num_speculative_steps,
+                "tokensPerStep": metrics.tokens_per_step,
                 "queries": [{"name": name, "query": query} for name, query in metrics.queries],
             }
         )
@@ -134,6 +147,9 @@ def phase_conditions(state: RolloutState) -> list[dict[str, Any]]:
         message = f"promoting {state.stable_version}"
     else:
         message = f"canary {state.canary_version} at {state.weight}%" if state.canary_version else ""
+    waiting = state.last_analysis is not None and state.last_analysis.verdict is Verdict.INCONCLUSIVE
+    if phase is Phase.PROGRESSING and waiting and state.last_analysis is not None:
+        message += f"; no verdict for {state.inconclusive_s:.0f} s: {state.last_analysis.reason}"
     return [
         condition("Progressing", progressing, "Canary" + phase.value if progressing else "Idle", message),
         condition(

@@ -13,9 +13,18 @@ from tests.local.conftest import NamedServer
 LABELS = 'model_name="p",pair_version="2",role="canary"'
 
 
-def exposition(drafts: int, draft_tokens: int, accepted: int, requests: int, internal_errors: int) -> str:
+def exposition(
+    drafts: int, draft_tokens: int, accepted: int, requests: int, internal_errors: int, plain_steps: int = 0
+) -> str:
     return "\n".join(
         [
+            f'specops_spec_decode_num_target_steps_total{{{LABELS},mode="speculative"}} {drafts}',
+            f'specops_spec_decode_num_target_steps_total{{{LABELS},mode="plain"}} {plain_steps}',
+            f'specops_request_tokens_per_step_bucket{{{LABELS},le="1.0"}} {requests // 2}',
+            f'specops_request_tokens_per_step_bucket{{{LABELS},le="1.5"}} {requests}',
+            f'specops_request_tokens_per_step_bucket{{{LABELS},le="+Inf"}} {requests}',
+            f"specops_request_tokens_per_step_sum{{{LABELS}}} {requests * 1.2}",
+            f"specops_request_tokens_per_step_count{{{LABELS}}} {requests}",
             f"specops_spec_decode_num_drafts_total{{{LABELS}}} {drafts}",
             f"specops_spec_decode_num_draft_tokens_total{{{LABELS}}} {draft_tokens}",
             f"specops_spec_decode_num_accepted_tokens_total{{{LABELS}}} {accepted}",
@@ -32,7 +41,7 @@ def exposition(drafts: int, draft_tokens: int, accepted: int, requests: int, int
 
 
 def test_parse_keeps_only_the_asked_role_and_version_and_server_errors() -> None:
-    totals, buckets = parse(exposition(10, 40, 12, 5, 1), role="canary", version="2")
+    totals, buckets, _ = parse(exposition(10, 40, 12, 5, 1), role="canary", version="2")
     assert totals["specops_spec_decode_num_drafts_total"] == 10
     assert totals["specops_request_errors_total"] == 1
     assert buckets[0.1] == 50
@@ -54,12 +63,19 @@ def test_window_is_the_increase_since_the_window_began(servers: tuple[NamedServe
     server.metrics_text = exposition(10, 40, 12, 5, 0)
     source.scrape_once()
     time.sleep(0.3)
-    server.metrics_text = exposition(30, 120, 20, 9, 1)
+    server.metrics_text = exposition(30, 120, 20, 9, 1, plain_steps=60)
     window = source.window(role=Role.CANARY, version="2", seconds=0.15)
     assert (window.num_drafts, window.num_draft_tokens, window.num_accepted_tokens) == (20, 80, 8)
     assert (window.num_requests, window.num_errors) == (4, 1)
+    assert (window.num_target_steps, window.num_speculative_steps) == (80, 20)
+    assert window.tokens_per_step == pytest.approx(1.1)
     assert window.acceptance_rate == pytest.approx(0.1)
     assert window.itl_p95_s is not None
+    per_request = window.request_tokens_per_step
+    assert per_request is not None and per_request.bounds == (1.0, 1.5)
+    assert (per_request.cumulative, per_request.count) == ((2.0, 4.0), 4.0)
+    assert per_request.mean == pytest.approx(1.2)
+    assert window.request_itl is None  # that histogram was not exported
 
 
 def test_a_server_born_inside_the_window_counts_from_zero(servers: tuple[NamedServer, NamedServer]) -> None:

@@ -4,7 +4,9 @@ each, like a model server's ``/metrics``) that count simulated requests with the
 runtime's own), a weighted traffic driver, and a ServingBackend over them.
 
 A *good* pair accepts each draft position with probability 0.8 (acceptance ≈ 0.59); a *mismatched*
-draft with 0.05 (acceptance ≈ 0.013), as a draft trained on the wrong text does.
+draft with 0.05 (acceptance ≈ 0.013), as a draft trained on the wrong text does; a version with
+``drafting=False`` decodes plainly (its engine stopped drafting): no draft tokens at all, one token
+per target step.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Behaviour:
     internal_error_rate: float = 0.002
     client_error_rate: float = 0.01
     itl_s: float = 0.02
+    drafting: bool = True
 
 
 @dataclass
@@ -81,12 +84,14 @@ class ExporterServer:
             generated = drafts = accepted = 0
             per_position = [0] * NUM_SPECULATIVE_TOKENS
             target = rng.randint(24, 64)
+            steps = 0
             while generated < target:
                 kept = 0
-                while kept < NUM_SPECULATIVE_TOKENS and rng.random() < b.position_acceptance:
+                while b.drafting and kept < NUM_SPECULATIVE_TOKENS and rng.random() < b.position_acceptance:
                     per_position[kept] += 1
                     kept += 1
-                drafts += 1
+                steps += 1
+                drafts += b.drafting
                 accepted += kept
                 generated += kept + 1
                 m.inter_token(b.itl_s * (kept + 1) * rng.uniform(0.8, 1.2), num_tokens=kept + 1)
@@ -96,14 +101,16 @@ class ExporterServer:
                 num_accepted_tokens=accepted,
                 num_accepted_per_position=per_position,
                 num_generated_tokens=generated,
+                num_steps=steps,
             )
             m.finished(
                 finish_reason="length",
                 e2e_seconds=generated * b.itl_s,
                 num_drafts=drafts,
-                acceptance_rate=accepted / (drafts * NUM_SPECULATIVE_TOKENS),
-                mean_accepted_length=1 + accepted / drafts,
-                mean_itl_seconds=b.itl_s,
+                acceptance_rate=accepted / (drafts * NUM_SPECULATIVE_TOKENS) if drafts else 0.0,
+                mean_accepted_length=1 + accepted / drafts if drafts else 1.0,
+                mean_itl_seconds=b.itl_s * rng.uniform(0.9, 1.1),
+                tokens_per_step=generated / steps,
             )
 
     def stop(self) -> None:

@@ -86,18 +86,29 @@ class Exporter:
         errors: int = 0,
         k: int = 4,
         itl_s: float = 0.02,
+        plain_steps: int = 0,
     ) -> None:
-        """Count ``requests`` finished requests with the given speculation totals."""
+        """Count ``requests`` finished requests with the given speculation totals; each draft is one
+        speculative target step, ``plain_steps`` more were decoded without drafts."""
         labels = (model, version, role)
         fam = self.families
         fam.requests.labels(*labels, "stop").inc(requests)
         if errors:
             fam.errors.labels(*labels, "internal").inc(errors)
-        fam.drafts.labels(*labels).inc(max(1, draft_tokens // k))
-        fam.draft_tokens.labels(*labels).inc(draft_tokens)
-        fam.accepted_tokens.labels(*labels).inc(accepted_tokens)
+        drafts = max(1, draft_tokens // k) if draft_tokens else 0
+        if drafts:
+            fam.drafts.labels(*labels).inc(drafts)
+            fam.draft_tokens.labels(*labels).inc(draft_tokens)
+            fam.accepted_tokens.labels(*labels).inc(accepted_tokens)
+        fam.target_steps.labels(*labels, "speculative").inc(drafts)
+        fam.target_steps.labels(*labels, "plain").inc(plain_steps)
+        steps = drafts + plain_steps
         for _ in range(min(requests, 20)):
             fam.itl.labels(*labels).observe(itl_s)
+        for _ in range(requests):
+            fam.request_itl.labels(*labels).observe(itl_s)
+            if steps:
+                fam.tokens_per_step.labels(*labels).observe(1 + accepted_tokens / steps)
 
     def feed(self, *, every_s: float = 0.25, **traffic: Any) -> Callable[[], None]:
         """Keep serving ``traffic`` every ``every_s`` seconds in a thread; returns a stop function."""

@@ -208,9 +208,18 @@ FULL_SPEC = {
         "analysisIntervalSeconds": 30,
         "minDraftTokens": 100,
         "minRequests": 3,
+        "minTargetSteps": 50,
         "failureLimit": 3,
         "bakeSeconds": 600,
-        "thresholds": {"minAcceptanceRate": 0.4, "maxErrorRate": 0.01, "maxItlP95Seconds": 0.05},
+        "maxInconclusiveSeconds": 900,
+        "onInconclusive": "Pause",
+        "compareToStable": {"enabled": False, "alpha": 0.05, "minTokensPerStepEffect": 0.1, "minItlEffect": 0.3},
+        "thresholds": {
+            "minAcceptanceRate": 0.4,
+            "minTokensPerStep": 1.2,
+            "maxErrorRate": 0.01,
+            "maxItlP95Seconds": 0.05,
+        },
     },
     "policy": "Manual",
     "slo": {"availability": 0.995, "ttftP95Seconds": 1.0, "itlP95Seconds": 0.05},
@@ -228,6 +237,10 @@ def test_crd_schema_accepts_every_field_the_operator_reads(crd: dict[str, Any]) 
     parsed_spec = spec.parse(FULL_SPEC)
     assert parsed_spec.policy.steps == (5, 50, 100) and parsed_spec.policy.automatic is False
     assert parsed_spec.policy.max_itl_p95_s == 0.05 and parsed_spec.runtime.type == "vllm"
+    policy = parsed_spec.policy
+    assert (policy.min_target_steps, policy.min_tokens_per_step, policy.max_inconclusive_s) == (50, 1.2, 900)
+    assert policy.on_inconclusive.value == "pause" and policy.compare_to_stable is False
+    assert (policy.comparison_alpha, policy.min_tokens_per_step_effect, policy.min_itl_effect) == (0.05, 0.1, 0.3)
 
 
 def _properties(schema: dict[str, Any], prefix: str = "") -> set[str]:

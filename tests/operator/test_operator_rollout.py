@@ -26,6 +26,7 @@ ROLLOUT = {
 }
 GOOD = {"requests": 2, "draft_tokens": 20, "accepted_tokens": 15}  # acceptance 0.75
 BAD = {"requests": 2, "draft_tokens": 20, "accepted_tokens": 2}  # acceptance 0.10
+STOPPED = {"requests": 2, "draft_tokens": 0, "accepted_tokens": 0, "plain_steps": 60}  # drafts nothing
 
 
 def status_of(client: Any, helpers: Any, name: str) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def test_good_canary_is_promoted_through_every_step_and_a_later_page_rolls_it_ba
     assert aliases.alias("good-pair", "canary") is None
     analysis = status["lastAnalysis"]
     assert analysis["verdict"] == "pass" and analysis["acceptanceRate"] >= 0.5
-    assert analysis["numDraftTokens"] >= 40 and analysis["samples"] == analysis["numDraftTokens"]
+    assert analysis["numDraftTokens"] >= 40 and analysis["samples"] == analysis["numTargetSteps"] > 0
     queries = {item["name"]: item["query"] for item in analysis["queries"]}
     assert queries["num_draft_tokens"] == (
         "sum(increase(specops_spec_decode_num_draft_tokens_total"
@@ -179,6 +180,54 @@ def test_bad_canary_is_rolled_back_with_aliases_and_audit_and_stays_rolled_back(
     time.sleep(4)  # two more intervals: the rejected version is not rolled out again
     assert status_of(client, helpers, "bad")["phase"] == "RolledBack"
     assert audit_actions(audit_log, "ml/bad")["rollout.start_canary"] == 1
+
+
+def test_a_canary_whose_engine_stopped_drafting_is_rolled_back_on_tokens_per_step(
+    cluster: Any, operator: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+) -> None:
+    client = cluster.client()
+    start_stable(client, helpers, "quiet", "quiet-pair", rollout=ROLLOUT)
+    stop = exporter.feed(model="quiet-pair", version="2", role="canary", **STOPPED)
+    try:
+        client.patch(kube.DEPLOYMENTS, helpers.namespace, "quiet", {"spec": {"pair": {"version": "2"}}})
+        helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "quiet-v2"))
+        helpers.mark_ready(client, "quiet-v2")
+        status = wait_phase(client, helpers, "quiet", "RolledBack", timeout=40, stableVersion="1")
+    finally:
+        stop()
+    analysis = status["lastAnalysis"]
+    assert analysis["verdict"] == "fail" and analysis["numDraftTokens"] == 0
+    assert analysis["tokensPerStep"] == 1.0 and analysis["numTargetSteps"] >= 200
+    checks = {item["name"]: item for item in analysis["checks"]}
+    assert checks["tokens_per_step"]["passed"] is False and checks["acceptance_rate"]["passed"] is None
+    degraded = next(item for item in status["conditions"] if item["type"] == "Degraded")
+    assert "tokens_per_step 1.000 (must be >= 1.1)" in degraded["message"]
+    assert aliases.alias("quiet-pair", "production") == "1"
+    assert audit_actions(audit_log, "ml/quiet")["rollout.rollback"] == 1
+
+
+def test_a_canary_without_a_verdict_is_rolled_back_at_the_progress_deadline(
+    cluster: Any, operator: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+) -> None:
+    client = cluster.client()
+    rollout = {**ROLLOUT, "maxInconclusiveSeconds": 6}
+    start_stable(client, helpers, "mute", "mute-pair", rollout=rollout)
+    client.patch(kube.DEPLOYMENTS, helpers.namespace, "mute", {"spec": {"pair": {"version": "2"}}})
+    helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "mute-v2"))
+    helpers.mark_ready(client, "mute-v2")
+
+    def waiting_message() -> str | None:
+        status = status_of(client, helpers, "mute")
+        progressing = next((c for c in status.get("conditions", []) if c["type"] == "Progressing"), {})
+        return progressing.get("message") if "no verdict for" in progressing.get("message", "") else None
+
+    assert "waiting for data: 0/5 requests" in helpers.wait_for(waiting_message, timeout=20, message="waiting")
+    status = wait_phase(client, helpers, "mute", "RolledBack", timeout=40, stableVersion="1")
+    degraded = next(item for item in status["conditions"] if item["type"] == "Degraded")
+    assert degraded["message"].startswith("no verdict for ") and "progress deadline 6 s" in degraded["message"]
+    rollbacks = [e for e in audit_log.events("ml/mute") if e.action == "rollout.rollback"]
+    assert len(rollbacks) == 1 and "progress deadline" in json.loads(rollbacks[0].payload)["decision"]["reason"]
+    assert aliases.alias("mute-pair", "production") == "1"
 
 
 def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transitions(

@@ -81,6 +81,31 @@ def test_one_query_per_tick_serves_both_sides() -> None:
     assert dict(canary.queries)["num_requests"].startswith("sum(increase(specops_requests_total")
 
 
+def test_target_steps_and_per_request_histograms_come_back_for_the_comparison() -> None:
+    bucket = "request_tokens_per_step_bucket"
+    http, seen = prometheus_answering(
+        [
+            sample("canary", "num_target_steps", "900"),
+            sample("canary", "num_speculative_steps", "0"),
+            sample("canary", "num_requests", "30"),
+            {"metric": {"side": "canary", "figure": bucket, "le": "1.0"}, "value": [0, "30"]},
+            {"metric": {"side": "canary", "figure": bucket, "le": "1.5"}, "value": [0, "30"]},
+            {"metric": {"side": "canary", "figure": bucket, "le": "+Inf"}, "value": [0, "30"]},
+            sample("canary", "request_tokens_per_step_sum", "30"),
+            sample("canary", "request_tokens_per_step_count", "30"),
+        ]
+    )
+    source = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat", sides={Role.CANARY: "3"})
+    window = source.window(role=Role.CANARY, version="3", seconds=60)
+    assert (window.num_target_steps, window.tokens_per_step, window.speculative_share) == (900, 1.0, 0.0)
+    histogram = window.request_tokens_per_step
+    assert histogram is not None and (histogram.bounds, histogram.cumulative) == ((1.0, 1.5), (30.0, 30.0))
+    assert histogram.mean == 1.0 and window.request_itl is None
+    assert 'sum by (le) (increase(specops_request_tokens_per_step_bucket{model_name="chat"' in seen[0]
+    assert 'specops_spec_decode_num_target_steps_total{model_name="chat",pair_version="3",role="canary",' in seen[0]
+    assert 'mode="speculative"' in seen[0]
+
+
 def test_empty_answers_are_zeros_and_the_brain_waits() -> None:
     http, _ = prometheus_answering([])
     window = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat").window(

@@ -30,12 +30,31 @@ def canarying(policy: RolloutPolicy) -> RolloutState:
 
 
 def good() -> WindowMetrics:
-    return WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200)
+    return WindowMetrics(
+        num_requests=20,
+        num_drafts=100,
+        num_draft_tokens=400,
+        num_accepted_tokens=200,
+        num_target_steps=300,
+        num_speculative_steps=100,
+    )
 
 
 def bad() -> WindowMetrics:
-    return WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=40)
+    return WindowMetrics(
+        num_requests=20,
+        num_drafts=100,
+        num_draft_tokens=400,
+        num_accepted_tokens=40,
+        num_target_steps=300,
+        num_speculative_steps=100,
+    )
+
+
+def plain() -> WindowMetrics:
+    """A canary whose engine stopped drafting: plenty of traffic, not one draft token."""
+    return WindowMetrics(num_requests=20, num_target_steps=900, num_speculative_steps=0)
 
 
 def thin() -> WindowMetrics:
-    return WindowMetrics(num_requests=1, num_drafts=5, num_draft_tokens=20, num_accepted_tokens=0)
+    return WindowMetrics(num_requests=1, num_drafts=5, num_draft_tokens=20, num_accepted_tokens=0, num_target_steps=8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from specops.rollout import (
@@ -87,18 +89,18 @@ def test_a_pass_resets_the_failure_count(canarying: RolloutState, policy: Rollou
     assert state.consecutive_failures == 0
 
 
-def test_error_rate_fails_only_with_enough_requests(canarying: RolloutState, policy: RolloutPolicy) -> None:
+def test_nothing_is_judged_before_enough_requests(canarying: RolloutState, policy: RolloutPolicy) -> None:
     erring = WindowMetrics(num_requests=10, num_errors=5, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200)
     _, decision = brain.decide(canarying, Observation(now=1.0, canary=erring), policy)
     assert decision.analysis is not None and decision.analysis.verdict.value == "fail"
     few = WindowMetrics(num_requests=1, num_errors=1, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200)
     _, decision = brain.decide(canarying, Observation(now=1.0, canary=few), policy)
-    assert decision.kind is DecisionKind.SET_WEIGHT
+    assert decision.kind is DecisionKind.HOLD and "2/5 requests" in decision.reason
 
 
 def test_itl_threshold_is_judged_when_set(canarying: RolloutState) -> None:
     strict = RolloutPolicy(steps=(10, 100), min_draft_tokens=100, max_itl_p95_s=0.05, failure_limit=1)
-    slow = WindowMetrics(num_requests=20, num_drafts=100, num_draft_tokens=400, num_accepted_tokens=200, itl_p95_s=0.2)
+    slow = replace(good(), itl_p95_s=0.2)
     _, decision = brain.decide(canarying, Observation(now=1.0, canary=slow), strict)
     assert decision.kind is DecisionKind.ROLLBACK and "itl_p95_s" in decision.reason
 

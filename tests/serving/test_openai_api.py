@@ -152,6 +152,7 @@ def test_every_contract_metric_is_exported_with_the_three_labels(live) -> None:
         "specops_spec_decode_num_drafts_total",
         "specops_spec_decode_num_draft_tokens_total",
         "specops_spec_decode_num_accepted_tokens_total",
+        "specops_spec_decode_num_target_steps_total",
         "specops_prompt_tokens_total",
         "specops_generation_tokens_total",
         "specops_requests_total",
@@ -161,6 +162,7 @@ def test_every_contract_metric_is_exported_with_the_three_labels(live) -> None:
         "specops_e2e_request_latency_seconds_count",
         "specops_request_acceptance_rate_count",
         "specops_request_mean_accepted_length_count",
+        "specops_request_tokens_per_step_count",
         "specops_num_requests_running",
         "specops_num_requests_waiting",
         "specops_draft_length",
@@ -197,6 +199,10 @@ def test_acceptance_metrics_follow_vllm_meaning(twin) -> None:
     assert body["speculation"]["mean_accepted_length"] == 1 + accepted / drafts
     assert delta("specops_request_acceptance_rate_sum") == 1.0
     assert delta("specops_request_mean_accepted_length_sum") == body["speculation"]["mean_accepted_length"]
+    steps = delta("specops_spec_decode_num_target_steps_total", mode="speculative") + delta(
+        "specops_spec_decode_num_target_steps_total", mode="plain"
+    )
+    assert steps > 0 and delta("specops_request_tokens_per_step_sum") == pytest.approx(1 + accepted / steps)
 
 
 def test_a_stop_string_ends_the_text_before_it(twin) -> None:

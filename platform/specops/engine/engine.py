@@ -258,6 +258,7 @@ class SpeculativeEngine:
                 draft_seconds = proposal.draft_clock.seconds()[0]
 
             emitted = [0] * batch_size
+            ran = list(batch.active)
             for row in range(batch_size):
                 if batch.active[row]:
                     emitted[row] = self._emit(
@@ -295,6 +296,7 @@ class SpeculativeEngine:
                         draft_seconds=draft_seconds,
                         target_seconds=target_seconds,
                         speculative=proposal.max_k > 0,
+                        running=ran,
                     )
                 )
             step += 1

@@ -35,6 +35,11 @@ class RequestStats:
         """Tokens gained per draft: 1 (the target's token) + accepted tokens per draft."""
         return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else 1.0
 
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens per target step: 1 + accepted tokens per step taken (1.0 when it never drafted)."""
+        return 1.0 + self.num_accepted_tokens / self.num_steps if self.num_steps else 1.0
+
     def record(self, *, num_draft_tokens: int, num_accepted: int) -> None:
         """Count one step in which this request drafted `num_draft_tokens` and kept `num_accepted`."""
         self.num_steps += 1
@@ -56,7 +61,8 @@ class StepStats:
     """One engine step over the batch (passed to `generate(on_step=...)`).
 
     Lists are indexed by the sequence's position in the `generate` call; finished sequences
-    report 0 draft tokens and 0 accepted tokens.
+    report 0 draft tokens and 0 accepted tokens, and `running` False: a row counts as one target
+    step of its sequence only when it ran (speculative when it drafted, plain otherwise).
     """
 
     step: int
@@ -67,3 +73,4 @@ class StepStats:
     draft_seconds: float
     target_seconds: float
     speculative: bool  # False when the step was plain decoding for every sequence
+    running: list[bool] = field(default_factory=list)  # sequences that took part in the step

@@ -5,7 +5,9 @@ decisions through their adapters, so both bodies follow exactly these rules:
 
 * start: a new version becomes the canary at the first step's weight;
 * each analysis: PASS advances a step (the last step promotes), FAIL counts towards the failure limit
-  (reaching it rolls back under the automatic policy), INCONCLUSIVE (too little data) waits;
+  (reaching it rolls back under the automatic policy), INCONCLUSIVE (too little data) waits — up to the
+  progress deadline: INCONCLUSIVE for longer than ``max_inconclusive_s`` at one step takes the policy's
+  ``on_inconclusive`` action (rollback, or pause for an operator), so no canary waits for ever;
 * a page-level alert on the canary, or on a freshly promoted version within the bake time, rolls back
   under the automatic policy;
 * manual actions (promote, rollback, pause, resume) win over analysis; a manual rollback of a promoted
@@ -13,6 +15,10 @@ decisions through their adapters, so both bodies follow exactly these rules:
 * a promotion or rollback is first saved as PROMOTING / ROLLING_BACK (what it will apply), and settled
   into PROMOTED / ROLLED_BACK once the adapters confirm, so a restart between the two re-applies the
   same decision instead of deciding a second one.
+
+The deadline counts the time between analyses, each gap capped at two analysis intervals: a clock
+that jumps forward (or a controller that was down) adds at most that much, and one that jumps
+backwards adds nothing, so a clock jump alone never rolls a canary back.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from dataclasses import replace
 from specops.rollout.analysis import analyse
 from specops.rollout.model import (
     Alert,
+    CanaryAnalysis,
     Decision,
     DecisionKind,
+    InconclusiveAction,
     ManualAction,
     Observation,
     Phase,
@@ -143,21 +151,20 @@ def _progress(state: RolloutState, observation: Observation, policy: RolloutPoli
             return _rollback(state, now, reason)
         return state, Decision(DecisionKind.HOLD, f"{reason}; manual policy waits for an operator", state.weight)
 
-    analysis = analyse(observation.canary, policy)
+    analysis = analyse(observation.canary, policy, observation.stable)
     if analysis.verdict is Verdict.INCONCLUSIVE:
-        new = replace(state, last_analysis=analysis)
-        return new, Decision(DecisionKind.HOLD, analysis.reason, state.weight, analysis=analysis)
+        return _inconclusive(state, analysis, policy, now)
 
     if analysis.verdict is Verdict.FAIL:
         failures = state.consecutive_failures + 1
-        new = replace(state, consecutive_failures=failures, last_analysis=analysis)
+        new = replace(state, consecutive_failures=failures, last_analysis=analysis, inconclusive_s=0.0, analysed_at=now)
         reason = f"analysis failed ({failures}/{policy.failure_limit}): {analysis.reason}"
         if failures >= policy.failure_limit and policy.automatic:
             rolled, decision = _rollback(new, now, reason)
             return rolled, replace(decision, analysis=analysis)
         return new, Decision(DecisionKind.HOLD, reason, state.weight, analysis=analysis)
 
-    new = replace(state, consecutive_failures=0, last_analysis=analysis)
+    new = replace(state, consecutive_failures=0, last_analysis=analysis, inconclusive_s=0.0, analysed_at=now)
     if not policy.automatic:
         return new, Decision(
             DecisionKind.HOLD, f"analysis passed; manual policy: {analysis.reason}", state.weight, analysis=analysis
@@ -170,6 +177,26 @@ def _progress(state: RolloutState, observation: Observation, policy: RolloutPoli
     reason = f"analysis passed, canary to {weight}%: {analysis.reason}"
     advanced = _moved(new, now, Phase.PROGRESSING, weight, reason, step_index=next_index)
     return advanced, Decision(DecisionKind.SET_WEIGHT, reason, weight, state.canary_version, analysis)
+
+
+def _inconclusive(
+    state: RolloutState, analysis: CanaryAnalysis, policy: RolloutPolicy, now: float
+) -> tuple[RolloutState, Decision]:
+    """Wait for data, counting towards the progress deadline; past it, the policy's action."""
+    gap = 0.0 if state.analysed_at is None else now - state.analysed_at
+    waited = state.inconclusive_s + min(max(gap, 0.0), 2 * policy.analysis_interval_s)
+    new = replace(state, last_analysis=analysis, inconclusive_s=waited, analysed_at=now)
+    if waited < policy.max_inconclusive_s:
+        reason = f"{analysis.reason} (no verdict for {waited:.0f} s of {policy.max_inconclusive_s:g} s)"
+        return new, Decision(DecisionKind.HOLD, reason, state.weight, analysis=analysis)
+    reason = f"no verdict for {waited:.0f} s (progress deadline {policy.max_inconclusive_s:g} s): {analysis.reason}"
+    if not policy.automatic:
+        return new, Decision(DecisionKind.HOLD, f"{reason}; manual policy waits for an operator", state.weight)
+    if policy.on_inconclusive is InconclusiveAction.PAUSE:
+        paused = _moved(new, now, Phase.PAUSED, state.weight, f"paused: {reason}")
+        return paused, Decision(DecisionKind.HOLD, f"paused: {reason}", state.weight, analysis=analysis)
+    rolled, decision = _rollback(new, now, reason)
+    return rolled, replace(decision, analysis=analysis)
 
 
 def _bake(state: RolloutState, observation: Observation, policy: RolloutPolicy) -> tuple[RolloutState, Decision]:
@@ -225,4 +252,6 @@ def _page_on(alerts: tuple[Alert, ...], *, role: Role, version: str | None) -> A
 def _moved(state: RolloutState, now: float, phase: Phase, weight: int, reason: str, **changes: object) -> RolloutState:
     transition = Transition(at=now, from_phase=state.phase, to_phase=phase, weight=weight, reason=reason)
     history = (*state.history, transition)[-HISTORY_LIMIT:]
+    # a new step (or phase) starts its own window, and with it its own progress deadline
+    changes = {"inconclusive_s": 0.0, "analysed_at": None, **changes}
     return replace(state, phase=phase, weight=weight, history=history, **changes)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from specops.rollout.model import (
     CanaryAnalysis,
     Check,
     Decision,
+    Histogram,
     Phase,
     RolloutState,
     Transition,
@@ -42,6 +43,8 @@ def state_from_dict(data: dict[str, Any]) -> RolloutState:
         weight=int(data.get("weight", 0)),
         consecutive_failures=int(data.get("consecutive_failures", 0)),
         promoted_at=data.get("promoted_at"),
+        inconclusive_s=float(data.get("inconclusive_s", 0.0)),
+        analysed_at=data.get("analysed_at"),
         last_analysis=analysis_from_dict(analysis) if analysis else None,
         history=tuple(
             Transition(
@@ -64,9 +67,25 @@ def analysis_from_dict(data: dict[str, Any]) -> CanaryAnalysis:
         checks=tuple(Check(**check) for check in data.get("checks", ())),
         samples=int(data.get("samples", 0)),
         reason=data.get("reason", ""),
-        metrics=None
-        if metrics is None
-        else WindowMetrics(**{**metrics, "queries": tuple(tuple(pair) for pair in metrics.get("queries", ()))}),
+        metrics=None if metrics is None else window_from_dict(metrics),
+    )
+
+
+def window_from_dict(data: dict[str, Any]) -> WindowMetrics:
+    """Rebuild a window written by :func:`state_to_dict`."""
+    histograms = {name: _histogram(data.get(name)) for name in ("request_tokens_per_step", "request_itl")}
+    queries = tuple((str(figure), str(query)) for figure, query in data.get("queries", ()))
+    return WindowMetrics(**{**data, **histograms, "queries": queries})
+
+
+def _histogram(data: dict[str, Any] | None) -> Histogram | None:
+    if data is None:
+        return None
+    return Histogram(
+        bounds=tuple(float(b) for b in data.get("bounds", ())),
+        cumulative=tuple(float(c) for c in data.get("cumulative", ())),
+        total=float(data.get("total", 0.0)),
+        count=float(data.get("count", 0.0)),
     )
 
 

@@ -46,6 +46,13 @@ class DecisionKind(StrEnum):
     FAIL = "fail"
 
 
+class InconclusiveAction(StrEnum):
+    """What a canary that stays INCONCLUSIVE past the policy's deadline gets."""
+
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+
+
 class Verdict(StrEnum):
     """Outcome of one canary analysis."""
 
@@ -62,26 +69,53 @@ class RolloutPolicy:
     analysis_interval_s: seconds between analyses; also the metric window length.
     min_draft_tokens: draft tokens the canary must have verified in the window before its acceptance
         rate is judged (too little data means wait, never promote, never abort).
-    min_requests: finished canary requests in the window before error rate is judged.
+    min_requests: finished canary requests (and server errors) in the window before anything is
+        judged; the comparisons with the stable need this many on each side.
+    min_target_steps: target steps of the canary in the window before its tokens per step is judged.
+        Target steps count whether or not the engine drafted, so a canary whose engine stopped
+        drafting is judged on them instead of waiting for draft tokens that never come.
     min_acceptance_rate: accepted / draft tokens below this fails the analysis.
+    min_tokens_per_step: tokens per target step (1 + accepted / steps; 1.0 is no speculation at all)
+        below this fails the analysis. Default 1.1: a pair that saves under a tenth of the target's
+        passes serves at about its plain speed plus the draft's cost.
     max_error_rate: server errors / requests above this fails the analysis.
     max_itl_p95_s: inter-token latency p95 above this fails the analysis (None: not judged).
+    compare_to_stable: also test the canary against the stable on the same window (per-request
+        tokens per step and inter-token latency, one-sided Mann–Whitney U; see comparison.py).
+    comparison_alpha: significance level of those tests (default 0.01: two tests per analysis, many
+        analyses per rollout; a stricter level keeps false rollbacks rare).
+    min_tokens_per_step_effect: the canary's mean tokens per step must be this share below the
+        stable's (and significantly so) to fail (default 0.05).
+    min_itl_effect: the canary's mean per-request inter-token latency must be this share above the
+        stable's (and significantly so) to fail (default 0.2: latency on shared hardware is noisy).
     failure_limit: consecutive failed analyses that trigger a rollback (automatic policy).
     automatic: roll back / advance by itself; False (manual) only holds and reports.
     bake_s: after promotion, a page alert on the new production version within this many seconds
         rolls back to the previous version.
+    max_inconclusive_s: the progress deadline: a canary INCONCLUSIVE for longer than this (seconds,
+        default 1800: thirty one-minute windows without a verdict) gets ``on_inconclusive``.
+    on_inconclusive: ``rollback`` (default: a canary that cannot be judged is not trusted with
+        traffic) or ``pause`` (hold for an operator); the reason is audited either way.
     """
 
     steps: tuple[int, ...] = (10, 25, 50, 100)
     analysis_interval_s: float = 60.0
     min_draft_tokens: int = 500
     min_requests: int = 10
+    min_target_steps: int = 200
     min_acceptance_rate: float = 0.3
+    min_tokens_per_step: float = 1.1
     max_error_rate: float = 0.05
     max_itl_p95_s: float | None = None
+    compare_to_stable: bool = True
+    comparison_alpha: float = 0.01
+    min_tokens_per_step_effect: float = 0.05
+    min_itl_effect: float = 0.2
     failure_limit: int = 2
     automatic: bool = True
     bake_s: float = 3600.0
+    max_inconclusive_s: float = 1800.0
+    on_inconclusive: InconclusiveAction = InconclusiveAction.ROLLBACK
 
     def __post_init__(self) -> None:
         if not self.steps or list(self.steps) != sorted(set(self.steps)):
@@ -96,6 +130,46 @@ class RolloutPolicy:
             raise ValueError(f"failure_limit must be at least 1, got {self.failure_limit}")
         if self.analysis_interval_s <= 0:
             raise ValueError(f"analysis_interval_s must be positive, got {self.analysis_interval_s}")
+        if self.min_tokens_per_step < 1.0:
+            raise ValueError(f"min_tokens_per_step must be at least 1 (no speculation), got {self.min_tokens_per_step}")
+        if not 0.0 < self.comparison_alpha < 1.0:
+            raise ValueError(f"comparison_alpha must lie in (0, 1), got {self.comparison_alpha}")
+        for name in ("min_tokens_per_step_effect", "min_itl_effect"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_inconclusive_s <= 0:
+            raise ValueError(f"max_inconclusive_s must be positive, got {self.max_inconclusive_s}")
+        if self.min_requests < 0 or self.min_target_steps < 0 or self.min_draft_tokens < 0:
+            raise ValueError("sample minimums must be >= 0")
+        object.__setattr__(self, "on_inconclusive", InconclusiveAction(self.on_inconclusive))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Increase of one per-request histogram over a window, as Prometheus keeps it.
+
+    ``bounds`` are the finite upper bounds (ascending), ``cumulative`` the observations at or under
+    each; ``count - cumulative[-1]`` lies above the last bound (``+Inf``). ``total`` is the sum of the
+    observed values, so ``mean`` is exact, not estimated from buckets.
+    """
+
+    bounds: tuple[float, ...] = ()
+    cumulative: tuple[float, ...] = ()
+    total: float = 0.0
+    count: float = 0.0
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count > 0 else None
+
+    def bins(self) -> list[float]:
+        """Observations per bucket (not cumulative), the last one above the last bound."""
+        counts, below = [], 0.0
+        for value in self.cumulative:
+            counts.append(max(value - below, 0.0))
+            below = max(value, below)
+        counts.append(max(self.count - below, 0.0))
+        return counts
 
 
 @dataclass(frozen=True)
@@ -110,7 +184,11 @@ class WindowMetrics:
     num_drafts: int = 0
     num_draft_tokens: int = 0
     num_accepted_tokens: int = 0
+    num_target_steps: int = 0
+    num_speculative_steps: int = 0
     itl_p95_s: float | None = None
+    request_tokens_per_step: Histogram | None = None
+    request_itl: Histogram | None = None
     queries: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -126,8 +204,18 @@ class WindowMetrics:
 
     @property
     def mean_accepted_length(self) -> float | None:
-        """1 + accepted / drafts: tokens gained per target forward pass; None without drafts."""
+        """1 + accepted / drafts: tokens gained per draft; None without drafts."""
         return 1.0 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else None
+
+    @property
+    def tokens_per_step(self) -> float | None:
+        """1 + accepted / target steps: 1.0 when nothing was drafted; None without target steps."""
+        return 1.0 + self.num_accepted_tokens / self.num_target_steps if self.num_target_steps else None
+
+    @property
+    def speculative_share(self) -> float | None:
+        """Share of target steps that verified drafts; None without target steps."""
+        return self.num_speculative_steps / self.num_target_steps if self.num_target_steps else None
 
 
 @dataclass(frozen=True)
@@ -160,6 +248,7 @@ class Check:
     measured: float | None
     threshold: float
     passed: bool | None  # None: not enough data to judge
+    detail: str = ""  # how it was judged, when the name and figures do not say it all
 
 
 @dataclass(frozen=True)
@@ -198,6 +287,8 @@ class RolloutState:
     weight: int = 0
     consecutive_failures: int = 0
     promoted_at: float | None = None
+    inconclusive_s: float = 0.0  # seconds of INCONCLUSIVE analyses in a row at this step (brain.py)
+    analysed_at: float | None = None  # when the last analysis ran
     last_analysis: CanaryAnalysis | None = None
     history: tuple[Transition, ...] = field(default_factory=tuple)
 

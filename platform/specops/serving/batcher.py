@@ -283,6 +283,7 @@ class DynamicBatcher:
             num_draft_tokens=step.num_draft_tokens,
             num_accepted_tokens=step.num_accepted_tokens,
             num_emitted_tokens=step.num_emitted_tokens,
+            running=step.running,
         )
 
 

@@ -400,6 +400,7 @@ class ServingRuntime:
         num_drafts = int(getattr(stats, "num_drafts", 0) or 0)
         acceptance = float(getattr(stats, "acceptance_rate", 0.0) or 0.0)
         accepted_length = float(getattr(stats, "mean_accepted_length", 1.0) or 1.0)
+        tokens_per_step = float(stats.tokens_per_step) if getattr(stats, "num_steps", 0) else None
         num_out = len(result.token_ids)
         itl_mean = ((timing.last or 0.0) - (timing.first or 0.0)) / (num_out - 1) if num_out > 1 else None
         self.metrics.finished(
@@ -409,6 +410,7 @@ class ServingRuntime:
             acceptance_rate=acceptance,
             mean_accepted_length=accepted_length,
             mean_itl_seconds=itl_mean,
+            tokens_per_step=tokens_per_step,
         )
         records = self.records
         if records is None or not records.sampled():

@@ -4,7 +4,11 @@ The spec-decode counters keep vLLM's meaning (``vllm/v1/spec_decode/metrics.py``
 
 * a *draft* is one proposal of k >= 1 tokens for one sequence in one engine step;
 * *draft tokens* sum those k; *accepted tokens* count the draft tokens the target kept;
-* *accepted tokens per position* count, for position j (0-based), the drafts whose token j was kept.
+* *accepted tokens per position* count, for position j (0-based), the drafts whose token j was kept;
+* a *target step* is one sequence's part in one target forward pass (a batch of 8 running sequences
+  makes 8), ``mode="speculative"`` when the sequence verified draft tokens in it, ``"plain"`` when not.
+  Draft counters stop when an engine stops drafting; target steps do not, so the figures built on
+  them (tokens per target step) judge a canary whatever its engine chose.
 
 Every series carries the labels ``model_name``, ``pair_version`` and ``role`` (stable | canary), so
 one Prometheus query compares the two sides of a canary. Counters only count; ratios are derived in
@@ -19,6 +23,15 @@ PromQL (never an average of per-request averages):
     # mean accepted length: tokens gained per draft = 1 (the target's own token) + accepted per draft
     1 + sum by (role) (rate(specops_spec_decode_num_accepted_tokens_total[5m]))
       / sum by (role) (rate(specops_spec_decode_num_drafts_total[5m]))
+
+    # tokens per target step: output tokens each target forward gave a sequence (1 + accepted per
+    # step); exactly 1.0 when speculation is off, and defined whenever there is traffic
+    1 + sum by (role) (rate(specops_spec_decode_num_accepted_tokens_total[5m]))
+      / sum by (role) (rate(specops_spec_decode_num_target_steps_total[5m]))
+
+    # share of target steps that speculated (the sequence verified >= 1 draft token)
+    sum by (role) (rate(specops_spec_decode_num_target_steps_total{mode="speculative"}[5m]))
+      / sum by (role) (rate(specops_spec_decode_num_target_steps_total[5m]))
 
     # acceptance at draft position j: share of drafts whose token j was kept
     sum by (role, position) (rate(specops_spec_decode_num_accepted_tokens_per_pos_total[5m]))
@@ -42,8 +55,9 @@ since the previous step is spread evenly over them, so each token observes ``gap
 (tokens that arrive together with the first token observe 0). A request of n tokens therefore
 observes n - 1 values, and their mean is the time per output token a client sees.
 
-The histograms ``specops_request_acceptance_rate`` and ``specops_request_mean_accepted_length`` are
-per-request distributions (what the drift monitor and the canary analysis compare); use the counters
+The histograms ``specops_request_acceptance_rate``, ``specops_request_mean_accepted_length`` and
+``specops_request_tokens_per_step`` are per-request distributions (what the drift monitor and the
+canary analysis compare, the last one for every finished request, drafted or not); use the counters
 above for fleet ratios.
 """
 
@@ -71,6 +85,9 @@ ERROR_REASONS: tuple[str, ...] = (
 
 #: ``specops_requests_total`` finish reasons: the engine's two, plus ``abort`` (client went away).
 FINISH_REASONS: tuple[str, ...] = ("stop", "length", "abort")
+
+#: ``specops_spec_decode_num_target_steps_total`` modes.
+STEP_MODES: tuple[str, ...] = ("speculative", "plain")
 
 #: ``specops_request_records_dropped_total`` reasons.
 RECORD_DROP_REASONS: tuple[str, ...] = ("queue_full", "store_error")
@@ -121,6 +138,8 @@ ITL_BUCKETS = (
 E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
 ACCEPTANCE_RATE_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 ACCEPTED_LENGTH_BUCKETS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0, 10.0)
+# 1.0 is its own bucket: a request its engine never drafted for lands exactly there.
+TOKENS_PER_STEP_BUCKETS = (1.0, 1.05, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -131,6 +150,7 @@ class MetricFamilies:
     draft_tokens: Counter
     accepted_tokens: Counter
     accepted_per_position: Counter
+    target_steps: Counter
     prompt_tokens: Counter
     generation_tokens: Counter
     requests: Counter
@@ -143,6 +163,7 @@ class MetricFamilies:
     e2e: Histogram
     acceptance_rate: Histogram
     mean_accepted_length: Histogram
+    tokens_per_step: Histogram
     running: Gauge
     waiting: Gauge
     draft_length: Gauge
@@ -171,6 +192,12 @@ def define(registry: CollectorRegistry) -> MetricFamilies:
             "specops_spec_decode_num_accepted_tokens_per_pos",
             "Drafts whose token at this 0-based position was accepted.",
             (*LABELS, "position"),
+            registry=registry,
+        ),
+        target_steps=c(
+            "specops_spec_decode_num_target_steps",
+            "Target forward steps per sequence (mode: speculative when it verified drafts, else plain).",
+            (*LABELS, "mode"),
             registry=registry,
         ),
         prompt_tokens=c("specops_prompt_tokens", "Prompt tokens of admitted requests.", LABELS, registry=registry),
@@ -235,6 +262,13 @@ def define(registry: CollectorRegistry) -> MetricFamilies:
             "Per-request tokens per draft: 1 + accepted / drafts (requests that drafted).",
             LABELS,
             buckets=ACCEPTED_LENGTH_BUCKETS,
+            registry=registry,
+        ),
+        tokens_per_step=h(
+            "specops_request_tokens_per_step",
+            "Per-request output tokens per target step: 1 + accepted / steps (every finished request).",
+            LABELS,
+            buckets=TOKENS_PER_STEP_BUCKETS,
             registry=registry,
         ),
         running=g(
@@ -307,6 +341,7 @@ class ServingMetrics:
         self._e2e = fam.e2e.labels(*lv)
         self._acceptance = fam.acceptance_rate.labels(*lv)
         self._accepted_length = fam.mean_accepted_length.labels(*lv)
+        self._tokens_per_step = fam.tokens_per_step.labels(*lv)
         self._running = fam.running.labels(*lv)
         self._waiting = fam.waiting.labels(*lv)
         self._draft_length = fam.draft_length.labels(*lv)
@@ -316,14 +351,20 @@ class ServingMetrics:
         self._requests = {r: fam.requests.labels(*lv, r) for r in FINISH_REASONS}
         self._errors = {r: fam.errors.labels(*lv, r) for r in ERROR_REASONS}
         self._dropped = {r: fam.records_dropped.labels(*lv, r) for r in RECORD_DROP_REASONS}
+        self._steps = {m: fam.target_steps.labels(*lv, m) for m in STEP_MODES}
         self._lv = lv
 
     # -- engine side (worker thread) ------------------------------------------------------------
 
     def step(
-        self, *, num_draft_tokens: Sequence[int], num_accepted_tokens: Sequence[int], num_emitted_tokens: Sequence[int]
+        self,
+        *,
+        num_draft_tokens: Sequence[int],
+        num_accepted_tokens: Sequence[int],
+        num_emitted_tokens: Sequence[int],
+        running: Sequence[bool],
     ) -> None:
-        """Count one engine step: per sequence, k drafted, accepted and tokens emitted."""
+        """Count one engine step: per sequence, k drafted, accepted, tokens emitted and whether it ran."""
         if not self.enabled:
             return
         drafts = draft_tokens = accepted = 0
@@ -334,6 +375,11 @@ class ServingMetrics:
                 accepted += a
                 for position in range(a):
                     self._position(position).inc()
+        num_running = sum(bool(r) for r in running)
+        if drafts:
+            self._steps["speculative"].inc(drafts)
+        if num_running > drafts:
+            self._steps["plain"].inc(num_running - drafts)
         if drafts:
             self._drafts.inc(drafts)
             self._draft_tokens.inc(draft_tokens)
@@ -352,10 +398,16 @@ class ServingMetrics:
         num_accepted_tokens: int,
         num_accepted_per_position: Sequence[int],
         num_generated_tokens: int,
+        num_steps: int,
     ) -> None:
-        """Count one finished request's totals (used when the engine reports no per-step stats)."""
+        """Count one finished request's totals (used when the engine reports no per-step stats);
+        ``num_steps`` target steps, of which ``num_drafts`` speculated."""
         if not self.enabled:
             return
+        if num_drafts:
+            self._steps["speculative"].inc(num_drafts)
+        if num_steps > num_drafts:
+            self._steps["plain"].inc(num_steps - num_drafts)
         if num_drafts:
             self._drafts.inc(num_drafts)
             self._draft_tokens.inc(num_draft_tokens)
@@ -403,9 +455,11 @@ class ServingMetrics:
         acceptance_rate: float,
         mean_accepted_length: float,
         mean_itl_seconds: float | None = None,
+        tokens_per_step: float | None = None,
     ) -> None:
         """Count a finished request (``abort`` when the client went away); ``mean_itl_seconds`` is None for
-        requests with fewer than two output tokens (no gap to measure)."""
+        requests with fewer than two output tokens (no gap to measure), ``tokens_per_step`` None for
+        one that took no target step."""
         if not self.enabled:
             return
         counter = self._requests.get(finish_reason)
@@ -416,6 +470,8 @@ class ServingMetrics:
             self._e2e.observe(e2e_seconds)
             if mean_itl_seconds is not None:
                 self._request_itl.observe(mean_itl_seconds)
+            if tokens_per_step is not None and math.isfinite(tokens_per_step):
+                self._tokens_per_step.observe(tokens_per_step)
         if num_drafts and math.isfinite(acceptance_rate):
             self._acceptance.observe(acceptance_rate)
             self._accepted_length.observe(mean_accepted_length)
