@@ -37,6 +37,8 @@ def test_the_dashboard_has_a_stable_uid_and_a_datasource_variable() -> None:
     for wanted in (
         "Acceptance rate",
         "Mean accepted length",
+        "Tokens per target step",
+        "Share of steps that speculated",
         "Acceptance per position",
         "Generated tokens/s",
         "Estimated speedup",
@@ -50,6 +52,24 @@ def test_the_dashboard_has_a_stable_uid_and_a_datasource_variable() -> None:
         assert wanted in titles
     annotations = {a["name"] for a in board["annotations"]["list"]}
     assert annotations >= {"Page alerts", "Canary started", "Canary removed (promoted or rolled back)"}
+
+
+def test_the_step_panels_sit_next_to_the_acceptance_panels_and_read_target_steps() -> None:
+    board = json.loads((REPO / "dashboards" / dashboards.FILE_NAME).read_text())
+    titles = [p["title"] for p in board["panels"]]
+    start = titles.index("Acceptance rate")
+    assert titles[start : start + 4] == [
+        "Acceptance rate",
+        "Mean accepted length",
+        "Tokens per target step",
+        "Share of steps that speculated",
+    ]
+    exprs = dict(dashboards.expressions())
+    assert "specops_spec_decode_num_target_steps_total" in exprs["panel 'Tokens per target step'"]
+    assert 'mode="speculative"' in exprs["panel 'Share of steps that speculated'"]
+    # Neither reads draft counters: they have data (1 and 0) when an engine stopped drafting.
+    for where in ("panel 'Tokens per target step'", "panel 'Share of steps that speculated'"):
+        assert "draft" not in exprs[where]
 
 
 def test_every_dashboard_expression_is_valid_promql(tmp_path: Path) -> None:

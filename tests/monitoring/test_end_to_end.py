@@ -130,9 +130,10 @@ def stack(tmp_path: Path, store) -> Iterator[dict[str, object]]:  # type: ignore
     )
     gauges.write(metrics_dir / "drift-legacy.prom")
 
-    # A second, unmanaged deployment that breaks availability and latency (so those alerts have data).
+    # A second, unmanaged deployment that breaks availability and latency, and whose engine does not
+    # draft at all (so those alerts and the tokens-per-step page have data).
     legacy = ExporterServer(
-        "legacy", "9", "stable", Behaviour(position_acceptance=0.8, internal_error_rate=0.3, itl_s=1.0)
+        "legacy", "9", "stable", Behaviour(position_acceptance=0.8, internal_error_rate=0.3, itl_s=1.0, drafting=False)
     )
     fleet = ExporterFleet(
         deployment=DEPLOYMENT,
@@ -250,10 +251,15 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
     _wait(
         lambda: (
             {a.name for d, alerts, _, _ in sink.calls if d == "legacy" for a in alerts}
-            >= {"SpecOpsAvailabilityBudgetBurn", "SpecOpsLatencyBudgetBurn", "SpecOpsTrafficDrift"}
+            >= {
+                "SpecOpsAvailabilityBudgetBurn",
+                "SpecOpsLatencyBudgetBurn",
+                "SpecOpsTrafficDrift",
+                "SpecOpsTokensPerStepBudgetBurn",
+            }
         ),
         timeout=30,
-        what="the legacy deployment's availability, latency and drift alerts",
+        what="the legacy deployment's availability, latency, tokens-per-step and drift alerts",
     )
 
     # Let the canary's series go stale so the "canary removed" annotation has its moment, then run every

@@ -24,6 +24,10 @@ TINY_RECIPE = demo.DemoRecipe(
     target_steps=4,
     draft_steps=4,
     mismatched_steps=4,
+    distill_sequences=8,
+    distill_prompt_tokens=8,
+    distill_new_tokens=8,
+    distill_steps=4,
     eval_windows=4,
 )
 """Trains in about two seconds: checks plumbing, not quality."""

@@ -49,9 +49,10 @@ def test_the_target_is_bigger_than_both_drafts(tiny_pairs):
 
 def test_the_report_records_time_and_agreement_per_phase(tiny_pairs):
     report = tiny_pairs.report
-    assert set(report.seconds) >= {"tokenizer", "target", "draft", "draft_mismatched", "evaluation"}
-    assert set(report.agreement) == {demo.DRAFT_DIR, demo.MISMATCHED_DIR}
-    assert all(0.0 <= value <= 1.0 for value in report.agreement.values())
+    assert set(report.seconds) >= {"tokenizer", "target", "draft", "draft_mismatched", "distillation", "evaluation"}
+    assert set(report.agreement) == set(report.generated_agreement) == {demo.DRAFT_DIR, demo.MISMATCHED_DIR}
+    assert all(0.0 <= value <= 1.0 for value in (*report.agreement.values(), *report.generated_agreement.values()))
+    assert "draft-distilled" in report.final_loss
     assert report.target_and_draft_seconds > 0
 
 

@@ -37,17 +37,26 @@ def train_demo(
 
     table = Table(title="Greedy agreement with the target on held-out standard-library code")
     table.add_column("draft")
-    table.add_column("agreement", justify="right")
+    table.add_column("on the code", justify="right")
+    table.add_column("on the target's writing", justify="right")
     table.add_column("parameters", justify="right")
     table.add_column("folder")
     for name, folder in ((demo.DRAFT_DIR, pairs.draft), (demo.MISMATCHED_DIR, pairs.draft_mismatched)):
-        table.add_row(name, f"{report.agreement[name]:.3f}", f"{report.num_parameters[name]:,}", str(folder))
+        written = report.generated_agreement.get(name)
+        table.add_row(
+            name,
+            f"{report.agreement[name]:.3f}",
+            "-" if written is None else f"{written:.3f}",
+            f"{report.num_parameters[name]:,}",
+            str(folder),
+        )
     console = Console()
     console.print(table)
     seconds = report.seconds
     trained = (
         f"tokenizer {seconds['tokenizer']:.1f} s, then side by side: target {seconds['target']:.1f} s | "
-        f"draft {seconds['draft']:.1f} s + mismatched draft {seconds['draft_mismatched']:.1f} s; "
+        f"draft {seconds['draft']:.1f} s + mismatched draft {seconds['draft_mismatched']:.1f} s, "
+        f"then the draft on the target's writing {seconds.get('distillation', 0.0):.1f} s; "
         f"target and draft ready after {report.target_and_draft_seconds:.1f} s, "
         f"all done after {report.total_seconds:.1f} s"
     )

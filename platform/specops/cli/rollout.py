@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from specops.errors import Conflict
+from specops.rollout.model import Verdict
 from specops.settings import Settings
 
 console = Console()
@@ -31,11 +32,14 @@ def status(deployment: Annotated[str | None, typer.Argument(help="Deployment nam
 
     states = FileStateStore(Settings.from_env().home)
     names = [deployment] if deployment else states.names()
-    table = Table("deployment", "pair", "phase", "stable", "canary", "weight", "last analysis", title="deployments")
+    table = Table(
+        "deployment", "pair", "phase", "stable", "canary", "weight", "waiting", "last analysis", title="deployments"
+    )
     for name in names:
         state = states.require(name)
         analysis = state.last_analysis
         summary = f"{analysis.verdict.value}: {analysis.reason}" if analysis else "-"
+        waiting = analysis is not None and analysis.verdict is Verdict.INCONCLUSIVE and state.canary_version
         table.add_row(
             state.deployment,
             state.pair,
@@ -43,6 +47,7 @@ def status(deployment: Annotated[str | None, typer.Argument(help="Deployment nam
             state.stable_version or "-",
             state.canary_version or "-",
             f"{state.weight}%",
+            f"{state.inconclusive_s:.0f} s without a verdict" if waiting else "-",
             summary,
         )
     if not names:

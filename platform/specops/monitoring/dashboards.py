@@ -33,6 +33,14 @@ def _rate(metric: str, by: str = BY, selector: str = SEL) -> str:
     return f"sum by ({by}) (rate({metric}{selector}[{RATE}]))"
 
 
+def _or_zero(metric: str, like: str, selector: str = SEL) -> str:
+    """``metric``'s rate, or 0 where ``like`` has traffic (a counter a version never exported is zero)."""
+    return f"(\n  {_rate(metric, selector=selector)}\n  or\n  {_rate(like)} * 0\n)"
+
+
+_SPECULATIVE = f'{{model_name=~"$model_name", {names.LABEL_MODE}="{names.STEP_MODE_SPECULATIVE}"}}'
+
+
 @dataclass(frozen=True)
 class Query:
     expr: str
@@ -71,6 +79,33 @@ ROWS: tuple[tuple[str, tuple[PanelSpec, ...]], ...] = (
                 "Tokens per target forward pass: 1 + accepted tokens / drafts.",
                 (Query(f"1 + {_rate(names.ACCEPTED_TOKENS)}\n/\n{_rate(names.DRAFTS)}", "{{pair_version}} {{role}}"),),
                 min=1,
+            ),
+            PanelSpec(
+                "Tokens per target step",
+                "Output tokens each target forward step gives a sequence: 1 + accepted tokens / target steps; "
+                "exactly 1 when speculation is off (the tokens-per-step SLO), defined whenever there is traffic.",
+                (
+                    Query(
+                        f"1 + {_or_zero(names.ACCEPTED_TOKENS, names.TARGET_STEPS)}\n/\n{_rate(names.TARGET_STEPS)}",
+                        "{{pair_version}} {{role}}",
+                    ),
+                ),
+                min=1,
+            ),
+            PanelSpec(
+                "Share of steps that speculated",
+                "Target steps in which the sequence verified at least one draft token / all target steps; "
+                "0 when the engine has turned speculation off.",
+                (
+                    Query(
+                        f"{_or_zero(names.TARGET_STEPS, names.TARGET_STEPS, selector=_SPECULATIVE)}\n/\n"
+                        f"{_rate(names.TARGET_STEPS)}",
+                        "{{pair_version}} {{role}}",
+                    ),
+                ),
+                unit="percentunit",
+                min=0,
+                max=1,
             ),
             PanelSpec(
                 "Acceptance per position",

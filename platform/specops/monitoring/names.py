@@ -12,6 +12,9 @@ DRAFTS = "specops_spec_decode_num_drafts_total"
 DRAFT_TOKENS = "specops_spec_decode_num_draft_tokens_total"
 ACCEPTED_TOKENS = "specops_spec_decode_num_accepted_tokens_total"
 ACCEPTED_PER_POSITION = "specops_spec_decode_num_accepted_tokens_per_pos_total"
+TARGET_STEPS = "specops_spec_decode_num_target_steps_total"
+"""One count per running sequence per engine step, ``mode`` speculative (verified >= 1 draft token) or plain.
+Unlike the draft counters it keeps counting when an engine stops drafting."""
 PROMPT_TOKENS = "specops_prompt_tokens_total"
 GENERATION_TOKENS = "specops_generation_tokens_total"
 REQUESTS = "specops_requests_total"
@@ -27,6 +30,9 @@ RUNNING = "specops_num_requests_running"
 WAITING = "specops_num_requests_waiting"
 DRAFT_LENGTH = "specops_draft_length"
 
+STEP_MODE_SPECULATIVE = "speculative"
+"""The ``mode`` of ``specops_spec_decode_num_target_steps_total`` whose steps verified draft tokens."""
+
 SERVER_ERROR_REASON = "internal"
 """The only ``reason`` of ``specops_request_errors_total`` that counts against availability."""
 
@@ -40,6 +46,7 @@ LABEL_SLO = "slo"
 LABEL_SLO_WINDOW = "slo_window"
 LABEL_COLUMN = "column"
 LABEL_METHOD = "method"
+LABEL_MODE = "mode"
 
 SERIES_LABELS = (LABEL_DEPLOYMENT, LABEL_MODEL, LABEL_VERSION, LABEL_ROLE)
 """What every SLO series is aggregated by: one SLI per deployment, model, version and role.

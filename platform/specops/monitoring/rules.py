@@ -11,6 +11,7 @@ Plus ``{service}-drift``: an alert on the drift gauge ``specops drift run`` publ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client.utils import floatToGoString
@@ -78,28 +79,51 @@ def windows(slo: SLO) -> tuple[str, ...]:
     return tuple(sorted(seen, key=duration_seconds))
 
 
+def _acceptance(slo: SLO, common: dict[str, str]) -> str:
+    return templates.render(
+        "sli_error_acceptance", draft_tokens=names.DRAFT_TOKENS, accepted_tokens=names.ACCEPTED_TOKENS, **common
+    )
+
+
+def _availability(slo: SLO, common: dict[str, str]) -> str:
+    return templates.render(
+        "sli_error_availability",
+        errors=names.REQUEST_ERRORS,
+        requests=names.REQUESTS,
+        server_reason=names.SERVER_ERROR_REASON,
+        **common,
+    )
+
+
+def _latency(slo: SLO, common: dict[str, str]) -> str:
+    if slo.sli.latency_threshold_s is None:  # the spec refuses this; kept for a hand-built SLO
+        raise InvalidInput(f"SLO {slo.name!r}: a latency SLI needs latency_threshold_s")
+    return templates.render(
+        "sli_error_latency", histogram=names.REQUEST_ITL, le=floatToGoString(slo.sli.latency_threshold_s), **common
+    )
+
+
+def _tokens_per_step(slo: SLO, common: dict[str, str]) -> str:
+    return templates.render(
+        "sli_error_tokens_per_step", target_steps=names.TARGET_STEPS, accepted_tokens=names.ACCEPTED_TOKENS, **common
+    )
+
+
+SLI_ERROR_EXPRS: dict[SLIKind, Callable[[SLO, dict[str, str]], str]] = {
+    SLIKind.ACCEPTANCE: _acceptance,
+    SLIKind.AVAILABILITY: _availability,
+    SLIKind.LATENCY: _latency,
+    SLIKind.TOKENS_PER_STEP: _tokens_per_step,
+}
+"""SLI kind → the function rendering its error ratio from the SLO and ``{by, window}``."""
+
+
 def sli_error_expr(slo: SLO, window: str) -> str:
     """The PromQL of the SLO's error ratio over ``window``."""
-    common = {"by": _BY, "window": window}
-    kind = slo.sli.kind
-    if kind is SLIKind.ACCEPTANCE:
-        return templates.render(
-            "sli_error_acceptance", draft_tokens=names.DRAFT_TOKENS, accepted_tokens=names.ACCEPTED_TOKENS, **common
-        )
-    if kind is SLIKind.AVAILABILITY:
-        return templates.render(
-            "sli_error_availability",
-            errors=names.REQUEST_ERRORS,
-            requests=names.REQUESTS,
-            server_reason=names.SERVER_ERROR_REASON,
-            **common,
-        )
-    if kind is SLIKind.LATENCY:
-        assert slo.sli.latency_threshold_s is not None
-        return templates.render(
-            "sli_error_latency", histogram=names.REQUEST_ITL, le=floatToGoString(slo.sli.latency_threshold_s), **common
-        )
-    raise InvalidInput(f"SLO {slo.name!r}: unknown SLI kind {kind}")
+    render = SLI_ERROR_EXPRS.get(slo.sli.kind)
+    if render is None:
+        raise InvalidInput(f"SLO {slo.name!r}: unknown SLI kind {slo.sli.kind}")
+    return render(slo, {"by": _BY, "window": window})
 
 
 def sli_group(spec: SLOSpec, slo: SLO) -> RuleGroup:

@@ -3,13 +3,35 @@
 A spec file is versioned; an unknown ``version`` is refused. Every error names the SLO (and the window)
 it is about. Example (``default-slo.yaml`` is the one SpecOps ships)::
 
-    version: specops/slo/v1
+    version: specops/slo/v2
     service: specops
     slos:
       - name: availability
         sli: {kind: availability}
         objective: 0.999
         period: 30d
+      - name: tokens-per-step
+        sli: {kind: tokens_per_step}
+        objective: 0.2          # tokens per target step >= 1.25
+        period: 30d
+        alerting:               # budget 0.8: no burn above 1.25 can happen (see below)
+          page: [{long: 1h, short: 5m, burn_rate: 1.2}]
+          ticket: [{long: 3d, short: 6h, burn_rate: 1}]
+
+Versions (:data:`SLI_KINDS_BY_VERSION`): ``specops/slo/v1`` knows the SLI kinds acceptance, availability
+and latency; ``specops/slo/v2`` adds ``tokens_per_step`` and is otherwise the same schema. Why a new
+version for one new kind: a reader refuses a version it does not know, so a SpecOps that reads only v1
+fails loudly on a v2 file instead of rendering its other SLOs and silently dropping the one it cannot
+(the SLO that watches a canary which stopped drafting would simply not exist). This reader accepts both
+versions; a v1 file that uses a v2 kind is refused, naming the version it needs, so that a file which
+says v1 stays readable by every v1 reader.
+
+``tokens_per_step`` is an events-based ratio like the others: good events are accepted draft tokens, all
+events are the output tokens verification produced (accepted draft tokens + target steps, each target
+step of a sequence yielding one token of the target's own). So the error ratio is target steps /
+(target steps + accepted) = 1 / (tokens per target step): exactly 1.0 when speculation is off, defined
+whenever there is traffic, and 0/0 (silent) with none. An objective *o* therefore means "tokens per
+target step >= 1 / (1 − o)", i.e. *o* = 1 − 1/tps: 0.2 ⇔ >= 1.25, 0.5 ⇔ >= 2.
 
 Alert windows default to the Google SRE workbook's multi-window, multi-burn-rate table
 (https://sre.google/workbook/alerting-on-slos/#6-multiwindow-multi-burn-rate-alerts): page at 14.4×
@@ -29,8 +51,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from specops.errors import InvalidInput
 
-SPEC_VERSION = "specops/slo/v1"
-"""The only spec version this code reads."""
+SPEC_VERSION_V1 = "specops/slo/v1"
+SPEC_VERSION_V2 = "specops/slo/v2"
+SPEC_VERSION = SPEC_VERSION_V2
+"""The newest spec version (what ``default-slo.yaml`` is written in)."""
 
 DEFAULT_SPEC_PATH = Path(__file__).with_name("default-slo.yaml")
 
@@ -57,6 +81,17 @@ class SLIKind(StrEnum):
     ACCEPTANCE = "acceptance"  # accepted draft tokens / draft tokens
     AVAILABILITY = "availability"  # requests without a server error / requests
     LATENCY = "latency"  # requests whose mean inter-token latency is at or under a threshold / all
+    # accepted draft tokens / (accepted draft tokens + target steps); error ratio = 1 / tokens per target
+    # step (1.0 with speculation off). objective = 1 − 1/tps: 0.2 means tokens per target step >= 1.25.
+    # Since specops/slo/v2.
+    TOKENS_PER_STEP = "tokens_per_step"
+
+
+SLI_KINDS_BY_VERSION: dict[str, frozenset[SLIKind]] = {
+    SPEC_VERSION_V1: frozenset({SLIKind.ACCEPTANCE, SLIKind.AVAILABILITY, SLIKind.LATENCY}),
+    SPEC_VERSION_V2: frozenset(SLIKind),
+}
+"""Every spec version this code reads → the SLI kinds a file of that version may use."""
 
 
 class Severity(StrEnum):
@@ -188,7 +223,7 @@ class DriftAlert(_Frozen):
 class SLOSpec(_Frozen):
     """A versioned set of SLOs for one service."""
 
-    version: Literal["specops/slo/v1"]
+    version: Literal["specops/slo/v1", "specops/slo/v2"]  # the keys of SLI_KINDS_BY_VERSION
     service: str = "specops"
     labels: dict[str, str] = Field(default_factory=dict)
     prometheus_rule: PrometheusRuleMeta = Field(default_factory=PrometheusRuleMeta)
@@ -213,6 +248,17 @@ class SLOSpec(_Frozen):
             raise ValueError(f"SLO names must be unique, repeated: {', '.join(duplicates)}")
         return self
 
+    @model_validator(mode="after")
+    def _kinds_of_this_version(self) -> SLOSpec:
+        known = SLI_KINDS_BY_VERSION[self.version]
+        for slo in self.slos:
+            if slo.sli.kind not in known:
+                needs = next(v for v, kinds in SLI_KINDS_BY_VERSION.items() if slo.sli.kind in kinds)
+                raise ValueError(
+                    f"SLO {slo.name!r}: SLI kind {slo.sli.kind} needs version {needs}; this spec says {self.version}"
+                )
+        return self
+
 
 def parse(text: str, *, source: str = "<spec>") -> SLOSpec:
     """YAML text → validated spec. Raises :class:`InvalidInput` naming the file, the SLO and the field."""
@@ -223,8 +269,10 @@ def parse(text: str, *, source: str = "<spec>") -> SLOSpec:
     if not isinstance(raw, dict):
         raise InvalidInput(f"{source}: an SLO spec is a mapping with version and slos")
     version = raw.get("version")
-    if version != SPEC_VERSION:
-        raise InvalidInput(f"{source}: unknown SLO spec version {version!r}; this SpecOps reads {SPEC_VERSION}")
+    if not isinstance(version, str) or version not in SLI_KINDS_BY_VERSION:
+        raise InvalidInput(
+            f"{source}: unknown SLO spec version {version!r}; this SpecOps reads {' and '.join(SLI_KINDS_BY_VERSION)}"
+        )
     try:
         return SLOSpec.model_validate(raw)
     except ValidationError as error:

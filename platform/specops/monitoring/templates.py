@@ -69,6 +69,22 @@ sum by ({{ by }}) (rate({{ draft_tokens }}[{{ window }}]))""",
   /
   sum by ({{ by }}) (rate({{ histogram }}_count[{{ window }}]))
 )""",
+    # bad = target steps (the one token of the target's own every step of a sequence yields); all = the
+    # output tokens verification produced = target steps + accepted draft tokens. So the error ratio is
+    # 1 / (tokens per target step): 1.0 exactly when speculation is off (accepted flat, or never exported:
+    # the ``or`` fills it with 0 where target steps have traffic), 0/0 = NaN with no traffic at all.
+    "sli_error_tokens_per_step": """\
+sum by ({{ by }}) (rate({{ target_steps }}[{{ window }}]))
+/
+(
+  sum by ({{ by }}) (rate({{ target_steps }}[{{ window }}]))
+  +
+  (
+    sum by ({{ by }}) (rate({{ accepted_tokens }}[{{ window }}]))
+    or
+    sum by ({{ by }}) (rate({{ target_steps }}[{{ window }}])) * 0
+  )
+)""",
     "objective": "vector({{ value }})",
     "burn_rate": 'sum without ({{ window_label }}) ({{ record }}{ {{- slo_label }}="{{ slo }}"}) / {{ budget }}',
     "budget_remaining": '1 - {{ record }}{ {{- slo_label }}="{{ slo }}"}',

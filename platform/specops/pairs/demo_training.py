@@ -140,22 +140,30 @@ def build_model(
 
 def train_model(
     model: PreTrainedModel,
-    stream: torch.Tensor,  # [num_tokens] int64
+    stream: torch.Tensor,  # [num_tokens] or [num_sequences, seq_len] int64
     *,
     recipe: DemoRecipe,
     steps: int,
     seed: int,
     on_step: StepCallback | None = None,
+    label_from: int = 0,
+    learning_rate: float | None = None,
 ) -> float:
-    """Next-token training on random windows of ``stream``; returns the smoothed final loss.
+    """Next-token training; returns the smoothed final loss.
 
-    AdamW with linear warm-up then cosine decay to a tenth of the peak rate, gradients clipped at 1.
-    Matrix products run in bfloat16 under CPU autocast when the recipe says so (weights stay fp32).
+    A 1-D ``stream`` is trained on random windows of ``recipe.seq_len`` tokens; a 2-D one on random
+    rows, with the positions before ``label_from`` read but not trained on (a prompt, for instance).
+    AdamW with linear warm-up then cosine decay to a tenth of the peak rate (``learning_rate``, default
+    the recipe's), gradients clipped at 1. Matrix products run in bfloat16 under CPU autocast when the
+    recipe says so (weights stay fp32).
     """
-    if len(stream) <= recipe.seq_len + 1:
+    if stream.dim() == 1 and len(stream) <= recipe.seq_len + 1:
         raise InvalidInput(f"corpus of {len(stream)} tokens is shorter than one window of {recipe.seq_len}")
+    if stream.dim() == 2 and not 0 <= label_from < stream.shape[1] - 1:
+        raise InvalidInput(f"label_from {label_from} leaves nothing to train on in rows of {stream.shape[1]}")
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, betas=(0.9, 0.95), weight_decay=0.01)
+    peak = recipe.learning_rate if learning_rate is None else learning_rate
+    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.01)
 
     def rate(step: int) -> float:
         if step < recipe.warmup_steps:
@@ -168,10 +176,16 @@ def train_model(
     smoothed = float("nan")
     model.train()
     for step in range(steps):
-        starts = torch.randint(0, len(stream) - recipe.seq_len, (recipe.batch_size,), generator=generator)
-        batch = stream[starts[:, None] + offsets]  # [batch_size, seq_len]
+        if stream.dim() == 1:
+            starts = torch.randint(0, len(stream) - recipe.seq_len, (recipe.batch_size,), generator=generator)
+            batch = labels = stream[starts[:, None] + offsets]  # [batch_size, seq_len]
+        else:
+            rows = torch.randint(0, stream.shape[0], (recipe.batch_size,), generator=generator)
+            batch = stream[rows]  # [batch_size, row_len]
+            labels = batch.clone()
+            labels[:, :label_from] = -100
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(input_ids=batch, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -183,6 +197,45 @@ def train_model(
             on_step(step + 1, smoothed)
     model.eval()
     return smoothed
+
+
+@torch.inference_mode()
+def greedy_continuations(
+    model: PreTrainedModel,
+    stream: torch.Tensor,  # [num_tokens] int64
+    *,
+    num_sequences: int,
+    prompt_tokens: int,
+    new_tokens: int,
+    seed: int,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """``[num_sequences, prompt_tokens + new_tokens]``: random windows of ``stream``, each continued by
+    ``model``'s own greedy decoding (EOS suppressed, so every row has ``new_tokens`` new tokens).
+
+    What a greedy target writes is what a draft must predict in serving, and a small target's greedy
+    text differs from its training text (it repeats itself, for one): a draft trained on these rows
+    learns the target's habits (sequence-level distillation, Kim & Rush 2016; DistillSpec, arXiv
+    2310.08461).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    starts = torch.randint(0, len(stream) - prompt_tokens, (num_sequences,), generator=generator)
+    prompts = stream[starts[:, None] + torch.arange(prompt_tokens)]  # [num_sequences, prompt_tokens]
+    config = model.generation_config
+    rows = []
+    for batch in prompts.split(batch_size):
+        rows.append(
+            model.generate(
+                input_ids=batch,
+                attention_mask=torch.ones_like(batch),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=config.pad_token_id,
+                eos_token_id=config.eos_token_id,
+            )
+        )
+    return torch.cat(rows)
 
 
 @dataclass(frozen=True)
