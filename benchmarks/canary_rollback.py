@@ -80,11 +80,12 @@ def one_canary(home: Path, *, pairs, draft: Path, config: dict, policy: RolloutP
         runtime.controller.begin(bad.version, now=time.time())
         decisions = []
         started = time.monotonic()
+        first = None  # the router forgets it once the canary is gone: read it before each decision
         while runtime.controller.state().phase is Phase.PROGRESSING and time.monotonic() - started < timeout_s:
             time.sleep(policy.analysis_interval_s)
+            first = first or runtime.router.upstreams.first_canary_request_at
             decisions.append(runtime.controller.tick(now=time.time()))
         rolled_back_at = time.time()
-        first = runtime.router.upstreams.first_canary_request_at
         reasons = [d.reason for d in decisions if d.kind is DecisionKind.ROLLBACK]
         window = next((d.analysis.metrics for d in reversed(decisions) if d.analysis and d.analysis.metrics), None)
         return {
@@ -132,7 +133,11 @@ def main() -> None:
                 bar.advance(task)
     summary = {}
     for mode, runs in results.items():
-        times = [r["first_request_to_rollback_s"] for r in runs if r["phase"] == Phase.ROLLED_BACK.value]
+        times = [
+            r["first_request_to_rollback_s"]
+            for r in runs
+            if r["phase"] == Phase.ROLLED_BACK.value and r["first_request_to_rollback_s"] is not None
+        ]
         summary[mode] = {
             "rolled_back": f"{len(times)}/{len(runs)}",
             "median_s": statistics.median(times) if times else None,

@@ -41,6 +41,8 @@ def test_demo_rolls_back_the_mismatched_canary_and_reports_it(demo_home: Path) -
     assert "production alias: v1; canary alias: none" in report
     assert "audit chain: intact" in report
     assert "acceptance_rate" in report  # the failed check, with its measured value
+    assert "| tokens per step |" in report  # both roles measured on what speculation delivers
+    assert "(qualification of the first version; the target alone is 1×)" in report  # does it pay here?
 
 
 def test_status_and_history_show_the_rollback(demo_home: Path) -> None:

@@ -88,9 +88,38 @@ def test_qualify_reports_and_exits_by_the_verdict(tiny_pairs, tmp_path: Path) ->
     )  # fmt: skip
     assert good.returncode == 0, good.stderr
     assert json.loads(report.read_text())["lossless"] is True
+    assert json.loads(report.read_text())["speedup_sampled"] > 0
+    assert "speedup over target alone, sampled" in good.stdout
+    slow = _specops(
+        "qualify", "--target", str(tiny_pairs.target), "--draft", str(tiny_pairs.draft_copy),
+        "--prompts", str(prompts), "--max-new-tokens", "6", "--min-speedup", "100", home=tmp_path,
+    )  # fmt: skip
+    assert slow.returncode == 1
+    assert len(slow.stderr.strip().splitlines()) == 1
+    assert "speedup is under the floor 100×" in slow.stderr
     foreign = _specops(
         "qualify", "--target", str(tiny_pairs.target), "--draft", str(tiny_pairs.draft_foreign),
         "--prompts", str(prompts), home=tmp_path,
     )  # fmt: skip
     assert foreign.returncode == 1
     assert "tokenizers differ" in foreign.stderr
+
+
+@pytest.mark.parametrize("command", ["register", "qualify"])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--min-speedup", "-1", "error: --min-speedup must be >= 0 (0 records without judging), got -1"),
+        ("--min-acceptance", "2", "error: --min-acceptance must be within [0, 1], got 2"),
+    ],
+    ids=["negative speedup floor", "acceptance floor above one"],
+)
+def test_an_out_of_range_floor_gives_one_line_and_exits_one(  # type: ignore[no-untyped-def]
+    tmp_path: Path, command: str, flag: str, value: str, message: str
+) -> None:
+    name = ("tiny",) if command == "register" else ()
+    done = _specops(
+        command, *name, "--target", str(tmp_path / "a"), "--draft", str(tmp_path / "b"), flag, value, home=tmp_path
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == message

@@ -17,6 +17,9 @@ def test_the_demo_pair_qualifies_and_the_mismatched_draft_accepts_less() -> None
     assert good.passed, good.reason
     assert good.lossless
     assert good.acceptance_rate >= qualification.DEFAULT_MIN_ACCEPTANCE
+    assert good.speedup > 0 and good.speedup_sampled > 0
+    assert good.min_speedup == 0.0  # on a CPU the speedup is recorded, not judged
+    assert (good.speedup_note != "") == (min(good.speedup, good.speedup_sampled) < 1.0)
     mismatched = qualification.qualify(
         pairs.target, pairs.draft_mismatched, prompts=prompts, max_new_tokens=24, min_acceptance=0.0
     )

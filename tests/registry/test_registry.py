@@ -70,6 +70,11 @@ def test_registering_makes_a_tagged_version_and_audits_it(registry, registered, 
     assert first.tags["pair.target_sha256"] == first.tags["pair.draft_sha256"]
     assert second.tags["qualification.min_acceptance"] == "0"
     assert second.tags["note"] == "bad"
+    assert float(second.tags["qualification.speedup_sampled"]) > 0
+    assert second.tags["qualification.sampled_temperature"] == "0.7"
+    assert second.tags["qualification.sampled_top_p"] == "0.95"
+    assert second.tags["qualification.min_speedup"] == "0"  # default on a CPU: recorded, not judged
+    assert second.tags["qualification.min_speedup_source"] == "default on cpu"
     listed = registry.versions("tiny")
     assert [item.version for item in listed] == ["2", "1"]
     assert listed[1].tags == first.tags
@@ -98,7 +103,10 @@ def test_a_downloaded_version_is_a_pair_folder_with_a_speculators_block(registry
     assert "speculators_config" not in json.loads((tiny_pairs.draft_copy / "config.json").read_text())
     spec = json.loads((folder / "pair.json").read_text())
     assert spec["name"] == "tiny"
-    assert json.loads((folder / "qualification.json").read_text())["passed"] is True
+    saved = json.loads((folder / "qualification.json").read_text())
+    assert saved["passed"] is True
+    assert saved["speedup_sampled"] > 0
+    assert (saved["sampled_temperature"], saved["sampled_top_p"]) == (0.7, 0.95)
     assert registry.download("tiny", "1") == folder  # cached
 
 
@@ -129,6 +137,43 @@ def test_a_refused_pair_creates_nothing_and_is_audited(registry, log, tiny_pairs
     (event,) = log.events("pair:refused")
     assert event.action == "version.refuse"
     assert "under the floor" in json.loads(event.payload)["reason"]
+
+
+def test_a_pair_under_the_speedup_floor_is_refused_and_audited_like_one_under_the_acceptance_floor(  # type: ignore[no-untyped-def]
+    registry, log, tiny_pairs
+) -> None:
+    with pytest.raises(QualificationRefused, match=r"speedup is under the floor 100×: greedy .*×, sampled .*×$"):
+        registry.register(
+            "slow",
+            target=tiny_pairs.target,
+            draft=tiny_pairs.draft_copy,
+            config={"speculation": {"adaptive": False}},
+            min_acceptance=0.0,
+            min_speedup=100.0,
+            **FAST,
+        )
+    with pytest.raises(NotFound):
+        registry.versions("slow")
+    (event,) = log.events("pair:slow")
+    assert event.action == "version.refuse"
+    payload = json.loads(event.payload)
+    assert payload["reason"].startswith("speedup is under the floor 100×")
+    assert payload["figures"]["min_speedup"] == 100.0
+    assert payload["figures"]["speedup"] > 0
+    assert payload["figures"]["speedup_sampled"] > 0
+
+
+def test_a_speedup_floor_in_the_spec_is_applied(registry, log, tiny_pairs) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(QualificationRefused, match="under the floor 100×"):
+        registry.register(
+            "slow-spec",
+            target=tiny_pairs.target,
+            draft=tiny_pairs.draft_copy,
+            config={"speculation": {"adaptive": False}, "slos": {"min_acceptance_rate": 0.0, "min_speedup": 100}},
+            **FAST,
+        )
+    (event,) = log.events("pair:slow-spec")
+    assert event.action == "version.refuse"
 
 
 def test_a_failure_while_logging_leaves_no_partial_version(registry, tiny_pairs, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -45,6 +45,18 @@ def test_the_floor_can_be_lowered_explicitly(tiny_pairs) -> None:  # type: ignor
     assert spec.min_acceptance == 0.0
 
 
+@pytest.mark.parametrize(
+    ("config", "override", "expected"),
+    [({}, None, None), ({"slos": {"min_speedup": 0}}, None, 0.0), ({"slos": {"min_speedup": 1.2}}, 2.0, 2.0)],
+    ids=["unset: the device's default", "zero: recorded, not judged", "a flag overrides the config"],
+)
+def test_the_speedup_floor_comes_from_the_config_or_an_override(tiny_pairs, config, override, expected) -> None:  # type: ignore[no-untyped-def]
+    spec = pair_spec.build_spec(
+        "tiny", target=tiny_pairs.target, draft=tiny_pairs.draft_copy, config=config, min_speedup=override
+    )
+    assert spec.min_speedup == expected
+
+
 def test_the_spec_round_trips_through_pair_json(tiny_pairs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     spec = pair_spec.build_spec("tiny", target=tiny_pairs.target, draft=tiny_pairs.draft_copy)
     path = spec.write(tmp_path)
@@ -57,9 +69,18 @@ def test_the_spec_round_trips_through_pair_json(tiny_pairs, tmp_path: Path) -> N
         ({"schema_version": 2}, "schema_version"),
         ({"speculation": {"num_speculative_tokens": 0}}, "num_speculative_tokens"),
         ({"slos": {"min_acceptance_rate": 1.5}}, "min_acceptance_rate"),
+        ({"slos": {"min_speedup": -1}}, "slos.min_speedup"),
+        ({"slos": {"min_speedup": "fast"}}, "slos.min_speedup"),
         ({"colour": "blue"}, "colour"),
     ],
-    ids=["unknown schema version", "k of zero", "floor above one", "unknown field"],
+    ids=[
+        "unknown schema version",
+        "k of zero",
+        "floor above one",
+        "negative speedup floor",
+        "speedup floor not a number",
+        "unknown field",
+    ],
 )
 def test_invalid_specs_are_refused_with_one_line(tiny_pairs, data: dict, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInput, match=message) as caught:

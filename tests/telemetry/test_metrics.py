@@ -104,6 +104,7 @@ def test_target_steps_go_on_when_the_engine_stops_drafting(registry, serving) ->
     assert value(got, "specops_request_tokens_per_step_bucket", le="1.0") == 1
     assert value(got, "specops_request_acceptance_rate_count") == 0
 
+
 def test_request_totals_count_the_same_as_steps(registry, serving) -> None:
     serving.request_stats(
         num_drafts=2,

@@ -36,7 +36,7 @@ def train_demo(
     report = pairs.report
 
     table = Table(title="Greedy agreement with the target on held-out standard-library code")
-    table.add_column("draft")
+    table.add_column("draft", no_wrap=True)
     table.add_column("on the code", justify="right")
     table.add_column("on the target's writing", justify="right")
     table.add_column("parameters", justify="right")
@@ -62,10 +62,14 @@ def train_demo(
     )
     if pairs.from_cache:
         console.print(
-            f"taken from cache {report.recipe_hash} in {elapsed:.1f} s; when trained: {trained}", highlight=False
+            f"taken from cache {report.recipe_hash} in {elapsed:.1f} s; when trained: {trained}",
+            highlight=False,
+            soft_wrap=True,
         )
     else:
-        console.print(f"trained in {elapsed:.1f} s ({trained}); cached as {report.recipe_hash}", highlight=False)
+        console.print(
+            f"trained in {elapsed:.1f} s ({trained}); cached as {report.recipe_hash}", highlight=False, soft_wrap=True
+        )
     console.print(f"target {report.num_parameters[demo.TARGET_DIR]:,} parameters: {pairs.target}", highlight=False)
 
 

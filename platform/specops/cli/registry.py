@@ -21,18 +21,45 @@ MinAcceptance = Annotated[
     float | None,
     typer.Option(
         "--min-acceptance",
-        min=0.0,
-        max=1.0,
-        help="Acceptance-rate floor (default: the spec's slos.min_acceptance_rate, 0.2). 0 records the "
-        "figures without judging acceptance; losslessness and tokenizer checks always apply.",
+        help="Acceptance-rate floor in [0, 1] (default: the spec's slos.min_acceptance_rate, 0.2). 0 records "
+        "the figures without judging acceptance; losslessness and tokenizer checks always apply.",
+        show_default=False,
+    ),
+]
+MinSpeedup = Annotated[
+    float | None,
+    typer.Option(
+        "--min-speedup",
+        help="Speedup floor (× the target alone), applied to the greedy and the sampled speedup (default: the "
+        "spec's slos.min_speedup, else 1.0 on a CUDA device and 0 on a CPU). 0 records without judging.",
         show_default=False,
     ),
 ]
 MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens generated per prompt.")]
+Device = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        envvar="SPECOPS_DEVICE",
+        help="torch device to qualify on: the one the pair will serve on (it sets the default speedup floor).",
+    ),
+]
 
 
 def _actor(by: str | None) -> str:
     return by or f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _check_floors(min_acceptance: float | None, min_speedup: float | None) -> None:
+    """Refuse out-of-range floors with one line (before any checkpoint is read)."""
+    import math
+
+    from specops.errors import InvalidInput
+
+    if min_acceptance is not None and not (0.0 <= min_acceptance <= 1.0):
+        raise InvalidInput(f"--min-acceptance must be within [0, 1], got {min_acceptance:g}")
+    if min_speedup is not None and (math.isnan(min_speedup) or min_speedup < 0.0):
+        raise InvalidInput(f"--min-speedup must be >= 0 (0 records without judging), got {min_speedup:g}")
 
 
 def _progress():  # type: ignore[no-untyped-def]
@@ -82,11 +109,21 @@ def _report_table(report: Any, title: str):  # type: ignore[no-untyped-def]
         ("tokenizer", report.tokenizer_reason),
         ("acceptance rate", f"{report.acceptance_rate:.3f} (floor {report.min_acceptance:g})"),
         ("mean accepted length", f"{report.mean_accepted_length:.2f}"),
-        ("speedup over target alone", f"{report.speedup:.2f}×"),
+        ("speedup over target alone, greedy", f"{report.speedup:.2f}×"),
+        (
+            "speedup over target alone, sampled",
+            f"{report.speedup_sampled:.2f}× (temperature {report.sampled_temperature:g}, "
+            f"top_p {report.sampled_top_p:g}{f', top_k {report.sampled_top_k}' if report.sampled_top_k else ''})",
+        ),
+        ("sampled settings", report.sampled_settings),
+        ("acceptance rate, sampled", f"{report.acceptance_rate_sampled:.3f}"),
+        ("speedup floor (greedy and sampled)", f"{report.min_speedup:g} ({report.min_speedup_source})"),
         ("prompts × new tokens", f"{report.num_prompts} × {report.max_new_tokens}"),
         ("draft length k", f"{report.num_speculative_tokens}{' (adaptive)' if report.adaptive else ''}"),
         ("machine", report.machine),
     ]
+    if report.speedup_note:
+        rows.append(("speedup note", report.speedup_note))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -99,20 +136,24 @@ def register(
     config: Config = None,
     prompts: Prompts = None,
     min_acceptance: MinAcceptance = None,
+    min_speedup: MinSpeedup = None,
     max_new_tokens: MaxNewTokens = 32,
+    device: Device = "cpu",
     note: Annotated[str, typer.Option("--note", help="A line stored with the version.")] = "",
     by: Annotated[str | None, typer.Option("--by", help="Who registers (audit actor).")] = None,
 ) -> None:
     """Qualify a target + draft pair and register it as a new MLflow model version.
 
-    A pair that is not lossless, whose tokenizers differ, or whose acceptance rate is under the floor
-    is refused (exit 1, audit event version.refuse) and nothing is created in MLflow.
+    A pair that is not lossless, whose tokenizers differ, whose acceptance rate is under the floor, or
+    whose greedy or sampled speedup is under the speedup floor is refused (exit 1, audit event
+    version.refuse) and nothing is created in MLflow.
     """
     from rich.console import Console
 
     from specops.pairs import qualification
     from specops.pairs import spec as pair_spec
 
+    _check_floors(min_acceptance, min_speedup)
     pair_spec.checkpoint_folder(target, "target")  # cheap checks before the heavy imports
     pair_spec.checkpoint_folder(draft, "draft")
     prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
@@ -134,8 +175,10 @@ def register(
             draft=draft,
             config=config,
             min_acceptance=min_acceptance,
+            min_speedup=min_speedup,
             prompts=prompt_list,
             max_new_tokens=max_new_tokens,
+            device=device,
             note=note,
             progress=advance,
         )
@@ -144,9 +187,12 @@ def register(
         f"[green]registered[/green] {name} version {version.version} ({version.uri}): "
         f"acceptance {tags['qualification.acceptance_rate']}, "
         f"mean accepted length {tags['qualification.mean_accepted_length']}, "
-        f"speedup {tags['qualification.speedup']}×, lossless {tags['qualification.lossless']}",
+        f"speedup {tags['qualification.speedup']}× greedy, {tags['qualification.speedup_sampled']}× sampled "
+        f"(floor {tags['qualification.min_speedup']}), lossless {tags['qualification.lossless']}",
         highlight=False,
     )
+    if tags.get("qualification.speedup_note"):
+        console.print(f"[yellow]{tags['qualification.speedup_note']}[/yellow]", highlight=False)
 
 
 def qualify(
@@ -155,10 +201,12 @@ def qualify(
     config: Config = None,
     prompts: Prompts = None,
     min_acceptance: MinAcceptance = None,
+    min_speedup: MinSpeedup = None,
     max_new_tokens: MaxNewTokens = 32,
+    device: Device = "cpu",
     report: Annotated[Path | None, typer.Option("--report", help="Write the JSON report here.")] = None,
 ) -> None:
-    """Measure a pair without registering it: losslessness, tokenizers, acceptance, speedup.
+    """Measure a pair without registering it: losslessness, tokenizers, acceptance, speedup (greedy, sampled).
 
     Exit 0 when the pair would be accepted, 1 (with the reason) when it would be refused.
     """
@@ -168,17 +216,17 @@ def qualify(
     from specops.pairs import qualification
     from specops.pairs import spec as pair_spec
 
+    _check_floors(min_acceptance, min_speedup)
     pair_spec.checkpoint_folder(target, "target")
     pair_spec.checkpoint_folder(draft, "draft")
     _quiet_libraries()
-    floor = min_acceptance
-    settings = pair_spec.SpeculationSettings()
+    spec = pair_spec.PairSpec(name="qualify", target=pair_spec.ModelRef(source=str(target)))
     if config is not None:
         data = pair_spec.read_config(config)
-        floor = floor if floor is not None else (data.get("slos") or {}).get("min_acceptance_rate")
-        settings = pair_spec.PairSpec.parse(
+        spec = pair_spec.PairSpec.parse(
             {**data, "name": "qualify", "target": {"source": str(target)}, "draft": None}, source=str(config)
-        ).speculation
+        )
+    settings = spec.speculation
     prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
     progress, advance = _progress()
     with progress:
@@ -186,10 +234,15 @@ def qualify(
             target,
             draft,
             prompts=prompt_list,
-            min_acceptance=qualification.DEFAULT_MIN_ACCEPTANCE if floor is None else float(floor),
+            min_acceptance=spec.min_acceptance if min_acceptance is None else min_acceptance,
+            min_speedup=spec.min_speedup if min_speedup is None else min_speedup,
             num_speculative_tokens=settings.num_speculative_tokens,
             adaptive=settings.adaptive,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
             max_new_tokens=max_new_tokens,
+            device=device,
             progress=advance,
         )
     console = Console()
@@ -222,7 +275,8 @@ def versions(
     table.add_column("gate", no_wrap=True)
     table.add_column("accept", justify="right", no_wrap=True)
     table.add_column("mean len", justify="right", no_wrap=True)
-    table.add_column("speedup", justify="right", no_wrap=True)
+    table.add_column("speedup greedy / sampled", justify="right", no_wrap=True)
+    table.add_column("min speedup", justify="right", no_wrap=True)
     table.add_column("lossless", no_wrap=True)
     table.add_column("target / draft sha256", no_wrap=True)
     table.add_column("registered (UTC)", no_wrap=True)
@@ -235,7 +289,8 @@ def versions(
             "passed" if item.qualified else "refused",
             tags.get("qualification.acceptance_rate", "-"),
             tags.get("qualification.mean_accepted_length", "-"),
-            tags.get("qualification.speedup", "-") + "×",
+            f"{tags.get('qualification.speedup', '-')}× / {tags.get('qualification.speedup_sampled', '-')}×",
+            tags.get("qualification.min_speedup", "-"),
             tags.get("qualification.lossless", "-"),
             f"{tags.get('pair.target_sha256', '')[:8]} / {tags.get('pair.draft_sha256', '')[:8]}",
             item.created_at.replace("T", " ").rstrip("Z")[:16],

@@ -150,7 +150,8 @@ class LocalRuntime:
         return (
             f"acceptance {tags.get('qualification.acceptance_rate', '?')}, "
             f"mean accepted length {tags.get('qualification.mean_accepted_length', '?')}, "
-            f"speedup {tags.get('qualification.speedup', '?')}×, "
+            f"speedup {tags.get('qualification.speedup', '?')}× greedy, "
+            f"{tags.get('qualification.speedup_sampled', '?')}× sampled, "
             f"lossless {tags.get('qualification.lossless', '?')}"
         )
 

@@ -1,6 +1,6 @@
 """The qualification gate: measure a pair on evaluation prompts before it may become a version.
 
-Measured on this machine, greedy, one prompt at a time:
+Measured on this machine (the one the pair will serve on), one prompt at a time:
 
 - **losslessness** — the pair's greedy output equals the target alone's (``proposer="none"``) on every
   prompt, token for token (speculative decoding must never change greedy output; arXiv 2211.17192);
@@ -13,22 +13,36 @@ Measured on this machine, greedy, one prompt at a time:
   The pair drafts at every step (``always_draft``): the engine's timing-based fallback to plain
   decoding would make the figure depend on this machine's step times, not on the pair;
 - **mean accepted length** — tokens gained per target verification (1 + accepted per draft);
-- **speedup** — wall time of the target alone / wall time of the pair, after one warm-up each.
+- **speedup, greedy** — wall time of the target alone / wall time of the pair, greedy, after one
+  warm-up each, the two taking turns prompt by prompt (``speedup``);
+- **speedup, sampled** — the same ratio with the pair's default sampling (its PairSpec's
+  temperature / top_p / top_k), or the typical chat setting (temperature 0.7, top_p 0.95) when the
+  pair's default is greedy: the report's ``sampled_settings`` says which (``speedup_sampled``). Same
+  prompts, after a short sampled warm-up call each (sampled steps run other code than greedy ones).
+  Prompt i samples with seed ``SAMPLING_SEED + i`` in the target-alone and in the pair run, so both
+  draw from the same seeded generator; the pair's rejection sampling consumes draws differently, so
+  the tokens may differ (their distribution does not), and both runs decode exactly
+  ``max_new_tokens`` tokens, so the times compare.
 
-A pair is refused when it is not lossless, its tokenizers differ, or its acceptance rate is under the
-floor (``min_acceptance``). Losslessness and tokenizer checks cannot be switched off; the floor can be
-lowered (``0.0`` records the figures without judging acceptance — the demo's mismatched pair is meant
-to be caught by the canary analysis, not here).
+A pair is refused when it is not lossless, its tokenizers differ, its acceptance rate is under the
+floor (``min_acceptance``), or its greedy **or** sampled speedup is under the speedup floor
+(``min_speedup``): a pair serves both kinds of request, and one that slows either slows traffic.
+Losslessness and tokenizer checks cannot be switched off; the floors can be lowered (``0.0`` records
+the figures without judging them — the demo's mismatched pair is meant to be caught by the canary
+analysis, not here). The speedup floor defaults to :func:`default_min_speedup` of the device: 1.0 on
+CUDA, 0 (recorded, not judged) on a CPU; a speedup under 1 that is not judged is said plainly in the
+report's ``speedup_note`` and summary.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,6 +55,18 @@ DEFAULT_MIN_ACCEPTANCE = 0.2
 
 DEFAULT_MAX_NEW_TOKENS = 32
 """Tokens generated per evaluation prompt."""
+
+CHAT_TEMPERATURE = 0.7
+"""Temperature of the sampled speedup when the pair's default is greedy: the typical chat setting."""
+
+CHAT_TOP_P = 0.95
+"""top_p of the sampled speedup when the pair's default is greedy (with ``CHAT_TEMPERATURE``)."""
+
+WARM_UP_SAMPLED_TOKENS = 4
+"""Tokens of the one sampled warm-up call per engine (the greedy warm-up is one full prompt)."""
+
+SAMPLING_SEED = 20_261
+"""Seed of prompt 0's sampled runs; prompt i uses ``SAMPLING_SEED + i`` (target alone and pair alike)."""
 
 TAG_PREFIX = "qualification."
 """Prefix of the registry tags that carry the figures."""
@@ -81,6 +107,17 @@ class QualificationReport:
     device: str = "cpu"
     machine: str = ""
     measured_at: str = ""
+    speedup_sampled: float = 0.0
+    sampled_temperature: float = CHAT_TEMPERATURE
+    sampled_top_p: float = CHAT_TOP_P
+    sampled_top_k: int = 0
+    sampled_settings: str = ""
+    acceptance_rate_sampled: float = 0.0
+    target_seconds_sampled: float = 0.0
+    pair_seconds_sampled: float = 0.0
+    min_speedup: float = 0.0
+    min_speedup_source: str = ""
+    speedup_note: str = ""
 
     def tags(self) -> dict[str, str]:
         """The figures as registry tags (``qualification.*``)."""
@@ -91,7 +128,15 @@ class QualificationReport:
             f"{TAG_PREFIX}acceptance_rate": f"{self.acceptance_rate:.4f}",
             f"{TAG_PREFIX}mean_accepted_length": f"{self.mean_accepted_length:.3f}",
             f"{TAG_PREFIX}speedup": f"{self.speedup:.3f}",
+            f"{TAG_PREFIX}speedup_sampled": f"{self.speedup_sampled:.3f}",
+            f"{TAG_PREFIX}sampled_temperature": f"{self.sampled_temperature:g}",
+            f"{TAG_PREFIX}sampled_top_p": f"{self.sampled_top_p:g}",
+            f"{TAG_PREFIX}sampled_top_k": str(self.sampled_top_k),
+            f"{TAG_PREFIX}acceptance_rate_sampled": f"{self.acceptance_rate_sampled:.4f}",
             f"{TAG_PREFIX}min_acceptance": f"{self.min_acceptance:g}",
+            f"{TAG_PREFIX}min_speedup": f"{self.min_speedup:g}",
+            f"{TAG_PREFIX}min_speedup_source": self.min_speedup_source,
+            f"{TAG_PREFIX}speedup_note": self.speedup_note[:250],
             f"{TAG_PREFIX}num_prompts": str(self.num_prompts),
             f"{TAG_PREFIX}max_new_tokens": str(self.max_new_tokens),
             f"{TAG_PREFIX}num_speculative_tokens": str(self.num_speculative_tokens),
@@ -106,17 +151,102 @@ class QualificationReport:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     def summary(self) -> str:
-        """One line: verdict and figures."""
+        """One line: verdict and figures (and the speedup note, when there is one)."""
         verdict = "qualified" if self.passed else f"refused: {self.reason}"
-        return (
+        line = (
             f"{verdict} — acceptance {self.acceptance_rate:.3f} (floor {self.min_acceptance:g}), "
-            f"mean accepted length {self.mean_accepted_length:.2f}, speedup {self.speedup:.2f}×, "
-            f"lossless {'yes' if self.lossless else 'no'} on {self.num_prompts} prompts"
+            f"mean accepted length {self.mean_accepted_length:.2f}, "
+            f"speedup {self.speedup:.2f}× greedy, {self.speedup_sampled:.2f}× sampled "
+            f"(floor {self.min_speedup:g}), lossless {'yes' if self.lossless else 'no'} on {self.num_prompts} prompts"
         )
+        return f"{line}; {self.speedup_note}" if self.speedup_note else line
 
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
+
+
+# ------------------------------------------------------------------------------------ floors and settings
+
+
+def default_min_speedup(device: str) -> float:
+    """The speedup floor when neither the spec (``slos.min_speedup``) nor a flag sets one.
+
+    1.0 on a CUDA device; 0.0 (recorded, not judged) on a CPU and on any other device.
+
+    Why: qualification runs on the machine the pair will serve on, so its speedup is the one traffic
+    will get. Speculation exists to make decoding faster on accelerators, where a step of a real LLM is
+    bound by memory bandwidth and verifying k + 1 tokens costs little more than decoding one; a pair
+    that decodes slower than its target alone there (under 1×, greedy or sampled) only adds cost and
+    is refused. That holds for tiny models too: the 4 M-parameter demo pair, launch-bound on an H200,
+    measured 0.87–1.03× greedy and 0.56–0.64× sampled there, and is refused on CUDA unless a floor is
+    given.
+    On a CPU a step is bound by compute and per-step overhead, so verification costs nearly k + 1
+    plain steps and speculation seldom pays (the demo pairs measure 0.4–1.1× greedy on 2 shared
+    cores, with run-to-run noise of the same size): judging it would refuse every pair the tests
+    and the demo qualify, and says nothing about the GPU it may serve on later. So on a CPU the figures
+    are recorded, and the report says plainly when they are under 1. Other devices (mps, xpu, …) have
+    no measured basis here yet: not judged either.
+    """
+    return 1.0 if _device_kind(device) == "cuda" else 0.0
+
+
+def sampled_settings(*, temperature: float, top_p: float, top_k: int) -> tuple[float, float, int, str]:
+    """(temperature, top_p, top_k, where they come from) of the sampled speedup measurement.
+
+    The pair's default sampling when it samples; the typical chat setting (``CHAT_TEMPERATURE``,
+    ``CHAT_TOP_P``, the pair's top_k) when its default is greedy — a greedy default says nothing about
+    how its sampled requests will run.
+    """
+    if temperature < 0 or not 0.0 < top_p <= 1.0 or top_k < 0:
+        raise InvalidInput(
+            f"sampling settings must have temperature >= 0, top_p in (0, 1] and top_k >= 0, got "
+            f"temperature {temperature:g}, top_p {top_p:g}, top_k {top_k}"
+        )
+    if temperature > 0:
+        return temperature, top_p, top_k, "the pair's default sampling"
+    return (
+        CHAT_TEMPERATURE,
+        CHAT_TOP_P,
+        top_k,
+        f"the typical chat setting (temperature {CHAT_TEMPERATURE:g}, top_p {CHAT_TOP_P:g}): "
+        "the pair's default is greedy",
+    )
+
+
+def speedup_note(*, greedy: float, sampled: float, floor: float, source: str, device: str) -> str:
+    """A plain sentence when speculation does not pay here (a figure under 1) and the floor let it pass.
+
+    "" when both figures are at least 1, or when the floor refuses the pair (its reason says so).
+    ``source`` is how the floor was chosen: "given", or "default on DEVICE" (:func:`default_min_speedup`).
+    """
+    if min(greedy, sampled) >= 1.0 or (floor > 0 and min(greedy, sampled) < floor):
+        return ""  # it pays, or the gate refuses it (the reason says so)
+    figures = f"speculation does not pay on this machine (greedy {greedy:.2f}×, sampled {sampled:.2f}×)"
+    if floor > 0:
+        return f"{figures}: at or above the floor {floor:g}"
+    if source == "given":
+        return f"{figures}: not judged (floor 0 given)"
+    return f"{figures}: not judged here (floor 0 on {_device_kind(device)}); pass --min-speedup to enforce"
+
+
+def _speedup_reason(*, greedy: float, sampled: float, floor: float, temperature: float, top_p: float) -> str:
+    """One line naming the figure(s) under the floor, or "" when both are at or above it."""
+    if greedy < floor and sampled < floor:
+        return f"speedup is under the floor {floor:g}×: greedy {greedy:.3f}×, sampled {sampled:.3f}×"
+    if greedy < floor:
+        return f"greedy speedup {greedy:.3f}× is under the floor {floor:g}× (sampled {sampled:.3f}×)"
+    if sampled < floor:
+        return (
+            f"sampled speedup {sampled:.3f}× (temperature {temperature:g}, top_p {top_p:g}) is under the floor "
+            f"{floor:g}× (greedy {greedy:.3f}×)"
+        )
+    return ""
+
+
+def _device_kind(device: str) -> str:
+    """The device type of a torch device string: "cuda" for "cuda:1"."""
+    return str(device).split(":", 1)[0].strip().lower()
 
 
 # ------------------------------------------------------------------------------------ prompts
@@ -222,19 +352,33 @@ def qualify(
     *,
     prompts: list[str] | None = None,
     min_acceptance: float = DEFAULT_MIN_ACCEPTANCE,
+    min_speedup: float | None = None,
     num_speculative_tokens: int = 4,
     adaptive: bool = True,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     device: str = "cpu",
     progress: ProgressCallback | None = None,
 ) -> QualificationReport:
     """Measure ``target`` + ``draft`` on ``prompts`` (default: the bundled set) and judge them.
 
-    Returns a report whether the pair passed or not; :func:`enforce` turns a failure into
-    :class:`QualificationRefused`. Missing or unreadable checkpoints raise :class:`InvalidInput`.
+    ``temperature``/``top_p``/``top_k`` are the pair's default sampling (its PairSpec's speculation
+    settings), used for the sampled speedup (see :func:`sampled_settings`). ``min_speedup`` None means
+    :func:`default_min_speedup` of ``device``. Returns a report whether the pair passed or not;
+    :func:`enforce` turns a failure into :class:`QualificationRefused`. Missing or unreadable
+    checkpoints and out-of-range floors raise :class:`InvalidInput`.
     """
     if not 0.0 <= min_acceptance <= 1.0:
         raise InvalidInput(f"min_acceptance must be within [0, 1], got {min_acceptance}")
+    if min_speedup is not None and (math.isnan(min_speedup) or min_speedup < 0.0):
+        raise InvalidInput(f"min_speedup must be >= 0 (0 records the speedup without judging it), got {min_speedup}")
+    speedup_floor = default_min_speedup(device) if min_speedup is None else float(min_speedup)
+    speedup_source = f"default on {_device_kind(device)}" if min_speedup is None else "given"
+    sample_temperature, sample_top_p, sample_top_k, sample_source = sampled_settings(
+        temperature=temperature, top_p=top_p, top_k=top_k
+    )
     if max_new_tokens < 1:
         raise InvalidInput(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     target_dir = pair_spec.checkpoint_folder(target, "target")
@@ -245,6 +389,12 @@ def qualify(
 
     common = {
         "min_acceptance": min_acceptance,
+        "min_speedup": speedup_floor,
+        "min_speedup_source": speedup_source,
+        "sampled_temperature": sample_temperature,
+        "sampled_top_p": sample_top_p,
+        "sampled_top_k": sample_top_k,
+        "sampled_settings": sample_source,
         "num_prompts": len(prompts),
         "max_new_tokens": max_new_tokens,
         "num_speculative_tokens": num_speculative_tokens,
@@ -284,12 +434,32 @@ def qualify(
     )
     tokenizer = baseline.tokenizer
     encoded = [_encode(tokenizer, prompt, baseline.max_context, max_new_tokens) for prompt in prompts]
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)
+    params = [SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, ignore_eos=True)] * len(encoded)
+    sampled = [
+        SamplingParams(
+            max_new_tokens=max_new_tokens,
+            temperature=sample_temperature,
+            top_p=sample_top_p,
+            top_k=sample_top_k,
+            seed=SAMPLING_SEED + index,
+            ignore_eos=True,
+        )
+        for index in range(len(encoded))
+    ]
 
-    baseline.generate([encoded[0]], [params])  # warm-up: first-call allocations are not the pair's fault
-    pair.generate([encoded[0]], [params])
-    target_outputs, target_seconds = _run(baseline, encoded, params, "target alone", progress)
-    pair_results, pair_seconds = _run(pair, encoded, params, "target + draft", progress)
+    # warm-up: first-call allocations are not the pair's fault. Sampled steps run other code than greedy
+    # ones (rejection sampling; on a GPU, not the greedy steps' CUDA graph): a few sampled tokens each
+    # load that code too, for a fraction of a full prompt's time.
+    sampled_warm_up = replace(sampled[0], max_new_tokens=min(max_new_tokens, WARM_UP_SAMPLED_TOKENS))
+    for engine in (baseline, pair):
+        engine.generate([encoded[0]], [params[0]])
+        engine.generate([encoded[0]], [sampled_warm_up])
+    (target_outputs, target_seconds), (pair_results, pair_seconds) = _run_both(
+        baseline, pair, encoded, params, ("target alone", "target + draft"), progress
+    )
+    (_, target_seconds_sampled), (sampled_results, pair_seconds_sampled) = _run_both(
+        baseline, pair, encoded, sampled, ("target alone, sampled", "target + draft, sampled"), progress
+    )
 
     mismatches = [
         index
@@ -315,6 +485,13 @@ def qualify(
     mean_length = 1.0 + num_accepted / num_drafts if num_drafts else 1.0
     target_tokens = sum(len(r.token_ids) for r in target_outputs)
     pair_tokens = sum(len(r.token_ids) for r in pair_results)
+    sampled_drafted = sum(r.stats.num_draft_tokens for r in sampled_results)
+    sampled_accepted = sum(r.stats.num_accepted_tokens for r in sampled_results)
+    speedup = target_seconds / pair_seconds if pair_seconds > 0 else 0.0
+    speedup_sampled = target_seconds_sampled / pair_seconds_sampled if pair_seconds_sampled > 0 else 0.0
+    speedup_reason = _speedup_reason(
+        greedy=speedup, sampled=speedup_sampled, floor=speedup_floor, temperature=sample_temperature, top_p=sample_top_p
+    )
 
     lossless = not mismatches
     if not lossless:
@@ -325,17 +502,26 @@ def qualify(
         )
     elif acceptance < min_acceptance:
         reason = f"acceptance rate {acceptance:.3f} is under the floor {min_acceptance:g}"
+    elif speedup_reason:
+        reason = speedup_reason
     else:
-        reason = "lossless, same tokenizer, acceptance at or above the floor"
+        reason = "lossless, same tokenizer, acceptance and speedup at or above their floors"
     return QualificationReport(
-        passed=lossless and acceptance >= min_acceptance,
+        passed=lossless and acceptance >= min_acceptance and not speedup_reason,
         reason=reason,
         lossless=lossless,
         tokenizer_compatible=True,
         tokenizer_reason=tokenizer_reason,
         acceptance_rate=acceptance,
         mean_accepted_length=mean_length,
-        speedup=target_seconds / pair_seconds if pair_seconds > 0 else 0.0,
+        speedup=speedup,
+        speedup_sampled=speedup_sampled,
+        acceptance_rate_sampled=sampled_accepted / sampled_drafted if sampled_drafted else 0.0,
+        target_seconds_sampled=target_seconds_sampled,
+        pair_seconds_sampled=pair_seconds_sampled,
+        speedup_note=speedup_note(
+            greedy=speedup, sampled=speedup_sampled, floor=speedup_floor, source=speedup_source, device=device
+        ),
         num_mismatched_prompts=len(mismatches),
         first_mismatch=first_mismatch,
         num_drafts=num_drafts,
@@ -378,14 +564,32 @@ def _encode(tokenizer: Any, prompt: str, max_context: int, max_new_tokens: int) 
     return ids[-budget:]
 
 
-def _run(engine: Any, encoded: list[list[int]], params: Any, phase: str, progress: ProgressCallback | None):  # type: ignore[no-untyped-def]
-    results = []
-    started = time.perf_counter()
-    for done, ids in enumerate(encoded):
-        results.extend(engine.generate([ids], [params]))
-        if progress is not None:
-            progress(phase, done + 1, len(encoded))
-    return results, time.perf_counter() - started
+def _run_both(  # type: ignore[no-untyped-def]
+    baseline: Any,
+    pair: Any,
+    encoded: list[list[int]],
+    params: list[Any],
+    phases: tuple[str, str],
+    progress: ProgressCallback | None,
+):
+    """Generate each prompt alone (with its own params) on ``baseline`` and on ``pair``, interleaved.
+
+    Returns ((baseline results, seconds), (pair results, seconds)). The two engines take turns per
+    prompt, in alternating order (A B, B A, ...): a burst of other work on the machine, or a slow drift
+    in its speed, then falls on both sides alike rather than on whichever ran during it. (It narrows
+    the noise on a shared machine; it cannot remove it.)
+    """
+    engines = (baseline, pair)
+    results: tuple[list[Any], list[Any]] = ([], [])
+    seconds = [0.0, 0.0]
+    for done, (ids, prompt_params) in enumerate(zip(encoded, params, strict=True)):
+        for side in (0, 1) if done % 2 == 0 else (1, 0):
+            started = time.perf_counter()
+            results[side].extend(engines[side].generate([ids], [prompt_params]))
+            seconds[side] += time.perf_counter() - started
+            if progress is not None:
+                progress(phases[side], done + 1, len(encoded))
+    return (results[0], seconds[0]), (results[1], seconds[1])
 
 
 def _machine() -> str:

@@ -73,7 +73,13 @@ class ServiceLevels(_Strict):
     min_acceptance_rate: float = Field(
         default=0.2, ge=0.0, le=1.0, description="Qualification floor and canary threshold for acceptance."
     )
-    min_speedup: float | None = Field(default=None, gt=0.0, description="Informational unless set.")
+    min_speedup: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Qualification floor on speedup over the target alone, applied to the greedy and the "
+        "sampled figure (× wall time). None: the qualification device's default "
+        "(qualification.default_min_speedup: 1.0 on CUDA, 0 = recorded but not judged on a CPU).",
+    )
     availability: float = Field(default=0.99, gt=0.0, lt=1.0)
     p95_e2e_latency_s: float = Field(default=5.0, gt=0.0)
     p95_ttft_s: float = Field(default=1.0, gt=0.0)
@@ -138,6 +144,11 @@ class PairSpec(_Strict):
         """The qualification floor on acceptance rate."""
         return self.slos.min_acceptance_rate
 
+    @property
+    def min_speedup(self) -> float | None:
+        """The qualification floor on speedup (None: the qualification device's default)."""
+        return self.slos.min_speedup
+
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """Read a JSON or YAML mapping; missing or malformed files are :class:`InvalidInput`."""
@@ -173,11 +184,13 @@ def build_spec(
     draft: str | Path | None,
     config: dict[str, Any] | None = None,
     min_acceptance: float | None = None,
+    min_speedup: float | None = None,
 ) -> PairSpec:
     """A spec for ``name`` from a config mapping plus facts read from the checkpoints.
 
     Checksums, architectures and parameter counts are always measured (a config cannot claim them);
-    licences and everything else come from ``config``. ``min_acceptance`` overrides the SLO floor.
+    licences and everything else come from ``config``. ``min_acceptance`` and ``min_speedup``
+    override the SLO floors (None keeps the config's).
     """
     data = dict(config or {})
     data["name"] = name
@@ -190,6 +203,8 @@ def build_spec(
     data["tokenizer_sha256"] = tokenizer_sha256(target)
     if min_acceptance is not None:
         data["slos"] = {**(data.get("slos") or {}), "min_acceptance_rate": min_acceptance}
+    if min_speedup is not None:
+        data["slos"] = {**(data.get("slos") or {}), "min_speedup": min_speedup}
     return PairSpec.parse(data, source=f"pair spec for {name}")
 
 

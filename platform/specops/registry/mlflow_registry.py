@@ -143,8 +143,10 @@ class PairRegistry:
         draft: str | Path | None = None,
         config: str | Path | dict[str, Any] | None = None,
         min_acceptance: float | None = None,
+        min_speedup: float | None = None,
         prompts: list[str] | None = None,
         max_new_tokens: int | None = None,
+        device: str = "cpu",
         note: str = "",
         actor: str | None = None,
         progress: ProgressCallback | None = None,
@@ -153,10 +155,12 @@ class PairRegistry:
 
         Give either ``pair_dir`` (a pair folder with ``target/``, ``draft/`` and maybe ``pair.json``)
         or ``target`` and ``draft``. ``config`` (file or mapping) supplies PairSpec fields;
-        ``min_acceptance`` overrides the spec's floor (``0.0`` records the figures without judging
-        acceptance). A ``qualification`` report already measured for these checkpoints is used
-        as is; otherwise the gate runs here. A refused pair raises :class:`QualificationRefused`
-        after a ``version.refuse`` audit event, and nothing is created in MLflow.
+        ``min_acceptance`` and ``min_speedup`` override the spec's floors (``0.0`` records a figure
+        without judging it; a speedup floor left unset everywhere is the default of ``device``, the
+        torch device the gate measures on: see ``qualification.default_min_speedup``). A
+        ``qualification`` report already measured for these checkpoints is used as is; otherwise the
+        gate runs here. A refused pair raises :class:`QualificationRefused` after a ``version.refuse``
+        audit event, and nothing is created in MLflow.
         """
         from specops.pairs import qualification as gate
 
@@ -169,7 +173,12 @@ class PairRegistry:
         if spec is not None:  # a given spec keeps its choices, but checksums are always measured here
             config_data = json.loads(spec.model_dump_json())
         spec = pair_spec.build_spec(
-            name, target=target_dir, draft=draft_dir, config=config_data, min_acceptance=min_acceptance
+            name,
+            target=target_dir,
+            draft=draft_dir,
+            config=config_data,
+            min_acceptance=min_acceptance,
+            min_speedup=min_speedup,
         )
 
         self._experiment_id()  # fail fast: an unreachable store or unwritable artifact folder before measuring
@@ -178,9 +187,14 @@ class PairRegistry:
             draft_dir,
             prompts=prompts,
             min_acceptance=spec.min_acceptance,
+            min_speedup=spec.min_speedup,
             num_speculative_tokens=spec.speculation.num_speculative_tokens,
             adaptive=spec.speculation.adaptive,
+            temperature=spec.speculation.temperature,
+            top_p=spec.speculation.top_p,
+            top_k=spec.speculation.top_k,
             max_new_tokens=max_new_tokens or gate.DEFAULT_MAX_NEW_TOKENS,
+            device=device,
             progress=progress,
         )
         if not report.passed:
@@ -289,6 +303,7 @@ class PairRegistry:
                     client.log_metric(created_run, key, float(value))
                 client.log_param(created_run, "pair", name)
                 client.log_param(created_run, "min_acceptance", spec.min_acceptance)
+                client.log_param(created_run, "min_speedup", report.min_speedup)
                 client.set_terminated(created_run, "FINISHED")
                 source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT_PATH}"
                 model_version = client.create_model_version(
@@ -562,9 +577,13 @@ def _figures(report: QualificationReport) -> dict[str, Any]:
         "acceptance_rate": round(report.acceptance_rate, 6),
         "mean_accepted_length": round(report.mean_accepted_length, 6),
         "speedup": round(report.speedup, 6),
+        "speedup_sampled": round(report.speedup_sampled, 6),
+        "sampled_temperature": report.sampled_temperature,
+        "sampled_top_p": report.sampled_top_p,
         "lossless": report.lossless,
         "tokenizer_compatible": report.tokenizer_compatible,
         "min_acceptance": report.min_acceptance,
+        "min_speedup": report.min_speedup,
         "num_prompts": report.num_prompts,
     }
 
