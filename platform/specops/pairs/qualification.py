@@ -181,10 +181,11 @@ def default_min_speedup(device: str) -> float:
     is refused. That holds for tiny models too: the 4 M-parameter demo pair, launch-bound on an H200,
     measured 0.87–1.03× greedy and 0.56–0.64× sampled there, and is refused on CUDA unless a floor is
     given.
-    On a CPU a step is bound by compute and per-step overhead, so verification costs nearly k + 1
-    plain steps and speculation seldom pays (the demo pairs measure 0.4–1.1× greedy on 2 shared
-    cores, with run-to-run noise of the same size): judging it would refuse every pair the tests
-    and the demo qualify, and says nothing about the GPU it may serve on later. So on a CPU the figures
+    On a CPU a step is bound by compute and per-step overhead, so only a draft the target keeps most
+    of pays, and run-to-run noise on shared cores is as large as the effect (the demo pair measured
+    1.0–1.5× greedy and 0.6× sampled on 2 cores, 0.2–1.1× with other work on them): judging it would
+    refuse pairs the tests and the demo qualify by chance, and says nothing about the GPU it may
+    serve on later. So on a CPU the figures
     are recorded, and the report says plainly when they are under 1. Other devices (mps, xpu, …) have
     no measured basis here yet: not judged either.
     """
