@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from machine import cpu_machine
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -144,12 +144,7 @@ def main() -> None:
             "max_s": max(times) if times else None,
         }
     result = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_1m": os.getloadavg()[0],
-        },
+        "machine": cpu_machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "policy": {
             "analysis_interval_s": policy.analysis_interval_s,

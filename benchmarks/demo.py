@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_machine
 from rich.console import Console
 from rich.table import Table
 
@@ -62,12 +62,7 @@ def main() -> None:
                 }
             )
     result = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_1m": os.getloadavg()[0],
-        },
+        "machine": cpu_machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "demo_pair": {k: getattr(pairs.report, k) for k in ("agreement", "cpu_seconds", "num_parameters")},
         "runs": runs,

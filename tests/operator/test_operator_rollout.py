@@ -59,6 +59,14 @@ def start_stable(client: Any, helpers: Any, name: str, pair: str, **spec: Any) -
     wait_phase(client, helpers, name, "Promoted", stableVersion="1")
 
 
+def roll_out(client: Any, helpers: Any, name: str, version: str) -> None:
+    """Move the deployment to ``version`` and play KServe until its canary InferenceService is Ready."""
+    client.patch(kube.DEPLOYMENTS, helpers.namespace, name, {"spec": {"pair": {"version": version}}})
+    isvc = f"{name}-v{version}"
+    helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, isvc), message=isvc)
+    helpers.mark_ready(client, isvc)
+
+
 def canary_weights(status: dict[str, Any]) -> list[int]:
     return [item["weight"] for item in status["history"] if item["to"] == "Progressing"]
 
@@ -147,9 +155,7 @@ def test_bad_canary_is_rolled_back_with_aliases_and_audit_and_stays_rolled_back(
     start_stable(client, helpers, "bad", "bad-pair", rollout=ROLLOUT)
     stop = exporter.feed(model="bad-pair", version="2", role="canary", **BAD)
     try:
-        client.patch(kube.DEPLOYMENTS, helpers.namespace, "bad", {"spec": {"pair": {"version": "2"}}})
-        helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "bad-v2"))
-        helpers.mark_ready(client, "bad-v2")
+        roll_out(client, helpers, "bad", "2")
         helpers.wait_for(lambda: weights(client, helpers, "bad").get("bad-v2-predictor") == 10, message="canary at 10%")
         # Watch the route: the rollback is applied when the canary leaves it.
         removed_at = helpers.wait_for(
@@ -189,9 +195,7 @@ def test_a_canary_whose_engine_stopped_drafting_is_rolled_back_on_tokens_per_ste
     start_stable(client, helpers, "quiet", "quiet-pair", rollout=ROLLOUT)
     stop = exporter.feed(model="quiet-pair", version="2", role="canary", **STOPPED)
     try:
-        client.patch(kube.DEPLOYMENTS, helpers.namespace, "quiet", {"spec": {"pair": {"version": "2"}}})
-        helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "quiet-v2"))
-        helpers.mark_ready(client, "quiet-v2")
+        roll_out(client, helpers, "quiet", "2")
         status = wait_phase(client, helpers, "quiet", "RolledBack", timeout=40, stableVersion="1")
     finally:
         stop()
@@ -212,9 +216,7 @@ def test_a_canary_without_a_verdict_is_rolled_back_at_the_progress_deadline(
     client = cluster.client()
     rollout = {**ROLLOUT, "maxInconclusiveSeconds": 6}
     start_stable(client, helpers, "mute", "mute-pair", rollout=rollout)
-    client.patch(kube.DEPLOYMENTS, helpers.namespace, "mute", {"spec": {"pair": {"version": "2"}}})
-    helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "mute-v2"))
-    helpers.mark_ready(client, "mute-v2")
+    roll_out(client, helpers, "mute", "2")
 
     def waiting_message() -> str | None:
         status = status_of(client, helpers, "mute")

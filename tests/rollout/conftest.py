@@ -29,26 +29,24 @@ def canarying(policy: RolloutPolicy) -> RolloutState:
     return state
 
 
-def good() -> WindowMetrics:
+def drafting(num_accepted_tokens: int) -> WindowMetrics:
+    """20 requests, 300 target steps of which 100 verified 4 draft tokens each."""
     return WindowMetrics(
         num_requests=20,
         num_drafts=100,
         num_draft_tokens=400,
-        num_accepted_tokens=200,
+        num_accepted_tokens=num_accepted_tokens,
         num_target_steps=300,
         num_speculative_steps=100,
     )
+
+
+def good() -> WindowMetrics:
+    return drafting(200)
 
 
 def bad() -> WindowMetrics:
-    return WindowMetrics(
-        num_requests=20,
-        num_drafts=100,
-        num_draft_tokens=400,
-        num_accepted_tokens=40,
-        num_target_steps=300,
-        num_speculative_steps=100,
-    )
+    return drafting(40)
 
 
 def plain() -> WindowMetrics:
