@@ -140,7 +140,7 @@ def main() -> None:
         ]
         summary[mode] = {
             "rolled_back": f"{len(times)}/{len(runs)}",
-            "median_s": statistics.median(times) if times else None,
+            "median_s": round(statistics.median(times), 1) if times else None,
             "max_s": max(times) if times else None,
         }
     result = {
