@@ -70,3 +70,21 @@ def test_policy_turns_approval_on_and_require_approval_then_refuses(filled: str,
     opened = store_module.open_store(filled)
     assert approvals.approval_required(opened)
     assert audit.AuditLog(opened).events("policy:require_approval")[0].actor == "carol"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("audit", "log", "--limit", "-5"), "Invalid value for '--limit'"),
+        (("status", "--bogus"), "No such option: --bogus"),
+        (("slo", "check"), "Missing option '--spec'"),
+    ],
+    ids=["out-of-range", "unknown-option", "missing-option"],
+)
+def test_usage_errors_are_one_line_and_exit_two(
+    filled: str, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    done = _specops(*args, url=filled, home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

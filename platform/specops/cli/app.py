@@ -58,13 +58,19 @@ def main() -> None:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
+    except Exception as error:  # usage errors: click's own, or the copy of click typer bundles
+        if isinstance(error, _usage_errors()):
+            Console(stderr=True).print(f"[red]error:[/red] {error.format_message()}", highlight=False, soft_wrap=True)
             sys.exit(error.exit_code)
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """The usage-error classes of click and of typer's bundled click (typer 0.29 raises the latter)."""
+    import click
+
+    bundled = getattr(getattr(getattr(typer, "_click", None), "exceptions", None), "ClickException", None)
+    return (click.ClickException, *((bundled,) if isinstance(bundled, type) else ()))
 
 
 if __name__ == "__main__":
