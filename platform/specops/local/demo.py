@@ -175,6 +175,7 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
                 if state.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
                     outcome.rollback_done_at = time.time() if state.phase is Phase.ROLLED_BACK else None
                     break
+        console.print()  # the live table's caption ends without a line break
         outcome.final_phase = runtime.controller.state().phase
     finally:
         if traffic is not None:
@@ -204,11 +205,11 @@ def _live_table(phase: Phase, weight: int, outcome: DemoOutcome, served: Mapping
     table = Table(
         "role",
         "requests",
-        "target steps",
-        "draft tokens",
+        "steps",
+        "drafted",
         "accepted",
         "acceptance",
-        "tokens/step",
+        "tok/step",
         title=f"phase {phase.value} · canary weight {weight}%",
     )
     for role in (Role.STABLE, Role.CANARY):
