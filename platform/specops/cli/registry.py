@@ -50,18 +50,6 @@ def _actor(by: str | None) -> str:
     return by or f"cli:{os.environ.get('USER', 'unknown')}"
 
 
-def _check_floors(min_acceptance: float | None, min_speedup: float | None) -> None:
-    """Refuse out-of-range floors with one line (before any checkpoint is read)."""
-    import math
-
-    from specops.errors import InvalidInput
-
-    if min_acceptance is not None and not (0.0 <= min_acceptance <= 1.0):
-        raise InvalidInput(f"--min-acceptance must be within [0, 1], got {min_acceptance:g}")
-    if min_speedup is not None and (math.isnan(min_speedup) or min_speedup < 0.0):
-        raise InvalidInput(f"--min-speedup must be >= 0 (0 records without judging), got {min_speedup:g}")
-
-
 def _progress():  # type: ignore[no-untyped-def]
     """A rich progress bar and the qualification callback that drives it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -153,7 +141,9 @@ def register(
     from specops.pairs import qualification
     from specops.pairs import spec as pair_spec
 
-    _check_floors(min_acceptance, min_speedup)
+    qualification.check_floors(
+        min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
+    )
     pair_spec.checkpoint_folder(target, "target")  # cheap checks before the heavy imports
     pair_spec.checkpoint_folder(draft, "draft")
     prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
@@ -216,7 +206,9 @@ def qualify(
     from specops.pairs import qualification
     from specops.pairs import spec as pair_spec
 
-    _check_floors(min_acceptance, min_speedup)
+    qualification.check_floors(
+        min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
+    )
     pair_spec.checkpoint_folder(target, "target")
     pair_spec.checkpoint_folder(draft, "draft")
     _quiet_libraries()

@@ -192,6 +192,19 @@ def default_min_speedup(device: str) -> float:
     return 1.0 if _device_kind(device) == "cuda" else 0.0
 
 
+def check_floors(
+    *,
+    min_acceptance: float | None,
+    min_speedup: float | None,
+    names: tuple[str, str] = ("min_acceptance", "min_speedup"),
+) -> None:
+    """Refuse an acceptance floor outside [0, 1] or a negative (or NaN) speedup floor, naming it as ``names``."""
+    if min_acceptance is not None and not 0.0 <= min_acceptance <= 1.0:
+        raise InvalidInput(f"{names[0]} must be within [0, 1], got {min_acceptance:g}")
+    if min_speedup is not None and (math.isnan(min_speedup) or min_speedup < 0.0):
+        raise InvalidInput(f"{names[1]} must be >= 0 (0 records without judging), got {min_speedup:g}")
+
+
 def sampled_settings(*, temperature: float, top_p: float, top_k: int) -> tuple[float, float, int, str]:
     """(temperature, top_p, top_k, where they come from) of the sampled speedup measurement.
 
@@ -371,10 +384,7 @@ def qualify(
     :func:`enforce` turns a failure into :class:`QualificationRefused`. Missing or unreadable
     checkpoints and out-of-range floors raise :class:`InvalidInput`.
     """
-    if not 0.0 <= min_acceptance <= 1.0:
-        raise InvalidInput(f"min_acceptance must be within [0, 1], got {min_acceptance}")
-    if min_speedup is not None and (math.isnan(min_speedup) or min_speedup < 0.0):
-        raise InvalidInput(f"min_speedup must be >= 0 (0 records the speedup without judging it), got {min_speedup}")
+    check_floors(min_acceptance=min_acceptance, min_speedup=min_speedup)
     speedup_floor = default_min_speedup(device) if min_speedup is None else float(min_speedup)
     speedup_source = f"default on {_device_kind(device)}" if min_speedup is None else "given"
     sample_temperature, sample_top_p, sample_top_k, sample_source = sampled_settings(

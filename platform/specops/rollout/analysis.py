@@ -61,16 +61,11 @@ def _error_rate(window: WindowMetrics, policy: RolloutPolicy, *, enough: bool) -
 
 def _tokens_per_step(window: WindowMetrics, policy: RolloutPolicy) -> Check:
     measured = window.tokens_per_step
-    judged = measured is not None and window.num_target_steps >= policy.min_target_steps
     share = window.speculative_share
     detail = "" if share is None else f"{share:.0%} of {window.num_target_steps} target steps speculated"
-    return Check(
-        "tokens_per_step",
-        measured,
-        policy.min_tokens_per_step,
-        measured >= policy.min_tokens_per_step if judged and measured is not None else None,
-        detail,
-    )
+    enough = measured is not None and window.num_target_steps >= policy.min_target_steps
+    passed = measured >= policy.min_tokens_per_step if enough and measured is not None else None
+    return Check("tokens_per_step", measured, policy.min_tokens_per_step, passed, detail)
 
 
 def _acceptance(window: WindowMetrics, policy: RolloutPolicy) -> Check:

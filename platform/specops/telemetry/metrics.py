@@ -375,11 +375,7 @@ class ServingMetrics:
                 accepted += a
                 for position in range(a):
                     self._position(position).inc()
-        num_running = sum(bool(r) for r in running)
-        if drafts:
-            self._steps["speculative"].inc(drafts)
-        if num_running > drafts:
-            self._steps["plain"].inc(num_running - drafts)
+        self._count_steps(speculative=drafts, total=sum(bool(r) for r in running))
         if drafts:
             self._drafts.inc(drafts)
             self._draft_tokens.inc(draft_tokens)
@@ -404,10 +400,7 @@ class ServingMetrics:
         ``num_steps`` target steps, of which ``num_drafts`` speculated."""
         if not self.enabled:
             return
-        if num_drafts:
-            self._steps["speculative"].inc(num_drafts)
-        if num_steps > num_drafts:
-            self._steps["plain"].inc(num_steps - num_drafts)
+        self._count_steps(speculative=num_drafts, total=num_steps)
         if num_drafts:
             self._drafts.inc(num_drafts)
             self._draft_tokens.inc(num_draft_tokens)
@@ -418,6 +411,13 @@ class ServingMetrics:
                     self._position(position).inc(count)
         if num_generated_tokens:
             self._generation_tokens.inc(num_generated_tokens)
+
+    def _count_steps(self, *, speculative: int, total: int) -> None:
+        """``total`` target steps, of which ``speculative`` verified drafts."""
+        if speculative:
+            self._steps["speculative"].inc(speculative)
+        if total > speculative:
+            self._steps["plain"].inc(total - speculative)
 
     def _position(self, position: int):
         while len(self._per_position) <= position:
