@@ -35,6 +35,8 @@ def main() -> None:
             outcome = run_demo(settings, DemoConfig(), console)
             windows = {
                 role: {
+                    "target_steps": w.num_target_steps,
+                    "tokens_per_step": w.tokens_per_step,
                     "draft_tokens": w.num_draft_tokens,
                     "accepted_tokens": w.num_accepted_tokens,
                     "acceptance_rate": w.acceptance_rate,
@@ -55,7 +57,7 @@ def main() -> None:
                             k: t
                             for k, t in tags.items()
                             if k.startswith("qualification.")
-                            and k.split(".")[1] in ("acceptance_rate", "lossless", "speedup")
+                            and k.split(".")[1] in ("acceptance_rate", "lossless", "speedup", "speedup_sampled")
                         }
                         for v, tags in outcome.versions.items()
                     },
@@ -64,7 +66,10 @@ def main() -> None:
     result = {
         "machine": cpu_machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "demo_pair": {k: getattr(pairs.report, k) for k in ("agreement", "cpu_seconds", "num_parameters")},
+        "demo_pair": {
+            k: getattr(pairs.report, k)
+            for k in ("agreement", "generated_agreement", "seconds", "cpu_seconds", "num_parameters")
+        },
         "runs": runs,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

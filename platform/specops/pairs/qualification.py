@@ -178,12 +178,11 @@ def default_min_speedup(device: str) -> float:
     will get. Speculation exists to make decoding faster on accelerators, where a step of a real LLM is
     bound by memory bandwidth and verifying k + 1 tokens costs little more than decoding one; a pair
     that decodes slower than its target alone there (under 1×, greedy or sampled) only adds cost and
-    is refused. That holds for tiny models too: the 4 M-parameter demo pair, launch-bound on an H200,
-    measured 0.87–1.03× greedy and 0.56–0.64× sampled there, and is refused on CUDA unless a floor is
-    given.
+    is refused. That holds for tiny models too: a 4 M-parameter pair is bound by kernel launches on a
+    GPU, and is refused there unless a floor is given.
     On a CPU a step is bound by compute and per-step overhead, so only a draft the target keeps most
-    of pays, and run-to-run noise on shared cores is as large as the effect (the demo pair measured
-    1.0–1.5× greedy and 0.6× sampled on 2 cores, 0.2–1.1× with other work on them): judging it would
+    of pays, and run-to-run noise on shared cores is as large as the effect (see the demo pair's
+    figures in ``benchmarks/results/demo-cpu.json``): judging it would
     refuse pairs the tests and the demo qualify by chance, and says nothing about the GPU it may
     serve on later. So on a CPU the figures
     are recorded, and the report says plainly when they are under 1. Other devices (mps, xpu, …) have
