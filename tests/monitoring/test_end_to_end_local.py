@@ -1,8 +1,8 @@
 """End to end with the real serving runtime: the local runtime (``specops.local``) runs ``specops serve``
 processes with the demo pairs behind its router. v1 pairs the target with its good draft at a fixed k;
 v2 pairs it with the draft trained on prose under adaptive speculation, whose engine measures that
-this draft does not pay and stops drafting — the canary that used to be invisible to an
-acceptance-based judge, because it has no draft tokens left to judge.
+this draft does not pay and stops drafting — a canary an acceptance-based judge cannot see,
+because it has no draft tokens left to judge.
 
 * by the alert: Prometheus (Debian) scrapes the servers and evaluates the SLO rules with windows of
   seconds; the tokens-per-step page on the canary goes through Alertmanager to the receiver, which
