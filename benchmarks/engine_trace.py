@@ -7,6 +7,10 @@ device's busy and idle time per step, and which host phase was running while the
 
     PYTHONPATH=platform python benchmarks/engine_trace.py --out benchmarks/results/engine-trace-h100.json
 
+`--host` times each host phase with clock reads instead of the profiler (no profiler overhead):
+
+    PYTHONPATH=platform python benchmarks/engine_trace.py --host --out benchmarks/results/engine-trace-h100-host.json
+
 `--traces DIR` also writes the Chrome traces (gzip), for a look in Perfetto.
 """
 
