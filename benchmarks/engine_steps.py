@@ -7,6 +7,9 @@ so speculative steps here reject every draft):
 
 `--continuous`: instead, sequences of different lengths stream through the rows (continuous batching,
 as the server runs), and the admissions' parts are timed on their own, each call synchronised.
+
+    PYTHONPATH=platform python benchmarks/engine_steps.py --continuous \\
+        --out benchmarks/results/engine-steps-continuous-h100.json
 """
 
 from __future__ import annotations
