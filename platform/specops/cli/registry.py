@@ -139,7 +139,7 @@ def register(
     from rich.console import Console
 
     from specops.pairs import qualification
-    from specops.pairs import spec as pair_spec
+    from specops.pairs import pair_spec
 
     qualification.check_floors(
         min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
@@ -204,7 +204,7 @@ def qualify(
 
     from specops.errors import StoreUnavailable
     from specops.pairs import qualification
-    from specops.pairs import spec as pair_spec
+    from specops.pairs import pair_spec
 
     qualification.check_floors(
         min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
