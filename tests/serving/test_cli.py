@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from specops.local.servers import wait_until_ready
-from tests.serving.conftest import free_port
+from specops.local.servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from specops.serving.engine_port import ServingTokenizer
+
 #: Most prompts x n choices in one request.
 MAX_CHOICES = 16
 #: Most stop strings (OpenAI's limit).
@@ -175,10 +177,10 @@ class ChatCompletionRequest(_SamplingFields):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
-def render_chat(tokenizer: Any, messages: list[ChatMessage]) -> str:
+def render_chat(tokenizer: ServingTokenizer, messages: list[ChatMessage]) -> str:
     """The prompt text for ``messages``: the tokenizer's chat template, or a plain role-prefixed one."""
     turns = [{"role": m.role, "content": m.text()} for m in messages]
-    if getattr(tokenizer, "chat_template", None):
+    if tokenizer.chat_template:
         try:
             return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         except Exception:  # a template that refuses these roles: fall back to the plain form
