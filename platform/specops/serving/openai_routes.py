@@ -179,16 +179,12 @@ def router(served: ServedPair) -> APIRouter:
         model = body.model or served.model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return openai_streaming.sse(
-                openai_streaming.completion_stream(
-                    served,
-                    prepared,
-                    ident=ident,
-                    model=model,
-                    echo=body.echo,
-                    include_usage=include_usage,
-                    disconnected=request.is_disconnected,
-                )
+            return openai_streaming.sse_response(
+                served,
+                prepared,
+                chunks=openai_streaming.completion_chunks(prepared, ident=ident, model=model, echo=body.echo),
+                include_usage=include_usage,
+                disconnected=request.is_disconnected,
             )
         results = await _complete_all(served, prepared)
         choices = [
@@ -227,15 +223,12 @@ def router(served: ServedPair) -> APIRouter:
         model = body.model or served.model_name
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return openai_streaming.sse(
-                openai_streaming.chat_stream(
-                    served,
-                    prepared,
-                    ident=ident,
-                    model=model,
-                    include_usage=include_usage,
-                    disconnected=request.is_disconnected,
-                )
+            return openai_streaming.sse_response(
+                served,
+                prepared,
+                chunks=openai_streaming.chat_chunks(ident=ident, model=model),
+                include_usage=include_usage,
+                disconnected=request.is_disconnected,
             )
         results = await _complete_all(served, prepared)
         choices = [

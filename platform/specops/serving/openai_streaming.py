@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import StreamingResponse
@@ -30,13 +31,6 @@ except ImportError:  # pragma: no cover
 def error_body(error: RequestError) -> dict[str, Any]:
     """OpenAI's error object for ``error`` (the JSON body of a 4xx, or the last event of a stream)."""
     return openai_schema.error_body(error.message, error_type=error.error_type, param=error.param, code=error.code)
-
-
-def sse(events: AsyncIterator[str]) -> StreamingResponse:
-    """A server-sent-events response of ``events`` (never cached, never buffered by a proxy)."""
-    return StreamingResponse(
-        events, media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
-    )
 
 
 async def _merged(served: ServedPair, prepared: list[PreparedRequest]) -> AsyncIterator[tuple[int, TextDelta]]:
@@ -78,20 +72,41 @@ async def _merged(served: ServedPair, prepared: list[PreparedRequest]) -> AsyncI
             task.cancel()
 
 
+@dataclass(frozen=True)
+class ChunkFormat:
+    """What one endpoint's stream chunks look like (text completion or chat)."""
+
+    envelope: Callable[[list[dict[str, Any]]], dict[str, Any]]  # wraps choices in a chunk object
+    chunk: Callable[[int, TextDelta | None, str | None], dict[str, Any]]  # a choice's text and finish reason
+    first: Callable[[int], dict[str, Any] | None]  # the chunk that opens a choice, if any
+
+
+def sse_response(
+    served: ServedPair,
+    prepared: list[PreparedRequest],
+    *,
+    chunks: ChunkFormat,
+    include_usage: bool,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> StreamingResponse:
+    """A server-sent-events response streaming ``prepared`` (never cached, never buffered by a proxy)."""
+    events = _stream_events(served, prepared, chunks=chunks, include_usage=include_usage, disconnected=disconnected)
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
+    )
+
+
 async def _stream_events(
     served: ServedPair,
     prepared: list[PreparedRequest],
     *,
-    envelope: Callable[[list[dict[str, Any]]], dict[str, Any]],
-    chunk: Callable[[int, TextDelta | None, str | None], dict[str, Any]],
-    first: Callable[[int], dict[str, Any] | None],
+    chunks: ChunkFormat,
     include_usage: bool,
     disconnected: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[str]:
     """SSE lines for ``prepared``; an engine failure ends the stream with an error event.
 
-    ``envelope(choices)`` wraps choices in a chunk object; with ``include_usage`` a last chunk without
-    choices carries the usage.
+    With ``include_usage`` a last chunk without choices carries the usage.
 
     A step that adds no text sends nothing, so the client's departure would go unseen until text
     flows again: such steps ask ``disconnected()`` instead, and a departed client ends the stream
@@ -100,7 +115,7 @@ async def _stream_events(
     prompt_tokens = completion_tokens = 0
     try:
         for index in range(len(prepared)):
-            opening = first(index)
+            opening = chunks.first(index)
             if opening is not None:
                 yield f"data: {_dumps(opening)}\n\n"
         async with contextlib.aclosing(_merged(served, prepared)) as deltas:
@@ -109,27 +124,19 @@ async def _stream_events(
                     prompt_tokens += delta.prompt_tokens
                     completion_tokens += delta.completion_tokens
                 if delta.text or delta.finish_reason is not None:
-                    yield f"data: {_dumps(chunk(index, delta, delta.finish_reason))}\n\n"
+                    yield f"data: {_dumps(chunks.chunk(index, delta, delta.finish_reason))}\n\n"
                 elif await disconnected():
                     return
         if include_usage:
             usage = openai_schema.usage(prompt_tokens, completion_tokens)
-            yield f"data: {_dumps({**envelope([]), 'usage': usage})}\n\n"
+            yield f"data: {_dumps({**chunks.envelope([]), 'usage': usage})}\n\n"
     except RequestError as error:
         yield f"data: {_dumps(error_body(error))}\n\n"
     yield "data: [DONE]\n\n"
 
 
-def completion_stream(
-    served: ServedPair,
-    prepared: list[PreparedRequest],
-    *,
-    ident: str,
-    model: str,
-    echo: bool,
-    include_usage: bool,
-    disconnected: Callable[[], Awaitable[bool]],
-) -> AsyncIterator[str]:
+def completion_chunks(prepared: list[PreparedRequest], *, ident: str, model: str, echo: bool) -> ChunkFormat:
+    """Chunks of ``/completions`` (``text_completion``); with ``echo`` each choice opens with its prompt."""
     created = openai_schema.now()
 
     def envelope(choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,26 +154,11 @@ def completion_stream(
             [{"index": index, "text": prepared[index].prompt_text, "logprobs": None, "finish_reason": None}]
         )
 
-    return _stream_events(
-        served,
-        prepared,
-        envelope=envelope,
-        chunk=chunk,
-        first=first,
-        include_usage=include_usage,
-        disconnected=disconnected,
-    )
+    return ChunkFormat(envelope=envelope, chunk=chunk, first=first)
 
 
-def chat_stream(
-    served: ServedPair,
-    prepared: list[PreparedRequest],
-    *,
-    ident: str,
-    model: str,
-    include_usage: bool,
-    disconnected: Callable[[], Awaitable[bool]],
-) -> AsyncIterator[str]:
+def chat_chunks(*, ident: str, model: str) -> ChunkFormat:
+    """Chunks of ``/chat/completions`` (``chat.completion.chunk``); each choice opens with the role."""
     created = openai_schema.now()
 
     def envelope(choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,12 +173,4 @@ def chat_stream(
             [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
         )
 
-    return _stream_events(
-        served,
-        prepared,
-        envelope=envelope,
-        chunk=chunk,
-        first=first,
-        include_usage=include_usage,
-        disconnected=disconnected,
-    )
+    return ChunkFormat(envelope=envelope, chunk=chunk, first=first)
