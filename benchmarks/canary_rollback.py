@@ -35,7 +35,7 @@ from rich.table import Table
 from specops.local.traffic import ClosedLoopTraffic
 from specops.local.wiring import LocalRuntime
 from specops.pairs.demo import demo_prompts, train_demo_pairs
-from specops.pairs.spec import TOKENIZER_FILES
+from specops.pairs.pair_spec import TOKENIZER_FILES
 from specops.rollout.model import DecisionKind, Phase, RolloutPolicy
 from specops.settings import Settings
 

@@ -28,7 +28,7 @@ import pytest
 
 from specops.governance.audit import AuditLog
 from specops.governance.store import open_store
-from specops.monitoring import receiver, spec, writer
+from specops.monitoring import receiver, slo_spec, writer
 from specops.rollout.model import Alert, DecisionKind, Phase, Role, RolloutPolicy
 from tests.monitoring import services
 from tests.monitoring.conftest import TESTDATA
@@ -102,13 +102,13 @@ class TargetPublisher:
         self._thread.join(timeout=5)
 
 
-def _tokens_per_step_slo() -> spec.SLOSpec:
+def _tokens_per_step_slo() -> slo_spec.SLOSpec:
     """The short-window tokens-per-step SLO alone (latency on a loaded CPU is not under test)."""
     import yaml
 
     raw = yaml.safe_load((TESTDATA / "in-short-windows.yaml").read_text())
     raw["slos"] = [slo for slo in raw["slos"] if slo["sli"]["kind"] == "tokens_per_step"]
-    return spec.parse(yaml.safe_dump(raw), source="in-short-windows.yaml (tokens per step)")
+    return slo_spec.parse(yaml.safe_dump(raw), source="in-short-windows.yaml (tokens per step)")
 
 
 def _wait(condition, *, timeout: float, what: str):  # type: ignore[no-untyped-def]

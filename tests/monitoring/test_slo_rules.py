@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from specops.monitoring import rules, spec, writer
+from specops.monitoring import rules, slo_spec, writer
 from tests.monitoring.conftest import REPO, TESTDATA, binary, golden
 
 GENERATED = REPO / "platform/specops/monitoring/generated"
 INPUTS = sorted(TESTDATA.glob("in-*.yaml"))
 
 
-def _render(parsed: spec.SLOSpec) -> tuple[str, str]:
+def _render(parsed: slo_spec.SLOSpec) -> tuple[str, str]:
     groups = rules.generate(parsed)
     plain, operator = io.StringIO(), io.StringIO()
     writer.write_rules(plain, groups)
@@ -25,14 +25,14 @@ def _render(parsed: spec.SLOSpec) -> tuple[str, str]:
 
 
 def test_the_committed_default_rules_are_what_the_generator_writes() -> None:
-    plain, operator = _render(spec.load_default())
+    plain, operator = _render(slo_spec.load_default())
     golden(GENERATED / "rules.yaml", plain)
     golden(GENERATED / "prometheusrule.yaml", operator)
 
 
 @pytest.mark.parametrize("source", INPUTS, ids=[p.stem for p in INPUTS])
 def test_each_spec_renders_its_golden_rules(source: Path) -> None:
-    plain, operator = _render(spec.load(source))
+    plain, operator = _render(slo_spec.load(source))
     stem = source.stem.removeprefix("in-")
     golden(TESTDATA / f"out-{stem}.rules.yaml", plain)
     golden(TESTDATA / f"out-{stem}.prometheusrule.yaml", operator)
@@ -58,7 +58,7 @@ def test_promtool_unit_tests_show_every_alert_firing_and_silent_when_it_should()
 
 
 def test_every_slo_gets_sli_meta_and_alert_groups() -> None:
-    groups = rules.generate(spec.load_default())
+    groups = rules.generate(slo_spec.load_default())
     group_names = [group.name for group in groups]
     for slo in ("acceptance-rate", "tokens-per-step", "availability", "latency"):
         for kind in ("sli", "meta", "alerts"):
@@ -67,14 +67,14 @@ def test_every_slo_gets_sli_meta_and_alert_groups() -> None:
 
 
 def test_the_windows_include_the_period_and_every_alert_window() -> None:
-    [slo] = [slo for slo in spec.load_default().slos if slo.name == "availability"]
+    [slo] = [slo for slo in slo_spec.load_default().slos if slo.name == "availability"]
     assert rules.windows(slo) == ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
 
 
 def test_the_prometheus_rule_carries_the_extra_labels(tmp_path: Path) -> None:
     import yaml
 
-    _, path = writer.render_to(tmp_path, spec.load_default(), extra_labels={"release": "kube-prom", "team": "ml"})
+    _, path = writer.render_to(tmp_path, slo_spec.load_default(), extra_labels={"release": "kube-prom", "team": "ml"})
     document = yaml.safe_load(path.read_text())
     assert document["kind"] == "PrometheusRule"
     assert document["metadata"]["labels"] == {"release": "kube-prom", "team": "ml"}

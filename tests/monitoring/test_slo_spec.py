@@ -7,7 +7,7 @@ import typing
 import pytest
 
 from specops.errors import InvalidInput
-from specops.monitoring import rules, spec
+from specops.monitoring import rules, slo_spec
 
 VALID = """
 version: specops/slo/v1
@@ -19,14 +19,14 @@ slos:
 
 
 def test_the_default_spec_is_valid_and_has_the_three_slos() -> None:
-    parsed = spec.load_default()
-    assert parsed.version == spec.SPEC_VERSION == "specops/slo/v2"
+    parsed = slo_spec.load_default()
+    assert parsed.version == slo_spec.SPEC_VERSION == "specops/slo/v2"
     assert [slo.sli.kind for slo in parsed.slos] == ["acceptance", "tokens_per_step", "availability", "latency"]
     assert all(slo.period == "30d" for slo in parsed.slos)
 
 
 def test_default_windows_are_the_sre_workbook_ones() -> None:
-    slo = spec.parse(VALID).slos[0]
+    slo = slo_spec.parse(VALID).slos[0]
     assert [(w.long, w.short, w.burn_rate) for w in slo.alerting.page] == [("1h", "5m", 14.4), ("6h", "30m", 6)]
     assert [(w.long, w.short, w.burn_rate) for w in slo.alerting.ticket] == [("1d", "2h", 3), ("3d", "6h", 1)]
     assert slo.error_budget == pytest.approx(0.001)
@@ -79,7 +79,7 @@ def test_default_windows_are_the_sre_workbook_ones() -> None:
 )
 def test_bad_specs_are_refused_with_a_message_that_says_where(text: str, message: str) -> None:
     with pytest.raises(InvalidInput) as raised:
-        spec.parse(text, source="slo.yaml")
+        slo_spec.parse(text, source="slo.yaml")
     assert message in str(raised.value)
     assert str(raised.value).startswith("slo.yaml: ")
 
@@ -102,14 +102,14 @@ slos:
     ids=["acceptance", "availability", "latency"],
 )
 def test_a_v1_spec_is_still_read(kind: str) -> None:
-    parsed = spec.parse(VALID.replace("{kind: availability}", kind).replace("0.999", "0.99"))
+    parsed = slo_spec.parse(VALID.replace("{kind: availability}", kind).replace("0.999", "0.99"))
     assert parsed.version == "specops/slo/v1"
     assert rules.generate(parsed)
 
 
 def test_a_v1_spec_with_the_tokens_per_step_kind_is_refused_naming_v2() -> None:
     with pytest.raises(InvalidInput) as raised:
-        spec.parse(TOKENS_PER_STEP.replace("specops/slo/v2", "specops/slo/v1"), source="slo.yaml")
+        slo_spec.parse(TOKENS_PER_STEP.replace("specops/slo/v2", "specops/slo/v1"), source="slo.yaml")
     assert str(raised.value) == (
         "slo.yaml: SLO 'tokens-per-step': SLI kind tokens_per_step needs version specops/slo/v2; "
         "this spec says specops/slo/v1"
@@ -118,15 +118,15 @@ def test_a_v1_spec_with_the_tokens_per_step_kind_is_refused_naming_v2() -> None:
 
 
 def test_a_v2_spec_reads_every_kind() -> None:
-    parsed = spec.parse(TOKENS_PER_STEP + VALID.split("slos:\n")[1])
+    parsed = slo_spec.parse(TOKENS_PER_STEP + VALID.split("slos:\n")[1])
     assert parsed.version == "specops/slo/v2"
     assert [slo.sli.kind for slo in parsed.slos] == ["tokens_per_step", "availability"]
-    assert set(spec.SLI_KINDS_BY_VERSION["specops/slo/v2"]) == set(spec.SLIKind)
-    assert typing.get_args(spec.SLOSpec.model_fields["version"].annotation) == tuple(spec.SLI_KINDS_BY_VERSION)
+    assert set(slo_spec.SLI_KINDS_BY_VERSION["specops/slo/v2"]) == set(slo_spec.SLIKind)
+    assert typing.get_args(slo_spec.SLOSpec.model_fields["version"].annotation) == tuple(slo_spec.SLI_KINDS_BY_VERSION)
 
 
 def test_tokens_per_step_objective_is_one_minus_one_over_tokens_per_step() -> None:
-    slo = spec.parse(TOKENS_PER_STEP).slos[0]
+    slo = slo_spec.parse(TOKENS_PER_STEP).slos[0]
     # error ratio = 1 / tokens per step, so the objective 0.2 holds while tokens per step >= 1.25.
     assert 1 / (1 - slo.objective) == pytest.approx(1.25)
     assert slo.error_budget == pytest.approx(0.8)
@@ -135,7 +135,7 @@ def test_tokens_per_step_objective_is_one_minus_one_over_tokens_per_step() -> No
 def test_tokens_per_step_refuses_the_standard_burn_rates_it_cannot_reach() -> None:
     # Speculation off is the worst case (error ratio 1): burn 1 / 0.8 = 1.25 at most, so 14.4x never fires.
     with pytest.raises(InvalidInput) as raised:
-        spec.parse(TOKENS_PER_STEP.split("    alerting:")[0])
+        slo_spec.parse(TOKENS_PER_STEP.split("    alerting:")[0])
     assert "SLO 'tokens-per-step': page window 1h/5m: burn rate 14.4 × error budget 0.8 = 11.52 ≥ 1" in str(
         raised.value
     )
@@ -144,7 +144,7 @@ def test_tokens_per_step_refuses_the_standard_burn_rates_it_cannot_reach() -> No
 
 def test_tokens_per_step_takes_no_latency_threshold() -> None:
     with pytest.raises(InvalidInput, match="latency_threshold_s only applies to latency SLIs, not tokens_per_step"):
-        spec.parse(
+        slo_spec.parse(
             TOKENS_PER_STEP.replace("{kind: tokens_per_step}", "{kind: tokens_per_step, latency_threshold_s: 1}")
         )
 
@@ -152,7 +152,7 @@ def test_tokens_per_step_takes_no_latency_threshold() -> None:
 def test_tokens_per_step_has_data_with_speculation_off_and_none_without_traffic() -> None:
     # Error = target steps / (target steps + accepted), accepted filled with 0 where steps have traffic:
     # a canary that never drafted still gets 1.0; no steps at all divides 0 by 0 (or nothing), silent.
-    expr = rules.sli_error_expr(spec.parse(TOKENS_PER_STEP).slos[0], "5m")
+    expr = rules.sli_error_expr(slo_spec.parse(TOKENS_PER_STEP).slos[0], "5m")
     steps = "(rate(specops_spec_decode_num_target_steps_total[5m]))"
     assert expr.startswith(f"sum by (deployment, model_name, pair_version, role) {steps}\n/")
     assert f"or\n    sum by (deployment, model_name, pair_version, role) {steps} * 0" in expr
@@ -160,13 +160,13 @@ def test_tokens_per_step_has_data_with_speculation_off_and_none_without_traffic(
 
 
 def test_a_latency_threshold_is_written_as_prometheus_writes_bucket_bounds() -> None:
-    parsed = spec.parse(VALID.replace("{kind: availability}", "{kind: latency, latency_threshold_s: 1}"))
+    parsed = slo_spec.parse(VALID.replace("{kind: availability}", "{kind: latency, latency_threshold_s: 1}"))
     assert 'le="1.0"' in rules.sli_error_expr(parsed.slos[0], "5m")
 
 
 def test_no_traffic_divides_zero_by_zero_so_alerts_stay_silent() -> None:
     # The acceptance error ratio divides by the draft-token rate itself: no drafts → NaN, never > threshold.
-    expr = rules.sli_error_expr(spec.load_default().slos[0], "5m")
+    expr = rules.sli_error_expr(slo_spec.load_default().slos[0], "5m")
     assert expr.rstrip().endswith("(rate(specops_spec_decode_num_draft_tokens_total[5m]))")
 
 

@@ -289,7 +289,7 @@ def test_an_unreachable_tracking_server_is_store_unavailable(tmp_path: Path, tin
 
 
 def test_a_pair_folder_and_a_spec_register_with_measured_checksums(registry, registered, tiny_pairs) -> None:  # type: ignore[no-untyped-def]
-    from specops.pairs import spec as pair_spec
+    from specops.pairs import pair_spec
 
     folder = registry.download("tiny", "1")
     spec = pair_spec.PairSpec.from_file(folder / "pair.json")

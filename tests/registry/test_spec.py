@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from specops.errors import InvalidInput
-from specops.pairs import spec as pair_spec
+from specops.pairs import pair_spec
 
 
 def test_a_spec_is_built_from_the_checkpoints_and_the_config(tiny_pairs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

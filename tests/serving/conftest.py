@@ -1,4 +1,4 @@
-"""A real serving runtime (real engine, tiny random Llama pair) behind a real HTTP server in a thread."""
+"""A real served pair (real engine, tiny random Llama pair) behind a real HTTP server in a thread."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from specops.local.servers import free_port
+from specops.serving import served_pair
 from tests.serving.pairs import build_pair
 from tests.serving.scrape import scrape
 
@@ -20,7 +21,7 @@ from tests.serving.scrape import scrape
 @dataclass
 class LiveServer:
     base_url: str
-    runtime: object
+    served: served_pair.ServedPair
     database_url: str
 
     def client(self, **kwargs) -> httpx.Client:
@@ -50,7 +51,7 @@ def twin_pair(tiny_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def start_server(pair: Path, *, tmp: Path, role: str = "stable", **overrides) -> tuple[LiveServer, object]:
     import uvicorn
 
-    from specops.serving import config, runtime, server
+    from specops.serving import config, server
 
     database_url = f"sqlite:///{tmp / 'records.db'}"
     settings = config.ServingConfig(
@@ -60,8 +61,8 @@ def start_server(pair: Path, *, tmp: Path, role: str = "stable", **overrides) ->
         database_url=database_url,
         **{"max_tokens": 24, "max_batch": 8, "max_wait_ms": 20.0, **overrides},
     )
-    live_runtime = runtime.ServingRuntime.load(settings)
-    app = server.build_app(live_runtime)
+    served = served_pair.ServedPair.load(settings)
+    app = server.build_app(served)
     uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -70,7 +71,7 @@ def start_server(pair: Path, *, tmp: Path, role: str = "stable", **overrides) ->
         if time.monotonic() > deadline:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{settings.port}", live_runtime, database_url), (uv, thread)
+    return LiveServer(f"http://127.0.0.1:{settings.port}", served, database_url), (uv, thread)
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +80,8 @@ def live(tiny_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield server
     uv.should_exit = True
     thread.join(10)
-    if server.runtime.records is not None:
-        server.runtime.records.close()
+    if server.served.records is not None:
+        server.served.records.close()
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +92,8 @@ def twin(twin_pair: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield server
     uv.should_exit = True
     thread.join(10)
-    if server.runtime.records is not None:
-        server.runtime.records.close()
+    if server.served.records is not None:
+        server.served.records.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ async def _fire(base_url: str, count: int, *, stream: bool) -> list[int]:
 
 
 def test_concurrent_requests_are_batched_up_to_the_maximum(live) -> None:
-    batcher = live.runtime.batcher
+    batcher = live.served.batcher
     batches, jobs = batcher.num_batches, batcher.num_batched_jobs
     statuses = asyncio.run(_fire(live.base_url, 20, stream=False))
     assert statuses == [200] * 20
@@ -30,7 +30,7 @@ def test_concurrent_requests_are_batched_up_to_the_maximum(live) -> None:
 
 
 def test_concurrent_streams_are_batched_too(live) -> None:
-    batcher = live.runtime.batcher
+    batcher = live.served.batcher
     batches, jobs = batcher.num_batches, batcher.num_batched_jobs
     assert asyncio.run(_fire(live.base_url, 8, stream=True)) == [200] * 8
     assert batcher.num_batched_jobs - jobs == 8
@@ -42,7 +42,7 @@ def test_a_batch_whose_clients_all_left_ends_early(live) -> None:
     import socket
     import time
 
-    batcher = live.runtime.batcher
+    batcher = live.served.batcher
     aborted = batcher.num_aborted_batches
     host, port = live.base_url.removeprefix("http://").split(":")
     body = b'{"prompt": "def", "max_tokens": 24, "ignore_eos": true, "stream": true}'
@@ -73,7 +73,7 @@ def test_a_request_arriving_mid_call_joins_the_running_engine_call(tiny_pair, tm
 
     server, (uv, thread) = start_server(tiny_pair, tmp=tmp_path, max_tokens=220, context_limit=256, max_batch=4)
     try:
-        batcher = server.runtime.batcher
+        batcher = server.served.batcher
         long_body = {"prompt": "def", "max_tokens": 220, "ignore_eos": True, "stream": True}
         with (
             httpx.Client(base_url=server.base_url, timeout=60) as client,
@@ -91,5 +91,5 @@ def test_a_request_arriving_mid_call_joins_the_running_engine_call(tiny_pair, tm
     finally:
         uv.should_exit = True
         thread.join(10)
-        if server.runtime.records is not None:
-            server.runtime.records.close()
+        if server.served.records is not None:
+            server.served.records.close()

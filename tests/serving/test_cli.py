@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from specops.local.servers import wait_until_ready
-from tests.serving.conftest import free_port
+from specops.local.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +127,25 @@ def test_auto_dtype_is_bfloat16_on_cuda_and_float32_elsewhere(tiny_pair: Path) -
     assert torch_dtype(ServingConfig(pair=str(tiny_pair), device="cuda:0")) == "bfloat16"
     assert torch_dtype(ServingConfig(pair=str(tiny_pair))) == "float32"
     assert torch_dtype(ServingConfig(pair=str(tiny_pair), device="cuda", dtype="float32")) == "float32"
+
+
+def test_serve_has_one_option_per_serving_config_field_with_help_and_env_var() -> None:
+    import dataclasses
+
+    import typer
+    import typer.main
+
+    from specops.cli import serve
+    from specops.serving.config import ServingConfig
+
+    app = typer.Typer(add_completion=False)
+    serve.install(app)
+    options = {param.name: param for param in typer.main.get_command(app).params}
+    fields = [field.name for field in dataclasses.fields(ServingConfig)]
+    assert sorted(options) == sorted(fields)
+    assert {name: options[name].envvar for name in fields} == {name: f"SPECOPS_{name.upper()}" for name in fields}
+    assert all(options[name].help for name in fields)
+    assert options["pair"].required
+    assert options["adaptive"].opts == ["--adaptive"] and options["adaptive"].secondary_opts == ["--fixed-k"]
+    assert options["telemetry"].secondary_opts == ["--no-telemetry"]
+    assert options["max_wait_ms"].opts == ["--max-wait-ms"] and options["max_wait_ms"].default == 10.0

@@ -224,8 +224,8 @@ def test_a_stop_string_ends_the_text_before_it(twin) -> None:
 
 
 def test_a_request_filling_the_whole_context_is_served(twin) -> None:
-    runtime = twin.runtime
-    limit = runtime.context_limit
+    served = twin.served
+    limit = served.context_limit
     prompt = list(range(5, 5 + limit - 8))
     with twin.client() as client:
         response = client.post(

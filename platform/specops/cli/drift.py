@@ -34,7 +34,7 @@ def install(app: typer.Typer) -> None:
         from specops.governance.audit import AuditLog
         from specops.governance.store import open_store
         from specops.monitoring import drift as drift_monitor
-        from specops.monitoring.spec import duration_seconds
+        from specops.monitoring.slo_spec import duration_seconds
         from specops.settings import Settings
 
         settings = Settings.from_env()

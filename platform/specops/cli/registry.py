@@ -138,8 +138,7 @@ def register(
     """
     from rich.console import Console
 
-    from specops.pairs import qualification
-    from specops.pairs import spec as pair_spec
+    from specops.pairs import pair_spec, qualification
 
     qualification.check_floors(
         min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
@@ -203,8 +202,7 @@ def qualify(
     from rich.console import Console
 
     from specops.errors import StoreUnavailable
-    from specops.pairs import qualification
-    from specops.pairs import spec as pair_spec
+    from specops.pairs import pair_spec, qualification
 
     qualification.check_floors(
         min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")

@@ -23,8 +23,7 @@ def install(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write OUT/rules.yaml (a Prometheus rules file) and OUT/prometheusrule.yaml."""
-        from specops.monitoring import spec as slo_spec
-        from specops.monitoring import writer
+        from specops.monitoring import slo_spec, writer
 
         parsed = slo_spec.load(spec_file) if spec_file else slo_spec.load_default()
         extra = dict(_key_value(item) for item in label)
@@ -34,8 +33,7 @@ def install(app: typer.Typer) -> None:
     @slo.command("check")
     def check(spec_file: Path = typer.Option(..., "--spec", help="SLO spec YAML to validate.")) -> None:
         """Validate a spec and list its SLOs."""
-        from specops.monitoring import rules
-        from specops.monitoring import spec as slo_spec
+        from specops.monitoring import rules, slo_spec
 
         parsed = slo_spec.load(spec_file)
         rules.generate(parsed)

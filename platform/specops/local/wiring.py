@@ -130,7 +130,7 @@ class LocalRuntime:
     ) -> Any:
         """The qualified version holding exactly these checkpoints, registering (and qualifying) it if new."""
         from specops.errors import NotFound
-        from specops.pairs.spec import weights_sha256
+        from specops.pairs.pair_spec import weights_sha256
 
         wanted = {"pair.target_sha256": weights_sha256(target), "pair.draft_sha256": weights_sha256(draft)}
         try:

@@ -1,13 +1,16 @@
 """Monitoring that triggers action: SLO specs → Prometheus rules, Evidently drift, the Alertmanager
 webhook receiver, and Grafana dashboards as code.
 
-Layers (Sloth's): :mod:`spec` parses and validates, :mod:`rules` generates plain rule groups,
+Layers (Sloth's): :mod:`slo_spec` parses and validates, :mod:`rules` generates plain rule groups,
 :mod:`writer` writes files. :mod:`drift` compares request-record windows with Evidently,
 :mod:`receiver` turns Alertmanager notifications into incidents and rollout observations,
 :mod:`dashboards` builds the Grafana dashboards. Heavy libraries (evidently, fastapi, the Grafana SDK)
-are imported by those modules only, so importing this package stays cheap.
+are imported by those modules only, which load on first use, so importing this package stays cheap.
 """
 
-from specops.monitoring import names, rules, spec, templates, writer
+from specops.lazy_modules import lazy_submodules
+from specops.monitoring import names, rules, slo_spec, templates, writer
 
-__all__ = ["names", "rules", "spec", "templates", "writer"]
+__all__ = ["dashboards", "drift", "names", "receiver", "rules", "slo_spec", "templates", "writer"]
+
+__getattr__, __dir__ = lazy_submodules(__name__, ["dashboards", "drift", "receiver"])

@@ -1,4 +1,4 @@
-"""Generate: a validated :class:`~specops.monitoring.spec.SLOSpec` → Prometheus rule groups (plain data).
+"""Generate: a validated :class:`~specops.monitoring.slo_spec.SLOSpec` → Prometheus rule groups (plain data).
 
 Pure functions, no I/O; :mod:`specops.monitoring.writer` turns the groups into files. For each SLO:
 
@@ -18,7 +18,7 @@ from prometheus_client.utils import floatToGoString
 
 from specops.errors import InvalidInput
 from specops.monitoring import names, templates
-from specops.monitoring.spec import SLO, Severity, SLIKind, SLOSpec, duration_seconds
+from specops.monitoring.slo_spec import SLO, Severity, SLIKind, SLOSpec, duration_seconds
 
 
 @dataclass(frozen=True)

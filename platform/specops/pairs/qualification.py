@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from specops.errors import InvalidInput, QualificationRefused
-from specops.pairs import spec as pair_spec
+from specops.pairs import pair_spec
 
 DEFAULT_MIN_ACCEPTANCE = 0.2
 """Acceptance-rate floor when neither the spec nor a flag says otherwise."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from specops.errors import Conflict, InvalidInput, NotFound, SpecOpsError, StoreUnavailable
-from specops.pairs import spec as pair_spec
+from specops.pairs import pair_spec
 from specops.registry import packaging
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from specops.errors import InvalidInput, StoreUnavailable
-from specops.pairs.spec import PairSpec
+from specops.pairs.pair_spec import PairSpec
 
 SPECULATORS_ALGORITHM = "specdec"
 """Speculators' name for an independent draft model proposing for a verifier."""

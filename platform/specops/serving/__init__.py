@@ -1,11 +1,15 @@
-"""Serving runtime on KServe: OpenAI-compatible completions (+ streaming), KServe v1/v2, batching.
+"""Serving on KServe: OpenAI-compatible completions (+ streaming), KServe v1/v2 predict, dynamic batching.
 
-Modules: `config` (what a process serves), `batcher` (dynamic batching onto the engine thread),
-`runtime` (validation, streaming, metrics, request records), `protocol` (OpenAI bodies),
-`openai_routes` (FastAPI routes + error accounting), `kserve_model` (v1/v2 predict) and `server`
-(start KServe's ModelServer). Only `config` is imported here: the rest pulls in torch and kserve.
+Public modules: `config` (what a process serves, and the options of `specops serve`), `engine_port`
+(what serving needs of an engine), `served_pair` (validation, streaming, metrics, request records of one
+pair version) and `server` (start KServe's ModelServer). Inside: `batcher`, `detokenizer`,
+`openai_schema` (OpenAI bodies), `openai_routes`, `openai_streaming` and `kserve_model` (v1/v2).
+`config` and `engine_port` are imported here; the rest load on first use (they pull in kserve and torch).
 """
 
-from specops.serving import config
+from specops.lazy_modules import lazy_submodules
+from specops.serving import config, engine_port
 
-__all__ = ["config"]
+__all__ = ["config", "engine_port", "served_pair", "server"]
+
+__getattr__, __dir__ = lazy_submodules(__name__, ["served_pair", "server"])

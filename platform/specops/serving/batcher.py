@@ -22,12 +22,15 @@ import concurrent.futures
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from specops import errors
+from specops.serving.engine_port import ServingEngine
 from specops.telemetry import metrics as telemetry_metrics
+
+if TYPE_CHECKING:
+    from specops.engine import GenerationResult, SamplingParams, StepStats
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class TokensEvent:
 class DoneEvent:
     """The engine finished the sequence; ``result`` is its ``GenerationResult``."""
 
-    result: Any
+    result: GenerationResult
     at: float
 
 
@@ -67,7 +70,7 @@ class GenerationJob:
     """One sequence to generate: its prompt, sampling parameters and where its events go."""
 
     prompt_ids: list[int]
-    params: Any  # specops.engine.SamplingParams
+    params: SamplingParams
     arrival: float = field(default_factory=time.perf_counter)
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
@@ -77,7 +80,7 @@ class GenerationJob:
 class DynamicBatcher:
     """Forms batches from queued jobs and runs them on one engine thread.
 
-    generate: ``SpeculativeEngine.generate`` (with ``on_tokens``, ``on_step``, ``on_finish``, ``admit``).
+    engine: runs the batches (``generate`` with ``on_tokens``, ``on_step``, ``on_finish``, ``admit``).
     max_batch: most jobs per engine call. max_wait_s: longest the oldest queued job waits for company.
     max_sequence_tokens: most prompt + new tokens of a job (the context limit; sizes the engine's caches).
     """
@@ -85,13 +88,13 @@ class DynamicBatcher:
     def __init__(
         self,
         *,
-        generate: Callable[..., Sequence[Any]],
+        engine: ServingEngine,
         max_batch: int,
         max_wait_s: float,
         metrics: telemetry_metrics.ServingMetrics,
         max_sequence_tokens: int,
     ) -> None:
-        self._generate = generate
+        self._engine = engine
         self.max_sequence_tokens = max_sequence_tokens
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -211,8 +214,8 @@ class DynamicBatcher:
         """One engine call that admits queued jobs into freed rows until nothing runs or waits."""
         in_row: dict[int, GenerationJob] = dict(enumerate(batch))
 
-        def admit(free_rows: list[int]) -> list[tuple[list[int], Any]]:
-            taken: list[tuple[list[int], Any]] = []
+        def admit(free_rows: list[int]) -> list[tuple[list[int], SamplingParams]]:
+            taken: list[tuple[list[int], SamplingParams]] = []
             while len(taken) < len(free_rows) and self._pending and not self._stopping:
                 job = self._pending.popleft()
                 if job.cancelled:
@@ -228,7 +231,7 @@ class DynamicBatcher:
                 self._set_running(len(in_row))
             return taken
 
-        def on_finish(row: int, result: Any) -> None:
+        def on_finish(row: int, result: GenerationResult) -> None:
             job = in_row.pop(row)
             if not job.cancelled:
                 _post(loop, job, DoneEvent(result, time.perf_counter()))
@@ -245,7 +248,7 @@ class DynamicBatcher:
                 raise BatchAborted  # nobody is listening and nobody waits: free the engine
 
         try:
-            self._generate(
+            self._engine.generate(
                 [job.prompt_ids for job in batch],
                 [job.params for job in batch],
                 on_tokens=on_tokens,
@@ -278,7 +281,7 @@ class DynamicBatcher:
         self.largest_batch = max(self.largest_batch, count)
         self._report()
 
-    def _count_step(self, step: Any) -> None:
+    def _count_step(self, step: StepStats) -> None:
         self._metrics.step(
             num_draft_tokens=step.num_draft_tokens,
             num_accepted_tokens=step.num_accepted_tokens,

@@ -2,69 +2,84 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass, field
+import typing
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from specops import errors
 
 ROLES: tuple[str, ...] = ("stable", "canary")
 
 
+ENV_PREFIX = "SPECOPS_"
+"""Every setting may come from the environment as ``SPECOPS_<FIELD NAME IN CAPITALS>``."""
+
+
+def _setting(default: Any = MISSING, *, doc: str, flag: str = "") -> Any:
+    """A `ServingConfig` field: its default, its help text and (for on/off switches) its flag pair."""
+    metadata = {"help": doc, "flag": flag}
+    return field(metadata=metadata) if default is MISSING else field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class ServingConfig:
-    """Settings of one serving process (flags of `specops serve`, env fallbacks ``SPECOPS_*``).
+    """Settings of one serving process: the options of `specops serve`, each also read from ``SPECOPS_*``.
 
-    pair: a pair folder (``target/``, ``draft/``, optional ``pair.json``) or an MLflow URI
-        ``models:/NAME/VERSION`` / ``models:/NAME@ALIAS`` (``SPECOPS_PAIR``).
-    port: HTTP port; the KServe server binds every interface (``SPECOPS_PORT``, default 8080).
-    role: ``stable`` or ``canary``; a label on every metric and record (``SPECOPS_ROLE``).
-    deployment: deployment name stored on request records (``SPECOPS_DEPLOYMENT``, default the model name).
-    model_name: the name clients send as ``model`` and the KServe model name (``SPECOPS_MODEL_NAME``;
-        default the pair's name).
-    pair_version: version label (``SPECOPS_PAIR_VERSION``; default pair.json's version, the MLflow
-        version, or ``local``).
-    max_batch: most sequences per engine batch (``SPECOPS_MAX_BATCH``, default 16).
-    max_wait_ms: longest the batcher holds the first queued request for others to join, counted
-        from its arrival or from the end of the previous batch (``SPECOPS_MAX_WAIT_MS``, default
-        10 ms: a fraction of one engine step buys full batches under load).
-    max_tokens: largest ``max_tokens`` a request may ask for (``SPECOPS_MAX_TOKENS``, default 512).
-    context_limit: most prompt + output tokens per request; 0 means the target's
-        ``max_position_embeddings`` (``SPECOPS_CONTEXT_LIMIT``).
-    database_url: SQLAlchemy URL for request records; empty disables them (``SPECOPS_DATABASE_URL``).
-    record_sample_rate: share of requests recorded, 0..1 (``SPECOPS_RECORD_SAMPLE_RATE``, default 1).
-    record_prompt: prompt redaction in records: full | none | hash | truncate:N (``SPECOPS_RECORD_PROMPT``).
-    telemetry: metrics and records on (default); off only to measure their cost.
-    num_speculative_tokens: largest draft length k (``SPECOPS_NUM_SPECULATIVE_TOKENS``).
-    adaptive: let the engine adapt k per sequence and batch size; off: fixed k.
-    proposer: ``draft``, ``prompt_lookup`` or ``none``; ``draft`` falls back to ``prompt_lookup``
-        when the pair has no draft model.
-    The last three default (None) to the pair's ``pair.json`` ``speculation`` section, else k=4,
-    adaptive, draft.
-    device: torch device (``SPECOPS_DEVICE``, default ``cpu``).
-    dtype: weights' dtype: ``auto`` (bfloat16 on CUDA, float32 elsewhere), ``float32``, ``bfloat16``
-        or ``float16`` (``SPECOPS_DTYPE``).
+    Each field's metadata holds its help text; `options` derives the command-line flag and the
+    environment variable from the field's name, so the command and this class cannot drift apart.
     """
 
-    pair: str
-    port: int = 8080
-    role: str = "stable"
-    deployment: str = ""
-    model_name: str = ""
-    pair_version: str = ""
-    max_batch: int = 16
-    max_wait_ms: float = 10.0
-    max_tokens: int = 512
-    context_limit: int = 0
-    database_url: str = ""
-    record_sample_rate: float = 1.0
-    record_prompt: str = "full"
-    telemetry: bool = True
-    num_speculative_tokens: int | None = None
-    adaptive: bool | None = None
-    proposer: str | None = None
-    device: str = "cpu"
-    dtype: str = "auto"
+    pair: str = _setting(
+        doc="Pair folder (target/, draft/, optional pair.json), or models:/NAME/VERSION or models:/NAME@ALIAS."
+    )
+    port: int = _setting(8080, doc="HTTP port; the KServe server binds every interface.")
+    role: str = _setting("stable", doc="stable or canary: a label on every metric and request record.")
+    deployment: str = _setting(
+        "", doc="Deployment name stored on request records, also accepted as the model name (default: the model name)."
+    )
+    model_name: str = _setting(
+        "", doc="Model name clients send as `model`, and the KServe model name (default: the pair's name)."
+    )
+    pair_version: str = _setting(
+        "", doc="Version label (default: pair.json's version, the MLflow version, or 'local')."
+    )
+    max_batch: int = _setting(16, doc="Most sequences per engine batch.")
+    # 10 ms, a fraction of one engine step, buys full batches under load
+    max_wait_ms: float = _setting(
+        10.0,
+        doc="Longest the batcher holds the first queued request for others to join, in ms, counted from its "
+        "arrival or from the end of the previous batch.",
+    )
+    max_tokens: int = _setting(512, doc="Largest max_tokens a request may ask for.")
+    context_limit: int = _setting(
+        0, doc="Most prompt + output tokens per request (0: the target's max_position_embeddings)."
+    )
+    database_url: str = _setting("", doc="SQLAlchemy URL for request records (empty: no records).")
+    record_sample_rate: float = _setting(1.0, doc="Share of requests recorded, 0..1.")
+    record_prompt: str = _setting("full", doc="Prompt in records: full | none | hash | truncate:N.")
+    telemetry: bool = _setting(
+        True, flag="--telemetry/--no-telemetry", doc="Metrics and request records (off only to measure their cost)."
+    )
+    num_speculative_tokens: int | None = _setting(
+        None, doc="Largest draft length k (default: pair.json's speculation section, else 4)."
+    )
+    adaptive: bool | None = _setting(
+        None,
+        flag="--adaptive/--fixed-k",
+        doc="Adapt k per sequence to acceptance and batch size, or keep it fixed (default: pair.json, else adaptive).",
+    )
+    proposer: str | None = _setting(
+        None,
+        doc="draft | prompt_lookup | none; draft falls back to prompt_lookup when the pair has no draft model "
+        "(default: pair.json, else draft).",
+    )
+    device: str = _setting("cpu", doc="torch device.")
+    dtype: str = _setting(
+        "auto", doc="Weights' dtype: auto (bfloat16 on CUDA, else float32) | float32 | bfloat16 | float16."
+    )
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -97,6 +112,34 @@ def torch_dtype(config: ServingConfig) -> str:
     if config.dtype != "auto":
         return config.dtype
     return "bfloat16" if config.device.startswith("cuda") else "float32"
+
+
+@dataclass(frozen=True)
+class ServingOption:
+    """One `ServingConfig` field as a command-line option (`specops serve` builds its options from these)."""
+
+    name: str  # the field's name, and the command function's parameter
+    flags: str  # "--max-batch", or a pair "--telemetry/--no-telemetry" for an on/off switch
+    envvar: str  # SPECOPS_MAX_BATCH
+    help: str
+    default: Any  # ... (Ellipsis) when the option is required
+    annotation: Any  # the field's type, resolved (int, str | None, ...)
+
+
+def options() -> list[ServingOption]:
+    """Every `ServingConfig` field as an option, in field order: flag and env var derived from its name."""
+    types = typing.get_type_hints(ServingConfig)
+    return [
+        ServingOption(
+            name=item.name,
+            flags=item.metadata["flag"] or "--" + item.name.replace("_", "-"),
+            envvar=ENV_PREFIX + item.name.upper(),
+            help=item.metadata["help"],
+            default=... if item.default is MISSING else item.default,
+            annotation=types[item.name],
+        )
+        for item in dataclasses.fields(ServingConfig)
+    ]
 
 
 @dataclass(frozen=True)

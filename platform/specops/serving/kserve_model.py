@@ -1,4 +1,4 @@
-"""The pair as a `kserve.Model`: KServe v1 ``:predict`` and v2 ``/infer`` over the same runtime.
+"""The pair as a `kserve.Model`: KServe v1 ``:predict`` and v2 ``/infer`` over the same `ServedPair`.
 
 v1: ``POST /v1/models/NAME:predict`` with ``{"instances": [PROMPT | {"prompt": ..., "max_tokens": ...}],
 "parameters": {...defaults}}`` → ``{"predictions": [{"text", "finish_reason", "prompt_tokens",
@@ -22,22 +22,22 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from specops.serving import openai_routes, protocol
-from specops.serving.runtime import Completion, RequestError, ServingRuntime
+from specops.serving import openai_routes, openai_schema
+from specops.serving.served_pair import Completion, RequestError, ServedPair
 
 #: Most prompts in one v1/v2 request.
-MAX_INSTANCES = protocol.MAX_CHOICES
+MAX_INSTANCES = openai_schema.MAX_CHOICES
 
 
 class PredictParameters(BaseModel):
     """Sampling fields of a v1 instance or v2 ``parameters`` (strict, like the OpenAI bodies)."""
 
-    model_config = protocol.STRICT_CONFIG
+    model_config = openai_schema.STRICT_CONFIG
     max_tokens: int | None = Field(default=16, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=-1)
-    seed: protocol.Seed | None = None
+    seed: openai_schema.Seed | None = None
     stop: str | list[str] | None = Field(default=None)
     ignore_eos: bool = False
 
@@ -47,11 +47,11 @@ class PredictInstance(PredictParameters):
 
 
 class SpeculativeModel(kserve.Model):
-    """A KServe model whose predict runs the speculative runtime (already loaded: ready at once)."""
+    """A KServe model whose predict runs the served pair (already loaded: ready at once)."""
 
-    def __init__(self, runtime: ServingRuntime) -> None:
-        super().__init__(runtime.model_name)
-        self.runtime = runtime
+    def __init__(self, served: ServedPair) -> None:
+        super().__init__(served.model_name)
+        self.served = served
         self.ready = True
 
     def load(self) -> bool:
@@ -60,7 +60,7 @@ class SpeculativeModel(kserve.Model):
 
     def stop(self) -> None:
         """KServe unloads models at shutdown: end the running engine call at its next step."""
-        self.runtime.batcher.stop()
+        self.served.batcher.stop()
 
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers: dict[str, str] | None = None
@@ -72,13 +72,13 @@ class SpeculativeModel(kserve.Model):
                 return await self._predict_v1(payload)
             raise RequestError("request body must be a JSON object")
         except RequestError as error:
-            openai_routes.count_error(self.runtime, error.reason)
+            openai_routes.count_error(self.served, error.reason)
             if error.status >= 500:
                 raise
             raise InvalidInput(error.message) from error
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        openai_routes.count_error(self.runtime, "invalid_request")
+        openai_routes.count_error(self.served, "invalid_request")
         raise InvalidInput("explain is not supported by this model")
 
     # -- v1 -------------------------------------------------------------------------------------------------
@@ -132,14 +132,14 @@ class SpeculativeModel(kserve.Model):
     # -- shared ---------------------------------------------------------------------------------------------
 
     async def _complete(self, items: list[tuple[str, PredictParameters]]) -> list[Completion]:
-        runtime = self.runtime
+        served = self.served
         prepared = []
         for prompt, params in items:
             stop = (
                 () if params.stop is None else ((params.stop,) if isinstance(params.stop, str) else tuple(params.stop))
             )
             prepared.append(
-                runtime.prepare(
+                served.prepare(
                     prompt=prompt,
                     max_tokens=params.max_tokens,
                     temperature=params.temperature,
@@ -151,7 +151,7 @@ class SpeculativeModel(kserve.Model):
                 )
             )
         try:
-            return list(await asyncio.gather(*(runtime.complete(p) for p in prepared)))
+            return list(await asyncio.gather(*(served.complete(p) for p in prepared)))
         except RequestError:
             openai_routes.mark_counted()
             raise
@@ -205,6 +205,6 @@ def _prediction(result: Completion) -> dict[str, Any]:
         "finish_reason": result.finish_reason,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
-        "acceptance_rate": float(getattr(stats, "acceptance_rate", 0.0) or 0.0),
-        "mean_accepted_length": float(getattr(stats, "mean_accepted_length", 1.0) or 1.0),
+        "acceptance_rate": stats.acceptance_rate if stats is not None else 0.0,
+        "mean_accepted_length": stats.mean_accepted_length if stats is not None else 1.0,
     }

@@ -15,9 +15,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specops.serving.config import ServingConfig, resolve_pair
+
+if TYPE_CHECKING:
+    from specops.serving.served_pair import ServedPair
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def quiet_client_errors() -> None:
         kserve_logger.addFilter(ClientErrorLogFilter())
 
 
-def build_app(runtime: Any) -> Any:
+def build_app(served: ServedPair) -> Any:
     """A fresh FastAPI app with KServe's routes, middlewares and error handlers plus ours (for tests).
 
     Production uses `serve`, which puts the same routes on ``kserve.model_server.app``.
@@ -75,7 +78,7 @@ def build_app(runtime: Any) -> Any:
 
     quiet_client_errors()
     repository = ModelRepository()
-    repository.update(kserve_model.SpeculativeModel(runtime))
+    repository.update(kserve_model.SpeculativeModel(served))
     rest = RESTServer(
         "kserve.model_server:app",
         DataPlane(model_registry=repository),
@@ -83,7 +86,7 @@ def build_app(runtime: Any) -> Any:
         http_port=0,
     )
     app = FastAPI(title="SpecOps serving", default_response_class=ORJSONResponse, docs_url=None, redoc_url=None)
-    openai_routes.install(app, runtime)
+    openai_routes.install(app, served)
     rest._add_middlewares(app)
     rest._register_endpoints(app)
     rest._add_exception_handlers(app)
@@ -99,28 +102,25 @@ def serve(config: ServingConfig, *, started: float | None = None) -> None:
     prometheus_client.disable_created_metrics()  # scrapes every second: skip the *_created series
     phase = time.perf_counter()
     model_server = import_kserve_model_server()
-    from specops.serving import kserve_model, openai_routes
-    from specops.serving.runtime import ServingRuntime
+    from specops.serving import kserve_model, openai_routes, served_pair
 
     phases = {"import kserve": time.perf_counter() - phase}
     phase = time.perf_counter()
-    runtime = ServingRuntime.load(config, pair)
+    served = served_pair.ServedPair.load(config, pair)
     phases["load engine"] = time.perf_counter() - phase
     quiet_client_errors()
-    openai_routes.install(model_server.app, runtime)
-    _log_ready_time(model_server.app, runtime, started, phases)
+    openai_routes.install(model_server.app, served)
+    _log_ready_time(model_server.app, served, started, phases)
     server = model_server.ModelServer(http_port=config.port, enable_grpc=False, workers=1, enable_latency_logging=False)
     try:
-        server.start([kserve_model.SpeculativeModel(runtime)])
+        server.start([kserve_model.SpeculativeModel(served)])
     finally:
-        runtime.batcher.stop()
-        if runtime.records is not None:
-            runtime.records.close()
-        log.info(
-            "specops serve stopped (records written %s, dropped %s)",
-            getattr(runtime.records, "num_written", 0),
-            getattr(runtime.records, "num_dropped", 0),
-        )
+        served.batcher.stop()
+        written = dropped = 0
+        if served.records is not None:
+            served.records.close()
+            written, dropped = served.records.num_written, served.records.num_dropped
+        log.info("specops serve stopped (records written %s, dropped %s)", written, dropped)
 
 
 def _seconds_since_process_start() -> float | None:
@@ -135,14 +135,14 @@ def _seconds_since_process_start() -> float | None:
         return None
 
 
-def _log_ready_time(app: Any, runtime: Any, started: float, phases: dict[str, float]) -> None:
+def _log_ready_time(app: Any, served: ServedPair, started: float, phases: dict[str, float]) -> None:
     async def report() -> None:
         age = _seconds_since_process_start()
         seconds = age if age is not None else time.perf_counter() - started
         detail = ", ".join(f"{name} {value:.2f} s" for name, value in phases.items())
         message = (
-            f"specops serve ready: model {runtime.model_name} pair {runtime.pair.name} "
-            f"version {runtime.pair_version} role {runtime.role} in {seconds:.2f} s since process "
+            f"specops serve ready: model {served.model_name} pair {served.pair.name} "
+            f"version {served.pair_version} role {served.role} in {seconds:.2f} s since process "
             f"start ({detail})"
         )
         log.info(message)

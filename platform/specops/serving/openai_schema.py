@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from specops.serving.engine_port import ServingTokenizer
+
 #: Most prompts x n choices in one request.
 MAX_CHOICES = 16
 #: Most stop strings (OpenAI's limit).
@@ -26,11 +28,18 @@ Seed = Annotated[int, Field(ge=-(2**63), lt=2**64)]
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 
-def _utf8(value: str, field_name: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(f"{field_name} is not valid UTF-8 text") from error
+def _utf8(value: Any, field_name: str) -> Any:
+    """Refuse ``value`` when a text in it (the string itself, the strings of a list, the text of its
+    parts) is not valid UTF-8; token ids and other items pass."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        text = item.text if isinstance(item, TextPart) else item
+        if not isinstance(text, str):
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"{field_name} is not valid UTF-8 text") from error
     return value
 
 
@@ -60,9 +69,7 @@ class _SamplingFields(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_utf8(cls, value: str | list[str] | None) -> str | list[str] | None:
-        for text in [value] if isinstance(value, str) else (value or []):
-            _utf8(text, "stop")
-        return value
+        return _utf8(value, "stop")
 
     @model_validator(mode="after")
     def _unsupported(self) -> _SamplingFields:
@@ -107,13 +114,7 @@ class CompletionRequest(_SamplingFields):
     @field_validator("prompt")
     @classmethod
     def _prompt_utf8(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            _utf8(value, "prompt")
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, str):
-                    _utf8(item, "prompt")
-        return value
+        return _utf8(value, "prompt")
 
     def prompts(self) -> list[str | list[int]]:
         """The prompts as a list (a single string or token list becomes one item)."""
@@ -140,12 +141,7 @@ class ChatMessage(BaseModel):
     @field_validator("content")
     @classmethod
     def _content_utf8(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            _utf8(value, "content")
-        elif isinstance(value, list):
-            for part in value:
-                _utf8(part.text, "content")
-        return value
+        return _utf8(value, "content")
 
     def text(self) -> str:
         if self.content is None:
@@ -175,10 +171,10 @@ class ChatCompletionRequest(_SamplingFields):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
-def render_chat(tokenizer: Any, messages: list[ChatMessage]) -> str:
+def render_chat(tokenizer: ServingTokenizer, messages: list[ChatMessage]) -> str:
     """The prompt text for ``messages``: the tokenizer's chat template, or a plain role-prefixed one."""
     turns = [{"role": m.role, "content": m.text()} for m in messages]
-    if getattr(tokenizer, "chat_template", None):
+    if tokenizer.chat_template:
         try:
             return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
         except Exception:  # a template that refuses these roles: fall back to the plain form

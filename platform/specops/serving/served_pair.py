@@ -1,8 +1,8 @@
-"""The serving runtime: validates requests, feeds the batcher, streams text, counts and records.
+"""`ServedPair`: one pair version served: validates requests, feeds the batcher, streams text, counts and records.
 
 Protocol front-ends (OpenAI routes, KServe v1/v2 predict) turn their request bodies into
-`PreparedRequest`s with :meth:`ServingRuntime.prepare` (which raises `RequestError`, a 4xx, for
-anything the client got wrong) and consume :meth:`ServingRuntime.generate`, an async stream of
+`PreparedRequest`s with :meth:`ServedPair.prepare` (which raises `RequestError`, a 4xx, for
+anything the client got wrong) and consume :meth:`ServedPair.generate`, an async stream of
 `TextDelta`s. Request-level metrics and the request record are taken here, once per request.
 """
 
@@ -14,13 +14,18 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specops import errors
 from specops.serving import batcher as batching
 from specops.serving.config import ResolvedPair, ServingConfig
+from specops.serving.detokenizer import IncrementalDetokenizer
+from specops.serving.engine_port import ServingEngine
 from specops.telemetry import metrics as telemetry_metrics
 from specops.telemetry import records as telemetry_records
+
+if TYPE_CHECKING:
+    from specops.engine import GenerationResult, RequestStats, SamplingParams
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +74,7 @@ class PreparedRequest:
     """A validated request: token ids, sampling parameters and the text kept for the record."""
 
     prompt_ids: list[int]
-    params: Any  # specops.engine.SamplingParams
+    params: SamplingParams
     prompt_text: str
     stop: tuple[str, ...] = ()
 
@@ -83,7 +88,7 @@ class TextDelta:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    stats: Any = None  # specops.engine.RequestStats on the last delta
+    stats: RequestStats | None = None  # on the last delta
 
 
 @dataclass
@@ -102,16 +107,16 @@ class Completion:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
-    stats: Any = None
+    stats: RequestStats | None = None
 
 
-class ServingRuntime:
+class ServedPair:
     """One pair version behind one model name: engine, batcher, metrics and request records."""
 
     def __init__(
         self,
         *,
-        engine: Any,
+        engine: ServingEngine,
         config: ServingConfig,
         pair: ResolvedPair,
         metrics: telemetry_metrics.ServingMetrics,
@@ -128,22 +133,15 @@ class ServingRuntime:
         self.deployment = config.deployment or self.model_name
         self.role = config.role
         self.served_names = frozenset({self.model_name, self.deployment})
-        engine_context = int(getattr(engine, "max_context", 0) or 0)
-        limit = config.context_limit or engine_context
-        if engine_context:
-            limit = min(limit, engine_context)
-        self.context_limit = limit
+        self.context_limit = min(config.context_limit or engine.max_context, engine.max_context)
         self.max_tokens = config.max_tokens
-        target = getattr(engine, "target", None)
-        self.vocab_size = int(getattr(target, "vocab_size", 0) or 0) or len(self.tokenizer)
+        self.vocab_size = engine.target.vocab_size
         self.created = int(time.time())
-        warm_up = getattr(engine, "warm_up", None)
-        if warm_up is not None:
-            # capture the CUDA graphs of every batch shape the batcher can form now, not on the request
-            # path (a no-op without graphs); the batcher batches continuously
-            warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit, continuous=True)
+        # capture the CUDA graphs of every batch shape the batcher can form now, not on the request
+        # path (a no-op without graphs); the batcher batches continuously
+        engine.warm_up(range(1, config.max_batch + 1), max_tokens=self.context_limit, continuous=True)
         self.batcher = batching.DynamicBatcher(
-            generate=engine.generate,
+            engine=engine,
             max_batch=config.max_batch,
             max_wait_s=config.max_wait_ms / 1000.0,
             metrics=metrics,
@@ -155,7 +153,7 @@ class ServingRuntime:
     # -- loading ---------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, config: ServingConfig, pair: ResolvedPair | None = None) -> ServingRuntime:
+    def load(cls, config: ServingConfig, pair: ResolvedPair | None = None) -> ServedPair:
         """Load the engine for ``config.pair`` and start the request-record writer."""
         from specops.serving.config import resolve_pair
 
@@ -395,12 +393,12 @@ class ServingRuntime:
         timing.last = event.at
         timing.num_tokens += count
 
-    def _finished(self, request: PreparedRequest, result: Any, timing: _Timing, e2e: float) -> None:
+    def _finished(self, request: PreparedRequest, result: GenerationResult, timing: _Timing, e2e: float) -> None:
         stats = result.stats
-        num_drafts = int(getattr(stats, "num_drafts", 0) or 0)
-        acceptance = float(getattr(stats, "acceptance_rate", 0.0) or 0.0)
-        accepted_length = float(getattr(stats, "mean_accepted_length", 1.0) or 1.0)
-        tokens_per_step = float(stats.tokens_per_step) if getattr(stats, "num_steps", 0) else None
+        num_drafts = stats.num_drafts
+        acceptance = stats.acceptance_rate
+        accepted_length = stats.mean_accepted_length
+        tokens_per_step = stats.tokens_per_step if stats.num_steps else None
         num_out = len(result.token_ids)
         itl_mean = ((timing.last or 0.0) - (timing.first or 0.0)) / (num_out - 1) if num_out > 1 else None
         self.metrics.finished(
@@ -436,58 +434,6 @@ class ServingRuntime:
         )
 
 
-class IncrementalDetokenizer:
-    """Turns streamed token ids into text deltas.
-
-    Text is re-decoded from all tokens so far (BPE merges across token boundaries), a trailing
-    U+FFFD (half a UTF-8 character) is held back, and so is any tail that could still become one of
-    the ``stop`` strings; the text is cut before the first stop string, which is never sent.
-    """
-
-    def __init__(self, tokenizer: Any, stop: Sequence[str] = ()) -> None:
-        self._tokenizer = tokenizer
-        self._stop = tuple(stop)
-        self._hold = max((len(s) for s in self._stop), default=1) - 1
-        self._ids: list[int] = []
-        self._sent = 0
-        self._stopped = False
-
-    def _text(self) -> str:
-        return self._tokenizer.decode(self._ids, skip_special_tokens=True)
-
-    def _cut(self, text: str) -> str:
-        if self._stop:
-            cuts = [i for i in (text.find(s) for s in self._stop) if i >= 0]
-            if cuts:
-                self._stopped = True
-                return text[: min(cuts)]
-        return text
-
-    def push(self, token_ids: list[int]) -> str:
-        if self._stopped:
-            return ""
-        self._ids.extend(token_ids)
-        text = self._cut(self._text())
-        end = len(text)
-        if not self._stopped:
-            end -= self._hold
-            while end > self._sent and text[end - 1] == "\ufffd":
-                end -= 1
-        if end <= self._sent:
-            return ""
-        delta, self._sent = text[self._sent : end], end
-        return delta
-
-    def finish(self, all_ids: list[int]) -> str:
-        """The rest of the text once the engine is done (``all_ids``: every output token)."""
-        if self._stopped:
-            return ""
-        self._ids = list(all_ids)
-        text = self._cut(self._text())
-        delta, self._sent = text[self._sent :], len(text)
-        return delta
-
-
 def record_writer(
     config: ServingConfig, metrics: telemetry_metrics.ServingMetrics
 ) -> telemetry_records.RequestRecordWriter | None:
@@ -505,7 +451,7 @@ def record_writer(
     return writer
 
 
-def _sampling_params_class() -> Any:
+def _sampling_params_class() -> type[SamplingParams]:
     from specops import engine as spec_engine
 
     return spec_engine.SamplingParams
