@@ -259,17 +259,6 @@ class SpeculativeEngine:
 
     def _call_capacity(self, longest: int, max_tokens: int, *, continuous: bool) -> int:
         """KV slots of a call whose longest sequence has `longest` tokens; with continuous batching an
-        admitted sequence's slots start after the longest running one's (see runner.py): room for both."""
-        return self._capacity(2 * max(longest, max_tokens) if continuous else longest)
-
-    def _capacity(self, max_tokens: int) -> int:
-        """KV slots per sequence: the longest sequence plus room for one step's holes, rounded up
-        so that calls of similar sizes share caches (and their CUDA graphs)."""
-        max_k = self.config.num_speculative_tokens if self.proposer is not None else 0
-        return -(-(max_tokens + 2 * (max_k + 1) + 16) // 128) * 128
-
-    def _call_capacity(self, longest: int, max_tokens: int, *, continuous: bool) -> int:
-        """KV slots of a call whose longest sequence has `longest` tokens; with continuous batching an
         admitted sequence's slots start after the longest running one's (see kv_cache.py): room for both."""
         return self._capacity(2 * max(longest, max_tokens) if continuous else longest)
 

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from specops import errors
-from specops.engine import forward, kernels, phases
+from specops.engine import kernels, phases
 from specops.engine.batch import left_padded
 from specops.engine.config import ExecutionSettings
+from specops.engine.forward import model_forward
 from specops.engine.fused_layer import FusedLayer
 from specops.engine.graphs import CapturedGraph
 from specops.engine.kv_cache import KVCache
@@ -342,23 +343,9 @@ class ModelRunner:
             graph = self._graphs[key] = make()
         return graph
 
-    def forward_slots(
-        self,
-        cache: KVCache,
-        input_ids: torch.Tensor,  # [batch_size, q]
-        input_valid: torch.Tensor,  # [batch_size, q]
-        start: torch.Tensor,  # [1] long, first slot
-        *,
-        kv_len: int | None,
-        logits: bool = True,
-        last: bool = False,
-        float32: bool = True,
-    ) -> torch.Tensor | None:
-        """The model over slots [start, start + q) already reserved, as device work alone (what a
-        `replay` computation runs); see `forward.model_forward` for what it returns."""
-        return forward.model_forward(
-            self, cache, input_ids, input_valid, start, kv_len=kv_len, logits=logits, last=last, float32=float32
-        )
+    #: The model over slots [start, start + q) already reserved, as device work alone: what a `replay`
+    #: computation runs (`forward.model_forward`).
+    forward_slots = model_forward
 
     def _greedy_rounds(
         self,
