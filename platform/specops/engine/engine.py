@@ -226,13 +226,13 @@ class SpeculativeEngine:
         Everything up to reading the decision is queued on the device without waiting; before the
         read, the next step is planned (`_plan_next`), so that its work queues behind this step's.
         """
-        packed, start = verify_step.queue(self.target, scheduler.batch, scheduler.cache, proposal)
+        packed, start = verify_step.queue(self.target, batch=scheduler.batch, cache=scheduler.cache, proposal=proposal)
         clock.mark()
         if self.proposer is not None:
             self.proposer.settle(proposal, packed[:, 0])
         decision = HostCopy(packed)
         planned_k = self._plan_next(scheduler, proposal, packed, cap=cap)
-        output_ids, num_accepted = verify_step.read(decision, scheduler.batch, scheduler.cache, start)
+        output_ids, num_accepted = verify_step.read(decision, batch=scheduler.batch, cache=scheduler.cache, start=start)
         return output_ids, num_accepted, planned_k
 
     def _plan_next(self, scheduler: Scheduler, proposal: Proposal, decided: torch.Tensor, *, cap: int) -> int:
@@ -287,7 +287,9 @@ class SpeculativeEngine:
                 zeros = torch.zeros(batch_size, max_k + 1, dtype=torch.long, device=self.device)
                 self.target.forward(cache, zeros, ones)  # the sampled steps' graph
                 staged = torch.zeros(3, batch_size, dtype=torch.long, device=self.device)
-                verify_step.replay_greedy(self.target, cache, staged, zeros[:, 1:])  # the greedy steps' graph
+                verify_step.replay_greedy(
+                    self.target, cache, staged=staged, draft_token_ids=zeros[:, 1:]
+                )  # the greedy steps' graph
                 cache.reset()
             self.target.warm_up_prefill(batch_size, capacity)
             if self.proposer is not None:

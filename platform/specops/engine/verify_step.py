@@ -19,7 +19,7 @@ from specops.engine.sampling import probabilities
 from specops.engine.transfer import HostCopy, host_staged, to_device
 
 
-def queue(target: ModelRunner, batch: SequenceBatch, cache: KVCache, proposal: Proposal) -> tuple[torch.Tensor, int]:
+def queue(target: ModelRunner, *, batch: SequenceBatch, cache: KVCache, proposal: Proposal) -> tuple[torch.Tensor, int]:
     """Queue the step's verification: the packed decision on the device [batch_size, 1 + max_k + 1]
     (accepted count, then tokens) and the step's first slot."""
     staged = host_staged(
@@ -28,11 +28,11 @@ def queue(target: ModelRunner, batch: SequenceBatch, cache: KVCache, proposal: P
         target.device,
     )  # [3, batch_size]: active, drafted, last token
     if batch.sampling.all_greedy:
-        return replay_greedy(target, cache, staged, proposal.draft_token_ids)
+        return replay_greedy(target, cache, staged=staged, draft_token_ids=proposal.draft_token_ids)
     return _verify_sampled(target, batch, cache, proposal, staged)
 
 
-def read(decision: HostCopy, batch: SequenceBatch, cache: KVCache, start: int) -> tuple[list[list[int]], list[int]]:
+def read(decision: HostCopy, *, batch: SequenceBatch, cache: KVCache, start: int) -> tuple[list[list[int]], list[int]]:
     """Wait for the decision; trim the cache to the last slot a running sequence kept. Returns each
     sequence's output tokens (accepted, then recovered or bonus, then -1) and accepted counts."""
     rows = decision.get().tolist()
@@ -43,7 +43,7 @@ def read(decision: HostCopy, batch: SequenceBatch, cache: KVCache, start: int) -
 
 
 def replay_greedy(
-    target: ModelRunner, cache: KVCache, staged: torch.Tensor, draft_token_ids: torch.Tensor
+    target: ModelRunner, cache: KVCache, *, staged: torch.Tensor, draft_token_ids: torch.Tensor
 ) -> tuple[torch.Tensor, int]:
     """`verify_greedy` over new slots of `cache`: (packed decision, first slot)."""
     batch_size, max_k = draft_token_ids.shape
