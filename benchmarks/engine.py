@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.adaptive import expected_speedup
 
 
@@ -683,9 +683,9 @@ def main() -> None:
             proposer=proposer,
             num_speculative_tokens=k,
             adaptive=adaptive,
-            cuda_graphs=not args.no_cuda_graphs,
-            compiled=not args.no_compile,
-            draft_ahead=draft_ahead,
+            execution=ExecutionSettings(
+                cuda_graphs=not args.no_cuda_graphs, compiled=not args.no_compile, draft_ahead=draft_ahead
+            ),
         )
         return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
 

@@ -40,7 +40,7 @@ def kernels(runner: ModelRunner, batch_size: int, q: int, calls: int = 20, *, pr
             runner.append(cache, prompts)
         else:
             with torch.inference_mode():
-                runner._forward(cache, ids, valid, start, kv_len=None)
+                runner.forward_slots(cache, ids, valid, start, kv_len=None)
         cache.reset()
 
     for _ in range(3):  # compile and warm up

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine import SMOKE, BenchRecipe, engine_run_continuous, engine_source_digest, llama, sync
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, StepStats
-from specops.engine.runner import KVCache
+from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine, StepStats
+from specops.engine.kv_cache import KVCache
 
 
 class _Tokenizer:
@@ -111,10 +111,11 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
     """`4 * batch_size` sequences of 64..192 new tokens through `batch_size` rows; admission parts timed."""
     from specops.engine.proposers import DraftModelProposer
     from specops.engine.runner import ModelRunner
+    from specops.engine.scheduler import Scheduler
 
     spent: dict[str, float] = dict.fromkeys(("admit", "append", "catch_up", "compact"), 0.0)
     calls: dict[str, int] = dict.fromkeys(spent, 0)
-    patched = [(SpeculativeEngine, "_admit", "admit"), (ModelRunner, "append", "append")]
+    patched = [(Scheduler, "admit", "admit"), (ModelRunner, "append", "append")]
     patched += [(DraftModelProposer, "_catch_up", "catch_up"), (KVCache, "compact", "compact")]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
 
@@ -181,9 +182,11 @@ def mode_engine(target, draft, name: str, proposer: str, k: int, *, compiled: bo
         proposer=proposer,
         num_speculative_tokens=k,
         adaptive=False,
-        compiled=compiled,
-        draft_ahead=not name.endswith("_inline"),
-        admit_in_step=not name.endswith("_admit_before"),
+        execution=ExecutionSettings(
+            compiled=compiled,
+            draft_ahead=not name.endswith("_inline"),
+            admit_in_step=not name.endswith("_admit_before"),
+        ),
     )
     return SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
 

@@ -1,8 +1,8 @@
 """Where a decoding step's wall time goes: device busy, device idle, and what the host did meanwhile.
 
 Untrained bench-size models, static batches (every draft is rejected: the step shapes are those of
-a trained pair's worst case). Each step is traced with torch.profiler; the engine's phases are named
-by wrapping its methods in `record_function`. Per mode the summary gives the mean step wall time, the
+a trained pair's worst case). Each step is traced with torch.profiler, in which the engine names
+its own phases (`specops.engine.PHASES`). Per mode the summary gives the mean step wall time, the
 device's busy and idle time per step, and which host phase was running while the device sat idle:
 
     PYTHONPATH=platform python benchmarks/engine_trace.py --out benchmarks/results/engine-trace-h100.json
@@ -17,7 +17,6 @@ device's busy and idle time per step, and which host phase was running while the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import itertools
 import json
@@ -26,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,74 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import engine_run, engine_run_continuous
 from engine_steps import MODES, bench_models, mode_engine, save_rows
 
-from specops.engine import SpeculativeEngine, StepStats
-from specops.engine.proposers import DraftModelProposer
-from specops.engine.runner import KVCache, ModelRunner
-from specops.engine.transfer import HostCopy
-
-PHASES = [
-    (SpeculativeEngine, "_admit"),
-    (SpeculativeEngine, "_verify_step"),
-    (SpeculativeEngine, "_emit"),
-    (DraftModelProposer, "propose"),
-    (DraftModelProposer, "_catch_up"),
-    (DraftModelProposer, "settle"),
-    (DraftModelProposer, "commit"),
-    (ModelRunner, "forward"),
-    (ModelRunner, "greedy_rounds"),
-    (ModelRunner, "tidy"),
-    (ModelRunner, "_prefill_alone"),
-    (ModelRunner, "_append_chunks"),
-    (KVCache, "compact"),
-    (HostCopy, "get"),
-]
-"""Methods whose host time is named in the trace (their name is the phase; `get` is the read of the
-verifier's decision, where the host waits for the device)."""
+from specops.engine import PHASES, SpeculativeEngine, StepStats
+from specops.engine.phases import host_microseconds
 
 DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
-
-
-@contextlib.contextmanager
-def _wrapped_phases(wrap: Callable[[Callable, str], Callable]) -> Iterator[None]:
-    """Replace every method of `PHASES` by `wrap(method, phase name)` while the block runs."""
-    originals = [(owner, name, getattr(owner, name)) for owner, name in PHASES]
-    for owner, name, original in originals:
-        setattr(owner, name, wrap(original, name.lstrip("_")))
-    try:
-        yield
-    finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
-
-
-def named_phases() -> contextlib.AbstractContextManager[None]:
-    """Wrap every method of `PHASES` in a `record_function` of its name."""
-
-    def named(original, label):
-        def call(*args, **kwargs):
-            with record_function(label):
-                return original(*args, **kwargs)
-
-        return call
-
-    return _wrapped_phases(named)
-
-
-def timed_phases(totals: dict[str, float]) -> contextlib.AbstractContextManager[None]:
-    """Add each `PHASES` method's host time (µs, inclusive of the phases it calls) to `totals`: a
-    clock read per call, so steps run at their own speed, unlike under the profiler."""
-
-    def timed(original, label):
-        def call(*args, **kwargs):
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                totals[label] += (time.perf_counter() - started) * 1e6
-
-        return call
-
-    return _wrapped_phases(timed)
 
 
 def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -127,7 +62,7 @@ def step_records(trace: dict) -> list[dict]:
     phases = [
         (e["ts"], e["ts"] + e["dur"], e["name"])
         for e in events
-        if e.get("cat") == "user_annotation" and e.get("name") != "step_end" and "dur" in e
+        if e.get("cat") == "user_annotation" and e.get("name") in PHASES and "dur" in e
     ]
     records = []
     for start, end in itertools.pairwise(ends):
@@ -159,7 +94,7 @@ def device_by_phase(trace: dict, steps: int, top: int = 6) -> dict[str, dict]:
     phases = sorted(
         (e["ts"], e["ts"] + e["dur"], e["name"])
         for e in events
-        if e.get("cat") == "user_annotation" and e.get("name") != "step_end" and "dur" in e
+        if e.get("cat") == "user_annotation" and e.get("name") in PHASES and "dur" in e
     )
     totals: dict[str, float] = defaultdict(float)
     kernels: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -245,7 +180,7 @@ def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace,
     if args.host:
         return host_timed(run)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
-    with named_phases(), profile(activities=activities) as prof:
+    with profile(activities=activities) as prof:
         run(_StepEnd())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "trace.json"
@@ -267,10 +202,9 @@ def traced(engine: SpeculativeEngine, batch_size: int, args: argparse.Namespace,
 
 def host_timed(run: Callable[[_StepEnd], None], calls: int = 3) -> dict:
     """Host time per step (µs) in each phase, over `calls` calls, and the step's mean wall time."""
-    totals: dict[str, float] = defaultdict(float)
     hook = _StepEnd(marks=False)
     started = time.perf_counter()
-    with timed_phases(totals):
+    with host_microseconds() as totals:
         for _ in range(calls):
             run(hook)
     wall = (time.perf_counter() - started) * 1e6

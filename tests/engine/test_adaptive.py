@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine import AdaptationSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.adaptive import (
     PRIOR_ALPHA,
     DraftLengthController,
@@ -35,7 +35,9 @@ def test_a_sequence_drafts_long_when_accepted_and_short_when_rejected():
 
 @pytest.mark.parametrize(("batch_size", "cap"), [(1, 8), (4, 8), (5, 4), (16, 4), (64, 2), (65, 0)])
 def test_the_batch_schedule_caps_k_and_switches_speculation_off(batch_size, cap):
-    config = SpeculationConfig(num_speculative_tokens=8, batch_schedule=((4, 8), (16, 4), (64, 2)))
+    config = SpeculationConfig(
+        num_speculative_tokens=8, adaptation=AdaptationSettings(batch_schedule=((4, 8), (16, 4), (64, 2)))
+    )
     assert config.max_draft_length(batch_size) == cap
 
 
@@ -48,7 +50,7 @@ def gain_at(alpha: float):
 
 
 def test_the_governor_times_every_k_then_keeps_the_fastest_and_probes_the_rest():
-    governor = SpeculationGovernor(SpeculationConfig(probe_interval=8))
+    governor = SpeculationGovernor(SpeculationConfig(adaptation=AdaptationSettings(probe_interval=8)))
     step_seconds = {0: 1.0, 1: 1.1, 2: 1.2, 3: 1.3}  # drafting costs 10% a token
     tried = []
     for _ in range(4):
@@ -66,7 +68,7 @@ def test_the_governor_times_every_k_then_keeps_the_fastest_and_probes_the_rest()
 
 
 def test_the_choice_follows_the_running_sequences_acceptance_not_old_step_yields():
-    governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
+    governor = SpeculationGovernor(SpeculationConfig(adaptation=AdaptationSettings(probe_interval=1000)))
     for k in (2, 1, 0):
         assert governor.choose(1, cap=2, gain=gain_at(0.7)) == k
         governor.record(batch_size=1, k=k, seconds=1.0 + 0.2 * k)
@@ -75,7 +77,7 @@ def test_the_choice_follows_the_running_sequences_acceptance_not_old_step_yields
 
 
 def test_near_a_tie_the_governor_keeps_its_current_k():
-    governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
+    governor = SpeculationGovernor(SpeculationConfig(adaptation=AdaptationSettings(probe_interval=1000)))
     for k in (1, 0):
         governor.choose(1, cap=1, gain=gain_at(0.6))
         governor.record(batch_size=1, k=k, seconds=1.0 + 0.6 * k)
@@ -91,7 +93,7 @@ def test_near_a_tie_the_governor_keeps_its_current_k():
 
 
 def test_a_stray_slow_step_does_not_move_the_choice():
-    governor = SpeculationGovernor(SpeculationConfig(probe_interval=1000))
+    governor = SpeculationGovernor(SpeculationConfig(adaptation=AdaptationSettings(probe_interval=1000)))
     for k in (2, 1, 0):
         assert governor.choose(1, cap=2, gain=gain_at(0.7)) == k
         governor.record(batch_size=1, k=k, seconds=1.0 + 0.1 * k)
@@ -105,7 +107,7 @@ def test_a_stray_slow_step_does_not_move_the_choice():
 
 
 def test_the_governor_falls_back_to_plain_decoding_when_drafting_does_not_pay():
-    governor = SpeculationGovernor(SpeculationConfig(probe_interval=8))
+    governor = SpeculationGovernor(SpeculationConfig(adaptation=AdaptationSettings(probe_interval=8)))
     for k in range(3):
         governor.record(batch_size=1, k=k, seconds=1.0 + k)
     choices = [governor.choose(1, cap=2, gain=gain_at(0.3)) for _ in range(32)]
@@ -170,7 +172,9 @@ def test_new_sequences_start_from_the_pairs_recent_acceptance():
 
 
 def test_an_engine_learns_its_pairs_acceptance_as_it_decodes(target, near_draft, tokenizer):
-    engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=SpeculationConfig(always_draft=True))
+    engine = SpeculativeEngine(
+        target, tokenizer, draft=near_draft, config=SpeculationConfig(adaptation=AdaptationSettings(always_draft=True))
+    )
     results = engine.generate([[1, 2, 3], [4, 5]], [SamplingParams(max_new_tokens=30)] * 2)
     accepted = sum(r.stats.num_accepted_tokens for r in results)
     rejections = sum(r.stats.num_drafts - r.stats.num_bonus_tokens for r in results)
@@ -201,7 +205,7 @@ def test_a_draft_that_sat_out_plain_steps_catches_up_losslessly(target, near_dra
 
 
 def test_always_draft_ignores_step_times_so_qualification_measures_the_pair_alone():
-    governor = SpeculationGovernor(SpeculationConfig(always_draft=True))
+    governor = SpeculationGovernor(SpeculationConfig(adaptation=AdaptationSettings(always_draft=True)))
     governor.record(batch_size=1, k=0, seconds=0.001)
     governor.record(batch_size=1, k=2, seconds=100.0)  # drafting looks hopeless by timing
     assert [governor.choose(1, cap=2, gain=gain_at(0.1)) for _ in range(5)] == [2] * 5

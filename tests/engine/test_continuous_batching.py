@@ -7,7 +7,7 @@ import collections
 import pytest
 
 from specops import errors
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
 from tests.engine.conftest import hf_greedy
 
 PROMPTS = [
@@ -73,7 +73,9 @@ def test_the_gpu_shaped_path_admits_losslessly_too(target, near_draft, tokenizer
     use where they fit (the cache does not grow). It is admitted while the running rows' step is
     queued, into slots before that step's, and decodes from the next step (`admit_in_step`); or
     before the step, and decodes in it."""
-    config = SpeculationConfig(num_speculative_tokens=3, pad_batches=True, admit_in_step=in_step)
+    config = SpeculationConfig(
+        num_speculative_tokens=3, execution=ExecutionSettings(pad_batches=True, admit_in_step=in_step)
+    )
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
     alone = []  # (runner, rows, slot it ends before or None, cache length before, after)
     steps, admitted_at, waits = [], {}, []  # waits: steps from a target prefill alone to its row's first tokens

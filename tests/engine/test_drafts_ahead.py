@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.proposers import DraftModelProposer
 from tests.engine.conftest import hf_greedy
 
@@ -81,7 +81,7 @@ def gpu_shaped(engine: SpeculativeEngine) -> SpeculativeEngine:
 def test_a_sequence_admitted_beside_drafts_made_ahead_joins_the_next_ones(target, near_draft, tokenizer, monkeypatch):
     """On the GPU-shaped path its prompt goes into the draft cache before the drafts made ahead, and
     the drafts made at the end of its first step include it (no step drafts inline for it)."""
-    config = SpeculationConfig(num_speculative_tokens=3, adaptive=False, pad_batches=True)
+    config = SpeculationConfig(num_speculative_tokens=3, adaptive=False, execution=ExecutionSettings(pad_batches=True))
     engine = gpu_shaped(SpeculativeEngine(target, tokenizer, draft=near_draft, config=config))
     steps = []  # (made ahead?, row 0 running?, row 0's drafts)
     real = DraftModelProposer.propose
@@ -164,7 +164,7 @@ def test_a_self_draft_made_ahead_is_always_accepted(target, tokenizer, continuou
 
 
 def test_drafting_ahead_can_be_switched_off(target, near_draft, tokenizer, proposals):
-    config = SpeculationConfig(num_speculative_tokens=3, adaptive=False, draft_ahead=False)
+    config = SpeculationConfig(num_speculative_tokens=3, adaptive=False, execution=ExecutionSettings(draft_ahead=False))
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
     results = engine.generate(PROMPTS, [SamplingParams(max_new_tokens=24)] * len(PROMPTS))
     assert [r.token_ids for r in results] == [hf_greedy(target, p, 24) for p in PROMPTS]
@@ -186,7 +186,9 @@ def test_any_stream_of_greedy_sequences_decodes_as_each_would_alone(
 ):
     """Continuous batching with drafts made ahead, for any prompts, budgets, rows and k, on the plain
     path or the GPU-shaped one (`shaped`: prompts admitted alone, and into the drafts made ahead)."""
-    config = SpeculationConfig(num_speculative_tokens=k, adaptive=adaptive, pad_batches=shaped)
+    config = SpeculationConfig(
+        num_speculative_tokens=k, adaptive=adaptive, execution=ExecutionSettings(pad_batches=shaped)
+    )
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
     if shaped:
         gpu_shaped(engine)
@@ -225,7 +227,9 @@ def test_greedy_and_seeded_sampled_sequences_mixed_in_a_stream_decode_as_alone(
 ):
     """Sampled sequences joining greedy ones undo drafts made ahead; nothing changes any sequence's tokens
     (a seeded sampled sequence draws what it draws alone, at the same fixed k), on either path."""
-    config = SpeculationConfig(num_speculative_tokens=2, adaptive=False, pad_batches=shaped)
+    config = SpeculationConfig(
+        num_speculative_tokens=2, adaptive=False, execution=ExecutionSettings(pad_batches=shaped)
+    )
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft, config=config)
     if shaped:
         gpu_shaped(engine)

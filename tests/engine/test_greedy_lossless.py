@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, runner
+from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine, kv_cache, runner
 from tests.engine.conftest import hf_greedy, tiny_llama
 
 PROMPTS = [
@@ -121,7 +121,9 @@ def test_the_fixed_shape_path_prefills_in_chunks_of_the_captured_widths(target, 
 def test_a_batch_padded_to_a_graph_size_returns_only_its_own_sequences_unchanged(
     target, near_draft, tokenizer, proposer
 ):
-    config = SpeculationConfig(proposer=proposer, num_speculative_tokens=3, pad_batches=True)
+    config = SpeculationConfig(
+        proposer=proposer, num_speculative_tokens=3, execution=ExecutionSettings(pad_batches=True)
+    )
     engine = SpeculativeEngine(target, tokenizer, draft=near_draft if proposer == "draft" else None, config=config)
     assert [engine.padded_batch_size(n) for n in (1, 3, 5, 16, 17, 300)] == [1, 4, 8, 16, 32, 300]
     prompts = PROMPTS[:3]  # runs as 4 rows, the fourth a finished padding row
@@ -156,8 +158,8 @@ def test_a_tight_cache_compacts_its_holes_and_stays_lossless(target, near_draft,
     engine = _engine(target, tokenizer, near_draft, "draft", 4)
     monkeypatch.setattr(engine, "_capacity", lambda max_tokens: max_tokens + 6)  # holes overflow it soon
     compactions = []
-    real_compact = runner.KVCache.compact
-    monkeypatch.setattr(runner.KVCache, "compact", lambda cache: (compactions.append(1), real_compact(cache)))
+    real_compact = kv_cache.KVCache.compact
+    monkeypatch.setattr(kv_cache.KVCache, "compact", lambda cache: (compactions.append(1), real_compact(cache)))
     params = [SamplingParams(max_new_tokens=NEW_TOKENS, temperature=temperature, seed=i) for i in range(4)]
     results = engine.generate(PROMPTS, params)
     assert compactions

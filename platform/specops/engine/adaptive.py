@@ -105,7 +105,7 @@ class DraftLengthController:
     """
 
     def __init__(self, config: SpeculationConfig, batch_size: int, *, prior_alpha: float = PRIOR_ALPHA) -> None:
-        self.smoothing = config.acceptance_smoothing
+        self.smoothing = config.adaptation.acceptance_smoothing
         self.adaptive = config.adaptive
         self.recent = [self._recent(prior_alpha) for _ in range(batch_size)]
         self.long_run = [Acceptance(prior_alpha, PRIOR_TRIALS) for _ in range(batch_size)]
@@ -200,7 +200,7 @@ class SpeculationGovernor:
         gain(K): tokens the step is expected to emit with cap K (default: `expected_tokens` at the
         prior acceptance, one sequence).
         """
-        if cap <= 0 or not self.config.adaptive or self.config.always_draft:
+        if cap <= 0 or not self.config.adaptive or self.config.adaptation.always_draft:
             return max(cap, 0)
         gain = gain or (lambda k: expected_tokens(PRIOR_ALPHA, k))
         bucket = self.bucket(batch_size)
@@ -225,7 +225,7 @@ class SpeculationGovernor:
             best = current
         self._current[bucket] = best
         others = sorted({0, best - 1, best + 1} & set(rates) - {best})
-        base = self.config.probe_interval
+        base = self.config.adaptation.probe_interval
         next_probe, interval, last_best = self._schedule.get(bucket, (step + base, base, best))
         if others and step >= next_probe:
             # re-time the neighbours and plain decoding, not far-off lengths that cost a lot to probe;

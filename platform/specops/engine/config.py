@@ -1,4 +1,10 @@
-"""Settings of one request (`SamplingParams`) and of the engine's speculation (`SpeculationConfig`)."""
+"""Settings of one request (`SamplingParams`) and of the engine's speculation (`SpeculationConfig`).
+
+`SpeculationConfig` holds what a user chooses (the proposer, the draft length, whether k adapts);
+its groups hold how k adapts (`AdaptationSettings`), how prompt lookup matches
+(`PromptLookupSettings`) and how the engine executes (`ExecutionSettings`: CUDA graphs, compilation,
+drafts made ahead, admission). Every group is a frozen dataclass with working defaults.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,10 @@ from dataclasses import dataclass, field
 
 from specops import errors
 
-#: Default batch-size schedule: (largest batch size, largest draft length) rows, ascending; above the
-#: last row speculation is off. From the H100 bench runs (benchmarks/results/engine-h100*.json): with
-#: a draft at alpha 0.5 the best k is 2 to 4 at batch 1; at batch 8 (drafts made ahead) fixed k = 3
-#: gained 1.20x where the adaptive engine, capped at k = 2, gained 1.08x; at batch 32 fixed k = 3 lost
-#: (0.99x): sequences accept at different rates, so a batch runs on for its slowest sequence.
-#: Speculation stays on up to batch 8 (k <= 4 above batch 4) and is off beyond.
+#: Default batch-size schedule: (largest batch size, largest draft length) rows, ascending. Up to
+#: batch 4 a sequence may draft up to 8 tokens, up to batch 8 up to 4; above batch 8 speculation is
+#: off: sequences accept at different rates, so a large batch runs on for its slowest sequence, and
+#: verifying k more tokens per sequence stops being nearly free. Measured speedups: docs/engine.md.
 DEFAULT_BATCH_SCHEDULE: tuple[tuple[int, int], ...] = ((4, 8), (8, 4))
 
 
@@ -54,55 +58,28 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
-class SpeculationConfig:
-    """How the engine speculates.
+class AdaptationSettings:
+    """How the adaptive engine chooses k (used only while `SpeculationConfig.adaptive` is on)."""
 
-    proposer: "draft" (a draft model), "prompt_lookup" (n-gram match, no model) or "none".
-    num_speculative_tokens: draft length k; the fixed k when `adaptive` is off, else the largest k.
-    adaptive: choose each step's k from measured step times (k = 0 is plain decoding, so a pair
-        whose speculation does not pay falls back by itself), cap it by `batch_schedule`, and
-        shorten it per sequence when that sequence's acceptance is low (see adaptive.py).
-    batch_schedule: (largest batch size, largest k) rows in ascending batch size; speculation is
-        off above the last row. Only used when `adaptive` is on.
-    prompt_lookup_min / prompt_lookup_max: n-gram lengths the prompt-lookup proposer tries, longest first.
-    acceptance_smoothing: weight of the newest step in the per-sequence acceptance average (0..1].
-    probe_interval: every this many steps the adaptive engine re-times another draft length
-        (0 = plain decoding) per batch-size bucket, to keep its choice of k measured.
-    cuda_graphs: capture forwards as CUDA graphs on a CUDA device (ignored on CPU).
-    compiled: with CUDA graphs, fuse each layer's elementwise work with torch.compile (compiles at
-        warm-up or at the first call of a shape: seconds, once per process).
-    always_draft: draft up to the schedule's cap every step, never falling back to plain decoding
-        by timing (per-sequence lengths still follow acceptance). What a step drafts then depends
-        on the pair alone, not on the machine's step times: qualification measures acceptance so.
-    pad_batches: pad every call to one of the engine's graph batch sizes, as it always does with CUDA
-        graphs (tests set it on a CPU to cover that path).
-    draft_ahead: in steady greedy drafting, start the next step's drafts before the host reads the
-        verifier's decision (`Proposer.prefetch`); off, each step drafts after that read.
-    admit_in_step: with continuous batching, a prompt is admitted into a row freed by the last step
-        while the running sequences' step is on the device (admission's host work and prefill overlap
-        it), and decodes from the next step; off, it is admitted before the step, which waits for it.
-    """
-
-    proposer: str = "draft"
-    num_speculative_tokens: int = 4
-    adaptive: bool = True
+    #: (largest batch size, largest k) rows in ascending batch size; speculation is off above the
+    #: last row. Default `DEFAULT_BATCH_SCHEDULE`: where batching already fills the device, drafting
+    #: costs more than it gains.
     batch_schedule: tuple[tuple[int, int], ...] = field(default=DEFAULT_BATCH_SCHEDULE)
-    prompt_lookup_min: int = 1
-    prompt_lookup_max: int = 3
+
+    #: Weight (0..1], no unit, of the newest step in a sequence's recent acceptance. Default 0.3:
+    #: a hard passage shortens the drafts within a few steps, one rejection does not.
     acceptance_smoothing: float = 0.3
+
+    #: Steps (default 16) between re-timings of another k (or plain decoding) per batch-size bucket,
+    #: so that the choice of k stays measured as the text and the machine's load change.
     probe_interval: int = 16
-    cuda_graphs: bool = True
-    compiled: bool = True
-    pad_batches: bool = False
+
+    #: Draft up to the schedule's cap every step, never falling back to plain decoding by timing
+    #: (per-sequence lengths still follow acceptance). Default off. On, what a step drafts depends on
+    #: the pair alone, not on the machine's step times: qualification measures acceptance so.
     always_draft: bool = False
-    draft_ahead: bool = True
-    admit_in_step: bool = True
 
     def __post_init__(self) -> None:
-        if self.num_speculative_tokens < 0:
-            raise errors.InvalidInput(f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}")
-        if not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
-            raise errors.InvalidInput("prompt lookup needs 1 <= prompt_lookup_min <= prompt_lookup_max")
         if not 0.0 < self.acceptance_smoothing <= 1.0:
             raise errors.InvalidInput("acceptance_smoothing must be in (0, 1]")
         rows = tuple((int(b), int(k)) for b, k in self.batch_schedule)
@@ -110,13 +87,78 @@ class SpeculationConfig:
             raise errors.InvalidInput("batch_schedule rows must have ascending batch sizes")
         object.__setattr__(self, "batch_schedule", rows)
 
+
+@dataclass(frozen=True)
+class PromptLookupSettings:
+    """N-gram lengths, in tokens, the prompt-lookup proposer tries, longest first (default 1 to 3:
+    longer n-grams rarely match again in short texts, and a 1-gram still finds repeated names)."""
+
+    min_ngram: int = 1
+    max_ngram: int = 3
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_ngram <= self.max_ngram:
+            raise errors.InvalidInput("prompt lookup needs 1 <= min_ngram <= max_ngram")
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How the engine executes a step; the defaults are the fastest path on each device."""
+
+    #: Capture forwards as CUDA graphs on a CUDA device (ignored on a CPU). Default on: a step's
+    #: hundreds of small kernels cost the host more time to launch than the device to run.
+    cuda_graphs: bool = True
+
+    #: With CUDA graphs, fuse each layer's elementwise work with torch.compile. Default on; it
+    #: compiles at warm-up or at the first call of a shape (seconds, once per process).
+    compiled: bool = True
+
+    #: Pad every call to one of the engine's graph batch sizes, as it always does with CUDA graphs.
+    #: Default off; tests set it on a CPU to cover that path.
+    pad_batches: bool = False
+
+    #: In steady greedy drafting, start the next step's drafts before the host reads the verifier's
+    #: decision (`Proposer.prefetch`), so the device drafts while the host commits. Default on; off,
+    #: each step drafts after that read.
+    draft_ahead: bool = True
+
+    #: With continuous batching, admit a prompt into a row freed by the last step while the running
+    #: sequences' step is on the device (admission's host work and prefill overlap it); it decodes
+    #: from the next step. Default on; off, it is admitted before the step, which waits for it.
+    admit_in_step: bool = True
+
+
+@dataclass(frozen=True)
+class SpeculationConfig:
+    """How the engine speculates: what a user chooses, and the groups of finer settings."""
+
+    #: "draft" (a draft model), "prompt_lookup" (n-gram match, no model) or "none" (plain decoding);
+    #: the names of `proposers.PROPOSERS`, and "none".
+    proposer: str = "draft"
+
+    #: Draft length k in tokens: the fixed k when `adaptive` is off, else the largest k. Default 4.
+    num_speculative_tokens: int = 4
+
+    #: Choose each step's k from measured step times (k = 0 is plain decoding, so a pair whose
+    #: speculation does not pay falls back by itself), cap it by `adaptation.batch_schedule`, and
+    #: shorten it per sequence when that sequence's acceptance is low (see adaptive.py). Default on.
+    adaptive: bool = True
+
+    adaptation: AdaptationSettings = field(default_factory=AdaptationSettings)
+    prompt_lookup: PromptLookupSettings = field(default_factory=PromptLookupSettings)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+
+    def __post_init__(self) -> None:
+        if self.num_speculative_tokens < 0:
+            raise errors.InvalidInput(f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}")
+
     def max_draft_length(self, batch_size: int) -> int:
         """Largest k allowed for a batch of `batch_size` sequences."""
         if self.proposer == "none":
             return 0
         if not self.adaptive:
             return self.num_speculative_tokens
-        for largest_batch, largest_k in self.batch_schedule:
+        for largest_batch, largest_k in self.adaptation.batch_schedule:
             if batch_size <= largest_batch:
                 return min(largest_k, self.num_speculative_tokens)
         return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from specops.engine import phases
+
 
 def host_staged(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A host list as a tensor ready to copy to `device` without waiting: in pinned memory for a CUDA
@@ -37,6 +39,7 @@ class HostCopy:
         self.event = torch.cuda.Event()
         self.event.record()
 
+    @phases.named("get")
     def get(self) -> torch.Tensor:
         if self.event is not None:
             self.event.synchronize()

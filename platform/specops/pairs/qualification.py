@@ -429,7 +429,7 @@ def qualify(
             **common,
         )
 
-    from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
+    from specops.engine import AdaptationSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
 
     baseline = _load_engine(SpeculativeEngine, target_dir, None, SpeculationConfig(proposer="none"), device)
     pair = _load_engine(
@@ -438,7 +438,10 @@ def qualify(
         draft_dir,
         # always drafting: the acceptance figure must not depend on this machine's step timings
         SpeculationConfig(
-            proposer="draft", num_speculative_tokens=num_speculative_tokens, adaptive=adaptive, always_draft=True
+            proposer="draft",
+            num_speculative_tokens=num_speculative_tokens,
+            adaptive=adaptive,
+            adaptation=AdaptationSettings(always_draft=True),
         ),
         device,
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from specops.engine.batch import SequenceBatch
 from specops.engine.timing import PhaseClock
+
+if TYPE_CHECKING:
+    from specops.engine.config import SpeculationConfig
+    from specops.engine.runner import ModelRunner
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,13 @@ class Proposal:
 
 class Proposer(Protocol):
     """Proposes up to k tokens per sequence; one implementation per file, registered in `PROPOSERS`."""
+
+    @property
+    def num_graphs(self) -> int:
+        """CUDA graphs the proposer captured so far (a step that captured one is not timed)."""
+
+    def warm_up(self, batch_size: int, capacity: int, max_k: int) -> None:
+        """Capture the CUDA graphs of drafting up to `max_k` tokens at `batch_size` (a no-op without any)."""
 
     def start(self, batch: SequenceBatch) -> None:
         """Take in the prompts of a new batch (`batch.tokens`)."""
@@ -53,3 +64,11 @@ class Proposer(Protocol):
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         """Learn the verifier's decision; `batch.tokens` already holds the accepted and new tokens."""
+
+
+class ProposerFactory(Protocol):
+    """Builds a proposer for an engine: what `PROPOSERS` maps a `SpeculationConfig.proposer` name to."""
+
+    def __call__(
+        self, config: SpeculationConfig, *, target: ModelRunner, draft: torch.nn.Module | None
+    ) -> Proposer: ...

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from specops.engine import sampling
+from specops import errors
+from specops.engine import phases, sampling
 from specops.engine.batch import SequenceBatch, left_padded, left_padded_rows
+from specops.engine.config import SpeculationConfig
+from specops.engine.kv_cache import KVCache, window_kept
 from specops.engine.proposers.base import Proposal
-from specops.engine.runner import KVCache, ModelRunner, window_kept
+from specops.engine.runner import ModelRunner
 from specops.engine.timing import PhaseClock
 from specops.engine.transfer import host_staged, to_device
 
@@ -50,6 +53,20 @@ class DraftModelProposer:
         self._fed_first: list[int] = []  # first-round tokens of each sequence this step
         self._ahead: _Ahead | None = None
 
+    @classmethod
+    def build(
+        cls, config: SpeculationConfig, *, target: ModelRunner, draft: torch.nn.Module | None
+    ) -> DraftModelProposer:
+        """The proposer of `draft`, run as `config.execution` says; it must share the target's vocabulary."""
+        if draft is None:
+            raise errors.InvalidInput("proposer 'draft' needs a draft model")
+        _check_vocabularies(target.model, draft)
+        return cls(ModelRunner.for_settings(draft, config.execution))
+
+    @property
+    def num_graphs(self) -> int:
+        return self.runner.num_graphs
+
     def start(self, batch: SequenceBatch) -> None:
         """An empty draft cache: the prompts go in with the first draft (`_catch_up`), so a batch
         the governor decodes plainly throughout never runs the draft at all."""
@@ -71,6 +88,7 @@ class DraftModelProposer:
     def drafted_ahead(self) -> bool:
         return self._ahead is not None
 
+    @phases.named("propose")
     def propose(self, batch: SequenceBatch, num_tokens: list[int]) -> Proposal:
         assert self.cache is not None, "start() first"
         if self._ahead is not None:
@@ -190,6 +208,7 @@ class DraftModelProposer:
         self.cache.trim(ahead.round_start, 0)
         self._fed_first = [0] * self.cache.batch_size
 
+    @phases.named("catch_up")
     def _catch_up(self, batch: SequenceBatch) -> int:
         """After plain steps the draft lags by several tokens: feed all but the last
         `MAX_FIRST_ROUND` in one forward outside the CUDA graphs, so the drafting rounds keep a first
@@ -221,6 +240,7 @@ class DraftModelProposer:
         q = sampling.probabilities(logits[:, None], batch.sampling)[:, 0]
         return torch.where(batch.sampling.greedy, argmax, batch.rng.sample(q)), q
 
+    @phases.named("settle")
     def settle(self, proposal: Proposal, num_accepted: torch.Tensor) -> None:
         """Drop the rejected drafts from the draft cache (device work, queued before the host syncs).
 
@@ -255,6 +275,7 @@ class DraftModelProposer:
             self._drop_rejected(cache, none_accepted, 0, fed_drafts)
         cache.reset()
 
+    @phases.named("commit")
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         assert self.cache is not None
         fed_drafts = proposal.max_k - 1
@@ -288,3 +309,13 @@ def _kept_drafts(
     """`window_kept` for the drafts fed to the draft model: each sequence keeps its accepted ones."""
     columns = torch.arange(fed_drafts, device=num_accepted.device)
     return window_kept(valid, start, columns[None, :] < num_accepted.clamp(max=fed_drafts)[:, None])
+
+
+def _check_vocabularies(target: torch.nn.Module, draft: torch.nn.Module) -> None:
+    target_vocab = target.get_output_embeddings().weight.shape[0]
+    draft_vocab = draft.get_output_embeddings().weight.shape[0]
+    if target_vocab != draft_vocab or target.config.vocab_size != draft.config.vocab_size:
+        raise errors.InvalidInput(
+            f"target and draft vocabularies differ ({target_vocab} vs {draft_vocab} tokens): "
+            "a draft must share the target's tokenizer"
+        )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from specops.engine.batch import SequenceBatch
+from specops.engine.config import SpeculationConfig
 from specops.engine.proposers.base import Proposal
+from specops.engine.runner import ModelRunner
 from specops.engine.transfer import to_device
 
 
@@ -22,6 +24,13 @@ class PromptLookupProposer:
         self.min_ngram, self.max_ngram = min_ngram, max_ngram
         self._index: list[dict[tuple[int, ...], int]] = []
         self._indexed: list[int] = []  # tokens of each sequence seen by its index
+
+    @classmethod
+    def build(
+        cls, config: SpeculationConfig, *, target: ModelRunner, draft: torch.nn.Module | None
+    ) -> PromptLookupProposer:
+        """The proposer of `config.prompt_lookup`'s n-gram lengths (no model: `draft` is not used)."""
+        return cls(min_ngram=config.prompt_lookup.min_ngram, max_ngram=config.prompt_lookup.max_ngram)
 
     def start(self, batch: SequenceBatch) -> None:
         self._index = [{} for _ in range(batch.batch_size)]
@@ -70,6 +79,10 @@ class PromptLookupProposer:
         """Lookups need the committed tokens: nothing to start early."""
 
     drafted_ahead = False
+    num_graphs = 0
+
+    def warm_up(self, batch_size: int, capacity: int, max_k: int) -> None:
+        """No model, no graphs."""
 
     def commit(self, batch: SequenceBatch, proposal: Proposal, num_accepted: list[int]) -> None:
         for row, (tokens, active) in enumerate(zip(batch.tokens, batch.active, strict=True)):
