@@ -7,7 +7,7 @@ WARNING). The deployments are created as a restarted operator finds them (versio
 status, version 2 wanted); the operator starts every canary, the script plays KServe (Ready). Every
 canary's analysis (every ``--interval`` seconds) stays inconclusive (its minimum sample count is never
 reached), so each one queries Prometheus and patches its status every interval: the steady-state cost
-of holding them. The emulator runs with :func:`specops_operator.testing.speed_up_kmock`. Measured on
+of holding them. The emulator runs with :func:`tests.support.kubernetes_emulator.speed_up_kmock`. Measured on
 the operator process only:
 
 * cpu_fraction: (user + system CPU seconds) / wall seconds over ``--measure`` seconds (1.0 = one core);
@@ -47,7 +47,7 @@ NAMESPACE = "bench"
 def serve_emulator(port: int) -> None:
     import logging
 
-    from specops_operator.testing import EmulatedCluster
+    from tests.support.kubernetes_emulator import EmulatedCluster
 
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     with EmulatedCluster(port):

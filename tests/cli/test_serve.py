@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from specops.local.servers import wait_until_ready
-from tests.serving.conftest import free_port
+from specops.local.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
