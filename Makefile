@@ -51,8 +51,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench-cpu: $(STAMP)
-	$(BIN)/python benchmarks/serving.py
-	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.audit
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .specops .cache

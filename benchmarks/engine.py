@@ -3,12 +3,12 @@
 GPU (self-contained: trains the bench pair, then measures; imports only torch, transformers,
 tokenizers and `specops.engine`):
 
-    PYTHONPATH=platform python benchmarks/engine.py --out benchmarks/results/engine-h100.json
-    PYTHONPATH=platform python benchmarks/engine.py --smoke --device cpu --out /tmp/engine-smoke.json
+    PYTHONPATH=platform python -m benchmarks.engine --out benchmarks/results/engine-h100.json
+    PYTHONPATH=platform python -m benchmarks.engine --smoke --device cpu --out /tmp/engine-smoke.json
 
 CPU with the demo pair (`specops.pairs.demo.train_demo_pairs()`):
 
-    PYTHONPATH=platform python benchmarks/engine.py --demo-pair --device cpu \
+    PYTHONPATH=platform python -m benchmarks.engine --demo-pair --device cpu \
         --out benchmarks/results/engine-cpu.json
 
 Measured at batch 1, 8 and 32 on the same device: HF greedy (eager, and static cache compiled),
@@ -25,7 +25,6 @@ each first divergence is checked to sit at a near-tie of the target's two best l
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -40,75 +39,18 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-
-from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
-from specops.engine.adaptive import expected_speedup
-
-
-@dataclass(frozen=True)
-class BenchRecipe:
-    """The bench pair and its training; recorded in the JSON."""
-
-    corpus_bytes: int = 60_000_000
-    tokenizer_bytes: int = 20_000_000
-    min_file_chars: int = 2000
-    vocab_size: int = 8192
-    target_hidden: int = 1024
-    target_layers: int = 16
-    target_heads: int = 16
-    target_mlp: int = 2816
-    draft_hidden: int = 256
-    draft_layers: int = 2
-    draft_heads: int = 4
-    draft_mlp: int = 704
-    seq_len: int = 512
-    batch_size: int = 32
-    lr: float = 3e-4
-    warmup: int = 200
-    target_steps: int = 1500
-    draft_steps: int = 1500
-    target_train_seconds: float = 330.0  # budget: fewer steps (recorded) if 1500 do not fit
-    draft_train_seconds: float = 60.0
-    eval_files: int = 24
-    prompt_tokens: int = 128
-    new_tokens: int = 128
-    seed: int = 0
-
-
-SMOKE = BenchRecipe(
-    corpus_bytes=1_500_000,
-    tokenizer_bytes=600_000,
-    vocab_size=512,
-    target_hidden=64,
-    target_layers=2,
-    target_heads=4,
-    target_mlp=128,
-    draft_hidden=32,
-    draft_layers=1,
-    draft_heads=2,
-    draft_mlp=64,
-    seq_len=64,
-    batch_size=8,
-    warmup=5,
-    target_steps=30,
-    draft_steps=30,
-    target_train_seconds=30,
-    draft_train_seconds=15,
-    eval_files=4,
-    prompt_tokens=32,
-    new_tokens=24,
+from benchmarks.harness import (
+    SMOKE,
+    BenchRecipe,
+    StepTimes,
+    engine_run,
+    engine_run_continuous,
+    engine_source_digest,
+    llama,
+    sync,
 )
-
-
-# -- corpus and tokenizer -------------------------------------------------------------------------
-def engine_source_digest() -> str:
-    """A digest of the engine's source files: which code a results file measured (the device machine
-    gets a copy of the working tree, without git history)."""
-    digest = hashlib.sha256()
-    for path in sorted((Path(__file__).resolve().parents[1] / "platform" / "specops" / "engine").rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+from specops.engine import SpeculationConfig, SpeculativeEngine
+from specops.engine.adaptive import expected_speedup
 
 
 def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
@@ -162,29 +104,6 @@ def train_tokenizer(texts: list[str], recipe: BenchRecipe):
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
-
-
-# -- models and training --------------------------------------------------------------------------
-def llama(recipe: BenchRecipe, name: str, *, seed: int):
-    """The recipe's untrained `name` model ("target" or "draft")."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    heads = getattr(recipe, f"{name}_heads")
-    config = LlamaConfig(
-        vocab_size=recipe.vocab_size,
-        hidden_size=getattr(recipe, f"{name}_hidden"),
-        num_hidden_layers=getattr(recipe, f"{name}_layers"),
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        intermediate_size=getattr(recipe, f"{name}_mlp"),
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config)
 
 
 def train(
@@ -250,12 +169,6 @@ def train(
     }
 
 
-# -- measuring ------------------------------------------------------------------------------------
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def batches(prompts: list[list[int]], batch_size: int) -> list[list[list[int]]]:
     """Groups of `batch_size` prompts; the prompt list is cycled to fill at least one full group."""
     n = max(len(prompts), batch_size)
@@ -288,111 +201,12 @@ def hf_run(model, groups, new_tokens: int, device: str, **kwargs) -> tuple[list[
     return outputs, seconds, tokens
 
 
-class StepTimes:
-    """Wall time between step callbacks, the first of a call counted from the call's start (its
-    set-up and prefill included): where a call's time goes beyond its steady steps."""
-
-    def __init__(self) -> None:
-        self.gaps: list[tuple[float, bool, int]] = []  # (seconds, first of its call, batch k)
-        self._last = 0.0
-        self._first = False
-
-    def start(self) -> None:
-        self._last, self._first = time.perf_counter(), True
-
-    def __call__(self, stats) -> None:
-        now = time.perf_counter()
-        self.gaps.append((now - self._last, self._first, max(stats.num_draft_tokens, default=0)))
-        self._last, self._first = now, False
-
-    def summary(self) -> dict:
-        if not self.gaps:
-            return {}
-        ms = sorted(g * 1000 for g, _, _ in self.gaps)
-        first = [g * 1000 for g, is_first, _ in self.gaps if is_first]
-        rest = [g * 1000 for g, is_first, _ in self.gaps if not is_first]
-        slowest = sorted(((round(g * 1000, 2), k) for g, is_first, k in self.gaps if not is_first), reverse=True)
-        return {
-            "median_ms": round(ms[len(ms) // 2], 3),
-            "mean_ms": round(sum(ms) / len(ms), 3),
-            "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
-            "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 3),
-            "first_of_call_mean_ms": round(sum(first) / len(first), 3) if first else None,
-            "calls": len(first),
-            "other_steps_mean_ms": round(sum(rest) / len(rest), 3) if rest else None,
-            "slowest_other_steps_ms_k": slowest[:8],
-        }
-
-
-def engine_run(engine, groups, new_tokens: int, device: str, times: StepTimes | None = None):
-    outputs, seconds, tokens = [], 0.0, 0
-    step_stats = []
-    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
-    times = times or StepTimes()
-
-    def on_step(stats) -> None:
-        step_stats.append(stats)
-        times(stats)
-
-    for group in groups:
-        sync(device)
-        start = time.perf_counter()
-        times.start()
-        results = engine.generate(group, [params] * len(group), on_step=on_step)
-        sync(device)
-        seconds += time.perf_counter() - start
-        outputs.extend(r.token_ids for r in results)
-        tokens += sum(len(r.token_ids) for r in results)
-        for r in results:
-            step_stats.append(r.stats)
-    return outputs, seconds, tokens, step_stats
-
-
 def measured_run(engine, batch_size: int, groups, stream, new_tokens: int, device: str, times=None):
     """A mode's measured workload: `stream` continuously batched through `batch_size` rows above
     batch 1, the static `groups` at batch 1 (`engine_run`'s results)."""
     if batch_size > 1:
         return engine_run_continuous(engine, stream, batch_size, new_tokens, device, times)
     return engine_run(engine, groups, new_tokens, device, times)
-
-
-def engine_run_continuous(
-    engine, prompts, rows: int, new_tokens: int | list[int], device: str, times: StepTimes | None = None
-):
-    """`prompts` through `rows` rows with continuous batching, as the server runs the engine: a row
-    takes the next prompt as soon as its sequence ends. `new_tokens`: for all prompts, or per prompt.
-    Outputs in `prompts` order."""
-    budgets = new_tokens if isinstance(new_tokens, list) else [new_tokens] * len(prompts)
-    queue = list(enumerate(prompts))
-    in_row: dict[int, int] = {}
-    outputs: dict[int, list[int]] = {}
-    records: list = []
-
-    def admit(free: list[int]):
-        taken = queue[: len(free)]
-        del queue[: len(free)]
-        in_row.update({row: index for row, (index, _) in zip(free, taken, strict=False)})
-        return [(prompt, SamplingParams(max_new_tokens=budgets[index], ignore_eos=True)) for index, prompt in taken]
-
-    def finish(row: int, result) -> None:
-        outputs[in_row[row]] = result.token_ids
-        records.append(result.stats)
-
-    times = times or StepTimes()
-
-    def on_step(stats) -> None:
-        records.append(stats)
-        times(stats)
-
-    longest = max(map(len, prompts)) + max(budgets)
-    sync(device)
-    start = time.perf_counter()
-    times.start()
-    engine.generate([], [], admit=admit, on_finish=finish, on_step=on_step, rows=rows, max_tokens=longest)
-    sync(device)
-    seconds = time.perf_counter() - start
-    ordered = [outputs[i] for i in range(len(prompts))]
-    return ordered, seconds, sum(map(len, ordered)), records
 
 
 def speculation_figures(records) -> dict:

@@ -18,7 +18,6 @@ import gzip
 import itertools
 import json
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -28,12 +27,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from engine import engine_run, engine_run_continuous
-from engine_steps import MODES, bench_models, mode_engine, save_rows
-
+from benchmarks.harness import MODES, bench_models, engine_run, engine_run_continuous, mode_engine, save_rows
 from specops.engine import SpeculativeEngine, StepStats
 from specops.engine.proposers import DraftModelProposer
 from specops.engine.runner import KVCache, ModelRunner

@@ -17,6 +17,8 @@ the operator process only:
   in the API (polled every 20 ms), worst case.
 
 Writes ``benchmarks/results/operator.json`` and prints a table.
+
+Run from the repository root: ``python -m benchmarks.operator``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from specops.local.servers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root: the child processes run ``python -m benchmarks.operator`` from it."""
 
 RESULTS = Path(__file__).resolve().parent / "results" / "operator.json"
 NAMESPACE = "bench"
@@ -200,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         port = free_port()
         emulator = subprocess.Popen(
-            [sys.executable, __file__, "--role", "emulator", "--port", str(port)], stdout=subprocess.PIPE
+            [sys.executable, "-m", "benchmarks.operator", "--role", "emulator", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            cwd=REPO,
         )
         children.append(emulator)
         assert emulator.stdout is not None
@@ -266,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
         operator = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
+                "-m",
+                "benchmarks.operator",
                 "--role",
                 "operator",
                 "--api",
@@ -275,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
                 prometheus_url,
                 "--audit-db",
                 str(workdir / "audit.db"),
-            ]
+            ],
+            cwd=REPO,
         )
         children.append(operator)
 
