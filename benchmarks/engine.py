@@ -406,7 +406,7 @@ def k_histogram(records) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -430,81 +430,40 @@ def main() -> None:
     parser.add_argument("--no-cuda-graphs", action="store_true", help="run the engine eagerly")
     parser.add_argument("--no-compile", action="store_true", help="no torch.compile'd layers in the engine")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared 2-core machines)")
-    args = parser.parse_args()
-    began = time.perf_counter()
-    device = args.device
+    return parser.parse_args()
+
+
+def bench_recipe(args: argparse.Namespace) -> BenchRecipe:
+    """The recipe the arguments ask for: the full or smoke recipe, with its overrides."""
     recipe = SMOKE if args.smoke else BenchRecipe()
     if args.train_seconds:
         target_s, draft_s = (float(x) for x in args.train_seconds.split(","))
         recipe = replace(recipe, target_train_seconds=target_s, draft_train_seconds=draft_s)
     if args.eval_files:
         recipe = replace(recipe, eval_files=args.eval_files)
-    log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
-    torch.backends.cuda.matmul.allow_tf32 = True
-    if device == "cpu":
-        torch.set_num_threads(args.threads)
-    import transformers
-
-    report: dict = {
-        "device": torch.cuda.get_device_name()
-        if device == "cuda"
-        else platform_module.processor() or platform_module.machine(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "engine_source": engine_source_digest(),
-    }
-
-    def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
-
     if args.demo_pair:
         recipe = replace(recipe, eval_files=args.eval_files or 8, prompt_tokens=64, new_tokens=64)
-        pair = demo_pair(recipe)
-        dtype = torch.float32
-    else:
-        if args.pair_cache is not None:
-            args.pair_cache.mkdir(parents=True, exist_ok=True)
-        pair = trained_pair(recipe, device, args.pair_cache, log)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    report["pair"] = pair.report
-    save()
-    if args.train_only:
-        return
-    target = pair.target.to(device=device, dtype=dtype).eval()
-    draft = pair.draft.to(device=device, dtype=dtype).eval()
-    target.generation_config.eos_token_id = None
-    draft.generation_config.eos_token_id = None
-    tokenizer, prompts = pair.tokenizer, pair.prompts
-    report["dtype"] = str(dtype).removeprefix("torch.")
-    if device == "cpu":
-        report["cpu_threads"] = torch.get_num_threads()
-        report["hf_static_note"] = (
-            "transformers compiles static-cache generation only on accelerators: on a CPU it is the static cache, eager"
-        )
-    new = recipe.new_tokens
-    log(f"{len(prompts)} prompts of {recipe.prompt_tokens} tokens, {new} new tokens, {report['dtype']}")
+    return recipe
 
-    # the target's own greedy output (HF static compiled, batch 1) is the reference of every check
-    lossless = None
-    if not args.engine_only:
-        reference, hf_static_b1 = reference_outputs(pair, new, device, args.pair_cache)
-        lossless = Lossless(target, prompts, reference, args.near_tie, device)
+
+def load_pair(args: argparse.Namespace, recipe: BenchRecipe, log) -> tuple[BenchPair, torch.dtype]:
+    """The pair to measure and its dtype: the demo pair (float32), or the bench pair trained or loaded
+    from `--pair-cache` (bfloat16 on a GPU)."""
+    if args.demo_pair:
+        return demo_pair(recipe), torch.float32
+    if args.pair_cache is not None:
+        args.pair_cache.mkdir(parents=True, exist_ok=True)
+    pair = trained_pair(recipe, args.device, args.pair_cache, log)
+    return pair, torch.bfloat16 if args.device == "cuda" else torch.float32
+
+
+def measure_hf(
+    target, draft, prompts, *, reference, hf_static_b1, batch_sizes: list[int], new: int, args, device: str, log
+) -> dict[int, dict]:
+    """Hugging Face's figures per batch size: greedy eager and static cache, and at batch 1 assisted
+    generation and prompt lookup (none with `--engine-only`). Run before the engine's, so that its
+    compiled graphs never interleave with the engine's."""
     static_kwargs = {"cache_implementation": "static"}
-
-    def engine(proposer: str, k: int, adaptive: bool, *, draft_ahead: bool = True) -> SpeculativeEngine:
-        config = SpeculationConfig(
-            proposer=proposer,
-            num_speculative_tokens=k,
-            adaptive=adaptive,
-            cuda_graphs=not args.no_cuda_graphs,
-            compiled=not args.no_compile,
-            draft_ahead=draft_ahead,
-        )
-        return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
-
-    # every Hugging Face measurement first, so its compiled graphs never interleave with the engine's
-    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     rows: dict[int, dict] = {}
     for batch_size in batch_sizes:
         row: dict = {"batch_size": batch_size}
@@ -536,25 +495,166 @@ def main() -> None:
             row["hf_static_compiled_tok_s"] = round(tokens / seconds, 1)
         rows[batch_size] = row
         log(f"HF batch {batch_size}: {row}")
+    return rows
+
+
+def sweep_fixed_k(engine, prompts, *, recipe: BenchRecipe, args, device: str, log) -> tuple[int, dict[int, float]]:
+    """The fixed k with the best tok/s at batch 1 on a few prompts, and every k's tok/s."""
+    new = recipe.new_tokens
+    sweep = {}
+    few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
+    for k in [int(x) for x in args.k_sweep.split(",")]:
+        eng = engine("draft", k, adaptive=False)
+        eng.warm_up([1], max_tokens=recipe.prompt_tokens + new)
+        engine_run(eng, few[:1], new, device)
+        _, seconds, tokens, _ = engine_run(eng, few, new, device)
+        sweep[k] = round(tokens / seconds, 1)
+        del eng
+    best_k = max(sweep, key=sweep.get)
+    log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
+    return best_k, sweep
+
+
+def measure_engine(
+    modes: dict, row: dict, prompts, *, batch_size: int, best_k: int, lossless, args, new: int, device: str
+) -> None:
+    """The engine's figures at `batch_size` into `row`: every mode's tok/s (median of `--passes`
+    interleaved passes), speculation figures, step times and losslessness."""
+    row["k"] = best_k
+    groups = batches(prompts, batch_size)
+    # above batch 1 the engine runs as the server runs it, continuously batched: `waves` times the
+    # batch in sequences stream through `batch_size` rows (static batches are recorded beside it)
+    stream = [prompts[i % len(prompts)] for i in range(args.waves * batch_size)]
+    checks = {}
+    for name, eng in modes.items():
+        engine_run(eng, groups[:1], new, device)  # warm-up: governor
+        times = StepTimes()  # the measured run's steps only (not the static run beside it)
+        if batch_size > 1 and name in ("specops_nonspec", "specops_fixed_k"):
+            _, seconds, tokens, _ = engine_run(eng, groups, new, device)
+            row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
+        outputs, seconds, tokens, records = measured_run(eng, batch_size, groups, stream, new, device, times)
+        measured = [stream] if batch_size > 1 else groups
+        row[f"{name}_tok_s"] = round(tokens / seconds, 1)
+        if lossless is not None:
+            checks[name] = lossless.check(measured, outputs)
+        figures = speculation_figures(records)
+        row[f"{name}_figures"] = {
+            **figures,
+            "device_busy_fraction": device_busy(records, seconds),
+            # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
+            "step_wall": times.summary(),
+            "k_chosen": k_histogram(records),
+            "governor_step_ms": {
+                f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
+                for bucket, k in sorted(eng.governor.samples)
+            },
+            # the recent step times behind those medians (their spread shows a noisy choice)
+            "governor_samples_ms": {
+                f"b{bucket}_k{k}": [round(t * 1000, 3) for t in samples]
+                for (bucket, k), samples in sorted(eng.governor.samples.items())
+            },
+        }
+    # more passes, the modes interleaved, so that a drift of the machine's speed during the run
+    # (seen at 10-20 % between modes doing identical work) hits every mode alike
+    passes = {name: [row[f"{name}_tok_s"]] for name in modes}
+    for _ in range(args.passes - 1):
+        for name, eng in modes.items():
+            _, seconds, tokens, _ = measured_run(eng, batch_size, groups, stream, new, device)
+            passes[name].append(round(tokens / seconds, 1))
+    for name, values in passes.items():
+        row[f"{name}_passes_tok_s"] = values
+        row[f"{name}_tok_s"] = statistics.median(values)
+    figures = row["specops_fixed_k_figures"]
+    row["alpha"] = figures["alpha"]
+    row["mean_accepted_length"] = figures["mean_accepted_length"]
+    row["c"] = figures["c"]
+    row["theoretical_speedup"] = (
+        round(expected_speedup(figures["alpha"], best_k, figures["c"]), 3) if figures["c"] is not None else None
+    )
+    if "target_tok_s" in row:
+        row["speedup_over_target"] = round(row["specops_tok_s"] / row["target_tok_s"], 2)
+    row["spec_over_nonspec"] = round(row["specops_fixed_k_tok_s"] / row["specops_nonspec_tok_s"], 3)
+    row["adaptive_over_nonspec"] = round(row["specops_tok_s"] / row["specops_nonspec_tok_s"], 3)
+    if row["theoretical_speedup"]:
+        row["spec_over_nonspec_vs_theory"] = round(row["spec_over_nonspec"] / row["theoretical_speedup"], 3)
+    if checks:
+        row["identical"] = sum(c["identical"] for c in checks.values())
+        row["prompts"] = sum(c["prompts"] for c in checks.values())
+        row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
+    row["lossless_by_mode"] = checks
+
+
+def main() -> None:
+    args = parse_args()
+    began = time.perf_counter()
+    device = args.device
+    recipe = bench_recipe(args)
+    log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
+    torch.backends.cuda.matmul.allow_tf32 = True
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+    import transformers
+
+    report: dict = {
+        "device": torch.cuda.get_device_name()
+        if device == "cuda"
+        else platform_module.processor() or platform_module.machine(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "engine_source": engine_source_digest(),
+    }
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
+
+    pair, dtype = load_pair(args, recipe, log)
+    report["pair"] = pair.report
+    save()
+    if args.train_only:
+        return
+    target = pair.target.to(device=device, dtype=dtype).eval()
+    draft = pair.draft.to(device=device, dtype=dtype).eval()
+    target.generation_config.eos_token_id = None
+    draft.generation_config.eos_token_id = None
+    tokenizer, prompts = pair.tokenizer, pair.prompts
+    report["dtype"] = str(dtype).removeprefix("torch.")
+    if device == "cpu":
+        report["cpu_threads"] = torch.get_num_threads()
+        report["hf_static_note"] = (
+            "transformers compiles static-cache generation only on accelerators: on a CPU it is the static cache, eager"
+        )
+    new = recipe.new_tokens
+    log(f"{len(prompts)} prompts of {recipe.prompt_tokens} tokens, {new} new tokens, {report['dtype']}")
+
+    # the target's own greedy output (HF static compiled, batch 1) is the reference of every check
+    lossless = reference = hf_static_b1 = None
+    if not args.engine_only:
+        reference, hf_static_b1 = reference_outputs(pair, new, device, args.pair_cache)
+        lossless = Lossless(target, prompts, reference, args.near_tie, device)
+
+    def engine(proposer: str, k: int, adaptive: bool, *, draft_ahead: bool = True) -> SpeculativeEngine:
+        config = SpeculationConfig(
+            proposer=proposer,
+            num_speculative_tokens=k,
+            adaptive=adaptive,
+            cuda_graphs=not args.no_cuda_graphs,
+            compiled=not args.no_compile,
+            draft_ahead=draft_ahead,
+        )
+        return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
+
+    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    common = {"batch_sizes": batch_sizes, "new": new, "args": args, "device": device, "log": log}
+    rows = measure_hf(target, draft, prompts, reference=reference, hf_static_b1=hf_static_b1, **common)
     report["hf"] = rows
     save()
 
-    # fixed best k: a sweep at batch 1 on a few prompts
     best_k = args.k
     if best_k is None:
-        sweep = {}
-        few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
-        for k in [int(x) for x in args.k_sweep.split(",")]:
-            eng = engine("draft", k, adaptive=False)
-            eng.warm_up([1], max_tokens=recipe.prompt_tokens + new)
-            engine_run(eng, few[:1], new, device)
-            _, seconds, tokens, _ = engine_run(eng, few, new, device)
-            sweep[k] = round(tokens / seconds, 1)
-            del eng
-        best_k = max(sweep, key=sweep.get)
-        report["k_sweep_batch1_tok_s"] = sweep
-        log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
-
+        best_k, report["k_sweep_batch1_tok_s"] = sweep_fixed_k(
+            engine, prompts, recipe=recipe, args=args, device=device, log=log
+        )
     modes = {
         "specops_nonspec": engine("none", 0, adaptive=False),
         "specops_fixed_k": engine("draft", best_k, adaptive=False),
@@ -570,68 +670,17 @@ def main() -> None:
     log("graphs captured")
     for batch_size in batch_sizes:
         row = rows[batch_size]
-        row["k"] = best_k
-        groups = batches(prompts, batch_size)
-        # above batch 1 the engine runs as the server runs it, continuously batched: `waves` times the
-        # batch in sequences stream through `batch_size` rows (static batches are recorded beside it)
-        stream = [prompts[i % len(prompts)] for i in range(args.waves * batch_size)]
-        checks = {}
-        for name, eng in modes.items():
-            engine_run(eng, groups[:1], new, device)  # warm-up: governor
-            times = StepTimes()  # the measured run's steps only (not the static run beside it)
-            if batch_size > 1 and name in ("specops_nonspec", "specops_fixed_k"):
-                _, seconds, tokens, _ = engine_run(eng, groups, new, device)
-                row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
-            outputs, seconds, tokens, records = measured_run(eng, batch_size, groups, stream, new, device, times)
-            measured = [stream] if batch_size > 1 else groups
-            row[f"{name}_tok_s"] = round(tokens / seconds, 1)
-            if lossless is not None:
-                checks[name] = lossless.check(measured, outputs)
-            figures = speculation_figures(records)
-            row[f"{name}_figures"] = {
-                **figures,
-                "device_busy_fraction": device_busy(records, seconds),
-                # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
-                "step_wall": times.summary(),
-                "k_chosen": k_histogram(records),
-                "governor_step_ms": {
-                    f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
-                    for bucket, k in sorted(eng.governor.samples)
-                },
-                # the recent step times behind those medians (their spread shows a noisy choice)
-                "governor_samples_ms": {
-                    f"b{bucket}_k{k}": [round(t * 1000, 3) for t in samples]
-                    for (bucket, k), samples in sorted(eng.governor.samples.items())
-                },
-            }
-        # more passes, the modes interleaved, so that a drift of the machine's speed during the run
-        # (seen at 10-20 % between modes doing identical work) hits every mode alike
-        passes = {name: [row[f"{name}_tok_s"]] for name in modes}
-        for _ in range(args.passes - 1):
-            for name, eng in modes.items():
-                _, seconds, tokens, _ = measured_run(eng, batch_size, groups, stream, new, device)
-                passes[name].append(round(tokens / seconds, 1))
-        for name, values in passes.items():
-            row[f"{name}_passes_tok_s"] = values
-            row[f"{name}_tok_s"] = statistics.median(values)
-        figures = row["specops_fixed_k_figures"]
-        row["alpha"] = figures["alpha"]
-        row["mean_accepted_length"] = figures["mean_accepted_length"]
-        row["c"] = figures["c"]
-        row["theoretical_speedup"] = (
-            round(expected_speedup(figures["alpha"], best_k, figures["c"]), 3) if figures["c"] is not None else None
+        measure_engine(
+            modes,
+            row,
+            prompts,
+            batch_size=batch_size,
+            best_k=best_k,
+            lossless=lossless,
+            args=args,
+            new=new,
+            device=device,
         )
-        if "target_tok_s" in row:
-            row["speedup_over_target"] = round(row["specops_tok_s"] / row["target_tok_s"], 2)
-        row["spec_over_nonspec"] = round(row["specops_fixed_k_tok_s"] / row["specops_nonspec_tok_s"], 3)
-        row["adaptive_over_nonspec"] = round(row["specops_tok_s"] / row["specops_nonspec_tok_s"], 3)
-        if row["theoretical_speedup"]:
-            row["spec_over_nonspec_vs_theory"] = round(row["spec_over_nonspec"] / row["theoretical_speedup"], 3)
-        if checks:
-            row["identical"] = sum(c["identical"] for c in checks.values())
-            row["prompts"] = sum(c["prompts"] for c in checks.values())
-            row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
-        row["lossless_by_mode"] = checks
         report[f"batch{batch_size}"] = row
         save()
         log(f"batch {batch_size}: " + json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}))
