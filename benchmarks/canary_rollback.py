@@ -13,6 +13,8 @@ interval is shortened to ``--interval`` seconds so a run takes a minute, not ten
 traffic from 4 clients. Measured: seconds from the canary's first request to the rollback being
 applied, against the progress deadline (``max_inconclusive_s``), and the failing checks. Prints a
 table and writes ``benchmarks/results/canary-rollback-cpu.json``.
+
+Run from the repository root: ``python -m benchmarks.canary_rollback``.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from machine import cpu_machine
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from benchmarks.harness import cpu_machine
 from specops.local.traffic import ClosedLoopTraffic
 from specops.local.wiring import LocalRuntime
 from specops.pairs.demo import demo_prompts, train_demo_pairs

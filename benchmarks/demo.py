@@ -3,6 +3,8 @@
 Prints a table and writes ``benchmarks/results/demo-cpu.json``: wall time of each run, breach onset
 (the canary's first request) → rollback applied, the qualification figures of both versions, the canary
 and stable windows of the last decision, and the demo pair's training report (agreement, CPU seconds).
+
+Run from the repository root: ``python -m benchmarks.demo``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_machine
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.harness import cpu_machine
 from specops.local.demo import DemoConfig, run_demo
 from specops.pairs.demo import train_demo_pairs
 from specops.settings import Settings

@@ -3,12 +3,12 @@
 GPU (self-contained: trains the bench pair, then measures; imports only torch, transformers,
 tokenizers and `specops.engine`):
 
-    PYTHONPATH=platform python benchmarks/engine.py --out benchmarks/results/engine-h100.json
-    PYTHONPATH=platform python benchmarks/engine.py --smoke --device cpu --out /tmp/engine-smoke.json
+    PYTHONPATH=platform python -m benchmarks.engine --out benchmarks/results/engine-h100.json
+    PYTHONPATH=platform python -m benchmarks.engine --smoke --device cpu --out /tmp/engine-smoke.json
 
 CPU with the demo pair (`specops.pairs.demo.train_demo_pairs()`):
 
-    PYTHONPATH=platform python benchmarks/engine.py --demo-pair --device cpu \
+    PYTHONPATH=platform python -m benchmarks.engine --demo-pair --device cpu \
         --out benchmarks/results/engine-cpu.json
 
 Measured at batch 1, 8 and 32 on the same device: HF greedy (eager, and static cache compiled),
@@ -25,7 +25,6 @@ each first divergence is checked to sit at a near-tie of the target's two best l
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -40,75 +39,18 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-
-from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
-from specops.engine.adaptive import expected_speedup
-
-
-@dataclass(frozen=True)
-class BenchRecipe:
-    """The bench pair and its training; recorded in the JSON."""
-
-    corpus_bytes: int = 60_000_000
-    tokenizer_bytes: int = 20_000_000
-    min_file_chars: int = 2000
-    vocab_size: int = 8192
-    target_hidden: int = 1024
-    target_layers: int = 16
-    target_heads: int = 16
-    target_mlp: int = 2816
-    draft_hidden: int = 256
-    draft_layers: int = 2
-    draft_heads: int = 4
-    draft_mlp: int = 704
-    seq_len: int = 512
-    batch_size: int = 32
-    lr: float = 3e-4
-    warmup: int = 200
-    target_steps: int = 1500
-    draft_steps: int = 1500
-    target_train_seconds: float = 330.0  # budget: fewer steps (recorded) if 1500 do not fit
-    draft_train_seconds: float = 60.0
-    eval_files: int = 24
-    prompt_tokens: int = 128
-    new_tokens: int = 128
-    seed: int = 0
-
-
-SMOKE = BenchRecipe(
-    corpus_bytes=1_500_000,
-    tokenizer_bytes=600_000,
-    vocab_size=512,
-    target_hidden=64,
-    target_layers=2,
-    target_heads=4,
-    target_mlp=128,
-    draft_hidden=32,
-    draft_layers=1,
-    draft_heads=2,
-    draft_mlp=64,
-    seq_len=64,
-    batch_size=8,
-    warmup=5,
-    target_steps=30,
-    draft_steps=30,
-    target_train_seconds=30,
-    draft_train_seconds=15,
-    eval_files=4,
-    prompt_tokens=32,
-    new_tokens=24,
+from benchmarks.harness import (
+    SMOKE,
+    BenchRecipe,
+    StepTimes,
+    engine_run,
+    engine_run_continuous,
+    engine_source_digest,
+    llama,
+    sync,
 )
-
-
-# -- corpus and tokenizer -------------------------------------------------------------------------
-def engine_source_digest() -> str:
-    """A digest of the engine's source files: which code a results file measured (the device machine
-    gets a copy of the working tree, without git history)."""
-    digest = hashlib.sha256()
-    for path in sorted((Path(__file__).resolve().parents[1] / "platform" / "specops" / "engine").rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+from specops.engine import ExecutionSettings, SpeculationConfig, SpeculativeEngine
+from specops.engine.adaptive import expected_speedup
 
 
 def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
@@ -162,29 +104,6 @@ def train_tokenizer(texts: list[str], recipe: BenchRecipe):
     return PreTrainedTokenizerFast(
         tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
-
-
-# -- models and training --------------------------------------------------------------------------
-def llama(recipe: BenchRecipe, name: str, *, seed: int):
-    """The recipe's untrained `name` model ("target" or "draft")."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    heads = getattr(recipe, f"{name}_heads")
-    config = LlamaConfig(
-        vocab_size=recipe.vocab_size,
-        hidden_size=getattr(recipe, f"{name}_hidden"),
-        num_hidden_layers=getattr(recipe, f"{name}_layers"),
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        intermediate_size=getattr(recipe, f"{name}_mlp"),
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config)
 
 
 def train(
@@ -250,12 +169,6 @@ def train(
     }
 
 
-# -- measuring ------------------------------------------------------------------------------------
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def batches(prompts: list[list[int]], batch_size: int) -> list[list[list[int]]]:
     """Groups of `batch_size` prompts; the prompt list is cycled to fill at least one full group."""
     n = max(len(prompts), batch_size)
@@ -288,111 +201,12 @@ def hf_run(model, groups, new_tokens: int, device: str, **kwargs) -> tuple[list[
     return outputs, seconds, tokens
 
 
-class StepTimes:
-    """Wall time between step callbacks, the first of a call counted from the call's start (its
-    set-up and prefill included): where a call's time goes beyond its steady steps."""
-
-    def __init__(self) -> None:
-        self.gaps: list[tuple[float, bool, int]] = []  # (seconds, first of its call, batch k)
-        self._last = 0.0
-        self._first = False
-
-    def start(self) -> None:
-        self._last, self._first = time.perf_counter(), True
-
-    def __call__(self, stats) -> None:
-        now = time.perf_counter()
-        self.gaps.append((now - self._last, self._first, max(stats.num_draft_tokens, default=0)))
-        self._last, self._first = now, False
-
-    def summary(self) -> dict:
-        if not self.gaps:
-            return {}
-        ms = sorted(g * 1000 for g, _, _ in self.gaps)
-        first = [g * 1000 for g, is_first, _ in self.gaps if is_first]
-        rest = [g * 1000 for g, is_first, _ in self.gaps if not is_first]
-        slowest = sorted(((round(g * 1000, 2), k) for g, is_first, k in self.gaps if not is_first), reverse=True)
-        return {
-            "median_ms": round(ms[len(ms) // 2], 3),
-            "mean_ms": round(sum(ms) / len(ms), 3),
-            "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
-            "p99_ms": round(ms[int(0.99 * (len(ms) - 1))], 3),
-            "first_of_call_mean_ms": round(sum(first) / len(first), 3) if first else None,
-            "calls": len(first),
-            "other_steps_mean_ms": round(sum(rest) / len(rest), 3) if rest else None,
-            "slowest_other_steps_ms_k": slowest[:8],
-        }
-
-
-def engine_run(engine, groups, new_tokens: int, device: str, times: StepTimes | None = None):
-    outputs, seconds, tokens = [], 0.0, 0
-    step_stats = []
-    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
-    times = times or StepTimes()
-
-    def on_step(stats) -> None:
-        step_stats.append(stats)
-        times(stats)
-
-    for group in groups:
-        sync(device)
-        start = time.perf_counter()
-        times.start()
-        results = engine.generate(group, [params] * len(group), on_step=on_step)
-        sync(device)
-        seconds += time.perf_counter() - start
-        outputs.extend(r.token_ids for r in results)
-        tokens += sum(len(r.token_ids) for r in results)
-        for r in results:
-            step_stats.append(r.stats)
-    return outputs, seconds, tokens, step_stats
-
-
 def measured_run(engine, batch_size: int, groups, stream, new_tokens: int, device: str, times=None):
     """A mode's measured workload: `stream` continuously batched through `batch_size` rows above
     batch 1, the static `groups` at batch 1 (`engine_run`'s results)."""
     if batch_size > 1:
         return engine_run_continuous(engine, stream, batch_size, new_tokens, device, times)
     return engine_run(engine, groups, new_tokens, device, times)
-
-
-def engine_run_continuous(
-    engine, prompts, rows: int, new_tokens: int | list[int], device: str, times: StepTimes | None = None
-):
-    """`prompts` through `rows` rows with continuous batching, as the server runs the engine: a row
-    takes the next prompt as soon as its sequence ends. `new_tokens`: for all prompts, or per prompt.
-    Outputs in `prompts` order."""
-    budgets = new_tokens if isinstance(new_tokens, list) else [new_tokens] * len(prompts)
-    queue = list(enumerate(prompts))
-    in_row: dict[int, int] = {}
-    outputs: dict[int, list[int]] = {}
-    records: list = []
-
-    def admit(free: list[int]):
-        taken = queue[: len(free)]
-        del queue[: len(free)]
-        in_row.update({row: index for row, (index, _) in zip(free, taken, strict=False)})
-        return [(prompt, SamplingParams(max_new_tokens=budgets[index], ignore_eos=True)) for index, prompt in taken]
-
-    def finish(row: int, result) -> None:
-        outputs[in_row[row]] = result.token_ids
-        records.append(result.stats)
-
-    times = times or StepTimes()
-
-    def on_step(stats) -> None:
-        records.append(stats)
-        times(stats)
-
-    longest = max(map(len, prompts)) + max(budgets)
-    sync(device)
-    start = time.perf_counter()
-    times.start()
-    engine.generate([], [], admit=admit, on_finish=finish, on_step=on_step, rows=rows, max_tokens=longest)
-    sync(device)
-    seconds = time.perf_counter() - start
-    ordered = [outputs[i] for i in range(len(prompts))]
-    return ordered, seconds, sum(map(len, ordered)), records
 
 
 def speculation_figures(records) -> dict:
@@ -592,7 +406,7 @@ def k_histogram(records) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -616,81 +430,40 @@ def main() -> None:
     parser.add_argument("--no-cuda-graphs", action="store_true", help="run the engine eagerly")
     parser.add_argument("--no-compile", action="store_true", help="no torch.compile'd layers in the engine")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: shared 2-core machines)")
-    args = parser.parse_args()
-    began = time.perf_counter()
-    device = args.device
+    return parser.parse_args()
+
+
+def bench_recipe(args: argparse.Namespace) -> BenchRecipe:
+    """The recipe the arguments ask for: the full or smoke recipe, with its overrides."""
     recipe = SMOKE if args.smoke else BenchRecipe()
     if args.train_seconds:
         target_s, draft_s = (float(x) for x in args.train_seconds.split(","))
         recipe = replace(recipe, target_train_seconds=target_s, draft_train_seconds=draft_s)
     if args.eval_files:
         recipe = replace(recipe, eval_files=args.eval_files)
-    log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
-    torch.backends.cuda.matmul.allow_tf32 = True
-    if device == "cpu":
-        torch.set_num_threads(args.threads)
-    import transformers
-
-    report: dict = {
-        "device": torch.cuda.get_device_name()
-        if device == "cuda"
-        else platform_module.processor() or platform_module.machine(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "engine_source": engine_source_digest(),
-    }
-
-    def save() -> None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
-
     if args.demo_pair:
         recipe = replace(recipe, eval_files=args.eval_files or 8, prompt_tokens=64, new_tokens=64)
-        pair = demo_pair(recipe)
-        dtype = torch.float32
-    else:
-        if args.pair_cache is not None:
-            args.pair_cache.mkdir(parents=True, exist_ok=True)
-        pair = trained_pair(recipe, device, args.pair_cache, log)
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    report["pair"] = pair.report
-    save()
-    if args.train_only:
-        return
-    target = pair.target.to(device=device, dtype=dtype).eval()
-    draft = pair.draft.to(device=device, dtype=dtype).eval()
-    target.generation_config.eos_token_id = None
-    draft.generation_config.eos_token_id = None
-    tokenizer, prompts = pair.tokenizer, pair.prompts
-    report["dtype"] = str(dtype).removeprefix("torch.")
-    if device == "cpu":
-        report["cpu_threads"] = torch.get_num_threads()
-        report["hf_static_note"] = (
-            "transformers compiles static-cache generation only on accelerators: on a CPU it is the static cache, eager"
-        )
-    new = recipe.new_tokens
-    log(f"{len(prompts)} prompts of {recipe.prompt_tokens} tokens, {new} new tokens, {report['dtype']}")
+    return recipe
 
-    # the target's own greedy output (HF static compiled, batch 1) is the reference of every check
-    lossless = None
-    if not args.engine_only:
-        reference, hf_static_b1 = reference_outputs(pair, new, device, args.pair_cache)
-        lossless = Lossless(target, prompts, reference, args.near_tie, device)
+
+def load_pair(args: argparse.Namespace, recipe: BenchRecipe, log) -> tuple[BenchPair, torch.dtype]:
+    """The pair to measure and its dtype: the demo pair (float32), or the bench pair trained or loaded
+    from `--pair-cache` (bfloat16 on a GPU)."""
+    if args.demo_pair:
+        return demo_pair(recipe), torch.float32
+    if args.pair_cache is not None:
+        args.pair_cache.mkdir(parents=True, exist_ok=True)
+    pair = trained_pair(recipe, args.device, args.pair_cache, log)
+    return pair, torch.bfloat16 if args.device == "cuda" else torch.float32
+
+
+def measure_hf(
+    target, draft, prompts, *, reference, hf_static_b1, batch_sizes: list[int], new: int, args, device: str, log
+) -> dict[int, dict]:
+    """Hugging Face's figures per batch size: greedy eager and static cache, and at batch 1 assisted
+    generation and prompt lookup (none with `--engine-only`). Run before the engine's, so that its
+    compiled graphs never interleave with the engine's."""
     static_kwargs = {"cache_implementation": "static"}
-
-    def engine(proposer: str, k: int, adaptive: bool, *, draft_ahead: bool = True) -> SpeculativeEngine:
-        config = SpeculationConfig(
-            proposer=proposer,
-            num_speculative_tokens=k,
-            adaptive=adaptive,
-            execution=ExecutionSettings(
-                cuda_graphs=not args.no_cuda_graphs, compiled=not args.no_compile, draft_ahead=draft_ahead
-            ),
-        )
-        return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
-
-    # every Hugging Face measurement first, so its compiled graphs never interleave with the engine's
-    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     rows: dict[int, dict] = {}
     for batch_size in batch_sizes:
         row: dict = {"batch_size": batch_size}
@@ -722,25 +495,166 @@ def main() -> None:
             row["hf_static_compiled_tok_s"] = round(tokens / seconds, 1)
         rows[batch_size] = row
         log(f"HF batch {batch_size}: {row}")
+    return rows
+
+
+def sweep_fixed_k(engine, prompts, *, recipe: BenchRecipe, args, device: str, log) -> tuple[int, dict[int, float]]:
+    """The fixed k with the best tok/s at batch 1 on a few prompts, and every k's tok/s."""
+    new = recipe.new_tokens
+    sweep = {}
+    few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
+    for k in [int(x) for x in args.k_sweep.split(",")]:
+        eng = engine("draft", k, adaptive=False)
+        eng.warm_up([1], max_tokens=recipe.prompt_tokens + new)
+        engine_run(eng, few[:1], new, device)
+        _, seconds, tokens, _ = engine_run(eng, few, new, device)
+        sweep[k] = round(tokens / seconds, 1)
+        del eng
+    best_k = max(sweep, key=sweep.get)
+    log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
+    return best_k, sweep
+
+
+def measure_engine(
+    modes: dict, row: dict, prompts, *, batch_size: int, best_k: int, lossless, args, new: int, device: str
+) -> None:
+    """The engine's figures at `batch_size` into `row`: every mode's tok/s (median of `--passes`
+    interleaved passes), speculation figures, step times and losslessness."""
+    row["k"] = best_k
+    groups = batches(prompts, batch_size)
+    # above batch 1 the engine runs as the server runs it, continuously batched: `waves` times the
+    # batch in sequences stream through `batch_size` rows (static batches are recorded beside it)
+    stream = [prompts[i % len(prompts)] for i in range(args.waves * batch_size)]
+    checks = {}
+    for name, eng in modes.items():
+        engine_run(eng, groups[:1], new, device)  # warm-up: governor
+        times = StepTimes()  # the measured run's steps only (not the static run beside it)
+        if batch_size > 1 and name in ("specops_nonspec", "specops_fixed_k"):
+            _, seconds, tokens, _ = engine_run(eng, groups, new, device)
+            row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
+        outputs, seconds, tokens, records = measured_run(eng, batch_size, groups, stream, new, device, times)
+        measured = [stream] if batch_size > 1 else groups
+        row[f"{name}_tok_s"] = round(tokens / seconds, 1)
+        if lossless is not None:
+            checks[name] = lossless.check(measured, outputs)
+        figures = speculation_figures(records)
+        row[f"{name}_figures"] = {
+            **figures,
+            "device_busy_fraction": device_busy(records, seconds),
+            # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
+            "step_wall": times.summary(),
+            "k_chosen": k_histogram(records),
+            "governor_step_ms": {
+                f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
+                for bucket, k in sorted(eng.governor.samples)
+            },
+            # the recent step times behind those medians (their spread shows a noisy choice)
+            "governor_samples_ms": {
+                f"b{bucket}_k{k}": [round(t * 1000, 3) for t in samples]
+                for (bucket, k), samples in sorted(eng.governor.samples.items())
+            },
+        }
+    # more passes, the modes interleaved, so that a drift of the machine's speed during the run
+    # (seen at 10-20 % between modes doing identical work) hits every mode alike
+    passes = {name: [row[f"{name}_tok_s"]] for name in modes}
+    for _ in range(args.passes - 1):
+        for name, eng in modes.items():
+            _, seconds, tokens, _ = measured_run(eng, batch_size, groups, stream, new, device)
+            passes[name].append(round(tokens / seconds, 1))
+    for name, values in passes.items():
+        row[f"{name}_passes_tok_s"] = values
+        row[f"{name}_tok_s"] = statistics.median(values)
+    figures = row["specops_fixed_k_figures"]
+    row["alpha"] = figures["alpha"]
+    row["mean_accepted_length"] = figures["mean_accepted_length"]
+    row["c"] = figures["c"]
+    row["theoretical_speedup"] = (
+        round(expected_speedup(figures["alpha"], best_k, figures["c"]), 3) if figures["c"] is not None else None
+    )
+    if "target_tok_s" in row:
+        row["speedup_over_target"] = round(row["specops_tok_s"] / row["target_tok_s"], 2)
+    row["spec_over_nonspec"] = round(row["specops_fixed_k_tok_s"] / row["specops_nonspec_tok_s"], 3)
+    row["adaptive_over_nonspec"] = round(row["specops_tok_s"] / row["specops_nonspec_tok_s"], 3)
+    if row["theoretical_speedup"]:
+        row["spec_over_nonspec_vs_theory"] = round(row["spec_over_nonspec"] / row["theoretical_speedup"], 3)
+    if checks:
+        row["identical"] = sum(c["identical"] for c in checks.values())
+        row["prompts"] = sum(c["prompts"] for c in checks.values())
+        row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
+    row["lossless_by_mode"] = checks
+
+
+def main() -> None:
+    args = parse_args()
+    began = time.perf_counter()
+    device = args.device
+    recipe = bench_recipe(args)
+    log = lambda msg: print(f"[{time.perf_counter() - began:6.1f}s] {msg}", flush=True)  # noqa: E731
+    torch.backends.cuda.matmul.allow_tf32 = True
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+    import transformers
+
+    report: dict = {
+        "device": torch.cuda.get_device_name()
+        if device == "cuda"
+        else platform_module.processor() or platform_module.machine(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "engine_source": engine_source_digest(),
+    }
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # partial results survive a timeout
+
+    pair, dtype = load_pair(args, recipe, log)
+    report["pair"] = pair.report
+    save()
+    if args.train_only:
+        return
+    target = pair.target.to(device=device, dtype=dtype).eval()
+    draft = pair.draft.to(device=device, dtype=dtype).eval()
+    target.generation_config.eos_token_id = None
+    draft.generation_config.eos_token_id = None
+    tokenizer, prompts = pair.tokenizer, pair.prompts
+    report["dtype"] = str(dtype).removeprefix("torch.")
+    if device == "cpu":
+        report["cpu_threads"] = torch.get_num_threads()
+        report["hf_static_note"] = (
+            "transformers compiles static-cache generation only on accelerators: on a CPU it is the static cache, eager"
+        )
+    new = recipe.new_tokens
+    log(f"{len(prompts)} prompts of {recipe.prompt_tokens} tokens, {new} new tokens, {report['dtype']}")
+
+    # the target's own greedy output (HF static compiled, batch 1) is the reference of every check
+    lossless = reference = hf_static_b1 = None
+    if not args.engine_only:
+        reference, hf_static_b1 = reference_outputs(pair, new, device, args.pair_cache)
+        lossless = Lossless(target, prompts, reference, args.near_tie, device)
+
+    def engine(proposer: str, k: int, adaptive: bool, *, draft_ahead: bool = True) -> SpeculativeEngine:
+        config = SpeculationConfig(
+            proposer=proposer,
+            num_speculative_tokens=k,
+            adaptive=adaptive,
+            execution=ExecutionSettings(
+                cuda_graphs=not args.no_cuda_graphs, compiled=not args.no_compile, draft_ahead=draft_ahead
+            ),
+        )
+        return SpeculativeEngine(target, tokenizer, draft=draft if proposer == "draft" else None, config=config)
+
+    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+    common = {"batch_sizes": batch_sizes, "new": new, "args": args, "device": device, "log": log}
+    rows = measure_hf(target, draft, prompts, reference=reference, hf_static_b1=hf_static_b1, **common)
     report["hf"] = rows
     save()
 
-    # fixed best k: a sweep at batch 1 on a few prompts
     best_k = args.k
     if best_k is None:
-        sweep = {}
-        few = [[p] for p in prompts[: max(2, args.slow_prompts)]]
-        for k in [int(x) for x in args.k_sweep.split(",")]:
-            eng = engine("draft", k, adaptive=False)
-            eng.warm_up([1], max_tokens=recipe.prompt_tokens + new)
-            engine_run(eng, few[:1], new, device)
-            _, seconds, tokens, _ = engine_run(eng, few, new, device)
-            sweep[k] = round(tokens / seconds, 1)
-            del eng
-        best_k = max(sweep, key=sweep.get)
-        report["k_sweep_batch1_tok_s"] = sweep
-        log(f"k sweep (batch 1): {sweep} -> k = {best_k}")
-
+        best_k, report["k_sweep_batch1_tok_s"] = sweep_fixed_k(
+            engine, prompts, recipe=recipe, args=args, device=device, log=log
+        )
     modes = {
         "specops_nonspec": engine("none", 0, adaptive=False),
         "specops_fixed_k": engine("draft", best_k, adaptive=False),
@@ -756,68 +670,17 @@ def main() -> None:
     log("graphs captured")
     for batch_size in batch_sizes:
         row = rows[batch_size]
-        row["k"] = best_k
-        groups = batches(prompts, batch_size)
-        # above batch 1 the engine runs as the server runs it, continuously batched: `waves` times the
-        # batch in sequences stream through `batch_size` rows (static batches are recorded beside it)
-        stream = [prompts[i % len(prompts)] for i in range(args.waves * batch_size)]
-        checks = {}
-        for name, eng in modes.items():
-            engine_run(eng, groups[:1], new, device)  # warm-up: governor
-            times = StepTimes()  # the measured run's steps only (not the static run beside it)
-            if batch_size > 1 and name in ("specops_nonspec", "specops_fixed_k"):
-                _, seconds, tokens, _ = engine_run(eng, groups, new, device)
-                row[f"{name}_static_tok_s"] = round(tokens / seconds, 1)
-            outputs, seconds, tokens, records = measured_run(eng, batch_size, groups, stream, new, device, times)
-            measured = [stream] if batch_size > 1 else groups
-            row[f"{name}_tok_s"] = round(tokens / seconds, 1)
-            if lossless is not None:
-                checks[name] = lossless.check(measured, outputs)
-            figures = speculation_figures(records)
-            row[f"{name}_figures"] = {
-                **figures,
-                "device_busy_fraction": device_busy(records, seconds),
-                # against governor_step_ms (median of steady steps): the gap is per-call and unsteady work
-                "step_wall": times.summary(),
-                "k_chosen": k_histogram(records),
-                "governor_step_ms": {
-                    f"b{bucket}_k{k}": round(eng.governor.step_seconds(bucket, k) * 1000, 3)
-                    for bucket, k in sorted(eng.governor.samples)
-                },
-                # the recent step times behind those medians (their spread shows a noisy choice)
-                "governor_samples_ms": {
-                    f"b{bucket}_k{k}": [round(t * 1000, 3) for t in samples]
-                    for (bucket, k), samples in sorted(eng.governor.samples.items())
-                },
-            }
-        # more passes, the modes interleaved, so that a drift of the machine's speed during the run
-        # (seen at 10-20 % between modes doing identical work) hits every mode alike
-        passes = {name: [row[f"{name}_tok_s"]] for name in modes}
-        for _ in range(args.passes - 1):
-            for name, eng in modes.items():
-                _, seconds, tokens, _ = measured_run(eng, batch_size, groups, stream, new, device)
-                passes[name].append(round(tokens / seconds, 1))
-        for name, values in passes.items():
-            row[f"{name}_passes_tok_s"] = values
-            row[f"{name}_tok_s"] = statistics.median(values)
-        figures = row["specops_fixed_k_figures"]
-        row["alpha"] = figures["alpha"]
-        row["mean_accepted_length"] = figures["mean_accepted_length"]
-        row["c"] = figures["c"]
-        row["theoretical_speedup"] = (
-            round(expected_speedup(figures["alpha"], best_k, figures["c"]), 3) if figures["c"] is not None else None
+        measure_engine(
+            modes,
+            row,
+            prompts,
+            batch_size=batch_size,
+            best_k=best_k,
+            lossless=lossless,
+            args=args,
+            new=new,
+            device=device,
         )
-        if "target_tok_s" in row:
-            row["speedup_over_target"] = round(row["specops_tok_s"] / row["target_tok_s"], 2)
-        row["spec_over_nonspec"] = round(row["specops_fixed_k_tok_s"] / row["specops_nonspec_tok_s"], 3)
-        row["adaptive_over_nonspec"] = round(row["specops_tok_s"] / row["specops_nonspec_tok_s"], 3)
-        if row["theoretical_speedup"]:
-            row["spec_over_nonspec_vs_theory"] = round(row["spec_over_nonspec"] / row["theoretical_speedup"], 3)
-        if checks:
-            row["identical"] = sum(c["identical"] for c in checks.values())
-            row["prompts"] = sum(c["prompts"] for c in checks.values())
-            row["divergences_not_near_tie"] = sum(c["divergences_not_near_tie"] for c in checks.values())
-        row["lossless_by_mode"] = checks
         report[f"batch{batch_size}"] = row
         save()
         log(f"batch {batch_size}: " + json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}))

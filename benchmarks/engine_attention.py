@@ -6,14 +6,13 @@ than for q > 1; this times the alternatives the engine could use, each captured 
 16 calls (one per target layer) replayed back to back. The compiled variants (math, FlexAttention)
 compile per shape and stop at dynamo's recompilation limit (8); their later rows hold the error:
 
-    python benchmarks/engine_attention.py --out benchmarks/results/engine-attention-h100.json
+    python -m benchmarks.engine_attention --out benchmarks/results/engine-attention-h100.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from engine_graphs import replay_us
-from engine_steps import save_rows
+from benchmarks.harness import replay_us, save_rows
 
 LAYERS = 16
 

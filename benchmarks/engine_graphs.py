@@ -6,39 +6,22 @@ events: the device time per replay, gaps between its kernels included. A profile
 gives the sum of its kernel times and its kernel count; the difference is what the device spends
 between kernels, which only fewer kernels (not less host work) removes:
 
-    PYTHONPATH=platform python benchmarks/engine_graphs.py --out benchmarks/results/engine-graphs-h100.json
+    PYTHONPATH=platform python -m benchmarks.engine_graphs --out benchmarks/results/engine-graphs-h100.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from engine_steps import bench_models, mode_engine, save_rows
+from benchmarks.harness import bench_models, mode_engine, replay_us, save_rows
 
 DEVICE_CATEGORIES = frozenset({"kernel", "gpu_memcpy", "gpu_memset"})
-
-
-def replay_us(graph: torch.cuda.CUDAGraph, replays: int) -> float:
-    """Device µs per replay: events around `replays` back-to-back replays, after 3 to warm up."""
-    for _ in range(3):
-        graph.replay()
-    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    begin.record()
-    for _ in range(replays):
-        graph.replay()
-    end.record()
-    end.synchronize()
-    return begin.elapsed_time(end) * 1000 / replays
 
 
 def replay_costs(graph: torch.cuda.CUDAGraph, replays: int, names: int = 0) -> dict:

@@ -2,25 +2,20 @@
 
 Untrained bench-size models, compiled layers as the engine runs them on a GPU:
 
-    PYTHONPATH=platform python benchmarks/engine_kernels.py --out benchmarks/results/engine-kernels-h100.json
+    PYTHONPATH=platform python -m benchmarks.engine_kernels --out benchmarks/results/engine-kernels-h100.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from engine import BenchRecipe, llama  # the bench pair's shapes
-
+from benchmarks.harness import BenchRecipe, llama  # the bench pair's shapes
 from specops.engine.runner import ModelRunner
 
 

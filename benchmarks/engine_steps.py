@@ -3,13 +3,10 @@
 Untrained bench-size models (the timing of a step does not depend on the weights; acceptance does,
 so speculative steps here reject every draft):
 
-    PYTHONPATH=platform python benchmarks/engine_steps.py --out benchmarks/results/engine-steps-h100.json
+    PYTHONPATH=platform python -m benchmarks.engine_steps --out benchmarks/results/engine-steps-h100.json
 
 `--continuous`: instead, sequences of different lengths stream through the rows (continuous batching,
 as the server runs), and the admissions' parts are timed on their own, each call synchronised.
-
-    PYTHONPATH=platform python benchmarks/engine_steps.py --continuous \\
-        --out benchmarks/results/engine-steps-continuous-h100.json
 """
 
 from __future__ import annotations
@@ -18,27 +15,15 @@ import argparse
 import itertools
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from engine import SMOKE, BenchRecipe, engine_run_continuous, engine_source_digest, llama, sync
-
-from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine, StepStats
+from benchmarks.harness import MODES, bench_models, engine_run_continuous, mode_engine, save_rows, sync
+from specops.engine import SamplingParams, SpeculativeEngine, StepStats
 from specops.engine.kv_cache import KVCache
-
-
-class _Tokenizer:
-    eos_token_id = None
-
-    def decode(self, ids) -> str:
-        return ""
 
 
 def profile(engine: SpeculativeEngine, batch_size: int, prompt: int, new: int, device: str) -> dict:
@@ -152,54 +137,6 @@ def profile_continuous(engine: SpeculativeEngine, batch_size: int, prompt: int, 
         "timed_ms": {label: round(seconds * 1000, 2) for label, seconds in spent.items()},
         "timed_calls": calls,
     }
-
-
-MODES: tuple[tuple[str, str, int], ...] = (
-    ("nonspec", "none", 0),
-    ("fixed_k2", "draft", 2),
-    ("fixed_k2_inline", "draft", 2),
-    ("nonspec_admit_before", "none", 0),
-    ("fixed_k2_admit_before", "draft", 2),
-)
-"""(name, proposer, k) of the engines these scripts compare; "inline" drafts each step after reading
-the decision of the one before (`SpeculationConfig.draft_ahead` off); "admit_before" admits a new
-prompt (and prefills it) before the running rows' next step instead of during it (`admit_in_step` off)."""
-
-
-def bench_models(device: str, *, small: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Untrained target and draft of the bench pair's shapes (tiny ones with `small`)."""
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    recipe = SMOKE if small else BenchRecipe()
-    target, draft = (
-        llama(recipe, name, seed=seed).to(device=device, dtype=dtype).eval()
-        for seed, name in enumerate(("target", "draft"))
-    )
-    return target, draft
-
-
-def mode_engine(target, draft, name: str, proposer: str, k: int, *, compiled: bool = True) -> SpeculativeEngine:
-    config = SpeculationConfig(
-        proposer=proposer,
-        num_speculative_tokens=k,
-        adaptive=False,
-        execution=ExecutionSettings(
-            compiled=compiled,
-            draft_ahead=not name.endswith("_inline"),
-            admit_in_step=not name.endswith("_admit_before"),
-        ),
-    )
-    return SpeculativeEngine(target, _Tokenizer(), draft=draft if k else None, config=config)
-
-
-def save_rows(rows: list[dict], out: Path, device: str) -> None:
-    report = {
-        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "engine_source": engine_source_digest(),
-        "rows": rows,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def main() -> None:

@@ -5,11 +5,11 @@ a trained pair's worst case). Each step is traced with torch.profiler, in which 
 its own phases (`specops.engine.PHASES`). Per mode the summary gives the mean step wall time, the
 device's busy and idle time per step, and which host phase was running while the device sat idle:
 
-    PYTHONPATH=platform python benchmarks/engine_trace.py --out benchmarks/results/engine-trace-h100.json
+    PYTHONPATH=platform python -m benchmarks.engine_trace --out benchmarks/results/engine-trace-h100.json
 
 `--host` times each host phase with clock reads instead of the profiler (no profiler overhead):
 
-    PYTHONPATH=platform python benchmarks/engine_trace.py --host --out benchmarks/results/engine-trace-h100-host.json
+    PYTHONPATH=platform python -m benchmarks.engine_trace --host --out benchmarks/results/engine-trace-h100-host.json
 
 `--traces DIR` also writes the Chrome traces (gzip), for a look in Perfetto.
 """
@@ -21,7 +21,6 @@ import gzip
 import itertools
 import json
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -31,12 +30,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from engine import engine_run, engine_run_continuous
-from engine_steps import MODES, bench_models, mode_engine, save_rows
-
+from benchmarks.harness import MODES, bench_models, engine_run, engine_run_continuous, mode_engine, save_rows
 from specops.engine import PHASES, SpeculativeEngine, StepStats
 from specops.engine.phases import host_microseconds
 

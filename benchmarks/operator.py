@@ -7,7 +7,7 @@ WARNING). The deployments are created as a restarted operator finds them (versio
 status, version 2 wanted); the operator starts every canary, the script plays KServe (Ready). Every
 canary's analysis (every ``--interval`` seconds) stays inconclusive (its minimum sample count is never
 reached), so each one queries Prometheus and patches its status every interval: the steady-state cost
-of holding them. The emulator runs with :func:`specops_operator.testing.speed_up_kmock`. Measured on
+of holding them. The emulator runs with :func:`tests.support.kubernetes_emulator.speed_up_kmock`. Measured on
 the operator process only:
 
 * cpu_fraction: (user + system CPU seconds) / wall seconds over ``--measure`` seconds (1.0 = one core);
@@ -17,6 +17,8 @@ the operator process only:
   in the API (polled every 20 ms), worst case.
 
 Writes ``benchmarks/results/operator.json`` and prints a table.
+
+Run from the repository root: ``python -m benchmarks.operator``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from typing import Any
 
 from specops.local.servers import free_port
 
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root: the child processes run ``python -m benchmarks.operator`` from it."""
+
 RESULTS = Path(__file__).resolve().parent / "results" / "operator.json"
 NAMESPACE = "bench"
 
@@ -47,7 +52,7 @@ NAMESPACE = "bench"
 def serve_emulator(port: int) -> None:
     import logging
 
-    from specops_operator.testing import EmulatedCluster
+    from tests.support.kubernetes_emulator import EmulatedCluster
 
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     with EmulatedCluster(port):
@@ -200,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         port = free_port()
         emulator = subprocess.Popen(
-            [sys.executable, __file__, "--role", "emulator", "--port", str(port)], stdout=subprocess.PIPE
+            [sys.executable, "-m", "benchmarks.operator", "--role", "emulator", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            cwd=REPO,
         )
         children.append(emulator)
         assert emulator.stdout is not None
@@ -266,7 +273,8 @@ def run(args: argparse.Namespace) -> int:
         operator = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
+                "-m",
+                "benchmarks.operator",
                 "--role",
                 "operator",
                 "--api",
@@ -275,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
                 prometheus_url,
                 "--audit-db",
                 str(workdir / "audit.db"),
-            ]
+            ],
+            cwd=REPO,
         )
         children.append(operator)
 

@@ -1,6 +1,6 @@
 """Plots of the engine benchmark: tokens/s per mode and batch size, one panel per batch size.
 
-python benchmarks/plot.py benchmarks/results/engine-h100.json   # writes engine-h100.png beside it
+python -m benchmarks.plot benchmarks/results/engine-h100.json   # writes engine-h100.png beside it
 """
 
 from __future__ import annotations

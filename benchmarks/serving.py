@@ -1,7 +1,7 @@
 """Serving load benchmark: N concurrent streaming clients against `specops serve` with the demo pair.
 
-    .venv/bin/python benchmarks/serving.py                       # 32 clients, 60 s per configuration
-    .venv/bin/python benchmarks/serving.py --clients 8 --seconds 10 --out /tmp/serving-smoke.json
+    .venv/bin/python -m benchmarks.serving                       # 32 clients, 60 s per configuration
+    .venv/bin/python -m benchmarks.serving --clients 8 --seconds 10 --out /tmp/serving-smoke.json
 
 Two servers run the same pair on loopback ports: one with telemetry (Prometheus metrics, scraped
 every second as the local rollout runtime does, and request records written to SQLite) and one
@@ -45,7 +45,6 @@ import httpx
 from specops.local.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "platform"))
 
 
 @dataclass

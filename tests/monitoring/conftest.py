@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,14 +24,6 @@ def golden(path: Path, actual: str) -> None:
     assert path.is_file(), f"missing golden file {path}: run with SPECOPS_UPDATE_GOLDEN=1"
     expected = path.read_text(encoding="utf-8")
     assert actual == expected, f"{path} differs from the generator's output; rerun with SPECOPS_UPDATE_GOLDEN=1"
-
-
-def binary(name: str) -> str:
-    """A Debian-packaged Prometheus binary; the tests need it (``apt-get install prometheus``)."""
-    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
-    if found is None:
-        pytest.fail(f"{name} not found: apt-get install -y --no-install-recommends prometheus prometheus-alertmanager")
-    return found
 
 
 @pytest.fixture

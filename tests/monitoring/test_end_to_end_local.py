@@ -30,8 +30,8 @@ from specops.governance.audit import AuditLog
 from specops.governance.store import open_store
 from specops.monitoring import receiver, slo_spec, writer
 from specops.rollout.model import Alert, DecisionKind, Phase, Role, RolloutPolicy
-from tests.monitoring import services
 from tests.monitoring.conftest import TESTDATA
+from tests.support import prometheus_services as services
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from specops.monitoring import rules, slo_spec, writer
-from tests.monitoring.conftest import REPO, TESTDATA, binary, golden
+from tests.monitoring.conftest import REPO, TESTDATA, golden
+from tests.support.prometheus_services import binary
 
 GENERATED = REPO / "platform/specops/monitoring/generated"
 INPUTS = sorted(TESTDATA.glob("in-*.yaml"))

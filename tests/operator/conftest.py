@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from specops.local.servers import free_port
-from specops_operator.testing import EmulatedCluster
+from tests.support.kubernetes_emulator import EmulatedCluster
 
 logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

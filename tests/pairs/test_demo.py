@@ -21,11 +21,11 @@ def _no_training(*args: object, **kwargs: object) -> float:
     raise AssertionError("trained although the cache holds the recipe")
 
 
-def test_each_folder_loads_offline_with_auto_classes_and_shares_one_tokenizer(tiny_pairs):
-    assert [tiny_pairs.target, tiny_pairs.draft, tiny_pairs.draft_mismatched] == [
-        tiny_pairs.root / name for name in FOLDERS
+def test_each_folder_loads_offline_with_auto_classes_and_shares_one_tokenizer(tiny_demo_pairs):
+    assert [tiny_demo_pairs.target, tiny_demo_pairs.draft, tiny_demo_pairs.draft_mismatched] == [
+        tiny_demo_pairs.root / name for name in FOLDERS
     ]
-    for folder in (tiny_pairs.target, tiny_pairs.draft, tiny_pairs.draft_mismatched):
+    for folder in (tiny_demo_pairs.target, tiny_demo_pairs.draft, tiny_demo_pairs.draft_mismatched):
         model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         assert model.config.model_type == "llama"
@@ -38,17 +38,17 @@ def test_each_folder_loads_offline_with_auto_classes_and_shares_one_tokenizer(ti
         assert len(tokenizer) == model.config.vocab_size
         assert tokenizer.decode(tokenizer("def f(x):\n    return x")["input_ids"]) == "def f(x):\n    return x"
     for name in TOKENIZER_FILES:
-        contents = {(tiny_pairs.root / folder / name).read_bytes() for folder in FOLDERS}
+        contents = {(tiny_demo_pairs.root / folder / name).read_bytes() for folder in FOLDERS}
         assert len(contents) == 1, f"{name} differs between the folders"
 
 
-def test_the_target_is_bigger_than_both_drafts(tiny_pairs):
-    sizes = tiny_pairs.report.num_parameters
+def test_the_target_is_bigger_than_both_drafts(tiny_demo_pairs):
+    sizes = tiny_demo_pairs.report.num_parameters
     assert sizes[demo.TARGET_DIR] > sizes[demo.DRAFT_DIR] == sizes[demo.MISMATCHED_DIR]
 
 
-def test_the_report_records_time_and_agreement_per_phase(tiny_pairs):
-    report = tiny_pairs.report
+def test_the_report_records_time_and_agreement_per_phase(tiny_demo_pairs):
+    report = tiny_demo_pairs.report
     assert set(report.seconds) >= {"tokenizer", "target", "draft", "draft_mismatched", "distillation", "evaluation"}
     assert set(report.agreement) == set(report.generated_agreement) == {demo.DRAFT_DIR, demo.MISMATCHED_DIR}
     assert all(0.0 <= value <= 1.0 for value in (*report.agreement.values(), *report.generated_agreement.values()))
@@ -102,13 +102,13 @@ def test_leftovers_of_a_killed_run_are_removed_by_the_next_one(tiny_recipe, tmp_
     assert not leftover.exists()
 
 
-def test_training_is_deterministic(tiny_recipe, tiny_pairs, tmp_path):
+def test_training_is_deterministic(tiny_recipe, tiny_demo_pairs, tmp_path):
     again = demo.train_demo_pairs(recipe=tiny_recipe, cache=tmp_path, progress=False)
     for name in FOLDERS:
         assert (again.root / name / "model.safetensors").read_bytes() == (
-            tiny_pairs.root / name / "model.safetensors"
+            tiny_demo_pairs.root / name / "model.safetensors"
         ).read_bytes(), name
-    assert again.report.agreement == tiny_pairs.report.agreement
+    assert again.report.agreement == tiny_demo_pairs.report.agreement
 
 
 @pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(demo.DemoRecipe)])
@@ -149,8 +149,8 @@ def test_demo_prompts_are_repeatable_slices_of_held_out_files():
     assert all(len(prompt) <= 48 * demo.CHARS_PER_TOKEN for prompt in prompts)
 
 
-def test_demo_prompts_have_exactly_the_tokens_asked_of_a_given_tokenizer(tiny_pairs):
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_pairs.target))
+def test_demo_prompts_have_exactly_the_tokens_asked_of_a_given_tokenizer(tiny_demo_pairs):
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_demo_pairs.target))
     prompts = demo.demo_prompts(8, 20, tokenizer=tokenizer)
     assert [len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for prompt in prompts] == [20] * 8
 
@@ -160,15 +160,15 @@ def test_demo_prompts_refuse_nonsense_sizes():
         demo.demo_prompts(3, 0)
 
 
-def test_a_model_agrees_with_itself_everywhere(tiny_pairs):
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_pairs.target)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_pairs.target))
+def test_a_model_agrees_with_itself_everywhere(tiny_demo_pairs):
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_demo_pairs.target)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_demo_pairs.target))
     batches = demo.held_out_batches(tokenizer, seq_len=32, num_windows=3)
     assert demo.greedy_agreement(model, model, batches) == 1.0
 
 
-def test_agreement_refuses_batches_that_are_not_token_matrices(tiny_pairs):
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_pairs.target)).eval()
+def test_agreement_refuses_batches_that_are_not_token_matrices(tiny_demo_pairs):
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_demo_pairs.target)).eval()
     with pytest.raises(InvalidInput):
         demo.greedy_agreement(model, model, [torch.zeros(2, 3, 4, dtype=torch.long)])
     with pytest.raises(InvalidInput):
@@ -182,5 +182,5 @@ def test_the_demo_cache_honours_its_environment_variable(tmp_path, monkeypatch):
     assert demo.cache_dir().parts[-2:] == ("specops", "demo-pairs")
 
 
-def test_the_cache_entry_is_readable_like_its_parent(tiny_pairs):
-    assert Path(tiny_pairs.root).stat().st_mode & 0o755 == 0o755
+def test_the_cache_entry_is_readable_like_its_parent(tiny_demo_pairs):
+    assert Path(tiny_demo_pairs.root).stat().st_mode & 0o755 == 0o755

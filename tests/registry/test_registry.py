@@ -11,7 +11,7 @@ from specops.errors import Conflict, InvalidInput, NotFound, QualificationRefuse
 from specops.governance import audit, models, store
 from specops.registry import PairRegistry
 from specops.settings import Settings
-from tests.registry.conftest import PROMPTS
+from tests.support.tiny_checkpoints import PROMPTS
 
 FAST = {"prompts": PROMPTS[:2], "max_new_tokens": 6}
 

@@ -20,7 +20,7 @@ from specops.rollout import (
     brain,
 )
 from specops.rollout.model import Histogram, InconclusiveAction
-from tests.rollout.conftest import good, plain, thin
+from tests.support.canary_windows import good, plain, thin
 
 TOKENS_PER_STEP_BOUNDS = (1.0, 1.05, 1.1, 1.2, 1.3, 1.4, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 ITL_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2)

@@ -18,7 +18,7 @@ from specops.rollout import (
     WindowMetrics,
     brain,
 )
-from tests.rollout.conftest import bad, good, thin
+from tests.support.canary_windows import bad, good, thin
 
 
 def applied(state: RolloutState, now: float) -> RolloutState:

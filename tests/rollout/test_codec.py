@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from specops.rollout import Observation, RolloutPolicy, RolloutState, brain, codec
-from tests.rollout.conftest import bad
+from tests.support.canary_windows import bad
 
 
 def test_state_round_trips_through_json(canarying: RolloutState, policy: RolloutPolicy) -> None:

@@ -14,8 +14,7 @@ import pytest
 
 from specops.local.servers import free_port
 from specops.serving import served_pair
-from tests.serving.pairs import build_pair
-from tests.serving.scrape import scrape
+from tests.support.scrape import scrape
 
 
 @dataclass
@@ -30,12 +29,6 @@ class LiveServer:
     def metrics(self) -> dict:
         with self.client() as client:
             return scrape(client.get("/metrics").text)
-
-
-@pytest.fixture(scope="session")
-def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A target (2 layers) and a random draft (1 layer): low acceptance."""
-    return build_pair(tmp_path_factory.mktemp("pair") / "tiny-pair", name="tiny-pair", version="3")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import os
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.serving.scrape import value
+from tests.support.scrape import value
 
 LABELS = {"model_name": "tiny-pair", "pair_version": "3", "role": "stable"}
 MAX_EXAMPLES = int(os.environ.get("SPECOPS_FUZZ_EXAMPLES", "40"))

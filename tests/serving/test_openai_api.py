@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.serving.scrape import value
+from tests.support.scrape import value
 
 LABELS = {"model_name": "tiny-pair", "pair_version": "3", "role": "stable"}
 

@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from specops.telemetry import metrics
-from tests.serving.scrape import scrape, value
+from tests.support.scrape import scrape, value
 
 CONTRACT_NAMES = [
     "specops_spec_decode_num_drafts_total",

@@ -7,9 +7,9 @@ from specops.rollout import Phase, RolloutPolicy
 from specops.rollout.controller import RolloutController
 from specops.settings import Settings
 from specops_operator.registry import RegistryAliases
-from tests.registry.conftest import PROMPTS, TinyPairs
-from tests.rollout.conftest import bad
-from tests.rollout.test_controller import Recorder
+from tests.support.canary_windows import bad
+from tests.support.in_memory_ports import Recorder
+from tests.support.tiny_checkpoints import PROMPTS, TinyPairs
 
 
 def test_a_rolled_back_canary_leaves_mlflow_production_on_the_stable_version(

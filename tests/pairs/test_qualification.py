@@ -9,7 +9,7 @@ import pytest
 
 from specops.errors import InvalidInput, QualificationRefused
 from specops.pairs import qualification
-from tests.registry.conftest import PROMPTS
+from tests.support.tiny_checkpoints import PROMPTS
 
 FAST = {"prompts": PROMPTS[:3], "max_new_tokens": 8}
 

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 def _run(script: str, out: Path, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
-    command = [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(out), *args]
+    command = [sys.executable, "-m", f"benchmarks.{script.removesuffix('.py')}", "--out", str(out), *args]
     subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True, timeout=600)
     return json.loads(out.read_text())
 
@@ -82,8 +82,7 @@ def test_host_timing_reports_each_phase_and_the_wait_for_the_device(tmp_path):
 
 
 def test_device_time_is_charged_to_the_host_phase_that_launched_it():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from engine_trace import device_by_phase
+    from benchmarks.engine_trace import device_by_phase
 
     def annotation(name, ts, dur):
         return {"cat": "user_annotation", "name": name, "ts": ts, "dur": dur}
@@ -123,7 +122,7 @@ def test_device_time_is_charged_to_the_host_phase_that_launched_it():
 )
 def test_the_graph_timers_say_they_need_a_cuda_device(tmp_path, script, reason):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "platform")}
-    command = [sys.executable, str(ROOT / "benchmarks" / script), "--out", str(tmp_path / "g.json")]
+    command = [sys.executable, "-m", f"benchmarks.{script.removesuffix('.py')}", "--out", str(tmp_path / "g.json")]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == reason
@@ -131,8 +130,7 @@ def test_the_graph_timers_say_they_need_a_cuda_device(tmp_path, script, reason):
 
 
 def test_the_graph_timer_ranks_kernel_names_by_device_time_per_replay():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from engine_graphs import top_kernels
+    from benchmarks.engine_graphs import top_kernels
 
     events = [
         {"name": "gemm", "dur": 10.0},

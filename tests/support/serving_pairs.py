@@ -1,9 +1,12 @@
-"""Tiny random Llama pairs for serving tests: a BPE tokenizer trained in a second, 32-wide models."""
+"""Tiny random Llama pairs for serving tests: a BPE tokenizer trained in a second, 32-wide models (a fixture
+plugin registered in ``tests/conftest.py``: ``tiny_pair``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 TRAINING_TEXT = [
     "def serve(pair, port):\n    return pair.load(port)\n",
@@ -56,3 +59,9 @@ def build_pair(
         tokenizer.save_pretrained(root / sub)
     (root / "pair.json").write_text(json.dumps({"name": name, "version": version}))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A target (2 layers) and a random draft (1 layer): low acceptance."""
+    return build_pair(tmp_path_factory.mktemp("pair") / "tiny-pair", name="tiny-pair", version="3")

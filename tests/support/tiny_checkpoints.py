@@ -1,4 +1,5 @@
-"""Tiny random Llama pairs with a small byte-level tokenizer, made once per test session.
+"""Tiny random Llama checkpoints with a small byte-level tokenizer, made once per test session (a fixture
+plugin registered in ``tests/conftest.py``; ``settings`` gives every store a fresh folder).
 
 - ``target``: 2 layers, 64 hidden.
 - ``draft_copy``: the target's exact weights (acceptance 1.0, lossless).

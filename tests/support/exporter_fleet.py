@@ -21,9 +21,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from specops.local.servers import free_port
 from specops.rollout.model import Role
 from specops.telemetry.metrics import ServingMetrics
-from tests.monitoring.services import free_port
 
 NUM_SPECULATIVE_TOKENS = 4
 

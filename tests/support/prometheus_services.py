@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 import time
@@ -10,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from specops.local.servers import free_port
-from tests.monitoring.conftest import binary
 
 START_TIMEOUT_S = 30.0
+
+
+def binary(name: str) -> str:
+    """A Debian-packaged Prometheus binary; the tests need it (``apt-get install prometheus``)."""
+    found = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if found is None:
+        pytest.fail(f"{name} not found: apt-get install -y --no-install-recommends prometheus prometheus-alertmanager")
+    return found
 
 
 @dataclass

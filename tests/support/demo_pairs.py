@@ -1,9 +1,9 @@
-"""Demo-pair fixtures: a tiny recipe trained in seconds, and the real default pair (slow, cached).
+"""Demo-pair fixtures (a plugin registered in ``tests/conftest.py``): a tiny recipe trained in seconds,
+and the real default pair (slow, cached).
 
 ``demo_pairs`` is session-scoped and trains the default recipe into the normal demo cache
 (``$SPECOPS_DEMO_CACHE`` or the user cache dir): about 105 s once per machine when its cores are free
-(minutes when they are shared), nothing afterwards. Other test folders may move it up to
-``tests/conftest.py``.
+(minutes when they are shared), nothing afterwards.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_pairs(tiny_cache: Path) -> demo.DemoPairs:
+def tiny_demo_pairs(tiny_cache: Path) -> demo.DemoPairs:
     return demo.train_demo_pairs(recipe=TINY_RECIPE, cache=tiny_cache, progress=False)
 
 

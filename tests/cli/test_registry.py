@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.registry.conftest import PROMPTS
+from tests.support.tiny_checkpoints import PROMPTS
 
 
 def _specops(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
