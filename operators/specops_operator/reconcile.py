@@ -102,6 +102,23 @@ class Outcome:
     acted: str = ""
 
 
+@dataclass(frozen=True)
+class Decided:
+    """What the controller call of one reconcile left.
+
+    before / state: the rollout state before and after. now: the decision's time (an analysis's is when
+    its data was in hand). window_started_at: when the analysis window now begins. analysed_at: when the
+    analysis in ``state`` ran (None: this reconcile analysed nothing).
+    """
+
+    before: RolloutState
+    state: RolloutState
+    decision: Decision | None
+    now: float
+    window_started_at: float | None
+    analysed_at: float | None
+
+
 ReadyLookup = Callable[[str, str], bool | None]
 """(namespace, InferenceService name) → Ready, None when not seen."""
 
@@ -126,12 +143,12 @@ def reconcile(dependencies: Dependencies, view: View, memory: Memory, *, ready: 
     try:
         spec = _checked_spec(view, saved)
     except InvalidInput as error:
-        return _reject(writer, saved, str(error))
+        return _reject(writer, saved, message=str(error))
 
     # read
     before = saved or RolloutState(deployment=subject(view), pair=spec.pair)
     problems: list[Problem] = []
-    desired = _desired_version(dependencies, spec, problems)
+    desired = _desired_version(dependencies, spec=spec, problems=problems)
     requests = pending.read(view.annotations, writer.current)
     backend = KServeBackend(
         client=dependencies.kube,
@@ -153,15 +170,47 @@ def reconcile(dependencies: Dependencies, view: View, memory: Memory, *, ready: 
         action=requests.action,
         alerts=requests.alerts,
         window_started_at=status_.window_started_at(writer.current),
-        canary=_canary_traffic(bool(ready(view.namespace, canary)), before, memory.synced),
+        canary=_canary_traffic(before, ready=bool(ready(view.namespace, canary)), synced=memory.synced),
     )
     plan = intake.plan(read)
     if plan.waiting_for_canary:
         problems.append(Problem("WaitingForInferenceService", f"canary InferenceService {canary} is not Ready"))
 
-    # controller: manual actions and alerts are decided on empty windows (the brain does not analyse
-    # for them), so an alert never sneaks in an analysis out of schedule; only ANALYSIS reads Prometheus.
-    store = StatusStore(before, writer.persist)
+    # controller
+    decided = _decide(
+        dependencies, view=view, spec=spec, read=read, plan=plan, backend=backend, writer=writer, problems=problems
+    )
+
+    # sync
+    _sync(backend, view=view, memory=memory, spec=spec, decided=decided, ready=ready, problems=problems)
+
+    # status
+    new_status = _status(view, current=writer.current, decided=decided, plan=plan, requests=requests, problems=problems)
+    writer.write(new_status)
+    if plan.step is intake.Step.ACTION:  # acknowledged: the request annotations can go
+        annotations = {constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}
+        dependencies.kube.patch(kube.DEPLOYMENTS, view.namespace, view.name, {"metadata": {"annotations": annotations}})
+    next_in = 0.0 if plan.again else _next_in(decided, spec=spec, problems=problems)
+    return Outcome(next_in=next_in, decision=decided.decision, status=new_status, acted=plan.step.value)
+
+
+def _decide(
+    dependencies: Dependencies,
+    *,
+    view: View,
+    spec: deployment_spec.DeploymentSpec,
+    read: intake.Intake,
+    plan: intake.Plan,
+    backend: KServeBackend,
+    writer: StatusWriter,
+    problems: list[Problem],
+) -> Decided:
+    """Make the plan's controller call; a failure becomes a problem, never an exception.
+
+    Manual actions and alerts are decided on empty windows (the brain does not analyse for them), so an
+    alert never sneaks in an analysis out of schedule; only ANALYSIS reads Prometheus.
+    """
+    store = StatusStore(read.state, writer.persist)
     control = rollout_controller.RolloutController(
         deployment=subject(view),
         pair=spec.pair,
@@ -173,11 +222,11 @@ def reconcile(dependencies: Dependencies, view: View, memory: Memory, *, ready: 
         states=store,
         actor=dependencies.actor,
     )
-    decision: Decision | None = None
+    now, decision = read.now, None
     window_started_at, analysed_at = read.window_started_at, None
     try:
         if plan.step is intake.Step.ANALYSIS:
-            now = _fetch_windows(dependencies, spec, before, control)
+            now = _fetch_windows(dependencies, spec=spec, state=read.state, control=control)
         decision = control.follow(plan, now=now)
         window_started_at = plan.window_started_at
         if plan.step is intake.Step.ANALYSIS:
@@ -188,23 +237,41 @@ def reconcile(dependencies: Dependencies, view: View, memory: Memory, *, ready: 
     except (SpecOpsError, RolloutRefused, kube.ApiException, httpx.HTTPError) as error:
         log.warning("%s: reconcile failed: %s", subject(view), error)
         problems.append(Problem("ApplyFailed", f"{type(error).__name__}: {error}"))
-    state = store.state
     if decision is not None and analysed_at is None and decision.analysis is not None:
         analysed_at = now
+    return Decided(
+        before=read.state,
+        state=store.state,
+        decision=decision,
+        now=now,
+        window_started_at=window_started_at,
+        analysed_at=analysed_at,
+    )
 
-    # sync
-    _sync(backend, view, memory, spec, state, decision, now=now, ready=ready, problems=problems)
 
-    # status
+def _status(
+    view: View,
+    *,
+    current: dict[str, Any] | None,
+    decided: Decided,
+    plan: intake.Plan,
+    requests: pending.PendingRequests,
+    problems: list[Problem],
+) -> dict[str, Any]:
+    """The status to write: the state, the conditions, the acknowledged request, the window's times."""
+    state, decision, now = decided.state, decided.decision, decided.now
     extra: dict[str, Any] = {
         "observedGeneration": view.generation,
         "message": problems[0].message if problems else (decision.reason if decision is not None else None),
-        "rejectedVersion": intake.rejected_after(before, state, rejected_version=plan.rejected_version),
+        "rejectedVersion": intake.rejected_after(decided.before, state, rejected_version=plan.rejected_version),
     }
     if plan.step is intake.Step.ACTION:
-        result = plan.refusal if decision is None else decision.reason
-        extra["lastAction"] = {"id": requests.action_id, "action": requests.action, "at": status_.iso(now)}
-        extra["lastAction"]["result"] = result
+        extra["lastAction"] = {
+            "id": requests.action_id,
+            "action": requests.action,
+            "at": status_.iso(now),
+            "result": plan.refusal if decision is None else decision.reason,
+        }
     elif plan.step is intake.Step.ALERTS:
         names = [alert.name for alert in requests.alerts or ()]
         extra["lastAlerts"] = {"id": requests.alerts_id, "at": status_.iso(now), "names": names}
@@ -213,23 +280,14 @@ def reconcile(dependencies: Dependencies, view: View, memory: Memory, *, ready: 
         conditions[-1] = status_.condition("Degraded", True, problems[0].reason, problems[0].message)
     new_status = status_.render(
         state,
-        revision=status_.revision(writer.current) + 1,
+        revision=status_.revision(current) + 1,
         conditions=conditions,
-        previous=writer.current,
-        analysed_at=analysed_at,
+        previous=current,
+        analysed_at=decided.analysed_at,
         extra=extra,
     )
-    new_status["rollout"]["tickedAt"] = window_started_at
-    writer.write(new_status)
-    if "lastAction" in extra:  # acknowledged: the request annotations can go
-        annotations = {constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}
-        dependencies.kube.patch(kube.DEPLOYMENTS, view.namespace, view.name, {"metadata": {"annotations": annotations}})
-    return Outcome(
-        next_in=0.0 if plan.again else _next_in(now, window_started_at, state, spec, problems),
-        decision=decision,
-        status=new_status,
-        acted=plan.step.value,
-    )
+    new_status["rollout"]["tickedAt"] = decided.window_started_at
+    return new_status
 
 
 def _checked_spec(view: View, saved: RolloutState | None) -> deployment_spec.DeploymentSpec:
@@ -243,7 +301,7 @@ def _checked_spec(view: View, saved: RolloutState | None) -> deployment_spec.Dep
 
 
 def _desired_version(
-    dependencies: Dependencies, spec: deployment_spec.DeploymentSpec, problems: list[Problem]
+    dependencies: Dependencies, *, spec: deployment_spec.DeploymentSpec, problems: list[Problem]
 ) -> str | None:
     """The registry version the spec asks for; None (and a problem) when it cannot be resolved."""
     try:
@@ -255,7 +313,7 @@ def _desired_version(
     return None
 
 
-def _canary_traffic(ready: bool, state: RolloutState, synced: Synced | None) -> intake.CanaryTraffic:
+def _canary_traffic(state: RolloutState, *, ready: bool, synced: Synced | None) -> intake.CanaryTraffic:
     """Whether the canary serves its share: Ready and routed by this process (a fresh process routes first)."""
     if not ready:
         return intake.CanaryTraffic.NOT_READY
@@ -266,6 +324,7 @@ def _canary_traffic(ready: bool, state: RolloutState, synced: Synced | None) -> 
 
 def _fetch_windows(
     dependencies: Dependencies,
+    *,
     spec: deployment_spec.DeploymentSpec,
     state: RolloutState,
     control: rollout_controller.RolloutController,
@@ -295,17 +354,16 @@ def _fetch_windows(
 
 def _sync(
     backend: KServeBackend,
+    *,
     view: View,
     memory: Memory,
     spec: deployment_spec.DeploymentSpec,
-    state: RolloutState,
-    decision: Decision | None,
-    *,
-    now: float,
+    decided: Decided,
     ready: ReadyLookup,
     problems: list[Problem],
 ) -> None:
-    """Converge the cluster to ``state`` (missing objects, route weight once Ready, retired versions)."""
+    """Converge the cluster to the decided state (missing objects, route weight once Ready, retired versions)."""
+    state, decision, now = decided.state, decided.decision, decided.now
     canary_name = backend.serving_names(state).get(Role.CANARY.value)
     synced = Synced(
         phase=state.phase,
@@ -327,7 +385,7 @@ def _sync(
         problems.append(Problem("WaitingForInferenceService", f"InferenceService {stable_name} is not Ready"))
 
 
-def _reject(writer: StatusWriter, saved: RolloutState | None, message: str) -> Outcome:
+def _reject(writer: StatusWriter, saved: RolloutState | None, *, message: str) -> Outcome:
     """An invalid spec: say so in a condition; keep serving whatever is serving."""
     current, generation = writer.current, writer.generation
     conditions = [status_.condition("Ready", False, "InvalidSpec", message)]
@@ -352,18 +410,12 @@ def _reject(writer: StatusWriter, saved: RolloutState | None, message: str) -> O
     return Outcome(next_in=IDLE_RECHECK_S, status=new_status, acted="reject")
 
 
-def _next_in(
-    now: float,
-    window_started_at: float | None,
-    state: RolloutState,
-    spec: deployment_spec.DeploymentSpec,
-    problems: list[Problem],
-) -> float:
+def _next_in(decided: Decided, *, spec: deployment_spec.DeploymentSpec, problems: list[Problem]) -> float:
     interval = spec.policy.analysis_interval_s
-    if any(problem.reason == "ApplyFailed" for problem in problems) or state.phase in APPLYING_PHASES:
+    if any(problem.reason == "ApplyFailed" for problem in problems) or decided.state.phase in APPLYING_PHASES:
         return min(RETRY_S, interval)
-    if state.phase is Phase.PROGRESSING:
+    if decided.state.phase is Phase.PROGRESSING:
         if any(problem.reason == "WaitingForInferenceService" for problem in problems):
             return min(RETRY_S, interval)
-        return intake.next_analysis_in(now, window_started_at, interval_s=interval)
+        return intake.next_analysis_in(decided.now, decided.window_started_at, interval_s=interval)
     return min(IDLE_RECHECK_S, max(interval, 1.0))
