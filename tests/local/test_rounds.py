@@ -10,7 +10,6 @@ import pytest
 from specops.local.state_files import FileStateStore
 from specops.local.wiring import LocalRuntime
 from specops.rollout import Alert, DecisionKind, ManualAction, Phase, Role, RolloutPolicy, RolloutState
-from specops.rollout.controller import RolloutController
 from specops.rollout.intake import Step
 from tests.rollout.conftest import bad
 from tests.rollout.test_controller import Recorder
@@ -29,17 +28,7 @@ def local(tmp_path: Path, recorder: Recorder) -> LocalRuntime:
     """A local runtime with version 1 in production, its ports recorded in memory (no processes)."""
     states = FileStateStore(tmp_path)
     states.save(RolloutState(deployment="demo", pair="p", stable_version="1", phase=Phase.PROMOTED))
-    controller = RolloutController(
-        deployment="demo",
-        pair="p",
-        policy=POLICY,
-        serving=recorder,
-        metrics=recorder,
-        aliases=recorder,
-        audit=recorder,
-        states=states,
-    )
-    unused: Any = None
+    unused: Any = None  # the processes, router, scraper and registry: a round reaches them through the controller
     return LocalRuntime(
         settings=unused,
         deployment="demo",
@@ -51,7 +40,7 @@ def local(tmp_path: Path, recorder: Recorder) -> LocalRuntime:
         router=unused,
         backend=unused,
         metrics=unused,
-        controller=controller,
+        controller=recorder.controller(POLICY, states=states),
     )
 
 
