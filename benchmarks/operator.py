@@ -75,7 +75,7 @@ def serve_operator(api_url: str, prometheus_url: str, audit_db: str) -> None:
     from specops_operator.registry import MemoryAliases
 
     logging.basicConfig(level=logging.WARNING)
-    runtime = reconcile.Runtime(
+    dependencies = reconcile.Dependencies(
         kube=kube.KubeClient(kube.api_client(host=api_url)),
         http=httpx.Client(timeout=10),
         prometheus_url=prometheus_url,
@@ -83,7 +83,7 @@ def serve_operator(api_url: str, prometheus_url: str, audit_db: str) -> None:
         audit=AuditLog(open_store(f"sqlite:///{audit_db}")),
     )
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, runtime)
+    handlers.register(registry, dependencies)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -149,7 +149,7 @@ def body(name: str, *, pair: str, interval: float, min_tokens: int) -> dict[str,
 def promoted_state(client: Any, name: str, *, pair: str, interval: float, min_tokens: int) -> None:
     """Create a deployment whose status says version 1 is promoted, wanting version 2, with v1 Ready."""
     from specops.rollout.model import Phase, RolloutState
-    from specops_operator import builders, kube, spec
+    from specops_operator import builders, deployment_spec, kube
     from specops_operator import status as status_
 
     manifest = body(name, pair=pair, interval=interval, min_tokens=min_tokens)
@@ -162,7 +162,7 @@ def promoted_state(client: Any, name: str, *, pair: str, interval: float, min_to
     owner = builders.Owner(name=name, namespace=NAMESPACE, uid=manifest["metadata"]["uid"])
     isvc = builders.inference_service(
         owner=owner,
-        spec=spec.parse(manifest["spec"]),
+        spec=deployment_spec.parse(manifest["spec"]),
         version="1",
         role="stable",
         source=builders.PairSource(storage_uri=f"s3://pairs/{pair}/1"),

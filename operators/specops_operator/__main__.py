@@ -16,8 +16,8 @@ import sys
 DEFAULT_PROMETHEUS_URL = "http://prometheus-operated.monitoring.svc:9090"
 
 
-def build_runtime(*, prometheus_url: str):  # type: ignore[no-untyped-def]
-    """The production runtime: Kubernetes from the environment, MLflow registry, SQL audit log."""
+def build_dependencies(*, prometheus_url: str):  # type: ignore[no-untyped-def]
+    """The production dependencies: Kubernetes from the environment, MLflow registry, SQL audit log."""
     import httpx
 
     from specops.governance.audit import AuditLog
@@ -31,7 +31,7 @@ def build_runtime(*, prometheus_url: str):  # type: ignore[no-untyped-def]
         from specops.registry import PairRegistry
     except ImportError as error:  # pragma: no cover - the registry package ships with specops
         raise SystemExit(f"specops-operator: the MLflow registry adapter is missing: {error}") from error
-    return reconcile.Runtime(
+    return reconcile.Dependencies(
         kube=kube.KubeClient(kube.api_client()),
         http=httpx.Client(timeout=10.0),
         prometheus_url=prometheus_url,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from specops_operator import handlers
 
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, build_runtime(prometheus_url=args.prometheus_url))
+    handlers.register(registry, build_dependencies(prometheus_url=args.prometheus_url))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs):  # type: ignore[no-untyped-def]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specops_operator import constants
-from specops_operator.spec import DeploymentSpec
+from specops_operator.deployment_spec import DeploymentSpec
 
 PREDICTOR_PORT = 80
 """Port of the predictor Service KServe creates in Standard mode (``<isvc>-predictor``)."""

@@ -1,12 +1,49 @@
-"""Names shared by the operator, its chart and its clients: API group, resource, labels, annotations."""
+"""Names shared by the operator, its chart and its clients: API group, resource, labels, annotations.
+
+The SpeculativeDeployment's own names and request annotations are defined once in
+:mod:`specops.kube.resource` (the CLI and the alert receiver use them too) and repeated here by import.
+"""
 
 from __future__ import annotations
 
-GROUP = "specops.io"
-VERSION = "v1alpha1"
-PLURAL = "speculativedeployments"
-KIND = "SpeculativeDeployment"
-API_VERSION = f"{GROUP}/{VERSION}"
+from specops.kube.resource import (
+    ACTION_ANNOTATION,
+    ACTION_ID_ANNOTATION,
+    ALERTS_ANNOTATION,
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+)
+
+__all__ = [
+    "ACTION_ANNOTATION",
+    "ACTION_ID_ANNOTATION",
+    "ALERTS_ANNOTATION",
+    "API_VERSION",
+    "DEPLOYMENT_MODE_ANNOTATION",
+    "FINALIZER",
+    "GATEWAY_GROUP",
+    "GATEWAY_VERSION",
+    "GROUP",
+    "ISVC_KIND",
+    "ISVC_PLURAL",
+    "KIND",
+    "KSERVE_GROUP",
+    "KSERVE_MODE",
+    "KSERVE_VERSION",
+    "LABEL_DEPLOYMENT",
+    "LABEL_MANAGED_BY",
+    "LABEL_PAIR",
+    "LABEL_ROLE",
+    "LABEL_VERSION",
+    "MANAGED_BY",
+    "PLURAL",
+    "ROUTE_KIND",
+    "ROUTE_PLURAL",
+    "VERSION",
+]
 
 KSERVE_GROUP = "serving.kserve.io"
 KSERVE_VERSION = "v1beta1"
@@ -17,13 +54,6 @@ GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 ROUTE_PLURAL = "httproutes"
 ROUTE_KIND = "HTTPRoute"
-
-ACTION_ANNOTATION = "specops.io/action"
-"""A manual request: promote | rollback | pause | resume (set by ``specops ACTION NAME --kube``)."""
-ACTION_ID_ANNOTATION = "specops.io/action-id"
-"""Unique id of the request in ``specops.io/action``; acknowledged in ``status.lastAction.id``."""
-ALERTS_ANNOTATION = "specops.io/alerts"
-"""JSON ``{"id", "at", "alerts": [...]}`` written by the alert receiver's sink (:mod:`.alerts`)."""
 
 LABEL_DEPLOYMENT = "specops.io/deployment"
 LABEL_PAIR = "specops.io/pair"

@@ -10,7 +10,7 @@
   cannot: the MLflow ``canary`` alias of an unfinished rollout, and records the deletion in the audit log.
 
 Handlers are registered on an explicit registry by :func:`register` (no module-level registry), so a
-test or a benchmark builds its own operator with its own :class:`~specops_operator.reconcile.Runtime`.
+test or a benchmark builds its own operator with its own :class:`~specops_operator.reconcile.Dependencies`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import kopf
 
-from specops_operator import constants, reconcile
+from specops_operator import constants, reconcile, status_store
 from specops_operator import status as status_
 
 DAEMON_CANCELLATION_TIMEOUT_S = 10.0
@@ -39,8 +39,8 @@ def settings(*, posting: bool = True) -> kopf.OperatorSettings:
     return config
 
 
-def register(registry: kopf.OperatorRegistry, runtime: reconcile.Runtime) -> None:
-    """Register the operator's handlers on ``registry``; they act through ``runtime``."""
+def register(registry: kopf.OperatorRegistry, dependencies: reconcile.Dependencies) -> None:
+    """Register the operator's handlers on ``registry``; they act through ``dependencies``."""
     wakers: dict[tuple[str, str], asyncio.Event] = {}
     fingerprints: dict[tuple[str, str], str] = {}
 
@@ -102,7 +102,7 @@ def register(registry: kopf.OperatorRegistry, runtime: reconcile.Runtime) -> Non
     ) -> None:
         key = (namespace, name)
         waker = wakers[key] = asyncio.Event()
-        memory = reconcile.Memory()
+        memory = status_store.Memory()
 
         def ready(space: str, isvc: str) -> bool | None:
             values = isvc_ready.get((space, isvc))
@@ -113,7 +113,7 @@ def register(registry: kopf.OperatorRegistry, runtime: reconcile.Runtime) -> Non
                 waker.clear()
                 view = reconcile.View.of(body)
                 try:
-                    outcome = await asyncio.to_thread(reconcile.reconcile, runtime, view, memory, ready=ready)
+                    outcome = await asyncio.to_thread(reconcile.reconcile, dependencies, view, memory, ready=ready)
                     delay = outcome.next_in
                     if outcome.decision is not None:
                         logger.info(f"{outcome.decision.kind.value}: {outcome.decision.reason}")
@@ -131,9 +131,9 @@ def register(registry: kopf.OperatorRegistry, runtime: reconcile.Runtime) -> Non
         state = status_.load_state(dict(status or {}))
         pair = (spec or {}).get("pair", {}).get("name")
         if pair and state is not None and state.canary_version is not None:
-            runtime.versions.delete_alias(pair, "canary")
-        runtime.audit.append(
-            actor=runtime.actor,
+            dependencies.versions.delete_alias(pair, "canary")
+        dependencies.audit.append(
+            actor=dependencies.actor,
             action="deployment.deleted",
             subject=f"{namespace}/{name}",
             payload={

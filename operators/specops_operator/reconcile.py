@@ -1,22 +1,18 @@
-"""One reconcile of one SpeculativeDeployment: read spec and status, let the rollout controller decide,
-apply, write status. Synchronous (the kopf daemon runs it in a worker thread) and idempotent.
+"""One reconcile of one SpeculativeDeployment: read → intake → controller → sync → status.
+Synchronous (the kopf daemon runs it in a worker thread) and idempotent.
 
-The operator holds no rollout rules: :class:`specops.rollout.controller.RolloutController` and the
-brain behind it decide; this module only chooses *which* controller call a reconcile makes:
+The operator holds no rollout rules. It reads the object (spec, status, the ``specops.io/action`` and
+``specops.io/alerts`` annotations not yet acknowledged) and the registry's wanted version;
+:func:`specops.rollout.intake.plan` says which single controller call this reconcile makes, and
+:class:`specops.rollout.controller.RolloutController` with the brain behind it decides. The reconcile
+then converges the cluster (:meth:`KServeBackend.sync`) and writes status.
 
-1. a manual request (``specops.io/action`` annotation) not yet acknowledged → ``tick(action=…)``;
-2. a wanted version that is neither stable nor canary (nor the last one rolled back) → ``begin``;
-3. alerts from the receiver (``specops.io/alerts``) not yet acknowledged → ``tick(alerts=…)``;
-4. a promotion or rollback not yet confirmed → ``tick`` (the brain re-applies it, never decides a
-   second one);
-5. an analysis that is due (every ``analysisIntervalSeconds``) while the canary is Ready → ``tick``.
-
-Only the scheduled analysis (5) reads Prometheus; manual actions and alerts are decided without
-metrics, so they work while Prometheus is down. At most one call per reconcile; the status patch that
-follows records the state with a revision counter and acknowledges the request, so a restarted
-operator continues from status and neither promotes nor rolls back twice. A promotion or rollback is
-written to status (Promoting / RollingBack) before the controller applies any of it: a crash while
-applying it leaves that phase, from which the next reconcile applies the same decision again.
+Only a scheduled analysis reads Prometheus; manual actions and alerts are decided without metrics,
+so they work while Prometheus is down. The status patch records the state with a revision counter and
+acknowledges the request, so a restarted operator continues from status and neither promotes nor rolls
+back twice. A promotion or rollback is written to status (Promoting / RollingBack) before the
+controller applies any of it: a crash while applying it leaves that phase, from which the next
+reconcile applies the same decision again.
 """
 
 from __future__ import annotations
@@ -32,24 +28,17 @@ import httpx
 
 from specops.errors import Conflict, InvalidInput, NotFound, SpecOpsError
 from specops.rollout import controller as rollout_controller
-from specops.rollout.brain import APPLYING_PHASES
-from specops.rollout.model import (
-    Alert,
-    Decision,
-    DecisionKind,
-    ManualAction,
-    Phase,
-    Role,
-    RolloutState,
-    WindowMetrics,
-)
-from specops.rollout.ports import AuditTrail
-from specops_operator import builders, constants, kube
+from specops.rollout import intake
+from specops.rollout.brain import APPLYING_PHASES, RolloutRefused
+from specops.rollout.model import Decision, DecisionKind, Phase, Role, RolloutState
+from specops.rollout.ports import AuditTrail, EmptyMetrics
+from specops_operator import builders, constants, deployment_spec, kube, pending
 from specops_operator import status as status_
-from specops_operator.metrics import MetricsUnavailable, PrometheusMetrics
+from specops_operator.prometheus_source import MetricsUnavailable, PrometheusMetrics
 from specops_operator.registry import PairVersions
 from specops_operator.serving import KServeBackend
-from specops_operator.spec import DeploymentSpec, parse
+from specops_operator.status import Problem
+from specops_operator.status_store import Memory, StatusStore, StatusWriter, Synced
 
 ACTOR = "specops-operator"
 IDLE_RECHECK_S = 60.0
@@ -61,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Runtime:
+class Dependencies:
     """Everything a reconcile talks to; built once per operator process (injectable in tests).
 
     kube: the Kubernetes API. http + prometheus_url: the Prometheus HTTP API. versions: the registry
@@ -104,14 +93,6 @@ class View:
 
 
 @dataclass
-class Memory:
-    """Per-deployment memory of the process: the last status written and the last sync."""
-
-    status: dict[str, Any] | None = None
-    synced: tuple[Any, ...] | None = None
-
-
-@dataclass
 class Outcome:
     """What one reconcile did and when the next one is due."""
 
@@ -121,34 +102,21 @@ class Outcome:
     acted: str = ""
 
 
-class _NoMetrics:
-    """A MetricsSource with empty windows, for ticks that must not depend on Prometheus."""
+@dataclass(frozen=True)
+class Decided:
+    """What the controller call of one reconcile left.
 
-    def window(self, *, role: Role, version: str, seconds: float) -> WindowMetrics:
-        return WindowMetrics()
+    before / state: the rollout state before and after. now: the decision's time (an analysis's is when
+    its data was in hand). window_started_at: when the analysis window now begins. analysed_at: when the
+    analysis in ``state`` ran (None: this reconcile analysed nothing).
+    """
 
-
-NO_METRICS = _NoMetrics()
-
-
-class StatusStore:
-    """``StateStore`` over one reconcile: the controller's saves are kept here and written to
-    ``status`` in one patch at the end of the reconcile (see :func:`reconcile`), except a promotion
-    or rollback about to be applied, which ``persist`` writes at once."""
-
-    def __init__(self, state: RolloutState, persist: Callable[[RolloutState], None] | None = None) -> None:
-        self.state = state
-        self.saves = 0
-        self.persist = persist
-
-    def load(self, deployment: str) -> RolloutState | None:
-        return self.state
-
-    def save(self, state: RolloutState) -> None:
-        self.state = state
-        self.saves += 1
-        if self.persist is not None and state.phase in APPLYING_PHASES:
-            self.persist(state)
+    before: RolloutState
+    state: RolloutState
+    decision: Decision | None
+    now: float
+    window_started_at: float | None
+    analysed_at: float | None
 
 
 ReadyLookup = Callable[[str, str], bool | None]
@@ -160,226 +128,266 @@ def subject(view: View) -> str:
     return f"{view.namespace}/{view.name}"
 
 
-def reconcile(runtime: Runtime, view: View, memory: Memory, *, ready: ReadyLookup) -> Outcome:
+def reconcile(dependencies: Dependencies, view: View, memory: Memory, *, ready: ReadyLookup) -> Outcome:
     """Reconcile ``view`` once; write its status; say when to come back."""
-    now = runtime.clock()
-    current = _newest(memory.status, view.status)
-    saved = status_.load_state(current)
+    now = dependencies.clock()
+    writer = StatusWriter(
+        client=dependencies.kube,
+        namespace=view.namespace,
+        name=view.name,
+        generation=view.generation,
+        memory=memory,
+        current=status_.newest(memory.status, view.status),
+    )
+    saved = status_.load_state(writer.current)
     try:
-        spec = parse(view.spec)
-        if saved is not None and saved.stable_version is not None and saved.pair != spec.pair:
-            raise InvalidInput(
-                f"spec.pair.name cannot change from {saved.pair} to {spec.pair}; create another SpeculativeDeployment"
-            )
+        spec = _checked_spec(view, saved)
     except InvalidInput as error:
-        return _reject(runtime, view, memory, current, saved, str(error))
+        return _reject(writer, saved, message=str(error))
 
-    state0 = saved or RolloutState(deployment=subject(view), pair=spec.pair)
-
-    def persist(state: RolloutState) -> None:
-        """Write a promotion or rollback to status before the controller applies it."""
-        nonlocal current
-        intent = status_.render(
-            state,
-            revision=status_.revision(current) + 1,
-            conditions=[_ready_condition([], state), *status_.phase_conditions(state)],
-            previous=current,
-            extra={"observedGeneration": view.generation},
-        )
-        intent["rollout"]["tickedAt"] = ((current or {}).get("rollout") or {}).get("tickedAt")
-        _write(runtime, view, memory, current, intent)
-        current = _merged(current or {}, intent)
-
-    store = StatusStore(state0, persist)
-    owner = builders.Owner(name=view.name, namespace=view.namespace, uid=view.uid)
+    # read
+    before = saved or RolloutState(deployment=subject(view), pair=spec.pair)
+    problems: list[Problem] = []
+    desired = _desired_version(dependencies, spec=spec, problems=problems)
+    requests = pending.read(view.annotations, writer.current)
     backend = KServeBackend(
-        client=runtime.kube,
-        owner=owner,
+        client=dependencies.kube,
+        owner=builders.Owner(name=view.name, namespace=view.namespace, uid=view.uid),
         spec=spec,
-        prior=state0,
-        sources=lambda version: runtime.versions.source(spec.pair, version),
+        prior=before,
+        sources=lambda version: dependencies.versions.source(spec.pair, version),
         ready=lambda name: ready(view.namespace, name),
     )
-    sides = {
-        role: version
-        for role, version in ((Role.CANARY, state0.canary_version), (Role.STABLE, state0.stable_version))
-        if version
-    }
-    metrics = PrometheusMetrics(
-        http=runtime.http, url=runtime.prometheus_url, model=spec.pair, runtime=spec.runtime.type, sides=sides
+    canary = backend.serving_names(before).get(Role.CANARY.value, "")
+
+    # intake
+    read = intake.Intake(
+        state=before,
+        now=now,
+        analysis_interval_s=spec.policy.analysis_interval_s,
+        desired_version=desired,
+        rejected_version=(writer.current or {}).get("rejectedVersion"),
+        action=requests.action,
+        alerts=requests.alerts,
+        window_started_at=status_.window_started_at(writer.current),
+        canary=_canary_traffic(before, ready=bool(ready(view.namespace, canary)), synced=memory.synced),
     )
+    plan = intake.plan(read)
+    if plan.waiting_for_canary:
+        problems.append(Problem("WaitingForInferenceService", f"canary InferenceService {canary} is not Ready"))
+
+    # controller
+    decided = _decide(
+        dependencies, view=view, spec=spec, read=read, plan=plan, backend=backend, writer=writer, problems=problems
+    )
+
+    # sync
+    _sync(backend, view=view, memory=memory, spec=spec, decided=decided, ready=ready, problems=problems)
+
+    # status
+    new_status = _status(view, current=writer.current, decided=decided, plan=plan, requests=requests, problems=problems)
+    writer.write(new_status)
+    if plan.step is intake.Step.ACTION:  # acknowledged: the request annotations can go
+        annotations = {constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}
+        dependencies.kube.patch(kube.DEPLOYMENTS, view.namespace, view.name, {"metadata": {"annotations": annotations}})
+    next_in = 0.0 if plan.again else _next_in(decided, spec=spec, problems=problems)
+    return Outcome(next_in=next_in, decision=decided.decision, status=new_status, acted=plan.step.value)
+
+
+def _decide(
+    dependencies: Dependencies,
+    *,
+    view: View,
+    spec: deployment_spec.DeploymentSpec,
+    read: intake.Intake,
+    plan: intake.Plan,
+    backend: KServeBackend,
+    writer: StatusWriter,
+    problems: list[Problem],
+) -> Decided:
+    """Make the plan's controller call; a failure becomes a problem, never an exception.
+
+    Manual actions and alerts are decided on empty windows (the brain does not analyse for them), so an
+    alert never sneaks in an analysis out of schedule; only ANALYSIS reads Prometheus.
+    """
+    store = StatusStore(read.state, writer.persist)
     control = rollout_controller.RolloutController(
         deployment=subject(view),
         pair=spec.pair,
         policy=spec.policy,
         serving=backend,
-        metrics=NO_METRICS,
-        aliases=runtime.versions,
-        audit=runtime.audit,
+        metrics=EmptyMetrics(),
+        aliases=dependencies.versions,
+        audit=dependencies.audit,
         states=store,
-        actor=runtime.actor,
+        actor=dependencies.actor,
     )
-    # Only a scheduled analysis reads Prometheus (below). Manual actions and alerts are decided without
-    # metrics — the brain does not analyse for them — so they work while Prometheus is down, and an alert
-    # never sneaks in an analysis out of schedule (an empty window is inconclusive: the brain waits).
-
-    ticked_at = ((current or {}).get("rollout") or {}).get("tickedAt")
-    extra: dict[str, Any] = {"observedGeneration": view.generation, "message": None}
-    problems: list[tuple[str, str]] = []  # (reason, message) for the Ready/Degraded conditions
-    decision: Decision | None = None
-    acted = ""
-    more = False
-    analysed_at: float | None = None
-
-    action, action_id = _pending_action(view.annotations, current)
-    alerts, alerts_id = _pending_alerts(view.annotations, current)
-    rejected = (current or {}).get("rejectedVersion")
+    now, decision = read.now, None
+    window_started_at, analysed_at = read.window_started_at, None
     try:
-        desired = runtime.versions.resolve(spec.pair, spec.version)
-    except NotFound as error:
-        desired = None
-        problems.append(("UnknownVersion", str(error)))
-    except Conflict as error:
-        desired = None
-        problems.append(("VersionRefused", str(error)))
-    if rejected is not None and desired is not None and desired != rejected:
-        rejected = None  # the spec moved on: a later return to that version is a new request
-    extra["rejectedVersion"] = rejected
-
-    try:
-        if action is not None:
-            acted = "action"
-            try:
-                manual = ManualAction(action)
-            except ValueError:
-                result = f"ignored: unknown action {action!r} (expected promote, rollback, pause or resume)"
-            else:
-                decision = control.tick(now=now, action=manual)
-                result = decision.reason
-            extra["lastAction"] = {"id": action_id, "action": action, "at": status_.iso(now), "result": result}
-            more = desired is not None or alerts is not None
-        elif (
-            desired is not None
-            and desired not in (state0.stable_version, state0.canary_version)
-            and desired != rejected
-            and state0.phase not in (Phase.PROGRESSING, Phase.PAUSED, *APPLYING_PHASES)
-        ):
-            acted = "begin"
-            decision = control.begin(desired, now=now)
-            ticked_at = now
-            more = alerts is not None
-        elif alerts is not None:
-            acted = "alerts"
-            pages = tuple(alert for alert in alerts if alert.severity == "page")
-            if pages and state0.phase in (Phase.PROGRESSING, Phase.PROMOTED):
-                decision = control.tick(now=now, alerts=pages)
-            extra["lastAlerts"] = {"id": alerts_id, "at": status_.iso(now), "names": [a.name for a in alerts]}
-        elif state0.phase in APPLYING_PHASES:
-            acted = "rollback" if state0.phase is Phase.ROLLING_BACK else "promotion"
-            decision = control.tick(now=now)
-        elif state0.phase is Phase.PROGRESSING and _due(now, ticked_at, spec):
-            canary = backend.serving_names(state0).get(Role.CANARY.value, "")
-            routed = memory.synced is not None and memory.synced[:5] == (
-                state0.phase,
-                state0.stable_version,
-                state0.canary_version,
-                state0.weight,
-                True,
-            )
-            if ready(view.namespace, canary) and not routed:
-                # Ready, but this process has not yet routed its share of traffic to it (just became
-                # Ready, or the operator restarted): route first (sync below); the first window starts now.
-                ticked_at = now
-            elif ready(view.namespace, canary):
-                acted = "analysis"
-                # Fetch the window first (one query, cached by the metrics adapter), so that ``now`` — the
-                # verdict's time in status — is when the data was in hand, not before the round trip.
-                for role, version in sides.items():
-                    metrics.window(role=role, version=version, seconds=spec.policy.analysis_interval_s)
-                now = runtime.clock()
-                control.metrics = metrics
-                decision = control.tick(now=now)
-                ticked_at = now
-                analysed_at = now
-            else:
-                problems.append(("WaitingForInferenceService", f"canary InferenceService {canary} is not Ready"))
+        if plan.step is intake.Step.ANALYSIS:
+            now = _fetch_windows(dependencies, spec=spec, state=read.state, control=control)
+        decision = control.follow(plan, now=now)
+        window_started_at = plan.window_started_at
+        if plan.step is intake.Step.ANALYSIS:
+            window_started_at = analysed_at = now
     except MetricsUnavailable as error:
-        problems.append(("MetricsUnavailable", str(error)))
-        ticked_at = now  # try again at the next interval, not in a tight loop
-    except (SpecOpsError, kube.ApiException, httpx.HTTPError) as error:
+        problems.append(Problem("MetricsUnavailable", str(error)))
+        window_started_at = now  # try again at the next interval, not in a tight loop
+    except (SpecOpsError, RolloutRefused, kube.ApiException, httpx.HTTPError) as error:
         log.warning("%s: reconcile failed: %s", subject(view), error)
-        problems.append(("ApplyFailed", f"{type(error).__name__}: {error}"))
-
-    state = store.state
-    if state.phase is Phase.ROLLED_BACK and state0.phase is not Phase.ROLLED_BACK:
-        extra["rejectedVersion"] = state0.stable_version if state0.phase is Phase.PROMOTED else state0.canary_version
+        problems.append(Problem("ApplyFailed", f"{type(error).__name__}: {error}"))
     if decision is not None and analysed_at is None and decision.analysis is not None:
         analysed_at = now
-
-    # Converge the cluster to the state (missing objects, route weight once Ready, retired versions).
-    canary_name = backend.serving_names(state).get(Role.CANARY.value)
-    baking = state.promoted_at is not None and now - state.promoted_at <= spec.policy.bake_s
-    key = (
-        state.phase,
-        state.stable_version,
-        state.canary_version,
-        state.weight,
-        bool(canary_name and ready(view.namespace, canary_name)),
-        baking,
-        spec.deployment_mode,
+    return Decided(
+        before=read.state,
+        state=store.state,
+        decision=decision,
+        now=now,
+        window_started_at=window_started_at,
+        analysed_at=analysed_at,
     )
-    if key != memory.synced or (decision is not None and decision.kind is not DecisionKind.HOLD):
-        try:
-            backend.sync(state, now=now)
-            memory.synced = key
-        except (kube.ApiException, SpecOpsError) as error:
-            problems.append(("ApplyFailed", f"sync: {error}"))
 
-    stable_name = backend.serving_names(state).get(Role.STABLE.value)
-    if stable_name and not ready(view.namespace, stable_name) and not problems:
-        problems.append(("WaitingForInferenceService", f"InferenceService {stable_name} is not Ready"))
-    conditions = [_ready_condition(problems, state), *status_.phase_conditions(state)]
-    if any(reason in ("MetricsUnavailable", "ApplyFailed") for reason, _ in problems):
-        conditions[-1] = status_.condition("Degraded", True, problems[0][0], problems[0][1])
-    if problems:
-        extra["message"] = problems[0][1]
-    elif decision is not None:
-        extra["message"] = decision.reason
 
+def _status(
+    view: View,
+    *,
+    current: dict[str, Any] | None,
+    decided: Decided,
+    plan: intake.Plan,
+    requests: pending.PendingRequests,
+    problems: list[Problem],
+) -> dict[str, Any]:
+    """The status to write: the state, the conditions, the acknowledged request, the window's times."""
+    state, decision, now = decided.state, decided.decision, decided.now
+    extra: dict[str, Any] = {
+        "observedGeneration": view.generation,
+        "message": problems[0].message if problems else (decision.reason if decision is not None else None),
+        "rejectedVersion": intake.rejected_after(decided.before, state, rejected_version=plan.rejected_version),
+    }
+    if plan.step is intake.Step.ACTION:
+        extra["lastAction"] = {
+            "id": requests.action_id,
+            "action": requests.action,
+            "at": status_.iso(now),
+            "result": plan.refusal if decision is None else decision.reason,
+        }
+    elif plan.step is intake.Step.ALERTS:
+        names = [alert.name for alert in requests.alerts or ()]
+        extra["lastAlerts"] = {"id": requests.alerts_id, "at": status_.iso(now), "names": names}
+    conditions = [status_.ready_condition(problems, state), *status_.phase_conditions(state)]
+    if any(problem.reason in ("MetricsUnavailable", "ApplyFailed") for problem in problems):
+        conditions[-1] = status_.condition("Degraded", True, problems[0].reason, problems[0].message)
     new_status = status_.render(
         state,
         revision=status_.revision(current) + 1,
         conditions=conditions,
         previous=current,
-        analysed_at=analysed_at,
+        analysed_at=decided.analysed_at,
         extra=extra,
     )
-    new_status["rollout"]["tickedAt"] = ticked_at
-    _write(runtime, view, memory, current, new_status)
-    if "lastAction" in extra:  # acknowledged: the request annotations can go
-        runtime.kube.patch(
-            kube.DEPLOYMENTS,
-            view.namespace,
-            view.name,
-            {"metadata": {"annotations": {constants.ACTION_ANNOTATION: None, constants.ACTION_ID_ANNOTATION: None}}},
+    new_status["rollout"]["tickedAt"] = decided.window_started_at
+    return new_status
+
+
+def _checked_spec(view: View, saved: RolloutState | None) -> deployment_spec.DeploymentSpec:
+    """The parsed spec; InvalidInput when it is invalid or renames the pair of a deployed rollout."""
+    spec = deployment_spec.parse(view.spec)
+    if saved is not None and saved.stable_version is not None and saved.pair != spec.pair:
+        raise InvalidInput(
+            f"spec.pair.name cannot change from {saved.pair} to {spec.pair}; create another SpeculativeDeployment"
         )
-    return Outcome(
-        next_in=0.0 if more else _next_in(now, ticked_at, state, spec, problems),
-        decision=decision,
-        status=new_status,
-        acted=acted,
+    return spec
+
+
+def _desired_version(
+    dependencies: Dependencies, *, spec: deployment_spec.DeploymentSpec, problems: list[Problem]
+) -> str | None:
+    """The registry version the spec asks for; None (and a problem) when it cannot be resolved."""
+    try:
+        return dependencies.versions.resolve(spec.pair, spec.version)
+    except NotFound as error:
+        problems.append(Problem("UnknownVersion", str(error)))
+    except Conflict as error:
+        problems.append(Problem("VersionRefused", str(error)))
+    return None
+
+
+def _canary_traffic(state: RolloutState, *, ready: bool, synced: Synced | None) -> intake.CanaryTraffic:
+    """Whether the canary serves its share: Ready and routed by this process (a fresh process routes first)."""
+    if not ready:
+        return intake.CanaryTraffic.NOT_READY
+    if synced is None or not synced.routed_canary_of(state):
+        return intake.CanaryTraffic.READY
+    return intake.CanaryTraffic.ROUTED
+
+
+def _fetch_windows(
+    dependencies: Dependencies,
+    *,
+    spec: deployment_spec.DeploymentSpec,
+    state: RolloutState,
+    control: rollout_controller.RolloutController,
+) -> float:
+    """Give ``control`` Prometheus as its metrics, with both windows fetched; returns the analysis's time.
+
+    The windows are fetched first (one query, cached by the adapter), so that the verdict's time in
+    status is when the data was in hand, not before the round trip.
+    """
+    sides = {
+        role: version
+        for role, version in ((Role.CANARY, state.canary_version), (Role.STABLE, state.stable_version))
+        if version
+    }
+    metrics = PrometheusMetrics(
+        http=dependencies.http,
+        url=dependencies.prometheus_url,
+        model=spec.pair,
+        runtime=spec.runtime.type,
+        sides=sides,
     )
+    for role, version in sides.items():
+        metrics.window(role=role, version=version, seconds=spec.policy.analysis_interval_s)
+    control.metrics = metrics
+    return dependencies.clock()
 
 
-def _reject(
-    runtime: Runtime,
+def _sync(
+    backend: KServeBackend,
+    *,
     view: View,
     memory: Memory,
-    current: dict[str, Any] | None,
-    saved: RolloutState | None,
-    message: str,
-) -> Outcome:
+    spec: deployment_spec.DeploymentSpec,
+    decided: Decided,
+    ready: ReadyLookup,
+    problems: list[Problem],
+) -> None:
+    """Converge the cluster to the decided state (missing objects, route weight once Ready, retired versions)."""
+    state, decision, now = decided.state, decided.decision, decided.now
+    canary_name = backend.serving_names(state).get(Role.CANARY.value)
+    synced = Synced(
+        phase=state.phase,
+        stable_version=state.stable_version,
+        canary_version=state.canary_version,
+        weight=state.weight,
+        canary_ready=bool(canary_name and ready(view.namespace, canary_name)),
+        baking=state.promoted_at is not None and now - state.promoted_at <= spec.policy.bake_s,
+        deployment_mode=spec.deployment_mode,
+    )
+    if synced != memory.synced or (decision is not None and decision.kind is not DecisionKind.HOLD):
+        try:
+            backend.sync(state, now=now)
+            memory.synced = synced
+        except (kube.ApiException, SpecOpsError) as error:
+            problems.append(Problem("ApplyFailed", f"sync: {error}"))
+    stable_name = backend.serving_names(state).get(Role.STABLE.value)
+    if stable_name and not ready(view.namespace, stable_name) and not problems:
+        problems.append(Problem("WaitingForInferenceService", f"InferenceService {stable_name} is not Ready"))
+
+
+def _reject(writer: StatusWriter, saved: RolloutState | None, *, message: str) -> Outcome:
     """An invalid spec: say so in a condition; keep serving whatever is serving."""
+    current, generation = writer.current, writer.generation
     conditions = [status_.condition("Ready", False, "InvalidSpec", message)]
     if saved is not None:
         conditions += status_.phase_conditions(saved)
@@ -388,110 +396,26 @@ def _reject(
             revision=status_.revision(current) + 1,
             conditions=conditions,
             previous=current,
-            extra={"message": message, "observedGeneration": view.generation},
+            extra={"message": message, "observedGeneration": generation},
         )
-        new_status["rollout"]["tickedAt"] = ((current or {}).get("rollout") or {}).get("tickedAt")
+        new_status["rollout"]["tickedAt"] = status_.window_started_at(current)
     else:
         new_status = {
             "phase": Phase.FAILED.value,
             "message": message,
-            "observedGeneration": view.generation,
+            "observedGeneration": generation,
             "conditions": status_.keep_transition_times(conditions, (current or {}).get("conditions", [])),
         }
-    _write(runtime, view, memory, current, new_status)
+    writer.write(new_status)
     return Outcome(next_in=IDLE_RECHECK_S, status=new_status, acted="reject")
 
 
-def _ready_condition(problems: list[tuple[str, str]], state: RolloutState) -> dict[str, Any]:
-    if problems:
-        return status_.condition("Ready", False, problems[0][0], problems[0][1])
-    if state.stable_version is None:
-        return status_.condition("Ready", False, "NothingServing", "no version deployed yet")
-    return status_.condition("Ready", True, "Serving", f"version {state.stable_version} is serving")
-
-
-def _write(
-    runtime: Runtime, view: View, memory: Memory, current: dict[str, Any] | None, new_status: dict[str, Any]
-) -> None:
-    """Patch status unless nothing but the revision counter would change."""
-    if current is not None and _same(current, new_status):
-        return
-    runtime.kube.patch_status(kube.DEPLOYMENTS, view.namespace, view.name, new_status)
-    memory.status = _merged(current or {}, new_status)
-
-
-def _same(current: dict[str, Any], new: dict[str, Any]) -> bool:
-    def strip(status: dict[str, Any]) -> str:
-        rollout = {k: v for k, v in (status.get("rollout") or {}).items() if k != "revision"}
-        return json.dumps({**status, "rollout": rollout}, sort_keys=True, default=str)
-
-    return strip(_merged(current, new)) == strip(current)
-
-
-def _merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``base`` after a JSON merge patch."""
-    result = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _merged(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def _newest(mine: dict[str, Any] | None, seen: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The process's own last write unless the object's status is at least as new (revision)."""
-    if mine is None:
-        return seen or None
-    return seen if status_.revision(seen) >= status_.revision(mine) else mine
-
-
-def _pending_action(annotations: dict[str, str], current: dict[str, Any] | None) -> tuple[str | None, str]:
-    action = annotations.get(constants.ACTION_ANNOTATION)
-    if not action:
-        return None, ""
-    action_id = annotations.get(constants.ACTION_ID_ANNOTATION, "")
-    last = (current or {}).get("lastAction") or {}
-    if action_id and last.get("id") == action_id:
-        return None, action_id  # acknowledged; the annotation's removal is still on its way
-    return action.strip().lower(), action_id
-
-
-def _pending_alerts(
-    annotations: dict[str, str], current: dict[str, Any] | None
-) -> tuple[tuple[Alert, ...] | None, str]:
-    from specops_operator import alerts as alerts_
-
-    raw = annotations.get(constants.ALERTS_ANNOTATION)
-    if not raw:
-        return None, ""
-    try:
-        batch_id, parsed = alerts_.decode(raw)
-    except ValueError as error:
-        log.warning("ignoring malformed %s annotation: %s", constants.ALERTS_ANNOTATION, error)
-        return None, ""
-    if ((current or {}).get("lastAlerts") or {}).get("id") == batch_id:
-        return None, batch_id
-    return parsed, batch_id
-
-
-def _due(now: float, ticked_at: float | None, spec: DeploymentSpec) -> bool:
-    return ticked_at is None or now - ticked_at >= spec.policy.analysis_interval_s - 0.01
-
-
-def _next_in(
-    now: float, ticked_at: float | None, state: RolloutState, spec: DeploymentSpec, problems: list[tuple[str, str]]
-) -> float:
+def _next_in(decided: Decided, *, spec: deployment_spec.DeploymentSpec, problems: list[Problem]) -> float:
     interval = spec.policy.analysis_interval_s
-    if any(reason == "ApplyFailed" for reason, _ in problems):
+    if any(problem.reason == "ApplyFailed" for problem in problems) or decided.state.phase in APPLYING_PHASES:
         return min(RETRY_S, interval)
-    if state.phase in APPLYING_PHASES:
-        return min(RETRY_S, interval)
-    if state.phase is Phase.PROGRESSING:
-        if any(reason == "WaitingForInferenceService" for reason, _ in problems):
+    if decided.state.phase is Phase.PROGRESSING:
+        if any(problem.reason == "WaitingForInferenceService" for problem in problems):
             return min(RETRY_S, interval)
-        elapsed = now - ticked_at if ticked_at is not None else interval
-        return max(0.05, interval - elapsed)
+        return intake.next_analysis_in(decided.now, decided.window_started_at, interval_s=interval)
     return min(IDLE_RECHECK_S, max(interval, 1.0))

@@ -13,7 +13,7 @@ from typing import Any
 
 from specops.rollout.model import Phase, Role, RolloutState
 from specops_operator import builders, constants, kube
-from specops_operator.spec import DeploymentSpec
+from specops_operator.deployment_spec import DeploymentSpec
 
 SourceLookup = Callable[[str], builders.PairSource]
 """version → where its files are (the registry adapter's ``source``)."""

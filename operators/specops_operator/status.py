@@ -10,14 +10,22 @@ wrote itself (the watch stream lags behind a patch) keeps its own newer copy.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from specops.rollout import codec
 from specops.rollout.brain import APPLYING_PHASES
 from specops.rollout.model import CanaryAnalysis, Phase, RolloutState, Transition, Verdict
 
 CONDITION_TYPES = ("Ready", "Progressing", "Promoted", "Degraded")
+
+
+class Problem(NamedTuple):
+    """Why a deployment is not Ready (or is Degraded): a condition's reason and message."""
+
+    reason: str
+    message: str
 
 
 def iso(moment: float) -> str:
@@ -129,6 +137,15 @@ def analysis(result: CanaryAnalysis, *, at: float) -> dict[str, Any]:
     return rendered
 
 
+def ready_condition(problems: list[Problem], state: RolloutState) -> dict[str, Any]:
+    """``Ready``: the first problem, else whether a version serves."""
+    if problems:
+        return condition("Ready", False, problems[0].reason, problems[0].message)
+    if state.stable_version is None:
+        return condition("Ready", False, "NothingServing", "no version deployed yet")
+    return condition("Ready", True, "Serving", f"version {state.stable_version} is serving")
+
+
 def condition(kind: str, value: bool | None, reason: str, message: str = "") -> dict[str, Any]:
     """One condition; ``value`` None is ``Unknown``."""
     assert kind in CONDITION_TYPES, kind
@@ -186,3 +203,38 @@ def keep_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) 
         same = prior is not None and prior.get("status") == item["status"] and prior.get("lastTransitionTime")
         result.append({**item, "lastTransitionTime": prior["lastTransitionTime"] if same else now})
     return result
+
+
+def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``base`` after a JSON merge patch."""
+    result = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def unchanged(current: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Whether merging ``patch`` changes nothing in ``current`` but the revision counter."""
+
+    def strip(status: dict[str, Any]) -> str:
+        rollout = {k: v for k, v in (status.get("rollout") or {}).items() if k != "revision"}
+        return json.dumps({**status, "rollout": rollout}, sort_keys=True, default=str)
+
+    return strip(merged(current, patch)) == strip(current)
+
+
+def newest(mine: dict[str, Any] | None, seen: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The process's own last write unless the object's status is at least as new (revision)."""
+    if mine is None:
+        return seen or None
+    return seen if revision(seen) >= revision(mine) else mine
+
+
+def window_started_at(status: dict[str, Any] | None) -> float | None:
+    """When the current analysis window began (``status.rollout.tickedAt``)."""
+    return ((status or {}).get("rollout") or {}).get("tickedAt")

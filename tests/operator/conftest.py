@@ -1,6 +1,6 @@
 """Fixtures for the operator tests: kmock's Kubernetes emulator in a thread of its own, a real
 Prometheus on loopback scraping a test exporter whose counters the tests drive, and the operator run
-through ``kopf.testing.KopfRunner`` with a test Runtime (real audit log on SQLite, aliases in memory).
+through ``kopf.testing.KopfRunner`` with test Dependencies (real audit log on SQLite, aliases in memory).
 """
 
 from __future__ import annotations
@@ -208,17 +208,17 @@ def aliases() -> Any:
 
 
 @pytest.fixture()
-def runtime(cluster: EmulatedCluster, prometheus: Prometheus, aliases: Any, audit_log: Any) -> Any:
+def dependencies(cluster: EmulatedCluster, prometheus: Prometheus, aliases: Any, audit_log: Any) -> Any:
     from specops_operator import reconcile
 
     with httpx.Client(timeout=5.0) as http:
-        yield reconcile.Runtime(
+        yield reconcile.Dependencies(
             kube=cluster.client(), http=http, prometheus_url=prometheus.url, versions=aliases, audit=audit_log
         )
 
 
 @contextlib.contextmanager
-def run_operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
+def run_operator(cluster: EmulatedCluster, dependencies: Any) -> Iterator[Any]:
     """The operator in kopf's test runner, logged in to the emulator."""
     import kopf
     from kopf.testing import KopfRunner
@@ -226,7 +226,7 @@ def run_operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
     from specops_operator import handlers
 
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, runtime)
+    handlers.register(registry, dependencies)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -241,8 +241,8 @@ def run_operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
 
 
 @pytest.fixture()
-def operator(cluster: EmulatedCluster, runtime: Any) -> Iterator[Any]:
-    with run_operator(cluster, runtime) as runner:
+def operator(cluster: EmulatedCluster, dependencies: Any) -> Iterator[Any]:
+    with run_operator(cluster, dependencies) as runner:
         yield runner
 
 

@@ -12,17 +12,17 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from specops_operator import builders, constants, spec
+from specops_operator import builders, constants, deployment_spec
 
 K8S_VERSION = "1.33"
 OWNER = builders.Owner(name="chat", namespace="ml", uid="0b7c6f1e-2f6a-4c1e-9b0e-1d2c3e4f5a6b")
 SOURCE = builders.PairSource(storage_uri="s3://pairs/chat/3", proposer="draft", num_speculative_tokens=5)
 
 
-def parsed(**overrides: Any) -> spec.DeploymentSpec:
+def parsed(**overrides: Any) -> deployment_spec.DeploymentSpec:
     body: dict[str, Any] = {"pair": {"name": "chat", "version": "3"}}
     body.update(overrides)
-    return spec.parse(body)
+    return deployment_spec.parse(body)
 
 
 def validate_pod_parts(manifest: dict[str, Any], containers: list[dict[str, Any]]) -> None:
@@ -234,7 +234,7 @@ def schema_validator(crd: dict[str, Any]) -> jsonschema.Validator:
 
 def test_crd_schema_accepts_every_field_the_operator_reads(crd: dict[str, Any]) -> None:
     schema_validator(crd).validate({"spec": FULL_SPEC})
-    parsed_spec = spec.parse(FULL_SPEC)
+    parsed_spec = deployment_spec.parse(FULL_SPEC)
     assert parsed_spec.policy.steps == (5, 50, 100) and parsed_spec.policy.automatic is False
     assert parsed_spec.policy.max_itl_p95_s == 0.05 and parsed_spec.runtime.type == "vllm"
     policy = parsed_spec.policy
@@ -301,11 +301,11 @@ def test_crd_schema_and_parser_both_reject_bad_specs(crd: dict[str, Any], bad: d
     with pytest.raises(jsonschema.ValidationError):
         schema_validator(crd).validate(bad)
     with pytest.raises(Exception, match=r"spec\."):
-        spec.parse(bad["spec"])
+        deployment_spec.parse(bad["spec"])
 
 
 def test_parser_applies_documented_defaults() -> None:
-    parsed_spec = spec.parse({"pair": {"name": "chat", "version": 3}})
+    parsed_spec = deployment_spec.parse({"pair": {"name": "chat", "version": 3}})
     assert parsed_spec.version == "3" and parsed_spec.deployment_mode == "Standard"
     assert parsed_spec.policy.steps == (10, 25, 50, 100) and parsed_spec.policy.analysis_interval_s == 60
     assert parsed_spec.policy.automatic and parsed_spec.runtime.type == "specops"
@@ -323,4 +323,4 @@ def test_chart_example_is_a_valid_speculative_deployment(crd: dict[str, Any]) ->
     jsonschema.Draft7Validator(
         _strict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"])
     ).validate(body["spec"])
-    assert spec.parse(body["spec"]).policy.max_itl_p95_s == 0.08
+    assert deployment_spec.parse(body["spec"]).policy.max_itl_p95_s == 0.08

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from specops.kube import actions, alerts
 from specops.rollout.model import Alert, Role
-from specops_operator import actions, alerts, kube
+from specops_operator import kube
 from specops_operator import status as status_
 
 pytestmark = pytest.mark.slow
@@ -233,12 +234,12 @@ def test_a_canary_without_a_verdict_is_rolled_back_at_the_progress_deadline(
 
 
 def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transitions(
-    cluster: Any, runtime: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+    cluster: Any, dependencies: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
 ) -> None:
     client = cluster.client()
     stop = exporter.feed(model="restart-pair", version="2", role="canary", **GOOD)
     try:
-        with helpers.run_operator(cluster, runtime):
+        with helpers.run_operator(cluster, dependencies):
             start_stable(client, helpers, "restart", "restart-pair", rollout=ROLLOUT)
             client.patch(kube.DEPLOYMENTS, helpers.namespace, "restart", {"spec": {"pair": {"version": "2"}}})
             helpers.wait_for(lambda: client.get(kube.INFERENCE_SERVICES, helpers.namespace, "restart-v2"))
@@ -246,7 +247,7 @@ def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transition
             wait_phase(client, helpers, "restart", "Progressing", canaryWeight=25)
         stopped = status_of(client, helpers, "restart")
         assert stopped["phase"] == "Progressing"
-        with helpers.run_operator(cluster, runtime):
+        with helpers.run_operator(cluster, dependencies):
             status = wait_phase(client, helpers, "restart", "Promoted", timeout=40, stableVersion="2")
     finally:
         stop()
@@ -268,7 +269,7 @@ def test_operator_restarted_mid_rollout_finishes_it_without_duplicate_transition
 
 
 def test_an_operator_that_dies_while_promoting_applies_the_same_promotion_after_restart(
-    cluster: Any, runtime: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
+    cluster: Any, dependencies: Any, helpers: Any, exporter: Any, aliases: Any, audit_log: Any
 ) -> None:
     client = cluster.client()
     stop = exporter.feed(model="crash-pair", version="2", role="canary", **GOOD)
@@ -280,7 +281,7 @@ def test_an_operator_that_dies_while_promoting_applies_the_same_promotion_after_
         set_alias(pair, alias, version)
 
     try:
-        with helpers.run_operator(cluster, runtime):
+        with helpers.run_operator(cluster, dependencies):
             start_stable(client, helpers, "crash", "crash-pair", rollout={**ROLLOUT, "steps": [50, 100]})
             aliases.set_alias = dies_at_previous
             client.patch(kube.DEPLOYMENTS, helpers.namespace, "crash", {"spec": {"pair": {"version": "2"}}})
@@ -288,7 +289,7 @@ def test_an_operator_that_dies_while_promoting_applies_the_same_promotion_after_
             helpers.mark_ready(client, "crash-v2")
             dead = wait_phase(client, helpers, "crash", "Promoting", stableVersion="2", previousVersion="1")
         aliases.set_alias = set_alias
-        with helpers.run_operator(cluster, runtime):
+        with helpers.run_operator(cluster, dependencies):
             status = wait_phase(client, helpers, "crash", "Promoted", stableVersion="2")
     finally:
         stop()
@@ -399,14 +400,14 @@ def test_manual_rollback_works_while_prometheus_is_down_and_analysis_waits(
     """One reconcile at a time, without kopf: the analysis reports Degraded, the rollback still happens."""
     import httpx
 
-    from specops_operator import constants, reconcile
+    from specops_operator import constants, reconcile, status_store
 
     client = cluster.client()
     body = helpers.deployment("dark", pair="dark-pair", version="1", rollout=ROLLOUT)
     client.create(kube.DEPLOYMENTS, helpers.namespace, body)
     clock = [1_800_000_000.0]
     with httpx.Client(timeout=1.0) as http:
-        runtime = reconcile.Runtime(
+        dependencies = reconcile.Dependencies(
             kube=client,
             http=http,
             prometheus_url="http://127.0.0.1:9",
@@ -414,13 +415,13 @@ def test_manual_rollback_works_while_prometheus_is_down_and_analysis_waits(
             audit=audit_log,
             clock=lambda: clock[0],
         )
-        memory = reconcile.Memory()
+        memory = status_store.Memory()
 
         def step(**annotations: str) -> reconcile.Outcome:
             found = client.get(kube.DEPLOYMENTS, helpers.namespace, "dark")
             found["metadata"].setdefault("annotations", {}).update(annotations)
             clock[0] += 3
-            return reconcile.reconcile(runtime, reconcile.View.of(found), memory, ready=lambda ns, name: True)
+            return reconcile.reconcile(dependencies, reconcile.View.of(found), memory, ready=lambda ns, name: True)
 
         assert step().decision.kind.value == "promote"
         client.patch(kube.DEPLOYMENTS, helpers.namespace, "dark", {"spec": {"pair": {"version": "2"}}})

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from specops.kube import alerts
 from specops.rollout import brain
 from specops.rollout.model import (
     Alert,
@@ -20,13 +21,13 @@ from specops.rollout.model import (
     Verdict,
     WindowMetrics,
 )
-from specops_operator import alerts, metrics
+from specops_operator import prometheus_source
 from specops_operator import status as status_
 
 
 def test_figure_queries_are_exact_promql_per_version_and_role() -> None:
-    queries = metrics.figure_queries(
-        names=metrics.SPECOPS_METRICS, model="chat", version="3", role="canary", seconds=60
+    queries = prometheus_source.figure_queries(
+        names=prometheus_source.SPECOPS_METRICS, model="chat", version="3", role="canary", seconds=60
     )
     selector = '{model_name="chat",pair_version="3",role="canary"}'
     assert queries["num_draft_tokens"] == f"sum(increase(specops_spec_decode_num_draft_tokens_total{selector}[60s]))"
@@ -37,7 +38,9 @@ def test_figure_queries_are_exact_promql_per_version_and_role() -> None:
     assert queries["itl_p95_s"] == (
         f"histogram_quantile(0.95, sum by (le) (rate(specops_inter_token_latency_seconds_bucket{selector}[60s])))"
     )
-    vllm = metrics.figure_queries(names=metrics.VLLM_METRICS, model="chat", version="3", role="canary", seconds=60)
+    vllm = prometheus_source.figure_queries(
+        names=prometheus_source.VLLM_METRICS, model="chat", version="3", role="canary", seconds=60
+    )
     assert "num_errors" not in vllm and vllm["num_drafts"].startswith("sum(increase(vllm:spec_decode_num_drafts_total")
 
 
@@ -69,7 +72,7 @@ def test_one_query_per_tick_serves_both_sides() -> None:
             sample("stable", "num_draft_tokens", "3000"),
         ]
     )
-    source = metrics.PrometheusMetrics(
+    source = prometheus_source.PrometheusMetrics(
         http=http, url="http://prom", model="chat", sides={Role.CANARY: "3", Role.STABLE: "2"}
     )
     canary = source.window(role=Role.CANARY, version="3", seconds=60)
@@ -95,7 +98,7 @@ def test_target_steps_and_per_request_histograms_come_back_for_the_comparison() 
             sample("canary", "request_tokens_per_step_count", "30"),
         ]
     )
-    source = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat", sides={Role.CANARY: "3"})
+    source = prometheus_source.PrometheusMetrics(http=http, url="http://prom", model="chat", sides={Role.CANARY: "3"})
     window = source.window(role=Role.CANARY, version="3", seconds=60)
     assert (window.num_target_steps, window.tokens_per_step, window.speculative_share) == (900, 1.0, 0.0)
     histogram = window.request_tokens_per_step
@@ -108,7 +111,7 @@ def test_target_steps_and_per_request_histograms_come_back_for_the_comparison() 
 
 def test_empty_answers_are_zeros_and_the_brain_waits() -> None:
     http, _ = prometheus_answering([])
-    window = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat").window(
+    window = prometheus_source.PrometheusMetrics(http=http, url="http://prom", model="chat").window(
         role=Role.CANARY, version="3", seconds=60
     )
     assert window.num_draft_tokens == 0
@@ -127,11 +130,13 @@ def test_empty_answers_are_zeros_and_the_brain_waits() -> None:
 
 def test_prometheus_errors_raise_metrics_unavailable() -> None:
     http, _ = prometheus_answering([], status=400)
-    source = metrics.PrometheusMetrics(http=http, url="http://prom", model="chat")
-    with pytest.raises(metrics.MetricsUnavailable, match="bad_data"):
+    source = prometheus_source.PrometheusMetrics(http=http, url="http://prom", model="chat")
+    with pytest.raises(prometheus_source.MetricsUnavailable, match="bad_data"):
         source.window(role=Role.CANARY, version="3", seconds=60)
-    unreachable = metrics.PrometheusMetrics(http=httpx.Client(timeout=0.5), url="http://127.0.0.1:9", model="chat")
-    with pytest.raises(metrics.MetricsUnavailable, match="did not answer"):
+    unreachable = prometheus_source.PrometheusMetrics(
+        http=httpx.Client(timeout=0.5), url="http://127.0.0.1:9", model="chat"
+    )
+    with pytest.raises(prometheus_source.MetricsUnavailable, match="did not answer"):
         unreachable.window(role=Role.CANARY, version="3", seconds=60)
 
 
@@ -272,14 +277,14 @@ PROMOTED = RolloutState(
 
 
 def backend(mode: str, prior: RolloutState) -> tuple[Any, RecordingKube]:
-    from specops_operator import builders, spec
+    from specops_operator import builders, deployment_spec
     from specops_operator.serving import KServeBackend
 
     fake = RecordingKube()
     serving = KServeBackend(
         client=fake,
         owner=builders.Owner(name="chat", namespace="ml", uid="u"),  # type: ignore[arg-type]
-        spec=spec.parse({"pair": {"name": "chat", "version": "1"}, "deploymentMode": mode}),
+        spec=deployment_spec.parse({"pair": {"name": "chat", "version": "1"}, "deploymentMode": mode}),
         sources=lambda version: builders.PairSource(storage_uri=f"s3://p/{version}"),
         prior=prior,
         ready=lambda name: True,

@@ -40,7 +40,7 @@ def receive(
         raise InvalidInput("set SPECOPS_RECEIVER_TOKEN: the receiver never runs without a bearer token")
     settings = Settings.from_env()
     if kube:
-        from specops_operator import alerts as kube_alerts
+        from specops.kube import alerts as kube_alerts
 
         sink = kube_alerts.sink(namespace)
     else:

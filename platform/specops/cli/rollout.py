@@ -94,18 +94,16 @@ def _action_command(name: str):  # type: ignore[no-untyped-def]
 def apply_action(deployment: str, name: str) -> None:
     """Ask the live runtime for ``name``, or apply it directly when none runs."""
     from specops.local.state_files import FileStateStore
-    from specops.rollout.brain import APPLYING_PHASES
-    from specops.rollout.model import ManualAction, Phase
+    from specops.rollout import intake
+    from specops.rollout.model import ManualAction
 
     settings = Settings.from_env()
     states = FileStateStore(settings.home)
     state = states.require(deployment)
     action = ManualAction(name)
-    if state.phase in APPLYING_PHASES:
-        raise Conflict(f"{deployment}: {state.phase.value} to {state.stable_version} is still being applied")
-    movable = {Phase.PROGRESSING, Phase.PAUSED} | ({Phase.PROMOTED} if action is ManualAction.ROLLBACK else set())
-    if state.phase not in movable or (state.phase is Phase.PROMOTED and state.previous_version is None):
-        raise Conflict(f"{deployment}: nothing to {name} in phase {state.phase.value}")
+    refusal = intake.action_refusal(state, action)
+    if refusal is not None:
+        raise Conflict(f"{deployment}: {refusal}")
     if states.runtime_pid(deployment) is not None:
         before = state.history[-1] if state.history else None
         states.request(deployment, action)
@@ -127,7 +125,7 @@ def apply_action(deployment: str, name: str) -> None:
 
 def request_kube_action(deployment: str, namespace: str, name: str, kubeconfig: str | None) -> None:
     """Annotate the SpeculativeDeployment; the operator acts and acknowledges in its status."""
-    from specops_operator import actions
+    from specops.kube import actions
 
     request_id = actions.request(deployment, namespace, name, kubeconfig=kubeconfig)
     outcome = actions.acknowledged(deployment, namespace, request_id, kubeconfig=kubeconfig)

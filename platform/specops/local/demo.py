@@ -20,6 +20,7 @@ from rich.table import Table
 
 from specops.errors import SpecOpsError
 from specops.local.wiring import LocalRuntime
+from specops.rollout.intake import Step
 from specops.rollout.model import ManualAction, Phase, Role, RolloutPolicy, WindowMetrics
 from specops.settings import Settings
 
@@ -156,24 +157,25 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
             f"[bold]4 · canary v{bad.version} at {config.policy.steps[0]}% — analysis every "
             f"{config.policy.analysis_interval_s:g} s"
         )
-        runtime.controller.begin(bad.version, now=time.time())
+        # Rounds as the operator runs them: the intake says which controller call each makes (the canary's
+        # start, a manual action or alert left by the CLI or the receiver, an analysis once one is due) and
+        # when the next is due; the demo only sleeps until then.
+        turn = runtime.run_round(desired_version=bad.version)
         deadline = time.monotonic() + config.timeout_s
         with Live(console=console, refresh_per_second=4) as live:
             while time.monotonic() < deadline:
-                time.sleep(config.policy.analysis_interval_s)
+                time.sleep(turn.next_in)
                 if outcome.breach_onset_at is None:
                     outcome.breach_onset_at = runtime.router.upstreams.first_canary_request_at
-                state_before, now = runtime.controller.state(), time.time()
-                decision = runtime.controller.tick(
-                    now=now, action=runtime.pending_action(), alerts=runtime.firing_alerts()
-                )
-                state = runtime.controller.state()
-                if state_before.canary_version:
-                    outcome.windows = runtime.last_windows(state_before, now=now)
-                outcome.decisions.append(f"{decision.kind.value}: {decision.reason}")
-                live.update(_live_table(state.phase, state.weight, outcome, traffic.tally.ok))
-                if state.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
-                    outcome.rollback_done_at = time.time() if state.phase is Phase.ROLLED_BACK else None
+                turn = runtime.run_round(desired_version=bad.version)
+                if turn.decision is None:
+                    continue
+                if turn.plan.step is Step.ANALYSIS and turn.before.canary_version:
+                    outcome.windows = runtime.last_windows(turn.before, now=turn.now)
+                outcome.decisions.append(f"{turn.decision.kind.value}: {turn.decision.reason}")
+                live.update(_live_table(turn.after.phase, turn.after.weight, outcome, traffic.tally.ok))
+                if turn.after.phase in (Phase.ROLLED_BACK, Phase.PROMOTED):
+                    outcome.rollback_done_at = time.time() if turn.after.phase is Phase.ROLLED_BACK else None
                     break
         console.print()  # the live table's caption ends without a line break
         outcome.final_phase = runtime.controller.state().phase

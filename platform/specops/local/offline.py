@@ -7,8 +7,6 @@ saved state and the audit log alone, and the next runtime started for the deploy
 
 from __future__ import annotations
 
-from specops.rollout.model import Role, WindowMetrics
-
 
 class DetachedServing:
     """No processes to touch: every traffic operation is recorded by the caller, not performed here."""
@@ -27,11 +25,3 @@ class DetachedServing:
 
     def remove_canary(self, stable_version: str | None = None) -> None:
         """Nothing runs."""
-
-
-class NoMetrics:
-    """A detached deployment serves no traffic, so every window is empty (the brain then waits)."""
-
-    def window(self, *, role: Role, version: str, seconds: float) -> WindowMetrics:
-        """An empty window."""
-        return WindowMetrics()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from specops.local.backend import LocalServingBackend
-from specops.local.offline import DetachedServing, NoMetrics
+from specops.local.offline import DetachedServing
 from specops.local.router import LocalRouter
 from specops.local.scrape import ScrapingMetricsSource
 from specops.local.state_files import FileStateStore
+from specops.rollout import intake
 from specops.rollout.controller import RolloutController, analysis_window_s
-from specops.rollout.model import Alert, ManualAction, Role, RolloutPolicy, RolloutState, WindowMetrics
+from specops.rollout.model import Alert, Decision, ManualAction, Phase, Role, RolloutPolicy, RolloutState, WindowMetrics
+from specops.rollout.ports import EmptyMetrics
 from specops.settings import Settings
 
 
@@ -57,7 +60,7 @@ def detached_controller(
         pair=pair,
         policy=policy or RolloutPolicy(),
         serving=DetachedServing(),
-        metrics=NoMetrics(),
+        metrics=EmptyMetrics(),
         aliases=registry,
         audit=audit,
         states=states,
@@ -66,9 +69,26 @@ def detached_controller(
     )
 
 
+@dataclass(frozen=True)
+class Round:
+    """One round of the local body: the state it started from, the intake's plan, the decision (None
+    when the plan made no controller call), the state it left, and seconds until the next round."""
+
+    now: float
+    before: RolloutState
+    plan: intake.Plan
+    decision: Decision | None
+    after: RolloutState
+    next_in: float
+
+
 @dataclass
 class LocalRuntime:
-    """One deployment served on this machine."""
+    """One deployment served on this machine.
+
+    Between rounds it remembers what the operator keeps in status: when the analysis window began,
+    the version last rolled back, and alerts taken from the state files but not yet handled.
+    """
 
     settings: Settings
     deployment: str
@@ -82,6 +102,9 @@ class LocalRuntime:
     metrics: ScrapingMetricsSource
     controller: RolloutController
     _downloads: dict[str, Path] = field(default_factory=dict)
+    window_started_at: float | None = None
+    rejected_version: str | None = None
+    held_alerts: tuple[Alert, ...] | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, deployment: str, pair: str, policy: RolloutPolicy) -> LocalRuntime:
@@ -177,6 +200,43 @@ class LocalRuntime:
     def firing_alerts(self) -> tuple[Alert, ...]:
         """Alerts the receiver posted for this deployment since the last tick."""
         return self.states.take_alerts(self.deployment)
+
+    def run_round(self, *, desired_version: str | None = None, now: float | None = None) -> Round:
+        """read → intake → controller: the same single controller call the operator's reconcile makes.
+
+        Reads the saved state, a pending manual action and the posted alerts; ``desired_version`` is the
+        version the caller wants rolled out (None: keep what runs). The canary counts as serving its
+        share at once, because the local backend routes to a canary only after its server is ready.
+        """
+        now = time.time() if now is None else now
+        before = self.controller.state()
+        action = self.pending_action()
+        alerts = self.held_alerts if self.held_alerts is not None else (self.firing_alerts() or None)
+        plan = intake.plan(
+            intake.Intake(
+                state=before,
+                now=now,
+                analysis_interval_s=self.policy.analysis_interval_s,
+                desired_version=desired_version,
+                rejected_version=self.rejected_version,
+                action=None if action is None else action.value,
+                alerts=alerts,
+                window_started_at=self.window_started_at,
+            )
+        )
+        self.held_alerts = alerts if plan.step in (intake.Step.ACTION, intake.Step.BEGIN) else None
+        decision = self.controller.follow(plan, now=now)
+        after = self.controller.state()
+        self.window_started_at = now if plan.step is intake.Step.ANALYSIS else plan.window_started_at
+        self.rejected_version = intake.rejected_after(before, after, rejected_version=plan.rejected_version)
+        interval = self.policy.analysis_interval_s
+        if plan.again:
+            next_in = 0.0
+        elif after.phase is Phase.PROGRESSING:
+            next_in = intake.next_analysis_in(now, self.window_started_at, interval_s=interval)
+        else:
+            next_in = interval
+        return Round(now=now, before=before, plan=plan, decision=decision, after=after, next_in=next_in)
 
     def last_windows(self, state: RolloutState, *, now: float) -> dict[str, WindowMetrics]:
         """Both roles' figures over the analysis window the controller judged ``state`` on."""

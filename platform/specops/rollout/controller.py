@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from specops.rollout import brain, codec
+from specops.rollout import brain, codec, intake
 from specops.rollout.model import (
     Alert,
     Decision,
@@ -52,13 +52,12 @@ class RolloutController:
         return self.states.load(self.deployment) or RolloutState(deployment=self.deployment, pair=self.pair)
 
     def begin(self, version: str, *, now: float) -> Decision:
-        """Start rolling out ``version`` (straight to production when nothing is deployed yet)."""
-        try:
-            new, decision = brain.start(self.state(), version=version, policy=self.policy, now=now)
-        except brain.RolloutRefused as error:
-            from specops.errors import Conflict
+        """Start rolling out ``version`` (straight to production when nothing is deployed yet).
 
-            raise Conflict(str(error)) from error
+        Raises :class:`brain.RolloutRefused` while a rollout is active or being applied, or for the stable
+        version (:func:`specops.rollout.intake.may_start` tells a body beforehand).
+        """
+        new, decision = brain.start(self.state(), version=version, policy=self.policy, now=now)
         if decision.kind is DecisionKind.PROMOTE and self.approve is not None:
             self.approve(self.pair, version)
         self._apply(self.state(), new, decision, now=now)
@@ -94,6 +93,20 @@ class RolloutController:
                 return held
         self._apply(state, new, decision, now=now)
         return decision
+
+    def follow(self, plan: intake.Plan, *, now: float) -> Decision | None:
+        """Make the controller call ``plan`` names (see :mod:`specops.rollout.intake`); None when it names
+        none (waiting, a refused action, or alerts without a page the phase takes)."""
+        if plan.step is intake.Step.ACTION:
+            return None if plan.action is None else self.tick(now=now, action=plan.action)
+        if plan.step is intake.Step.BEGIN:
+            assert plan.version is not None
+            return self.begin(plan.version, now=now)
+        if plan.step is intake.Step.ALERTS:
+            return self.tick(now=now, alerts=plan.alerts) if plan.alerts else None
+        if plan.step in (intake.Step.PROMOTION, intake.Step.ROLLBACK, intake.Step.ANALYSIS):
+            return self.tick(now=now)
+        return None
 
     def _apply(self, old: RolloutState, new: RolloutState, decision: Decision, *, now: float) -> None:
         kind = decision.kind

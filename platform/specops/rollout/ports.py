@@ -62,3 +62,12 @@ class StateStore(Protocol):
 
     def save(self, state: RolloutState) -> None:
         """Persist ``state`` atomically."""
+
+
+class EmptyMetrics:
+    """A MetricsSource whose windows are empty, for decisions that must not read metrics (a deployment
+    no process serves, or a round that only handles a request): an empty window never judges a canary."""
+
+    def window(self, *, role: Role, version: str, seconds: float) -> WindowMetrics:
+        """An empty window."""
+        return WindowMetrics()

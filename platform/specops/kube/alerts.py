@@ -15,8 +15,8 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
+from specops.kube import client, resource
 from specops.rollout.model import Alert, Role
-from specops_operator import constants
 
 
 def encode(alerts: tuple[Alert, ...], *, batch_id: str | None = None, at: float | None = None) -> str:
@@ -60,15 +60,13 @@ def annotate(
 
     ``api``: a ``kubernetes.client.ApiClient`` (default: in-cluster credentials, else kubeconfig).
     """
-    from specops_operator import kube
-
-    client = kube.KubeClient(api or kube.api_client(kubeconfig=kubeconfig))
+    kube = client.KubeClient(api or client.api_client(kubeconfig=kubeconfig))
     batch_id = uuid.uuid4().hex
-    client.patch(
-        kube.DEPLOYMENTS,
+    kube.patch(
+        resource.DEPLOYMENTS,
         namespace,
         name,
-        {"metadata": {"annotations": {constants.ALERTS_ANNOTATION: encode(alerts, batch_id=batch_id)}}},
+        {"metadata": {"annotations": {resource.ALERTS_ANNOTATION: encode(alerts, batch_id=batch_id)}}},
     )
     return batch_id
 

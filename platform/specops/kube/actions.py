@@ -12,8 +12,8 @@ import uuid
 from typing import Any
 
 from specops.errors import InvalidInput, NotFound
+from specops.kube import client, resource
 from specops.rollout.model import ManualAction
-from specops_operator import constants
 
 
 def request(name: str, namespace: str, action: str, *, api: Any = None, kubeconfig: str | None = None) -> str:
@@ -23,29 +23,25 @@ def request(name: str, namespace: str, action: str, *, api: Any = None, kubeconf
     ``kubeconfig`` or ``$KUBECONFIG`` or ``~/.kube/config``). Raises InvalidInput for an unknown action
     and NotFound for an unknown deployment.
     """
-    from kubernetes.client.exceptions import ApiException
-
-    from specops_operator import kube
-
     try:
         ManualAction(action)
     except ValueError:
         choices = ", ".join(item.value for item in ManualAction)
         raise InvalidInput(f"unknown action {action!r}; expected one of {choices}") from None
-    client = kube.KubeClient(api or kube.api_client(kubeconfig=kubeconfig))
+    kube = client.KubeClient(api or client.api_client(kubeconfig=kubeconfig))
     request_id = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
     try:
-        client.patch(
-            kube.DEPLOYMENTS,
+        kube.patch(
+            resource.DEPLOYMENTS,
             namespace,
             name,
             {
                 "metadata": {
-                    "annotations": {constants.ACTION_ANNOTATION: action, constants.ACTION_ID_ANNOTATION: request_id}
+                    "annotations": {resource.ACTION_ANNOTATION: action, resource.ACTION_ID_ANNOTATION: request_id}
                 }
             },
         )
-    except ApiException as error:
+    except client.ApiException as error:
         if error.status == 404:
             raise NotFound(f"SpeculativeDeployment {namespace}/{name} not found") from error
         raise
@@ -62,12 +58,10 @@ def acknowledged(
     timeout_s: float = 30.0,
 ) -> dict[str, Any] | None:
     """Wait until the operator acknowledges ``request_id``; its ``status.lastAction`` or None."""
-    from specops_operator import kube
-
-    client = kube.KubeClient(api or kube.api_client(kubeconfig=kubeconfig))
+    kube = client.KubeClient(api or client.api_client(kubeconfig=kubeconfig))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        body = client.get(kube.DEPLOYMENTS, namespace, name) or {}
+        body = kube.get(resource.DEPLOYMENTS, namespace, name) or {}
         last = (body.get("status") or {}).get("lastAction") or {}
         if last.get("id") == request_id:
             return last
