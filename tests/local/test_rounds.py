@@ -11,8 +11,8 @@ from specops.local.state_files import FileStateStore
 from specops.local.wiring import LocalRuntime
 from specops.rollout import Alert, DecisionKind, ManualAction, Phase, Role, RolloutPolicy, RolloutState
 from specops.rollout.intake import Step
-from tests.rollout.conftest import bad
-from tests.rollout.test_controller import Recorder
+from tests.support.canary_windows import bad
+from tests.support.in_memory_ports import Recorder
 
 POLICY = RolloutPolicy(steps=(10, 50, 100), analysis_interval_s=10.0, min_draft_tokens=100, min_requests=5)
 PAGE = Alert(name="SpecOpsErrorBudgetBurn", severity="page", role=Role.CANARY)

@@ -11,11 +11,6 @@ from specops.rollout.controller import RolloutController
 from tests.support.canary_windows import bad, good
 from tests.support.in_memory_ports import Recorder
 
-    def controller(self, policy: RolloutPolicy, **options: Any) -> RolloutController:
-        """A controller of deployment ``demo`` over this recorder as every port (``options`` override)."""
-        ports = {"serving": self, "metrics": self, "aliases": self, "audit": self, "states": self}
-        return RolloutController(deployment="demo", pair="p", policy=policy, **(ports | options))
-
 
 def _started(recorder: Recorder, policy: RolloutPolicy, **options: Any) -> RolloutController:
     """A controller over `recorder` (every port) with version 1 in production and 2 as the canary."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from specops.rollout import Role, RolloutState, WindowMetrics
+from specops.rollout import Role, RolloutPolicy, RolloutState, WindowMetrics
+from specops.rollout.controller import RolloutController
 
 
 @dataclass
@@ -52,3 +53,8 @@ class Recorder:
 
     def save(self, state: RolloutState) -> None:
         self.saved[state.deployment] = state
+
+    def controller(self, policy: RolloutPolicy, **options: Any) -> RolloutController:
+        """A controller of deployment ``demo`` over this recorder as every port (``options`` override)."""
+        ports = {"serving": self, "metrics": self, "aliases": self, "audit": self, "states": self}
+        return RolloutController(deployment="demo", pair="p", policy=policy, **(ports | options))
