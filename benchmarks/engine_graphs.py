@@ -77,7 +77,7 @@ def main() -> None:
     engine.warm_up(batch_sizes, max_tokens=256)
     rows = []
     for model, runner in (("target", engine.target), ("draft", engine.proposer.runner)):
-        for key, captured in runner._graphs.items():
+        for key, captured in runner.graphs.items():
             steady = key[0] in {"verify", "settle"} or (key[0] == "rounds" and key[2] == 2)  # drafts made ahead
             if captured.graph is None or key[1] not in batch_sizes or not steady:
                 continue

@@ -8,7 +8,8 @@ of `APPEND_WIDTHS`, so that they replay too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -96,6 +97,11 @@ class ModelRunner:
     @property
     def num_graphs(self) -> int:
         return len(self._graphs)
+
+    @property
+    def graphs(self) -> Mapping[tuple, CapturedGraph]:
+        """The captured graphs by capture key (kind, batch size, shape…), read-only."""
+        return MappingProxyType(self._graphs)
 
     def fuse(self, *, compiled: bool = False) -> None:
         """Use the fused layer path (tests call it on a CPU to cover it); `compiled` runs its two
