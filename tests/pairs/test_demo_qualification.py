@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from specops.pairs import qualification
+from specops.pairs import eval_inputs, qualification
 
 
 @pytest.mark.slow
@@ -12,7 +12,7 @@ def test_the_demo_pair_qualifies_and_the_mismatched_draft_accepts_less() -> None
     from specops.pairs import demo
 
     pairs = demo.train_demo_pairs(progress=False)
-    prompts = qualification.load_prompts()[:8]
+    prompts = eval_inputs.load_prompts()[:8]
     good = qualification.qualify(pairs.target, pairs.draft, prompts=prompts, max_new_tokens=24)
     assert good.passed, good.reason
     assert good.lossless

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from specops.errors import InvalidInput, QualificationRefused
-from specops.pairs import qualification
+from specops.pairs import eval_inputs, qualification, qualification_rules
 from tests.support.tiny_checkpoints import PROMPTS
 
 FAST = {"prompts": PROMPTS[:3], "max_new_tokens": 8}
@@ -161,7 +161,7 @@ def test_on_a_cpu_the_speedup_is_recorded_not_judged_and_a_slowdown_is_said_plai
     ids=["cpu", "cuda", "second gpu", "upper case", "apple gpu", "intel gpu"],
 )
 def test_the_default_speedup_floor_suits_the_device(device: str, floor: float) -> None:
-    assert qualification.default_min_speedup(device) == floor
+    assert qualification_rules.default_min_speedup(device) == floor
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ def test_the_default_speedup_floor_suits_the_device(device: str, floor: float) -
 def test_the_speedup_note_says_when_speculation_does_not_pay(  # type: ignore[no-untyped-def]
     greedy, sampled, floor, source, device, expected
 ) -> None:
-    note = qualification.speedup_note(greedy=greedy, sampled=sampled, floor=floor, source=source, device=device)
+    note = qualification_rules.speedup_note(greedy=greedy, sampled=sampled, floor=floor, source=source, device=device)
     assert note == expected
 
 
@@ -240,10 +240,10 @@ def test_a_negative_speedup_floor_is_invalid_input(tiny_pairs, floor: float) -> 
 
 
 def test_the_sampled_settings_follow_the_pair_unless_it_is_greedy() -> None:
-    assert qualification.sampled_settings(temperature=0.9, top_p=0.5, top_k=7)[:3] == (0.9, 0.5, 7)
-    assert qualification.sampled_settings(temperature=0.0, top_p=1.0, top_k=0)[:3] == (0.7, 0.95, 0)
+    assert qualification_rules.sampled_settings(temperature=0.9, top_p=0.5, top_k=7)[:3] == (0.9, 0.5, 7)
+    assert qualification_rules.sampled_settings(temperature=0.0, top_p=1.0, top_k=0)[:3] == (0.7, 0.95, 0)
     with pytest.raises(InvalidInput, match="top_p"):
-        qualification.sampled_settings(temperature=0.5, top_p=0.0, top_k=0)
+        qualification_rules.sampled_settings(temperature=0.5, top_p=0.0, top_k=0)
 
 
 def test_an_unreadable_checkpoint_is_invalid_input(tiny_pairs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -269,11 +269,11 @@ def test_an_unreadable_checkpoint_is_invalid_input(tiny_pairs, tmp_path: Path) -
 def test_prompt_files_in_each_format_are_read(tmp_path: Path, name: str, content: str, expected: list[str]) -> None:
     path = tmp_path / name
     path.write_text(content)
-    assert qualification.load_prompts(path) == expected
+    assert eval_inputs.load_prompts(path) == expected
 
 
 def test_the_bundled_prompts_are_there() -> None:
-    assert len(qualification.load_prompts()) >= 8
+    assert len(eval_inputs.load_prompts()) >= 8
 
 
 @pytest.mark.parametrize(
@@ -286,4 +286,4 @@ def test_bad_prompt_files_are_invalid_input(tmp_path: Path, name: str, content: 
     if content is not None:
         path.write_text(content)
     with pytest.raises(InvalidInput):
-        qualification.load_prompts(path)
+        eval_inputs.load_prompts(path)

@@ -138,14 +138,14 @@ def register(
     """
     from rich.console import Console
 
-    from specops.pairs import pair_spec, qualification
+    from specops.pairs import eval_inputs, pair_spec, qualification_rules
 
-    qualification.check_floors(
+    qualification_rules.check_floors(
         min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
     )
     pair_spec.checkpoint_folder(target, "target")  # cheap checks before the heavy imports
     pair_spec.checkpoint_folder(draft, "draft")
-    prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
+    prompt_list = eval_inputs.load_prompts(prompts) if prompts is not None else None
 
     from specops.governance import audit, store
     from specops.registry import PairRegistry
@@ -202,9 +202,9 @@ def qualify(
     from rich.console import Console
 
     from specops.errors import StoreUnavailable
-    from specops.pairs import pair_spec, qualification
+    from specops.pairs import eval_inputs, pair_spec, qualification, qualification_rules
 
-    qualification.check_floors(
+    qualification_rules.check_floors(
         min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
     )
     pair_spec.checkpoint_folder(target, "target")
@@ -217,7 +217,7 @@ def qualify(
             {**data, "name": "qualify", "target": {"source": str(target)}, "draft": None}, source=str(config)
         )
     settings = spec.speculation
-    prompt_list = qualification.load_prompts(prompts) if prompts is not None else None
+    prompt_list = eval_inputs.load_prompts(prompts) if prompts is not None else None
     progress, advance = _progress()
     with progress:
         result = qualification.qualify(

@@ -78,7 +78,7 @@ class ServiceLevels(_Strict):
         ge=0.0,
         description="Qualification floor on speedup over the target alone, applied to the greedy and the "
         "sampled figure (× wall time). None: the qualification device's default "
-        "(qualification.default_min_speedup: 1.0 on CUDA, 0 = recorded but not judged on a CPU).",
+        "(qualification_rules.default_min_speedup: 1.0 on CUDA, 0 = recorded but not judged on a CPU).",
     )
     availability: float = Field(default=0.99, gt=0.0, lt=1.0)
     p95_e2e_latency_s: float = Field(default=5.0, gt=0.0)

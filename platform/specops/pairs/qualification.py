@@ -36,31 +36,23 @@ report's ``speedup_note`` and summary.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from specops.errors import InvalidInput, QualificationRefused
-from specops.pairs import pair_spec
+from specops.pairs import eval_inputs, pair_spec, qualification_rules
+from specops.pairs.qualification_report import QualificationReport
+from specops.pairs.qualification_rules import DEFAULT_MIN_ACCEPTANCE
 
-DEFAULT_MIN_ACCEPTANCE = 0.2
-"""Acceptance-rate floor when neither the spec nor a flag says otherwise."""
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "DEFAULT_MIN_ACCEPTANCE", "QualificationReport", "enforce", "qualify"]
 
 DEFAULT_MAX_NEW_TOKENS = 32
 """Tokens generated per evaluation prompt."""
-
-CHAT_TEMPERATURE = 0.7
-"""Temperature of the sampled speedup when the pair's default is greedy: the typical chat setting."""
-
-CHAT_TOP_P = 0.95
-"""top_p of the sampled speedup when the pair's default is greedy (with ``CHAT_TEMPERATURE``)."""
 
 WARM_UP_SAMPLED_TOKENS = 4
 """Tokens of the one sampled warm-up call per engine (the greedy warm-up is one full prompt)."""
@@ -68,295 +60,8 @@ WARM_UP_SAMPLED_TOKENS = 4
 SAMPLING_SEED = 20_261
 """Seed of prompt 0's sampled runs; prompt i uses ``SAMPLING_SEED + i`` (target alone and pair alike)."""
 
-TAG_PREFIX = "qualification."
-"""Prefix of the registry tags that carry the figures."""
-
 ProgressCallback = Callable[[str, int, int], None]
 """Called as (phase, prompts done, prompts total)."""
-
-
-@dataclass
-class QualificationReport:
-    """Everything the gate measured and decided (written as ``qualification.json`` and as tags)."""
-
-    passed: bool
-    reason: str
-    lossless: bool
-    tokenizer_compatible: bool
-    tokenizer_reason: str
-    acceptance_rate: float
-    mean_accepted_length: float
-    speedup: float
-    min_acceptance: float
-    num_prompts: int
-    max_new_tokens: int
-    num_speculative_tokens: int
-    adaptive: bool = True
-    num_mismatched_prompts: int = 0
-    first_mismatch: dict[str, Any] | None = None
-    num_drafts: int = 0
-    num_draft_tokens: int = 0
-    num_accepted_tokens: int = 0
-    num_accepted_per_position: list[int] = field(default_factory=list)
-    target_seconds: float = 0.0
-    pair_seconds: float = 0.0
-    target_tokens_per_s: float = 0.0
-    pair_tokens_per_s: float = 0.0
-    target_vocab_size: int = 0
-    draft_vocab_size: int = 0
-    device: str = "cpu"
-    machine: str = ""
-    measured_at: str = ""
-    speedup_sampled: float = 0.0
-    sampled_temperature: float = CHAT_TEMPERATURE
-    sampled_top_p: float = CHAT_TOP_P
-    sampled_top_k: int = 0
-    sampled_settings: str = ""
-    acceptance_rate_sampled: float = 0.0
-    target_seconds_sampled: float = 0.0
-    pair_seconds_sampled: float = 0.0
-    min_speedup: float = 0.0
-    min_speedup_source: str = ""
-    speedup_note: str = ""
-
-    def tags(self) -> dict[str, str]:
-        """The figures as registry tags (``qualification.*``)."""
-        return {
-            f"{TAG_PREFIX}passed": _flag(self.passed),
-            f"{TAG_PREFIX}lossless": _flag(self.lossless),
-            f"{TAG_PREFIX}tokenizer_compatible": _flag(self.tokenizer_compatible),
-            f"{TAG_PREFIX}acceptance_rate": f"{self.acceptance_rate:.4f}",
-            f"{TAG_PREFIX}mean_accepted_length": f"{self.mean_accepted_length:.3f}",
-            f"{TAG_PREFIX}speedup": f"{self.speedup:.3f}",
-            f"{TAG_PREFIX}speedup_sampled": f"{self.speedup_sampled:.3f}",
-            f"{TAG_PREFIX}sampled_temperature": f"{self.sampled_temperature:g}",
-            f"{TAG_PREFIX}sampled_top_p": f"{self.sampled_top_p:g}",
-            f"{TAG_PREFIX}sampled_top_k": str(self.sampled_top_k),
-            f"{TAG_PREFIX}acceptance_rate_sampled": f"{self.acceptance_rate_sampled:.4f}",
-            f"{TAG_PREFIX}min_acceptance": f"{self.min_acceptance:g}",
-            f"{TAG_PREFIX}min_speedup": f"{self.min_speedup:g}",
-            f"{TAG_PREFIX}min_speedup_source": self.min_speedup_source,
-            f"{TAG_PREFIX}speedup_note": self.speedup_note[:250],
-            f"{TAG_PREFIX}num_prompts": str(self.num_prompts),
-            f"{TAG_PREFIX}max_new_tokens": str(self.max_new_tokens),
-            f"{TAG_PREFIX}num_speculative_tokens": str(self.num_speculative_tokens),
-            f"{TAG_PREFIX}adaptive": _flag(self.adaptive),
-            f"{TAG_PREFIX}device": self.device,
-            f"{TAG_PREFIX}machine": self.machine[:250],
-            f"{TAG_PREFIX}measured_at": self.measured_at,
-        }
-
-    def to_json(self) -> str:
-        """The report as indented JSON."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    def summary(self) -> str:
-        """One line: verdict and figures (and the speedup note, when there is one)."""
-        verdict = "qualified" if self.passed else f"refused: {self.reason}"
-        line = (
-            f"{verdict} — acceptance {self.acceptance_rate:.3f} (floor {self.min_acceptance:g}), "
-            f"mean accepted length {self.mean_accepted_length:.2f}, "
-            f"speedup {self.speedup:.2f}× greedy, {self.speedup_sampled:.2f}× sampled "
-            f"(floor {self.min_speedup:g}), lossless {'yes' if self.lossless else 'no'} on {self.num_prompts} prompts"
-        )
-        return f"{line}; {self.speedup_note}" if self.speedup_note else line
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-# ------------------------------------------------------------------------------------ floors and settings
-
-
-def default_min_speedup(device: str) -> float:
-    """The speedup floor when neither the spec (``slos.min_speedup``) nor a flag sets one.
-
-    1.0 on a CUDA device; 0.0 (recorded, not judged) on a CPU and on any other device.
-
-    Why: qualification runs on the machine the pair will serve on, so its speedup is the one traffic
-    will get. Speculation exists to make decoding faster on accelerators, where a step of a real LLM is
-    bound by memory bandwidth and verifying k + 1 tokens costs little more than decoding one; a pair
-    that decodes slower than its target alone there (under 1×, greedy or sampled) only adds cost and
-    is refused. That holds for tiny models too: a 4 M-parameter pair is bound by kernel launches on a
-    GPU, and is refused there unless a floor is given.
-    On a CPU a step is bound by compute and per-step overhead, so only a draft the target keeps most
-    of pays, and run-to-run noise on shared cores is as large as the effect (see the demo pair's
-    figures in ``benchmarks/results/demo-cpu.json``): judging it would
-    refuse pairs the tests and the demo qualify by chance, and says nothing about the GPU it may
-    serve on later. So on a CPU the figures
-    are recorded, and the report says plainly when they are under 1. Other devices (mps, xpu, …) have
-    no measured basis here yet: not judged either.
-    """
-    return 1.0 if _device_kind(device) == "cuda" else 0.0
-
-
-def check_floors(
-    *,
-    min_acceptance: float | None,
-    min_speedup: float | None,
-    names: tuple[str, str] = ("min_acceptance", "min_speedup"),
-) -> None:
-    """Refuse an acceptance floor outside [0, 1] or a negative (or NaN) speedup floor, naming it as ``names``."""
-    if min_acceptance is not None and not 0.0 <= min_acceptance <= 1.0:
-        raise InvalidInput(f"{names[0]} must be within [0, 1], got {min_acceptance:g}")
-    if min_speedup is not None and (math.isnan(min_speedup) or min_speedup < 0.0):
-        raise InvalidInput(f"{names[1]} must be >= 0 (0 records without judging), got {min_speedup:g}")
-
-
-def sampled_settings(*, temperature: float, top_p: float, top_k: int) -> tuple[float, float, int, str]:
-    """(temperature, top_p, top_k, where they come from) of the sampled speedup measurement.
-
-    The pair's default sampling when it samples; the typical chat setting (``CHAT_TEMPERATURE``,
-    ``CHAT_TOP_P``, the pair's top_k) when its default is greedy — a greedy default says nothing about
-    how its sampled requests will run.
-    """
-    if temperature < 0 or not 0.0 < top_p <= 1.0 or top_k < 0:
-        raise InvalidInput(
-            f"sampling settings must have temperature >= 0, top_p in (0, 1] and top_k >= 0, got "
-            f"temperature {temperature:g}, top_p {top_p:g}, top_k {top_k}"
-        )
-    if temperature > 0:
-        return temperature, top_p, top_k, "the pair's default sampling"
-    return (
-        CHAT_TEMPERATURE,
-        CHAT_TOP_P,
-        top_k,
-        f"the typical chat setting (temperature {CHAT_TEMPERATURE:g}, top_p {CHAT_TOP_P:g}): "
-        "the pair's default is greedy",
-    )
-
-
-def speedup_note(*, greedy: float, sampled: float, floor: float, source: str, device: str) -> str:
-    """A plain sentence when speculation does not pay here (a figure under 1) and the floor let it pass.
-
-    "" when both figures are at least 1, or when the floor refuses the pair (its reason says so).
-    ``source`` is how the floor was chosen: "given", or "default on DEVICE" (:func:`default_min_speedup`).
-    """
-    if min(greedy, sampled) >= 1.0 or (floor > 0 and min(greedy, sampled) < floor):
-        return ""  # it pays, or the gate refuses it (the reason says so)
-    figures = f"speculation does not pay on this machine (greedy {greedy:.2f}×, sampled {sampled:.2f}×)"
-    if floor > 0:
-        return f"{figures}: at or above the floor {floor:g}"
-    if source == "given":
-        return f"{figures}: not judged (floor 0 given)"
-    return f"{figures}: not judged here (floor 0 on {_device_kind(device)}); pass --min-speedup to enforce"
-
-
-def _speedup_reason(*, greedy: float, sampled: float, floor: float, temperature: float, top_p: float) -> str:
-    """One line naming the figure(s) under the floor, or "" when both are at or above it."""
-    if greedy < floor and sampled < floor:
-        return f"speedup is under the floor {floor:g}×: greedy {greedy:.3f}×, sampled {sampled:.3f}×"
-    if greedy < floor:
-        return f"greedy speedup {greedy:.3f}× is under the floor {floor:g}× (sampled {sampled:.3f}×)"
-    if sampled < floor:
-        return (
-            f"sampled speedup {sampled:.3f}× (temperature {temperature:g}, top_p {top_p:g}) is under the floor "
-            f"{floor:g}× (greedy {greedy:.3f}×)"
-        )
-    return ""
-
-
-def _device_kind(device: str) -> str:
-    """The device type of a torch device string: "cuda" for "cuda:1"."""
-    return str(device).split(":", 1)[0].strip().lower()
-
-
-# ------------------------------------------------------------------------------------ prompts
-
-
-def load_prompts(path: str | Path | None = None) -> list[str]:
-    """Evaluation prompts: the bundled default, or a file.
-
-    Formats: ``.json`` (a list of strings, or ``{"prompts": [...]}``), ``.jsonl`` (one string or
-    ``{"prompt": ...}`` per line), anything else one prompt per non-empty line.
-    """
-    if path is None:
-        text = resources.files("specops.pairs").joinpath("eval-prompts.json").read_text()
-        return _prompts_from_json(json.loads(text), "the bundled prompts")
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as error:
-        raise InvalidInput(f"prompt file {path} does not exist") from error
-    except (OSError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"cannot read prompt file {path}: {error}") from error
-    try:
-        if path.suffix == ".json":
-            prompts = _prompts_from_json(json.loads(text), str(path))
-        elif path.suffix == ".jsonl":
-            prompts = []
-            for line in filter(str.strip, text.splitlines()):
-                item = json.loads(line)
-                prompts.append(item["prompt"] if isinstance(item, dict) else item)
-        else:
-            prompts = [line for line in text.splitlines() if line.strip()]
-    except (ValueError, KeyError, TypeError) as error:
-        raise InvalidInput(f"prompt file {path} is malformed: {error}") from error
-    if not prompts or not all(isinstance(p, str) and p for p in prompts):
-        raise InvalidInput(f"prompt file {path} holds no prompts (or a prompt that is not text)")
-    return prompts
-
-
-def _prompts_from_json(data: Any, where: str) -> list[str]:
-    prompts = data.get("prompts") if isinstance(data, dict) else data
-    if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p for p in prompts):
-        raise InvalidInput(f"{where} must hold a non-empty list of prompt strings")
-    return prompts
-
-
-# ------------------------------------------------------------------------------------ checks
-
-
-def check_tokenizers(target: Path, draft: Path) -> tuple[bool, str, int, int]:
-    """(compatible, reason, target vocab size, draft vocab size) of a target/draft pair.
-
-    Compatible means: the models' ``vocab_size`` agree and, when the draft ships tokenizer files,
-    they are byte-identical to the target's or define the same vocabulary and special tokens.
-    """
-    from transformers import AutoTokenizer
-
-    target_vocab = _config_vocab_size(target)
-    draft_vocab = _config_vocab_size(draft)
-    if target_vocab != draft_vocab:
-        return False, f"vocabulary sizes differ (target {target_vocab}, draft {draft_vocab})", target_vocab, draft_vocab
-    target_hash = pair_spec.tokenizer_sha256(target)
-    if not target_hash:
-        raise InvalidInput(f"target checkpoint {target} has no tokenizer files")
-    draft_hash = pair_spec.tokenizer_sha256(draft)
-    if not draft_hash or draft_hash == target_hash:
-        return (
-            True,
-            "same tokenizer files" if draft_hash else "draft uses the target's tokenizer",
-            target_vocab,
-            draft_vocab,
-        )
-    try:
-        target_tokenizer = AutoTokenizer.from_pretrained(str(target))
-        draft_tokenizer = AutoTokenizer.from_pretrained(str(draft))
-    except Exception as error:
-        raise InvalidInput(f"cannot load a tokenizer: {_first_line(error)}") from error
-    if target_tokenizer.get_vocab() != draft_tokenizer.get_vocab():
-        return False, "draft tokenizer's vocabulary differs from the target's", target_vocab, draft_vocab
-    for special in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if getattr(target_tokenizer, special, None) != getattr(draft_tokenizer, special, None):
-            return False, f"draft tokenizer's {special} differs from the target's", target_vocab, draft_vocab
-    return True, "same vocabulary and special tokens", target_vocab, draft_vocab
-
-
-def _config_vocab_size(folder: Path) -> int:
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as error:
-        raise InvalidInput(f"checkpoint {folder} has an unreadable config.json: {error}") from error
-    text_config = config.get("text_config") or {}
-    value = config.get("vocab_size", text_config.get("vocab_size"))
-    if not isinstance(value, int):
-        raise InvalidInput(f"checkpoint {folder} config.json has no vocab_size")
-    return value
-
-
-# ------------------------------------------------------------------------------------ the gate
 
 
 def qualify(
@@ -383,17 +88,17 @@ def qualify(
     :func:`enforce` turns a failure into :class:`QualificationRefused`. Missing or unreadable
     checkpoints and out-of-range floors raise :class:`InvalidInput`.
     """
-    check_floors(min_acceptance=min_acceptance, min_speedup=min_speedup)
-    speedup_floor = default_min_speedup(device) if min_speedup is None else float(min_speedup)
-    speedup_source = f"default on {_device_kind(device)}" if min_speedup is None else "given"
-    sample_temperature, sample_top_p, sample_top_k, sample_source = sampled_settings(
+    qualification_rules.check_floors(min_acceptance=min_acceptance, min_speedup=min_speedup)
+    speedup_floor = qualification_rules.default_min_speedup(device) if min_speedup is None else float(min_speedup)
+    speedup_source = f"default on {qualification_rules.device_kind(device)}" if min_speedup is None else "given"
+    sample_temperature, sample_top_p, sample_top_k, sample_source = qualification_rules.sampled_settings(
         temperature=temperature, top_p=top_p, top_k=top_k
     )
     if max_new_tokens < 1:
         raise InvalidInput(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     target_dir = pair_spec.checkpoint_folder(target, "target")
     draft_dir = pair_spec.checkpoint_folder(draft, "draft")
-    prompts = prompts if prompts is not None else load_prompts()
+    prompts = prompts if prompts is not None else eval_inputs.load_prompts()
     if not prompts:
         raise InvalidInput("qualification needs at least one prompt")
 
@@ -413,7 +118,7 @@ def qualify(
         "machine": _machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    compatible, tokenizer_reason, target_vocab, draft_vocab = check_tokenizers(target_dir, draft_dir)
+    compatible, tokenizer_reason, target_vocab, draft_vocab = eval_inputs.check_tokenizers(target_dir, draft_dir)
     if not compatible:
         return QualificationReport(
             passed=False,
@@ -502,7 +207,7 @@ def qualify(
     sampled_accepted = sum(r.stats.num_accepted_tokens for r in sampled_results)
     speedup = target_seconds / pair_seconds if pair_seconds > 0 else 0.0
     speedup_sampled = target_seconds_sampled / pair_seconds_sampled if pair_seconds_sampled > 0 else 0.0
-    speedup_reason = _speedup_reason(
+    speedup_reason = qualification_rules.speedup_reason(
         greedy=speedup, sampled=speedup_sampled, floor=speedup_floor, temperature=sample_temperature, top_p=sample_top_p
     )
 
@@ -532,7 +237,7 @@ def qualify(
         acceptance_rate_sampled=sampled_accepted / sampled_drafted if sampled_drafted else 0.0,
         target_seconds_sampled=target_seconds_sampled,
         pair_seconds_sampled=pair_seconds_sampled,
-        speedup_note=speedup_note(
+        speedup_note=qualification_rules.speedup_note(
             greedy=speedup, sampled=speedup_sampled, floor=speedup_floor, source=speedup_source, device=device
         ),
         num_mismatched_prompts=len(mismatches),
@@ -564,7 +269,7 @@ def _load_engine(engine_class: Any, target: Path, draft: Path | None, config: An
         raise
     except Exception as error:
         which = f"{target}" + (f" + {draft}" if draft else "")
-        raise InvalidInput(f"cannot load checkpoint {which}: {_first_line(error)}") from error
+        raise InvalidInput(f"cannot load checkpoint {which}: {eval_inputs.first_line(error)}") from error
 
 
 def _encode(tokenizer: Any, prompt: str, max_context: int, max_new_tokens: int) -> list[int]:
@@ -615,8 +320,3 @@ def _machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:300]

@@ -157,7 +157,7 @@ class PairRegistry:
         or ``target`` and ``draft``. ``config`` (file or mapping) supplies PairSpec fields;
         ``min_acceptance`` and ``min_speedup`` override the spec's floors (``0.0`` records a figure
         without judging it; a speedup floor left unset everywhere is the default of ``device``, the
-        torch device the gate measures on: see ``qualification.default_min_speedup``). A
+        torch device the gate measures on: see ``qualification_rules.default_min_speedup``). A
         ``qualification`` report already measured for these checkpoints is used as is; otherwise the
         gate runs here. A refused pair raises :class:`QualificationRefused` after a ``version.refuse``
         audit event, and nothing is created in MLflow.
