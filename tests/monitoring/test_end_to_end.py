@@ -28,7 +28,7 @@ import yaml
 
 from specops.governance import models
 from specops.governance.audit import AuditLog
-from specops.monitoring import dashboards, drift, receiver, slo_spec, writer
+from specops.monitoring import dashboards, drift, drift_gauges, receiver, slo_spec, writer
 from specops.rollout.controller import RolloutController
 from specops.rollout.model import Alert, Decision, DecisionKind, Phase, Role, RolloutPolicy, RolloutState, WindowMetrics
 from tests.monitoring.conftest import TESTDATA
@@ -111,7 +111,7 @@ def stack(tmp_path: Path, store) -> Iterator[dict[str, object]]:  # type: ignore
     writer.render_to(rules_dir, slo_spec.load(TESTDATA / "in-short-windows.yaml"))
     metrics_dir = tmp_path / "metrics"
     # The drift monitor's gauges for a second deployment, as `specops drift run` leaves them.
-    gauges = drift.DriftGauges()
+    gauges = drift_gauges.DriftGauges()
     gauges.publish(
         drift.DriftResult(
             drifted=True,

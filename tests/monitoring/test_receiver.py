@@ -162,9 +162,9 @@ def test_an_empty_token_is_refused_at_construction(sink: Sink) -> None:
 
 
 def test_metrics_also_serve_the_drift_gauge_files(tmp_path, sink: Sink) -> None:  # type: ignore[no-untyped-def]
-    from specops.monitoring import drift
+    from specops.monitoring import drift, drift_gauges
 
-    gauges = drift.DriftGauges()
+    gauges = drift_gauges.DriftGauges()
     result = drift.DriftResult(
         drifted=True,
         drift_share=0.5,

@@ -17,8 +17,9 @@ fell: did the prompts drift (the draft no longer fits the traffic: retrain / re-
 version or the runtime regressed: roll back)?
 
 Layers: :func:`load_records` (SQL → DataFrame), :func:`compare` (Evidently, pure), :func:`diagnose`
-(pure), :func:`save` (HTML artifact + ``drift_reports`` row), :class:`DriftGauges` (Prometheus gauges,
-written as a text file the receiver's ``/metrics`` serves), :func:`run` (all of it for one deployment).
+(pure), :func:`save` (HTML artifact + ``drift_reports`` row), :class:`drift_gauges.DriftGauges`
+(Prometheus gauges, written as a text file the receiver's ``/metrics`` serves), :func:`run` (all of it
+for one deployment).
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-
 from specops.errors import InvalidInput, NotFound
-from specops.monitoring import names
+from specops.monitoring import drift_gauges
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -344,56 +343,6 @@ def diagnose(
 # --------------------------------------------------------------------------- publish
 
 
-class DriftGauges:
-    """The drift gauges on their own registry; alert rules and dashboards read them."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        labels = [names.LABEL_DEPLOYMENT, names.LABEL_VERSION]
-        self.share = Gauge(
-            names.DRIFT_SHARE,
-            "Measured share of drifted columns in the last drift run.",
-            labels,
-            registry=self.registry,
-        )
-        self.detected = Gauge(
-            names.DRIFT_DETECTED,
-            "1 when the last drift run's share reached drift_share.",
-            labels,
-            registry=self.registry,
-        )
-        self.column_drifted = Gauge(
-            names.DRIFT_COLUMN_DRIFTED,
-            "1 when the column drifted in the last run.",
-            [*labels, names.LABEL_COLUMN],
-            registry=self.registry,
-        )
-        self.column_score = Gauge(
-            names.DRIFT_COLUMN_SCORE,
-            "The column's drift score (see method).",
-            [*labels, names.LABEL_COLUMN, names.LABEL_METHOD],
-            registry=self.registry,
-        )
-        self.last_run = Gauge(
-            names.DRIFT_LAST_RUN, "When the last drift run finished (Unix seconds).", labels, registry=self.registry
-        )
-
-    def publish(self, result: DriftResult, *, deployment: str, version: str, at: float) -> None:
-        self.share.labels(deployment, version).set(result.drifted_share)
-        self.detected.labels(deployment, version).set(1.0 if result.drifted else 0.0)
-        for column in result.columns:
-            self.column_drifted.labels(deployment, version, column.column).set(1.0 if column.drifted else 0.0)
-            score = column.score if math.isfinite(column.score) else float("nan")
-            self.column_score.labels(deployment, version, column.column, column.method).set(score)
-        self.last_run.labels(deployment, version).set(at)
-
-    def write(self, path: Path) -> Path:
-        """Write the gauges as a Prometheus text file (atomically), for the receiver's ``/metrics``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(path), self.registry)
-        return path
-
-
 def save(
     store: Any, *, deployment: str, pair_name: str, version: str, result: DriftResult, report_path: Path | None
 ) -> int:
@@ -438,7 +387,7 @@ def run(
     drift_share: float = DEFAULT_DRIFT_SHARE,
     min_rows: int = DEFAULT_MIN_ROWS,
     audit: Any = None,
-    gauges: DriftGauges | None = None,
+    gauges: drift_gauges.DriftGauges | None = None,
     gauges_file: Path | None = None,
     version: str | None = None,
     windows: Windows | None = None,
@@ -478,7 +427,7 @@ def run(
         if store is not None
         else None
     )
-    gauges = gauges or DriftGauges()
+    gauges = gauges or drift_gauges.DriftGauges()
     gauges.publish(result, deployment=deployment, version=current_version, at=now.timestamp())
     if gauges_file is not None:
         gauges.write(gauges_file)
