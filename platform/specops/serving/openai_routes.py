@@ -177,35 +177,16 @@ def router(served: ServedPair) -> APIRouter:
         ]
         ident = openai_schema.completion_id("cmpl")
         model = body.model or served.model_name
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return openai_streaming.sse_response(
-                served,
-                prepared,
-                chunks=openai_streaming.completion_chunks(prepared, ident=ident, model=model, echo=body.echo),
-                include_usage=include_usage,
-                disconnected=request.is_disconnected,
-            )
-        results = await _complete_all(served, prepared)
-        choices = [
-            {
-                "index": index,
-                "text": (p.prompt_text if body.echo else "") + r.text,
-                "logprobs": None,
-                "finish_reason": r.finish_reason,
-            }
-            for index, (p, r) in enumerate(zip(prepared, results, strict=True))
-        ]
-        return JSONResponse(
-            {
-                "id": ident,
-                "object": "text_completion",
-                "created": openai_schema.now(),
-                "model": model,
-                "choices": choices,
-                "usage": _usage(results),
-                "speculation": _speculation(results),
-            }
+        return await _answer(
+            served,
+            prepared,
+            body=body,
+            request=request,
+            kind="text_completion",
+            chunks=openai_streaming.completion_chunks(prepared, ident=ident, model=model, echo=body.echo),
+            ident=ident,
+            model=model,
+            choice=lambda p, r: {"text": (p.prompt_text if body.echo else "") + r.text},
         )
 
     @api.post("/chat/completions", responses=bad_request)
@@ -221,38 +202,58 @@ def router(served: ServedPair) -> APIRouter:
         ]
         ident = openai_schema.completion_id("chatcmpl")
         model = body.model or served.model_name
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return openai_streaming.sse_response(
-                served,
-                prepared,
-                chunks=openai_streaming.chat_chunks(ident=ident, model=model),
-                include_usage=include_usage,
-                disconnected=request.is_disconnected,
-            )
-        results = await _complete_all(served, prepared)
-        choices = [
-            {
-                "index": index,
-                "message": {"role": "assistant", "content": r.text},
-                "logprobs": None,
-                "finish_reason": r.finish_reason,
-            }
-            for index, r in enumerate(results)
-        ]
-        return JSONResponse(
-            {
-                "id": ident,
-                "object": "chat.completion",
-                "created": openai_schema.now(),
-                "model": model,
-                "choices": choices,
-                "usage": _usage(results),
-                "speculation": _speculation(results),
-            }
+        return await _answer(
+            served,
+            prepared,
+            body=body,
+            request=request,
+            kind="chat.completion",
+            chunks=openai_streaming.chat_chunks(ident=ident, model=model),
+            ident=ident,
+            model=model,
+            choice=lambda _, r: {"message": {"role": "assistant", "content": r.text}},
         )
 
     return api
+
+
+async def _answer(
+    served: ServedPair,
+    prepared: list[PreparedRequest],
+    *,
+    body: openai_schema.CompletionRequest | openai_schema.ChatCompletionRequest,
+    request: Request,
+    kind: str,
+    chunks: openai_streaming.ChunkFormat,
+    ident: str,
+    model: str,
+    choice: Callable[[PreparedRequest, Completion], dict[str, Any]],
+) -> Response:
+    """Stream the requests' chunks as server-sent events, or answer once with every choice (``kind`` object)."""
+    if body.stream:
+        return openai_streaming.sse_response(
+            served,
+            prepared,
+            chunks=chunks,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            disconnected=request.is_disconnected,
+        )
+    results = await _complete_all(served, prepared)
+    choices = [
+        {"index": index, **choice(p, r), "logprobs": None, "finish_reason": r.finish_reason}
+        for index, (p, r) in enumerate(zip(prepared, results, strict=True))
+    ]
+    return JSONResponse(
+        {
+            "id": ident,
+            "object": kind,
+            "created": openai_schema.now(),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(results),
+            "speculation": _speculation(results),
+        }
+    )
 
 
 async def _complete_all(served: ServedPair, prepared: list[PreparedRequest]) -> list[Completion]:
