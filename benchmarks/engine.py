@@ -1,7 +1,7 @@
 """Engine benchmark: SpecOps speculative decoding against Hugging Face generate, one GPU, one run.
 
-GPU (self-contained: trains the bench pair, then measures; imports only torch, transformers,
-tokenizers and `specops.engine`):
+GPU (self-contained: trains the bench pair with the package's pair trainer, `specops.pairs.demo_training`,
+then measures; imports only torch, transformers, tokenizers, `specops.engine` and that trainer):
 
     PYTHONPATH=platform python -m benchmarks.engine --out benchmarks/results/engine-h100.json
     PYTHONPATH=platform python -m benchmarks.engine --smoke --device cpu --out /tmp/engine-smoke.json
@@ -34,6 +34,7 @@ import sys
 import sysconfig
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from benchmarks.harness import (
 )
 from specops.engine import ExecutionSettings, SpeculationConfig, SpeculativeEngine
 from specops.engine.adaptive import expected_speedup
+from specops.pairs import demo_training
 
 
 def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
@@ -76,95 +78,45 @@ def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
     return train, held
 
 
-def training_text(files: list[Path], limit: int) -> list[str]:
-    texts, total = [], 0
-    for path in files:
-        text = path.read_text(encoding="utf-8")
-        texts.append(text)
+def leading_texts(texts: Iterable[str], limit: int) -> list[str]:
+    """The first texts, up to the one that brings their UTF-8 size to ``limit`` bytes."""
+    kept, total = [], 0
+    for text in texts:
+        kept.append(text)
         total += len(text.encode())
         if total >= limit:
             break
-    return texts
+    return kept
 
 
-def train_tokenizer(texts: list[str], recipe: BenchRecipe):
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    sample, total = [], 0
-    for text in texts:
-        sample.append(text)
-        total += len(text.encode())
-        if total >= recipe.tokenizer_bytes:
-            break
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        sample, vocab_size=recipe.vocab_size, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False
+def bench_training(model, stream: torch.Tensor, *, recipe: BenchRecipe, name: str, seed: int, log) -> dict:
+    """Train one model of the bench pair with the package's trainer: AdamW, cosine to 0 after warm-up,
+    weight decay 0.1, bf16 autocast on CUDA, steps cut to fit the model's time budget (recorded)."""
+    steps = getattr(recipe, f"{name}_steps")
+    settings = demo_training.TrainingSettings(
+        seq_len=recipe.seq_len,
+        batch_size=recipe.batch_size,
+        learning_rate=recipe.lr,
+        warmup_steps=min(recipe.warmup, max(1, steps // 10)),
+        bf16_autocast=next(model.parameters()).device.type == "cuda",
+        weight_decay=0.1,
+        final_lr_ratio=0.0,
+        time_budget_s=getattr(recipe, f"{name}_train_seconds"),
     )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
-    )
+    losses: list[float] = []
 
-
-def train(
-    model, tokens: torch.Tensor, *, steps: int, seconds: float, recipe: BenchRecipe, device: str, seed: int, log
-) -> dict:
-    """AdamW, cosine after warm-up, clip 1.0, bf16 autocast; steps cut to fit `seconds` (recorded)."""
-    model.to(device).train()
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=device == "cuda"
-    )
-    n_windows = (len(tokens) - 1) // recipe.seq_len
-    planned = steps
-    warmup = min(recipe.warmup, max(1, steps // 10))
-    start = time.perf_counter()
-    losses = []
-    step = skipped = 0
-    while step < planned:
-        lr_scale = (
-            (step + 1) / warmup
-            if step < warmup
-            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, planned - warmup)))
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.lr * lr_scale
-        starts = torch.randint(0, n_windows, (recipe.batch_size,), generator=generator) * recipe.seq_len
-        batch = torch.stack([tokens[s : s + recipe.seq_len + 1] for s in starts.tolist()]).to(device)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1]).loss
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        if torch.isfinite(grad_norm):
-            optimizer.step()
-        else:
-            skipped += 1
-            if skipped <= 3:
-                log(f"  step {step}: non-finite gradient (loss {loss.item()}), update skipped")
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if step == 10:
-            loss.item()
-            ten_steps_at = time.perf_counter()
-        if step == 30 or (step == 12 and planned <= 40):
-            # calibrate on steps 11..: shrink the plan (and its cosine) so training fits its time budget
-            loss.item()
-            per_step = (time.perf_counter() - ten_steps_at) / (step - 10)
-            fit = int((seconds - (ten_steps_at - start)) / per_step) + 10
-            if fit < planned:
-                planned = max(step + 1, fit)
-                warmup = min(warmup, max(1, planned // 4))
-            log(f"  {per_step * 1000:.0f} ms/step -> {planned} steps")
-        if step % 100 == 0 or step == planned:
-            losses.append(round(loss.item(), 4))
+    def on_step(step: int, loss: float) -> None:
+        if step % 100 == 0:
+            losses.append(round(loss, 4))
             log(f"  step {step}: loss {losses[-1]}")
-    model.eval()
+
+    result = demo_training.train_model(model, stream, settings=settings, steps=steps, seed=seed, on_step=on_step)
     return {
-        "steps": step,
+        "steps": result.steps,
         "planned_steps": steps,
-        "seconds": round(time.perf_counter() - start, 1),
-        "final_loss": losses[-1] if losses else None,
-        "skipped_non_finite_steps": skipped,
+        "seconds": result.seconds,
+        "final_loss": round(result.final_loss, 4),
+        "skipped_non_finite_steps": result.skipped_steps,
         "loss_every_100": losses,
     }
 
@@ -330,26 +282,19 @@ def trained_pair(recipe: BenchRecipe, device: str, cache: Path | None, log) -> B
             )
     log("collecting corpus")
     train_files, held_files = corpus_files(recipe.min_file_chars)
-    texts = training_text(train_files, recipe.corpus_bytes)
+    texts = leading_texts((path.read_text(encoding="utf-8") for path in train_files), recipe.corpus_bytes)
     log(f"{len(train_files)} train files ({len(texts)} used), {len(held_files)} held out; tokenizer")
-    tokenizer = train_tokenizer(texts, recipe)
+    tokenizer = demo_training.train_tokenizer(
+        leading_texts(texts, recipe.tokenizer_bytes), vocab_size=recipe.vocab_size, max_length=2048
+    )
     log("tokenizing")
-    eos = tokenizer.eos_token_id
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    stream = torch.tensor([t for ids in encoded for t in (*ids, eos)], dtype=torch.long)
+    stream = demo_training.token_stream(tokenizer, texts)
     models, trainings = {}, {}
     for offset, name in enumerate(("target", "draft")):
         log(f"{len(stream)} training tokens; training {name}")
-        models[name] = llama(recipe, name, seed=recipe.seed + offset)
-        trainings[name] = train(
-            models[name],
-            stream,
-            steps=getattr(recipe, f"{name}_steps"),
-            seconds=getattr(recipe, f"{name}_train_seconds"),
-            recipe=recipe,
-            device=device,
-            seed=recipe.seed + offset,
-            log=log,
+        models[name] = llama(recipe, name, seed=recipe.seed + offset, tokenizer=tokenizer).to(device)
+        trainings[name] = bench_training(
+            models[name], stream, recipe=recipe, name=name, seed=recipe.seed + offset, log=log
         )
         log(f"{name}: {trainings[name]}")
     prompts = eval_prompts(tokenizer, [p.read_text(encoding="utf-8") for p in held_files], recipe)

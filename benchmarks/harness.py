@@ -17,10 +17,12 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
+from specops.pairs.demo import ModelShape
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,6 +67,15 @@ class BenchRecipe:
     new_tokens: int = 128
     seed: int = 0
 
+    def shape(self, name: str) -> ModelShape:
+        """The shape of the pair's ``name`` model ("target" or "draft")."""
+        return ModelShape(
+            hidden_size=getattr(self, f"{name}_hidden"),
+            num_layers=getattr(self, f"{name}_layers"),
+            num_heads=getattr(self, f"{name}_heads"),
+            intermediate_size=getattr(self, f"{name}_mlp"),
+        )
+
 
 SMOKE = BenchRecipe(
     corpus_bytes=1_500_000,
@@ -102,26 +113,18 @@ def engine_source_digest() -> str:
 
 
 # -- models and training --------------------------------------------------------------------------
-def llama(recipe: BenchRecipe, name: str, *, seed: int):
-    """The recipe's untrained `name` model ("target" or "draft")."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def llama(recipe: BenchRecipe, name: str, *, seed: int, tokenizer: Any = None) -> torch.nn.Module:
+    """The recipe's untrained ``name`` model ("target" or "draft"): untied embeddings, 2048 positions."""
+    from specops.pairs.demo_training import build_model
 
-    torch.manual_seed(seed)
-    heads = getattr(recipe, f"{name}_heads")
-    config = LlamaConfig(
-        vocab_size=recipe.vocab_size,
-        hidden_size=getattr(recipe, f"{name}_hidden"),
-        num_hidden_layers=getattr(recipe, f"{name}_layers"),
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        intermediate_size=getattr(recipe, f"{name}_mlp"),
+    return build_model(
+        recipe.shape(name),
+        vocab_size=len(tokenizer) if tokenizer is not None else recipe.vocab_size,
         max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=0,
+        seed=seed,
+        tokenizer=tokenizer,
+        tie_embeddings=False,
     )
-    return LlamaForCausalLM(config)
 
 
 # -- measuring ------------------------------------------------------------------------------------

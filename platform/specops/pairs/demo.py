@@ -321,7 +321,13 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
         jobs = {
             name: training.TrainingJob(
                 name=name,
-                model=training.build_model(shape, recipe=recipe, tokenizer=tokenizer, seed=seed),
+                model=training.build_model(
+                    shape,
+                    vocab_size=len(tokenizer),
+                    max_position_embeddings=recipe.max_position_embeddings,
+                    tokenizer=tokenizer,
+                    seed=seed,
+                ),
                 stream=stream,
                 steps=steps,
                 seed=seed,
@@ -360,13 +366,13 @@ def _train_into(folder: Path, *, recipe: DemoRecipe, key: str, progress: bool) -
             losses["draft-distilled"] = training.train_model(
                 models[DRAFT_DIR],
                 continuations,
-                recipe=recipe,
+                settings=training.TrainingSettings.of(recipe),
                 steps=recipe.distill_steps,
                 seed=recipe.seed + 3,
                 label_from=recipe.distill_prompt_tokens,
                 learning_rate=recipe.distill_learning_rate,
                 on_step=lambda done, loss: bar.update(task, completed=done, status=f"loss {loss:.2f}"),
-            )
+            ).final_loss
 
         task = bar.add_task("agreement", total=1, status="")
         drafts = {name: models[name] for name in (DRAFT_DIR, MISMATCHED_DIR)}

@@ -74,7 +74,7 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int, max_length: int) -
     )
 
 
-def _stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
+def token_stream(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> torch.Tensor:
     """Documents encoded (by the fast tokenizer's Rust backend) and joined as ``BOS doc EOS ...``."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     ids: list[int] = []
@@ -99,8 +99,8 @@ def build_corpus(recipe: DemoRecipe) -> tuple[PreTrainedTokenizerFast, TrainingC
         num_bytes += len(text.encode("utf-8"))
     tokenizer = train_tokenizer(texts, vocab_size=recipe.vocab_size, max_length=recipe.max_position_embeddings)
     return tokenizer, TrainingCorpus(
-        code=_stream(tokenizer, texts),
-        prose=_stream(tokenizer, corpus.prose_texts()),
+        code=token_stream(tokenizer, texts),
+        prose=token_stream(tokenizer, corpus.prose_texts()),
         held_out=held_out_windows(tokenizer, seq_len=recipe.seq_len, num_windows=recipe.eval_windows),
         num_code_bytes=num_bytes,
     )
@@ -108,7 +108,7 @@ def build_corpus(recipe: DemoRecipe) -> tuple[PreTrainedTokenizerFast, TrainingC
 
 def held_out_windows(tokenizer: PreTrainedTokenizerFast, *, seq_len: int, num_windows: int) -> torch.Tensor:
     """``[num_windows, seq_len]`` token ids cut from the held-out files, spread evenly over them."""
-    stream = _stream(tokenizer, [corpus.read_text(name) for name in corpus.source_files(held_out=True)])
+    stream = token_stream(tokenizer, [corpus.read_text(name) for name in corpus.source_files(held_out=True)])
     available = len(stream) // seq_len
     if available < num_windows:
         raise InvalidInput(f"held-out files give {available} windows of {seq_len} tokens, not {num_windows}")
@@ -118,85 +118,182 @@ def held_out_windows(tokenizer: PreTrainedTokenizerFast, *, seq_len: int, num_wi
 
 
 def build_model(
-    shape: ModelShape, *, recipe: DemoRecipe, tokenizer: PreTrainedTokenizerFast, seed: int
+    shape: ModelShape,
+    *,
+    vocab_size: int,
+    max_position_embeddings: int,
+    seed: int,
+    tokenizer: PreTrainedTokenizerFast | None = None,
+    tie_embeddings: bool = True,
 ) -> LlamaForCausalLM:
-    """A freshly initialised Llama model of ``shape`` (tied input/output embeddings), seeded."""
+    """A freshly initialised Llama model of ``shape``, seeded; special token ids from ``tokenizer`` (if any).
+
+    ``tie_embeddings``: the output projection shares the input embedding (the demo pair's small models);
+    the engine benchmark's pair unties them, as most released LLMs of its size do.
+    """
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         hidden_size=shape.hidden_size,
         intermediate_size=shape.intermediate_size,
         num_hidden_layers=shape.num_layers,
         num_attention_heads=shape.num_heads,
         num_key_value_heads=shape.num_heads,
-        max_position_embeddings=recipe.max_position_embeddings,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tie_embeddings,
+        bos_token_id=tokenizer.bos_token_id if tokenizer is not None else None,
+        eos_token_id=tokenizer.eos_token_id if tokenizer is not None else None,
+        pad_token_id=tokenizer.pad_token_id if tokenizer is not None else None,
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a model trains: window and batch size, the learning-rate schedule, precision, a time budget."""
+
+    seq_len: int
+    """Tokens per training window."""
+    batch_size: int
+    """Windows per optimiser step."""
+    learning_rate: float
+    """Peak AdamW learning rate, reached after the warm-up."""
+    warmup_steps: int
+    """Linear warm-up steps before the cosine decay."""
+    bf16_autocast: bool
+    """Run matrix products in bfloat16 under autocast on the model's device (weights stay fp32)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    final_lr_ratio: float = 0.1
+    """Where the cosine decay ends, as a share of the peak rate."""
+    time_budget_s: float | None = None
+    """Wall seconds the training may take: after a few timed steps the plan (and its cosine) shrinks to
+    fit. None: exactly the steps asked for."""
+
+    @classmethod
+    def of(cls, recipe: DemoRecipe) -> TrainingSettings:
+        """The demo recipe's settings."""
+        return cls(
+            seq_len=recipe.seq_len,
+            batch_size=recipe.batch_size,
+            learning_rate=recipe.learning_rate,
+            warmup_steps=recipe.warmup_steps,
+            bf16_autocast=recipe.bf16_autocast,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one training did."""
+
+    final_loss: float
+    """Smoothed training loss at the last step."""
+    steps: int
+    """Optimiser steps run (fewer than asked when a time budget cut the plan)."""
+    skipped_steps: int
+    """Steps whose gradient was not finite: their update was skipped (bf16 overflow, for instance)."""
+    seconds: float
 
 
 def train_model(
     model: PreTrainedModel,
     stream: torch.Tensor,  # [num_tokens] or [num_sequences, seq_len] int64
     *,
-    recipe: DemoRecipe,
+    settings: TrainingSettings,
     steps: int,
     seed: int,
     on_step: StepCallback | None = None,
     label_from: int = 0,
     learning_rate: float | None = None,
-) -> float:
-    """Next-token training; returns the smoothed final loss.
+) -> TrainingResult:
+    """Next-token training on the model's device.
 
-    A 1-D ``stream`` is trained on random windows of ``recipe.seq_len`` tokens; a 2-D one on random
+    A 1-D ``stream`` is trained on random windows of ``settings.seq_len`` tokens; a 2-D one on random
     rows, with the positions before ``label_from`` read but not trained on (a prompt, for instance).
-    AdamW with linear warm-up then cosine decay to a tenth of the peak rate (``learning_rate``, default
-    the recipe's), gradients clipped at 1. Matrix products run in bfloat16 under CPU autocast when the
-    recipe says so (weights stay fp32).
+    AdamW with linear warm-up then cosine decay to ``final_lr_ratio`` of the peak rate (``learning_rate``,
+    default the settings'), gradients clipped at 1; a step whose gradient is not finite is skipped.
     """
-    if stream.dim() == 1 and len(stream) <= recipe.seq_len + 1:
-        raise InvalidInput(f"corpus of {len(stream)} tokens is shorter than one window of {recipe.seq_len}")
+    if stream.dim() == 1 and len(stream) <= settings.seq_len + 1:
+        raise InvalidInput(f"corpus of {len(stream)} tokens is shorter than one window of {settings.seq_len}")
     if stream.dim() == 2 and not 0 <= label_from < stream.shape[1] - 1:
         raise InvalidInput(f"label_from {label_from} leaves nothing to train on in rows of {stream.shape[1]}")
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    peak = recipe.learning_rate if learning_rate is None else learning_rate
-    optimizer = torch.optim.AdamW(model.parameters(), lr=peak, betas=(0.9, 0.95), weight_decay=0.01)
-
-    def rate(step: int) -> float:
-        if step < recipe.warmup_steps:
-            return (step + 1) / recipe.warmup_steps
-        progress = (step - recipe.warmup_steps) / max(1, steps - recipe.warmup_steps)
-        return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
-    offsets = torch.arange(recipe.seq_len)
+    peak = settings.learning_rate if learning_rate is None else learning_rate
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=peak,
+        betas=(0.9, 0.95),
+        weight_decay=settings.weight_decay,
+        fused=device.type == "cuda",
+    )
+    plan = _Plan(steps=steps, warmup=settings.warmup_steps, floor=settings.final_lr_ratio)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.rate)
+    offsets = torch.arange(settings.seq_len)
     smoothed = float("nan")
+    skipped = step = 0
+    started = time.perf_counter()
     model.train()
-    for step in range(steps):
+    while step < plan.steps:
         if stream.dim() == 1:
-            starts = torch.randint(0, len(stream) - recipe.seq_len, (recipe.batch_size,), generator=generator)
+            starts = torch.randint(0, len(stream) - settings.seq_len, (settings.batch_size,), generator=generator)
             batch = labels = stream[starts[:, None] + offsets]  # [batch_size, seq_len]
         else:
-            rows = torch.randint(0, stream.shape[0], (recipe.batch_size,), generator=generator)
+            rows = torch.randint(0, stream.shape[0], (settings.batch_size,), generator=generator)
             batch = stream[rows]  # [batch_size, row_len]
             labels = batch.clone()
             labels[:, :label_from] = -100
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
+        batch, labels = batch.to(device), labels.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16_autocast):
             loss = model(input_ids=batch, labels=labels).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        if torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)):
+            optimizer.step()
+        else:
+            skipped += 1
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        step += 1
         value = float(loss.detach())
-        smoothed = value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * value
+        if math.isfinite(value):
+            smoothed = value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * value
+        if settings.time_budget_s is not None:
+            plan.fit(step, elapsed=time.perf_counter() - started, budget=settings.time_budget_s)
         if on_step is not None:
-            on_step(step + 1, smoothed)
+            on_step(step, smoothed)
     model.eval()
-    return smoothed
+    return TrainingResult(
+        final_loss=smoothed, steps=step, skipped_steps=skipped, seconds=round(time.perf_counter() - started, 1)
+    )
+
+
+@dataclass
+class _Plan:
+    """The steps a training will run and its learning-rate schedule (a share of the peak, by step)."""
+
+    steps: int
+    warmup: int
+    floor: float
+    timed_from: float | None = None
+
+    def rate(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.floor + (0.5 - self.floor / 2) * (1.0 + math.cos(math.pi * progress))
+
+    def fit(self, step: int, *, elapsed: float, budget: float) -> None:
+        """Time steps 11 to 30 (to 12 for a short plan) and shrink the plan to end within ``budget`` s."""
+        if step == 10:
+            self.timed_from = elapsed
+        last = 12 if self.steps <= 40 else 30
+        if step != last or self.timed_from is None:
+            return
+        per_step = (elapsed - self.timed_from) / (step - 10)
+        fit = int((budget - self.timed_from) / per_step) + 10
+        if fit < self.steps:
+            self.steps = max(step + 1, fit)
+            self.warmup = min(self.warmup, max(1, self.steps // 4))
 
 
 @torch.inference_mode()
@@ -282,8 +379,13 @@ def train_in_lanes(
 
             with timed(seconds, cpu_seconds, job.name.replace("-", "_"), cpu_clock=time.thread_time):
                 losses[job.name] = train_model(
-                    job.model, job.stream, recipe=recipe, steps=job.steps, seed=job.seed, on_step=step_done
-                )
+                    job.model,
+                    job.stream,
+                    settings=TrainingSettings.of(recipe),
+                    steps=job.steps,
+                    seed=job.seed,
+                    on_step=step_done,
+                ).final_loss
 
     with torch_threads(1), concurrent.futures.ThreadPoolExecutor(max_workers=len(lanes)) as pool:
         futures = [pool.submit(run_lane, jobs) for jobs in lanes]
