@@ -35,7 +35,7 @@ from rich.table import Table
 
 from benchmarks.harness import cpu_machine
 from specops.local.traffic import ClosedLoopTraffic
-from specops.local.wiring import LocalRuntime
+from specops.local.wiring import LocalDeployment
 from specops.pairs.demo import demo_prompts, train_demo_pairs
 from specops.pairs.pair_spec import TOKENIZER_FILES
 from specops.rollout.model import DecisionKind, Phase, RolloutPolicy
@@ -66,7 +66,7 @@ def garbage_draft(like: Path, out: Path, *, seed: int) -> Path:
 
 def one_canary(home: Path, *, pairs, draft: Path, config: dict, policy: RolloutPolicy, timeout_s: float) -> dict:  # type: ignore[no-untyped-def]
     """Deploy v1, canary the garbage draft, tick until the rollback; returns the measured run."""
-    runtime = LocalRuntime.open(Settings.from_env(home=home), deployment="garbage", pair=PAIR, policy=policy)
+    runtime = LocalDeployment.open(Settings.from_env(home=home), deployment="garbage", pair=PAIR, policy=policy)
     prompts = demo_prompts(8, 48)
     register = runtime.registry.register
     good = register(PAIR, target=pairs.target, draft=pairs.draft, min_acceptance=0.0, prompts=prompts, config=GOOD)

@@ -13,7 +13,7 @@ from specops.engine.adaptive import (
     expected_speedup,
     expected_tokens,
 )
-from tests.engine.conftest import hf_greedy, tiny_llama
+from tests.support.tiny_llamas import hf_greedy, tiny_llama
 
 
 def test_expected_speedup_matches_the_papers_formula():

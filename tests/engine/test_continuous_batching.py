@@ -8,7 +8,7 @@ import pytest
 
 from specops import errors
 from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
-from tests.engine.conftest import hf_greedy
+from tests.support.tiny_llamas import hf_greedy
 
 PROMPTS = [
     [1, 2, 3, 4, 5],

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.pairs import demo
-from tests.engine.conftest import DEFAULT_THREADS
+from tests.support.tiny_llamas import DEFAULT_THREADS
 
 NEW_TOKENS = 32
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine
 from specops.engine.proposers import DraftModelProposer
-from tests.engine.conftest import hf_greedy
+from tests.support.tiny_llamas import hf_greedy
 
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18], [3], [5, 6, 7, 5, 6, 7, 5, 6, 7, 5]]
 

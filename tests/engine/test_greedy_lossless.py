@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from specops.engine import ExecutionSettings, SamplingParams, SpeculationConfig, SpeculativeEngine, kv_cache, runner
-from tests.engine.conftest import hf_greedy, tiny_llama
+from tests.support.tiny_llamas import hf_greedy, tiny_llama
 
 PROMPTS = [
     [1, 2, 3, 4, 5],

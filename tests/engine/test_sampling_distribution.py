@@ -7,7 +7,7 @@ import torch
 from scipy.stats import chisquare
 
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine, verify
-from tests.engine.conftest import hf_greedy, tiny_llama
+from tests.support.tiny_llamas import hf_greedy, tiny_llama
 
 VOCAB = 12
 PROMPT = [1, 2, 3]

@@ -8,7 +8,7 @@ from transformers import PreTrainedTokenizerFast
 
 from specops import errors
 from specops.engine import SamplingParams, SpeculationConfig, SpeculativeEngine
-from tests.engine.conftest import ByteTokenizer, hf_greedy, tiny_llama
+from tests.support.tiny_llamas import ByteTokenizer, hf_greedy, tiny_llama
 
 PROMPT = [1, 2, 3, 4, 5]
 

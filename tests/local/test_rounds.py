@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from specops.local.state_files import FileStateStore
-from specops.local.wiring import LocalRuntime
+from specops.local.wiring import LocalDeployment
 from specops.rollout import Alert, DecisionKind, ManualAction, Phase, Role, RolloutPolicy, RolloutState
 from specops.rollout.intake import Step
 from tests.support.canary_windows import bad
@@ -24,12 +24,12 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def local(tmp_path: Path, recorder: Recorder) -> LocalRuntime:
+def local(tmp_path: Path, recorder: Recorder) -> LocalDeployment:
     """A local runtime with version 1 in production, its ports recorded in memory (no processes)."""
     states = FileStateStore(tmp_path)
     states.save(RolloutState(deployment="demo", pair="p", stable_version="1", phase=Phase.PROMOTED))
     unused: Any = None  # the processes, router, scraper and registry: a round reaches them through the controller
-    return LocalRuntime(
+    return LocalDeployment(
         settings=unused,
         deployment="demo",
         pair="p",
@@ -45,7 +45,7 @@ def local(tmp_path: Path, recorder: Recorder) -> LocalRuntime:
 
 
 def test_rounds_begin_the_wanted_version_analyse_it_and_never_begin_it_again_after_a_rollback(
-    local: LocalRuntime,
+    local: LocalDeployment,
 ) -> None:
     begun = local.run_round(desired_version="2", now=0.0)
     assert (begun.plan.step, begun.decision and begun.decision.kind) == (Step.BEGIN, DecisionKind.START_CANARY)
@@ -60,7 +60,9 @@ def test_rounds_begin_the_wanted_version_analyse_it_and_never_begin_it_again_aft
     assert (after.plan.step, after.after.stable_version) == (Step.WAIT, "1")
 
 
-def test_a_manual_action_left_by_the_cli_is_taken_before_an_analysis(local: LocalRuntime, recorder: Recorder) -> None:
+def test_a_manual_action_left_by_the_cli_is_taken_before_an_analysis(
+    local: LocalDeployment, recorder: Recorder
+) -> None:
     local.run_round(desired_version="2", now=0.0)
     local.states.request("demo", ManualAction.PAUSE)
     paused = local.run_round(now=10.0)
@@ -69,7 +71,7 @@ def test_a_manual_action_left_by_the_cli_is_taken_before_an_analysis(local: Loca
     assert local.states.take_request("demo") is None  # consumed
 
 
-def test_alerts_posted_with_an_action_are_held_for_the_next_round(local: LocalRuntime) -> None:
+def test_alerts_posted_with_an_action_are_held_for_the_next_round(local: LocalDeployment) -> None:
     local.run_round(desired_version="2", now=0.0)
     local.states.request("demo", ManualAction.PAUSE)
     local.states.post_alerts("demo", (PAGE,))

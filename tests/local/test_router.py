@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from specops.local.router import LocalRouter
-from tests.local.conftest import NamedServer
+from tests.support.named_servers import NamedServer
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from specops.local.scrape import ScrapeTarget, ScrapingMetricsSource, parse, quantile
 from specops.rollout.model import Role
-from tests.local.conftest import NamedServer
+from tests.support.named_servers import NamedServer
 
 LABELS = 'model_name="p",pair_version="2",role="canary"'
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from specops.monitoring import dashboards
-from tests.monitoring.conftest import REPO, golden
+from tests.support.monitoring_data import REPO, golden
 from tests.support.prometheus_services import binary
 
 VARIABLES = {"$__rate_interval": "5m", "$model_name": ".*", "$draft_cost_ratio": "0.1", "$event_window": "1m"}

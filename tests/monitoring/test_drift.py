@@ -18,7 +18,7 @@ from specops.governance import models
 from specops.governance import store as store_module
 from specops.governance.audit import AuditLog
 from specops.monitoring import drift
-from tests.monitoring.conftest import insert_records
+from tests.support.monitoring_data import insert_records
 
 CLOCK: dict[str, datetime] = {}
 """The promotion time and "now" of the scenarios, set when they are built: the audit log stamps

@@ -31,9 +31,9 @@ from specops.governance.audit import AuditLog
 from specops.monitoring import dashboards, drift, drift_gauges, receiver, slo_spec, writer
 from specops.rollout.controller import RolloutController
 from specops.rollout.model import Alert, Decision, DecisionKind, Phase, Role, RolloutPolicy, RolloutState, WindowMetrics
-from tests.monitoring.conftest import TESTDATA
 from tests.support import prometheus_services as services
 from tests.support.exporter_fleet import Behaviour, ExporterFleet, ExporterServer, TrafficDriver
+from tests.support.monitoring_data import TESTDATA
 
 pytestmark = pytest.mark.slow
 

@@ -30,8 +30,8 @@ from specops.governance.audit import AuditLog
 from specops.governance.store import open_store
 from specops.monitoring import receiver, slo_spec, writer
 from specops.rollout.model import Alert, DecisionKind, Phase, Role, RolloutPolicy
-from tests.monitoring.conftest import TESTDATA
 from tests.support import prometheus_services as services
+from tests.support.monitoring_data import TESTDATA
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -130,14 +130,14 @@ def demo_pairs():  # type: ignore[no-untyped-def]
 
 def _open_runtime(tmp_path: Path, demo_pairs, policy: RolloutPolicy, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """The local runtime with v1 (good draft, fixed k) and v2 (prose draft, adaptive) registered."""
-    from specops.local.wiring import LocalRuntime
+    from specops.local.wiring import LocalDeployment
     from specops.pairs.demo import demo_prompts
     from specops.settings import Settings
 
     for variable in ("SPECOPS_DATABASE_URL", "MLFLOW_TRACKING_URI", "SPECOPS_HOME"):
         monkeypatch.delenv(variable, raising=False)
     settings = Settings.from_env(home=tmp_path / ".specops")
-    runtime = LocalRuntime.open(settings, deployment=DEPLOYMENT, pair=PAIR, policy=policy)
+    runtime = LocalDeployment.open(settings, deployment=DEPLOYMENT, pair=PAIR, policy=policy)
     # Both are registered with their figures recorded, not judged (the qualification gate is not under
     # test), on a few held-out prompts to keep the test short.
     prompts = demo_prompts(8, 48)

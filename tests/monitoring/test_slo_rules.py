@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from specops.monitoring import rules, slo_spec, writer
-from tests.monitoring.conftest import REPO, TESTDATA, golden
+from tests.support.monitoring_data import REPO, TESTDATA, golden
 from tests.support.prometheus_services import binary
 
 GENERATED = REPO / "platform/specops/monitoring/generated"

@@ -69,7 +69,7 @@ def test_a_batch_whose_clients_all_left_ends_early(live) -> None:
 def test_a_request_arriving_mid_call_joins_the_running_engine_call(tiny_pair, tmp_path) -> None:
     """Continuous batching: a request arriving while a long sequence decodes takes a free row at the
     next step of the same engine call instead of waiting for the call to end."""
-    from tests.serving.conftest import start_server
+    from tests.support.live_servers import start_server
 
     server, (uv, thread) = start_server(tiny_pair, tmp=tmp_path, max_tokens=220, context_limit=256, max_batch=4)
     try:

@@ -1,6 +1,6 @@
 """The local body of the rollout brain: model-server processes, a weighted router, scraped metrics.
 
-`wiring` assembles them around the rollout controller (`LocalRuntime`); `demo` and `traffic` drive
+`wiring` assembles them around the rollout controller (`LocalDeployment`); `demo` and `traffic` drive
 the local demo. Those three load on first use (they pull in the registry, governance and httpx).
 """
 

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 
 from specops.errors import SpecOpsError
-from specops.local.wiring import LocalRuntime
+from specops.local.wiring import LocalDeployment
 from specops.rollout.intake import Step
 from specops.rollout.model import ManualAction, Phase, Role, RolloutPolicy, WindowMetrics
 from specops.settings import Settings
@@ -101,7 +101,7 @@ def run_demo(settings: Settings, config: DemoConfig = DemoConfig(), console: Con
     pairs = train_demo_pairs(progress=True)
     console.print(f"target {pairs.target}\ndraft {pairs.draft}\nmismatched draft {pairs.draft_mismatched}")
 
-    runtime = LocalRuntime.open(settings, deployment=config.deployment, pair=config.pair, policy=config.policy)
+    runtime = LocalDeployment.open(settings, deployment=config.deployment, pair=config.pair, policy=config.policy)
     console.rule("[bold]2 · register and qualify")
     good = runtime.register(
         target=pairs.target,

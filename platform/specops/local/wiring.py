@@ -83,7 +83,7 @@ class Round:
 
 
 @dataclass
-class LocalRuntime:
+class LocalDeployment:
     """One deployment served on this machine.
 
     Between rounds it remembers what the operator keeps in status: when the analysis window began,
@@ -107,7 +107,7 @@ class LocalRuntime:
     held_alerts: tuple[Alert, ...] | None = None
 
     @classmethod
-    def open(cls, settings: Settings, *, deployment: str, pair: str, policy: RolloutPolicy) -> LocalRuntime:
+    def open(cls, settings: Settings, *, deployment: str, pair: str, policy: RolloutPolicy) -> LocalDeployment:
         """Open the stores and build (not start) the router, backend, scraper and controller."""
         audit, registry, states = _stores(settings)
         router = LocalRouter()
