@@ -67,7 +67,9 @@ def test_the_first_deploy_goes_to_production_and_answers_the_openai_client(plane
     assert completion.choices[0].text and completion.usage.completion_tokens > 0
     streamed = client.completions.create(model="coder", prompt="import os\n", max_tokens=8, stream=True)
     assert "".join(chunk.choices[0].text for chunk in streamed if chunk.choices)
-    chat = client.chat.completions.create(model="coder", messages=[{"role": "user", "content": "for i in"}], max_tokens=8)
+    chat = client.chat.completions.create(
+        model="coder", messages=[{"role": "user", "content": "for i in"}], max_tokens=8
+    )
     assert chat.choices[0].message.content is not None
 
 
@@ -192,6 +194,8 @@ def test_a_rollback_by_cli_reaches_the_running_plane_and_down_stops_it(plane: Pl
 
 def _serves(pid: int, version: str, role: str) -> bool:
     command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")
-    return b"--role" in command and command[command.index(b"--role") + 1] == role.encode() and (
-        command[command.index(b"--pair-version") + 1] == version.encode()
+    return (
+        b"--role" in command
+        and command[command.index(b"--role") + 1] == role.encode()
+        and (command[command.index(b"--pair-version") + 1] == version.encode())
     )

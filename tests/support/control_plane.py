@@ -3,6 +3,7 @@ registered into a fresh state folder."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -102,7 +103,9 @@ class PlaneProcess:
             if info is not None and info.pid == self.process.pid:
                 return info
             if self.process.poll() is not None:
-                raise AssertionError(f"specops up exited with {self.process.returncode}: {self.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"specops up exited with {self.process.returncode}: {self.log.read_text()[-3000:]}"
+                )
             time.sleep(0.2)
         raise AssertionError(f"specops up not ready: {self.log.read_text()[-3000:]}")
 
@@ -114,10 +117,8 @@ class PlaneProcess:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait()
         for pid in servers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def stop(self) -> int:
         """SIGTERM and wait; the exit code."""

@@ -159,7 +159,7 @@ def _resolve_version(settings: Settings, pair: str, *, version: str | None, alia
             raise NotFound(f"pair {pair} has no alias {alias!r}")
     found = next((v for v in known if v.version == version), None)
     if found is None:
-        listed = ", ".join(v.version for v in known) or "none"
+        listed = ", ".join(sorted((v.version for v in known), key=lambda v: (len(v), v))) or "none"
         raise NotFound(f"pair {pair} has no version {version} (registered: {listed})")
     if not found.qualified:
         raise Conflict(f"pair {pair} v{version} did not pass qualification: it is never deployed")
@@ -169,16 +169,18 @@ def _resolve_version(settings: Settings, pair: str, *, version: str | None, alia
 def _await_plane(settings: Settings, files: PlaneFiles, request: DeployRequest, *, timeout_s: float) -> str:
     """Wait until the plane serves the request (production or canary); its error as a Conflict."""
     from specops.local.state_files import FileStateStore
+    from specops.rollout.model import Phase
 
     states = FileStateStore(settings.home)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        state = states.load(request.deployment)
-        if state is not None and state.stable_version == request.version and state.canary_version is None:
+        state, health = states.load(request.deployment), files.health(request.deployment)
+        serving = {role: server.version for role, server in health.servers.items()} if health else {}
+        in_production = state is not None and state.phase is Phase.PROMOTED and state.canary_version is None
+        if in_production and state.stable_version == request.version and serving.get("stable") == request.version:
             return f"{request.deployment}: v{request.version} in production ({state.phase.value})"
-        if state is not None and state.canary_version == request.version:
+        if state is not None and request.version == state.canary_version == serving.get("canary"):
             return f"{request.deployment}: v{request.version} canary at {state.weight}% ({state.phase.value})"
-        health = files.health(request.deployment)
         if health is not None and health.request_id == request.request_id and health.last_error:
             raise Conflict(health.last_error)
         if files.running_plane() is None:
