@@ -5,6 +5,7 @@ restarted → rollback by CLI → down."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from specops.local.state_files import FileStateStore
-from specops.pairs.demo import DemoPairs
+from specops.pairs.demo import DemoPairs, demo_prompts
 from specops.rollout.model import Phase
 from tests.support.control_plane import FAST_POLICY, PAIR, PlaneProcess, register_demo_versions, server_pids, specops
 
@@ -100,16 +101,18 @@ def test_a_mismatched_canary_is_rolled_back_while_every_client_request_succeeds(
     outcomes: Counter[str] = Counter()
     stop = threading.Event()
 
+    prompts = itertools.cycle(demo_prompts(32, 48))  # the demo's traffic: code the mismatched draft gets wrong
+
     def client_loop() -> None:
         client = openai_client(plane)
         while not stop.is_set():
             try:
-                client.completions.create(model="coder", prompt="def parse(", max_tokens=24, temperature=0)
+                client.completions.create(model="coder", prompt=next(prompts), max_tokens=32, temperature=0)
                 outcomes["ok"] += 1
             except Exception as error:  # counted: the assertion below wants none
                 outcomes[type(error).__name__] += 1
 
-    clients = [threading.Thread(target=client_loop) for _ in range(3)]
+    clients = [threading.Thread(target=client_loop) for _ in range(4)]
     for thread in clients:
         thread.start()
     try:
