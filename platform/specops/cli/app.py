@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_CONCERNS = ("pair", "serve", "registry", "audit", "rollout", "demo", "slo", "drift", "alerts")
+_CONCERNS = ("pair", "serve", "registry", "audit", "rollout", "demo", "slo", "drift", "alerts", "plane")
 
 
 def _install_all() -> None:

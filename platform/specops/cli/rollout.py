@@ -54,6 +54,10 @@ def status(deployment: Annotated[str | None, typer.Argument(help="Deployment nam
         console.print("no deployments yet: run `specops demo`")
         return
     console.print(table)
+    from specops.cli.plane import server_lines
+
+    for line in server_lines(states.root.parent, names):
+        console.print(line, highlight=False)
 
 
 def history(deployment: Annotated[str, typer.Argument(help="Deployment name.")]) -> None:

@@ -15,6 +15,7 @@ class LocalServingBackend:
     """Runs one server per role; promotion starts the winner as stable and retires the rest.
 
     resolve: maps a version label to its pair folder (a registry download or a local folder).
+    model_name: the ``model`` clients name in requests (default: the pair's name).
     """
 
     def __init__(
@@ -26,9 +27,11 @@ class LocalServingBackend:
         router: LocalRouter,
         logs_dir: Path,
         server_args: tuple[str, ...] = (),
+        model_name: str | None = None,
     ) -> None:
         self.deployment = deployment
         self.pair = pair
+        self.model_name = model_name or pair
         self.router = router
         self._resolve = resolve
         self._logs_dir = logs_dir
@@ -90,7 +93,7 @@ class LocalServingBackend:
             version=version,
             role=role.value,
             deployment=self.deployment,
-            model_name=self.pair,
+            model_name=self.model_name,
             log_path=self._logs_dir / f"{self.deployment}-{role.value}-v{version}.log",
             extra_args=self._server_args,
         ).start()

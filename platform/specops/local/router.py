@@ -64,7 +64,9 @@ class LocalRouter:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (nothing to do when it never started)."""
+        if not self._thread.is_alive():
+            return
         self._server.should_exit = True
         self._thread.join(timeout=5)
 
@@ -84,7 +86,8 @@ class LocalRouter:
             self.upstreams.canary, self.upstreams.weight, self.upstreams.credit = None, 0, 0
             self.upstreams.first_canary_request_at = None
 
-    def _pick(self) -> tuple[str, str] | None:
+    def pick(self) -> tuple[str, str] | None:
+        """The (role, base URL) the next request goes to, by weight; None when nothing is deployed."""
         with self._lock:
             up = self.upstreams
             if up.canary and up.weight > 0:
@@ -101,38 +104,43 @@ class LocalRouter:
             return "stable", up.stable
 
     async def _forward(self, request: Request) -> Response:
-        picked = self._pick()
+        picked = self.pick()
         if picked is None:
-            return JSONResponse(
-                {"error": {"message": "no stable server is deployed", "type": "unavailable"}}, status_code=503
-            )
-        role, base = picked
+            return unavailable("no stable server is deployed", status_code=503)
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0))
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        upstream = self._client.build_request(
-            request.method,
-            f"{base}{request.url.path}",
-            headers=headers,
-            content=await request.body(),
-            params=request.query_params,
-        )
+            self._client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT)
+        role, base = picked
+        return await proxy(self._client, request, role=role, url=f"{base}{request.url.path}")
+
+
+UPSTREAM_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
+
+
+def unavailable(message: str, *, status_code: int) -> JSONResponse:
+    """An OpenAI-style error body for a request the router cannot place."""
+    return JSONResponse({"error": {"message": message, "type": "unavailable"}}, status_code=status_code)
+
+
+async def proxy(client: httpx.AsyncClient, request: Request, *, role: str, url: str) -> Response:
+    """Send ``request`` to ``url`` and stream the answer back unchanged, tagged with the serving role."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    upstream = client.build_request(
+        request.method, url, headers=headers, content=await request.body(), params=request.query_params
+    )
+    try:
+        response = await client.send(upstream, stream=True)
+    except httpx.HTTPError as error:
+        return unavailable(f"{role} upstream failed: {error}", status_code=502)
+    passed = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
+    passed["x-specops-role"] = role
+
+    async def body() -> object:
         try:
-            response = await self._client.send(upstream, stream=True)
-        except httpx.HTTPError as error:
-            return JSONResponse(
-                {"error": {"message": f"{role} upstream failed: {error}", "type": "unavailable"}}, status_code=502
-            )
-        passed = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
-        passed["x-specops-role"] = role
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except (httpx.HTTPError, asyncio.CancelledError):
+            return
+        finally:
+            await response.aclose()
 
-        async def body() -> object:
-            try:
-                async for chunk in response.aiter_raw():
-                    yield chunk
-            except (httpx.HTTPError, asyncio.CancelledError):
-                return
-            finally:
-                await response.aclose()
-
-        return StreamingResponse(body(), status_code=response.status_code, headers=passed)
+    return StreamingResponse(body(), status_code=response.status_code, headers=passed)

@@ -59,6 +59,7 @@ class ServerProcess:
     log_path: Path | None = None
     extra_args: tuple[str, ...] = ()
     _process: subprocess.Popen[bytes] | None = None
+    _stopped: bool = False
 
     @property
     def url(self) -> str:
@@ -110,8 +111,24 @@ class ServerProcess:
             self.stop()
             raise
 
+    def exit_code(self) -> int | None:
+        """The exit code of a process that ended without being stopped; None while it runs or once stopped."""
+        if self._stopped or self._process is None:
+            return None
+        return self._process.poll()
+
+    def restart(self) -> ServerProcess:
+        """Start the process again on the same port (after a crash); StoreUnavailable if it is not ready."""
+        self._stopped = False
+        try:
+            return self.start()
+        except StoreUnavailable:
+            self._stopped = False  # still a crashed server, not a stopped one: supervision tries again
+            raise
+
     def stop(self) -> None:
         """Terminate the process (SIGTERM, then SIGKILL after 10 s)."""
+        self._stopped = True
         if self._process is None or self._process.poll() is not None:
             return
         os.killpg(self._process.pid, signal.SIGTERM)

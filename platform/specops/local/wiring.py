@@ -107,8 +107,20 @@ class LocalDeployment:
     held_alerts: tuple[Alert, ...] | None = None
 
     @classmethod
-    def open(cls, settings: Settings, *, deployment: str, pair: str, policy: RolloutPolicy) -> LocalDeployment:
-        """Open the stores and build (not start) the router, backend, scraper and controller."""
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        deployment: str,
+        pair: str,
+        policy: RolloutPolicy,
+        server_args: tuple[str, ...] = (),
+        model_name: str | None = None,
+    ) -> LocalDeployment:
+        """Open the stores and build (not start) the router, backend, scraper and controller.
+
+        server_args: more `specops serve` flags. model_name: the name clients send (default: the pair's).
+        """
         audit, registry, states = _stores(settings)
         router = LocalRouter()
         downloads: dict[str, Path] = {}
@@ -124,7 +136,8 @@ class LocalDeployment:
             resolve=resolve,
             router=router,
             logs_dir=settings.home / "logs",
-            server_args=("--database-url", settings.database_url),
+            server_args=("--database-url", settings.database_url, *server_args),
+            model_name=model_name,
         )
         metrics = ScrapingMetricsSource(backend.targets, interval_s=1.0)
         controller = RolloutController(
@@ -178,11 +191,13 @@ class LocalDeployment:
             f"lossless {tags.get('qualification.lossless', '?')}"
         )
 
-    def start(self) -> None:
-        """Start the router and the scraper; claim the deployment for manual actions."""
+    def start(self, *, serve_router: bool = True) -> None:
+        """Start the router (unless a front router dispatches to it) and the scraper; claim the deployment
+        for manual actions."""
         if self.states.load(self.deployment) is None:
             self.states.save(RolloutState(deployment=self.deployment, pair=self.pair))
-        self.router.start()
+        if serve_router:
+            self.router.start()
         self.metrics.start()
         self.states.attach(self.deployment)
 
@@ -192,6 +207,19 @@ class LocalDeployment:
         self.metrics.stop()
         self.router.stop()
         self.states.detach(self.deployment)
+
+    def resume_serving(self) -> RolloutState:
+        """Start the servers the saved state says run (stable, and a canary at its weight) without a
+        transition: a restarted runtime serves what it served, and the rounds carry on from there."""
+        state = self.controller.state()
+        if state.stable_version is not None and Role.STABLE not in self.backend.servers:
+            self.backend.deploy_stable(state.stable_version)
+        serving_canary = state.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
+        if state.canary_version is not None and serving_canary and Role.CANARY not in self.backend.servers:
+            self.backend.start_canary(state.canary_version, state.weight)
+        if state.phase is Phase.PROGRESSING:
+            self.window_started_at = time.time()  # the new servers' counters start now: a full window first
+        return state
 
     def pending_action(self) -> ManualAction | None:
         """A manual action left by `specops rollback|promote|pause|resume`, if any."""

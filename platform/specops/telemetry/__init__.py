@@ -1,5 +1,6 @@
-"""Telemetry of the serving runtime: every Prometheus metric (`metrics`) and request records (`records`)."""
+"""Telemetry: every Prometheus metric of the servers (`metrics`) and of the control plane (`plane_metrics`), and
+request records (`records`)."""
 
-from specops.telemetry import metrics, records
+from specops.telemetry import metrics, plane_metrics, records
 
-__all__ = ["metrics", "records"]
+__all__ = ["metrics", "plane_metrics", "records"]
