@@ -31,10 +31,7 @@ import os
 import platform as platform_module
 import statistics
 import sys
-import sysconfig
 import time
-import zlib
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -52,41 +49,7 @@ from benchmarks.harness import (
 )
 from specops.engine import ExecutionSettings, SpeculationConfig, SpeculativeEngine
 from specops.engine.adaptive import expected_speedup
-from specops.pairs import demo_training
-
-
-def corpus_files(min_chars: int) -> tuple[list[Path], list[Path]]:
-    """Every .py file of the stdlib and site-packages with >= min_chars; (train, held out by crc32 % 20 == 0)."""
-    roots = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    seen: set[Path] = set()
-    train, held = [], []
-    for root in sorted(roots):
-        for path in sorted(Path(root).rglob("*.py")):
-            real = path.resolve()
-            if real in seen or not path.is_file():
-                continue
-            seen.add(real)
-            try:
-                if path.stat().st_size < min_chars:
-                    continue
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            if len(text) < min_chars:
-                continue
-            (held if zlib.crc32(str(path).encode()) % 20 == 0 else train).append(path)
-    return train, held
-
-
-def leading_texts(texts: Iterable[str], limit: int) -> list[str]:
-    """The first texts, up to the one that brings their UTF-8 size to ``limit`` bytes."""
-    kept, total = [], 0
-    for text in texts:
-        kept.append(text)
-        total += len(text.encode())
-        if total >= limit:
-            break
-    return kept
+from specops.pairs import corpus, demo_training
 
 
 def bench_training(model, stream: torch.Tensor, *, recipe: BenchRecipe, name: str, seed: int, log) -> dict:
@@ -253,7 +216,7 @@ def eval_prompts(tokenizer, held_texts: list[str], recipe: BenchRecipe) -> list[
 def demo_pair(recipe: BenchRecipe) -> BenchPair:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from specops.pairs import corpus, demo
+    from specops.pairs import demo
 
     pairs = demo.train_demo_pairs(progress=False)
     tokenizer = AutoTokenizer.from_pretrained(str(pairs.target))
@@ -281,11 +244,14 @@ def trained_pair(recipe: BenchRecipe, device: str, cache: Path | None, log) -> B
                 {**saved["report"], "loaded_from_cache": True},
             )
     log("collecting corpus")
-    train_files, held_files = corpus_files(recipe.min_file_chars)
-    texts = leading_texts((path.read_text(encoding="utf-8") for path in train_files), recipe.corpus_bytes)
+    # the package's corpus over the standard library and the installed packages, files in order
+    roots = corpus.code_roots()
+    train_files = corpus.code_files(roots, held_out=False, min_chars=recipe.min_file_chars)
+    held_files = corpus.code_files(roots, held_out=True, min_chars=recipe.min_file_chars)
+    texts, _ = corpus.texts_up_to(map(corpus.read_text, train_files), recipe.corpus_bytes)
     log(f"{len(train_files)} train files ({len(texts)} used), {len(held_files)} held out; tokenizer")
     tokenizer = demo_training.train_tokenizer(
-        leading_texts(texts, recipe.tokenizer_bytes), vocab_size=recipe.vocab_size, max_length=2048
+        corpus.texts_up_to(texts, recipe.tokenizer_bytes)[0], vocab_size=recipe.vocab_size, max_length=2048
     )
     log("tokenizing")
     stream = demo_training.token_stream(tokenizer, texts)
@@ -297,7 +263,7 @@ def trained_pair(recipe: BenchRecipe, device: str, cache: Path | None, log) -> B
             models[name], stream, recipe=recipe, name=name, seed=recipe.seed + offset, log=log
         )
         log(f"{name}: {trainings[name]}")
-    prompts = eval_prompts(tokenizer, [p.read_text(encoding="utf-8") for p in held_files], recipe)
+    prompts = eval_prompts(tokenizer, [corpus.read_text(path) for path in held_files], recipe)
     report = {
         "kind": "bench",
         "recipe": asdict(recipe),

@@ -139,6 +139,32 @@ def test_held_out_files_follow_the_crc_rule_and_are_never_trained_on():
     assert corpus.PROSE_FILE not in training
 
 
+def test_code_files_list_each_file_once_across_nested_roots_and_skip_short_ones(tmp_path):
+    names = [f"pkg/m{i}.py" for i in range(60)]
+    for name in names:
+        (tmp_path / "lib" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lib" / name).write_text("x = 1\n" * 50)
+    (tmp_path / "lib" / "pkg" / "short.py").write_text("x = 1\n")
+    roots = [tmp_path / "lib", tmp_path / "lib" / "pkg"]  # the second inside the first, as site-packages may be
+    held_out = corpus.code_files(roots, held_out=True, min_chars=100)
+    training = corpus.code_files(roots, held_out=False, min_chars=100)
+    assert sorted(held_out + training) == sorted(tmp_path / "lib" / name for name in names)
+    assert held_out == [tmp_path / "lib" / name for name in names if corpus.is_held_out(name)]
+
+
+def test_texts_up_to_stops_at_the_text_that_reaches_the_limit():
+    read: list[str] = []
+
+    def texts():
+        for text in ("aaaa", "bbbb", "cccc", "dddd"):
+            read.append(text)
+            yield text
+
+    assert corpus.texts_up_to(texts(), 6) == (["aaaa", "bbbb"], 8)
+    assert read == ["aaaa", "bbbb"]
+    assert corpus.texts_up_to(["aaaa"], 0) == ([], 0)
+
+
 def test_demo_prompts_are_repeatable_slices_of_held_out_files():
     prompts = demo.demo_prompts(12, 48)
     assert prompts == demo.demo_prompts(12, 48)

@@ -11,6 +11,10 @@ split below is the same wherever Python is installed:
 - **prose**: ``pydoc_data/topics.py`` (the help topics as English text), the *different* text a
   deliberately mismatched draft is trained on.
 
+A larger corpus (the engine benchmark's) takes the installed packages too (:func:`code_roots`,
+:func:`code_files`), with no directory excluded and short files left out; the split is the same rule,
+on each file's path relative to its root.
+
 Pure standard library; no torch.
 """
 
@@ -20,6 +24,7 @@ import ast
 import sys
 import sysconfig
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 HELD_OUT_MODULUS = 20
@@ -48,27 +53,95 @@ def is_held_out(relative_path: str) -> bool:
     return zlib.crc32(relative_path.encode("utf-8")) % HELD_OUT_MODULUS == 0
 
 
-def source_files(*, held_out: bool, root: Path | None = None) -> list[str]:
+def source_files(
+    *,
+    held_out: bool,
+    root: Path | None = None,
+    excluded_dirs: frozenset[str] = _EXCLUDED_DIRS,
+    min_chars: int = 0,
+) -> list[str]:
     """Relative paths of the code files on one side of the split, sorted.
 
     Args:
         held_out: ``True`` for the held-out (evaluation) files, ``False`` for the training files.
         root: standard-library root; default :func:`stdlib_root`.
+        excluded_dirs: directory names whose files are left out (default: tests, third-party
+            packages, codec tables and the prose module's folder).
+        min_chars: files of fewer characters (as :func:`read_text` reads them) are left out.
     """
     base = root or stdlib_root()
+    return sorted(
+        name
+        for name in _python_files(base, excluded_dirs)
+        if is_held_out(name) == held_out and _long_enough(base / name, min_chars)
+    )
+
+
+def code_roots() -> list[Path]:
+    """The standard library and the installed packages (``purelib``, ``platlib``): distinct folders, sorted."""
+    paths = sysconfig.get_paths()
+    return sorted({Path(paths["stdlib"]), Path(paths["purelib"]), Path(paths["platlib"])})
+
+
+def code_files(roots: Sequence[Path], *, held_out: bool, min_chars: int = 0) -> list[Path]:
+    """Absolute paths of every ``.py`` file under ``roots`` on one side of the split, nothing excluded.
+
+    Root by root, each sorted by relative path; a file reached from two roots (one inside the other)
+    or through a link is listed once, under the first.
+    """
+    seen: set[Path] = set()
+    found: list[Path] = []
+    for root in roots:
+        for name in sorted(_python_files(root, frozenset())):
+            real = (root / name).resolve()
+            if real in seen:
+                continue
+            seen.add(real)  # on both sides of the split: a file belongs to its first root only
+            if is_held_out(name) == held_out and _long_enough(root / name, min_chars):
+                found.append(root / name)
+    return found
+
+
+def texts_up_to(texts: Iterable[str], max_bytes: int) -> tuple[list[str], int]:
+    """Whole texts, in order, until their UTF-8 size reaches ``max_bytes`` (the one crossing it
+    included); and that size. ``texts`` may be lazy: nothing past the limit is read."""
+    taken: list[str] = []
+    num_bytes = 0
+    if max_bytes <= 0:
+        return taken, num_bytes
+    for text in texts:
+        taken.append(text)
+        num_bytes += len(text.encode("utf-8"))
+        if num_bytes >= max_bytes:
+            break
+    return taken, num_bytes
+
+
+def _python_files(root: Path, excluded_dirs: frozenset[str]) -> list[str]:
+    """Paths relative to ``root`` (``/``-separated) of its ``.py`` files outside ``excluded_dirs``."""
     found: list[str] = []
-    for path in base.rglob("*.py"):
-        relative = path.relative_to(base)
-        if _EXCLUDED_DIRS.intersection(relative.parts[:-1]) or not path.is_file():
-            continue
-        name = relative.as_posix()
-        if is_held_out(name) == held_out:
-            found.append(name)
-    return sorted(found)
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root)
+        if not excluded_dirs.intersection(relative.parts[:-1]) and path.is_file():
+            found.append(relative.as_posix())
+    return found
 
 
-def read_text(relative_path: str, *, root: Path | None = None) -> str:
-    """One file's text (UTF-8; undecodable bytes replaced), with Windows line ends normalised."""
+def _long_enough(path: Path, min_chars: int) -> bool:
+    """Whether ``path`` holds at least ``min_chars`` characters; an unreadable file does not."""
+    if min_chars <= 0:
+        return True
+    try:
+        return path.stat().st_size >= min_chars and len(read_text(path)) >= min_chars
+    except OSError:
+        return False
+
+
+def read_text(relative_path: str | Path, *, root: Path | None = None) -> str:
+    """One file's text (UTF-8; undecodable bytes replaced), with Windows line ends normalised.
+
+    ``relative_path`` is relative to ``root`` (default :func:`stdlib_root`), or absolute.
+    """
     raw = ((root or stdlib_root()) / relative_path).read_bytes()
     return raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
 

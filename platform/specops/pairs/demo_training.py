@@ -89,14 +89,7 @@ def build_corpus(recipe: DemoRecipe) -> tuple[PreTrainedTokenizerFast, TrainingC
     """Read the recipe's share of the standard library, train the tokenizer and tokenise everything."""
     names = corpus.source_files(held_out=False)
     random.Random(recipe.seed).shuffle(names)
-    texts: list[str] = []
-    num_bytes = 0
-    for name in names:
-        if num_bytes >= recipe.corpus_bytes:
-            break
-        text = corpus.read_text(name)
-        texts.append(text)
-        num_bytes += len(text.encode("utf-8"))
+    texts, num_bytes = corpus.texts_up_to(map(corpus.read_text, names), recipe.corpus_bytes)
     tokenizer = train_tokenizer(texts, vocab_size=recipe.vocab_size, max_length=recipe.max_position_embeddings)
     return tokenizer, TrainingCorpus(
         code=token_stream(tokenizer, texts),
@@ -251,14 +244,14 @@ def train_model(
             optimizer.step()
         else:
             skipped += 1
+        step += 1
+        if settings.time_budget_s is not None:  # before the schedule reads the plan for the next step
+            plan.fit(step, elapsed=time.perf_counter() - started, budget=settings.time_budget_s)
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        step += 1
         value = float(loss.detach())
         if math.isfinite(value):
             smoothed = value if math.isnan(smoothed) else 0.9 * smoothed + 0.1 * value
-        if settings.time_budget_s is not None:
-            plan.fit(step, elapsed=time.perf_counter() - started, budget=settings.time_budget_s)
         if on_step is not None:
             on_step(step, smoothed)
     model.eval()
