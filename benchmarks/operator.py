@@ -33,11 +33,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from specops.local.servers import free_port
+from tests.support import deployment_manifests
+from tests.support.polling import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository root: the child processes run ``python -m benchmarks.operator`` from it."""
@@ -110,40 +111,20 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
-def wait_for(predicate: Any, *, timeout: float, message: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out waiting for {message}")
-
-
 def body(name: str, *, pair: str, interval: float, min_tokens: int) -> dict[str, Any]:
-    from specops_operator import constants
-
-    return {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": str(uuid.uuid4()),
-            "generation": 1,
-            "resourceVersion": "1",
+    """A SpeculativeDeployment of ``pair`` version 1 whose canary analysis runs every ``interval`` seconds."""
+    return deployment_manifests.speculative_deployment(
+        name,
+        namespace=NAMESPACE,
+        pair=pair,
+        rollout={
+            "analysisIntervalSeconds": interval,
+            "minDraftTokens": min_tokens,
+            "minRequests": 1,
+            "failureLimit": 1,
+            "thresholds": {"minAcceptanceRate": 0.5},
         },
-        "spec": {
-            "pair": {"name": pair, "version": "1"},
-            "rollout": {
-                "analysisIntervalSeconds": interval,
-                "minDraftTokens": min_tokens,
-                "minRequests": 1,
-                "failureLimit": 1,
-                "thresholds": {"minAcceptanceRate": 0.5},
-            },
-        },
-    }
+    )
 
 
 def promoted_state(client: Any, name: str, *, pair: str, interval: float, min_tokens: int) -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from specops.governance import models
 from specops.governance import store as store_module
 from specops.governance.audit import AuditLog
-from specops.monitoring import drift
+from specops.monitoring import drift, drift_run, drift_windows
 from tests.support.monitoring_data import insert_records
 
 CLOCK: dict[str, datetime] = {}
@@ -78,11 +78,11 @@ def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ob
 
 
 @pytest.fixture(scope="module")
-def runs(scenarios: dict[str, object]) -> dict[str, drift.DriftRun]:
+def runs(scenarios: dict[str, object]) -> dict[str, drift_run.DriftRun]:
     store, audit, home = scenarios["store"], scenarios["audit"], scenarios["home"]
     out = {}
     for name in ("steady", "regressed"):
-        out[name] = drift.run(
+        out[name] = drift_run.run(
             store,
             deployment=name,
             artifacts_dir=home / "artifacts",
@@ -93,7 +93,7 @@ def runs(scenarios: dict[str, object]) -> dict[str, drift.DriftRun]:
     return out
 
 
-def test_the_reference_is_the_first_window_after_promotion(runs: dict[str, drift.DriftRun]) -> None:
+def test_the_reference_is_the_first_window_after_promotion(runs: dict[str, drift_run.DriftRun]) -> None:
     windows = runs["steady"].windows
     assert windows.reference_start.timestamp() == pytest.approx(CLOCK["promoted"].timestamp(), abs=60)
     assert windows.reference_end - windows.reference_start == timedelta(hours=1)
@@ -101,13 +101,13 @@ def test_the_reference_is_the_first_window_after_promotion(runs: dict[str, drift
     assert runs["steady"].result.reference_rows == 150 and runs["steady"].result.current_rows == 150
 
 
-def test_steady_traffic_does_not_drift(runs: dict[str, drift.DriftRun]) -> None:
+def test_steady_traffic_does_not_drift(runs: dict[str, drift_run.DriftRun]) -> None:
     steady = runs["steady"]
     assert not steady.result.drifted
     assert steady.diagnosis.conclusion == "acceptance_steady"
 
 
-def test_every_column_keeps_its_method_threshold_and_score_kind(runs: dict[str, drift.DriftRun]) -> None:
+def test_every_column_keeps_its_method_threshold_and_score_kind(runs: dict[str, drift_run.DriftRun]) -> None:
     columns = {c.column: c for c in runs["steady"].result.columns}
     assert set(columns) == {"prompt_tokens", "output_tokens", "acceptance_rate", "mean_accepted_length", "prompt"}
     assert columns["prompt_tokens"].score_kind == "p_value" and "K-S" in columns["prompt_tokens"].method
@@ -116,7 +116,7 @@ def test_every_column_keeps_its_method_threshold_and_score_kind(runs: dict[str, 
         assert column.threshold > 0
 
 
-def test_a_regressed_version_on_unchanged_prompts_means_roll_back(runs: dict[str, drift.DriftRun]) -> None:
+def test_a_regressed_version_on_unchanged_prompts_means_roll_back(runs: dict[str, drift_run.DriftRun]) -> None:
     regressed = runs["regressed"]
     assert regressed.result.column("acceptance_rate").drifted  # type: ignore[union-attr]
     assert not regressed.result.column("prompt").drifted  # type: ignore[union-attr]
@@ -127,7 +127,7 @@ def test_a_regressed_version_on_unchanged_prompts_means_roll_back(runs: dict[str
 
 
 def test_a_run_leaves_a_report_a_row_gauges_and_an_audit_event(
-    scenarios: dict[str, object], runs: dict[str, drift.DriftRun]
+    scenarios: dict[str, object], runs: dict[str, drift_run.DriftRun]
 ) -> None:
     regressed = runs["regressed"]
     assert regressed.report_path.is_file() and regressed.report_path.stat().st_size > 10_000
@@ -177,7 +177,7 @@ def test_an_unknown_deployment_is_not_found(scenarios: dict[str, object]) -> Non
     from specops.errors import NotFound
 
     with pytest.raises(NotFound, match="no request records"):
-        drift.find_windows(
+        drift_windows.find_windows(
             scenarios["store"],
             deployment="nope",
             now=CLOCK["now"],

@@ -34,6 +34,7 @@ from specops.rollout.model import Alert, Decision, DecisionKind, Phase, Role, Ro
 from tests.support import prometheus_services as services
 from tests.support.exporter_fleet import Behaviour, ExporterFleet, ExporterServer, TrafficDriver
 from tests.support.monitoring_data import TESTDATA
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -92,16 +93,6 @@ class ControllerSink:
             self.calls.append((deployment, alerts, decision, done))
             if decision.kind is DecisionKind.ROLLBACK and self.controller.state().phase is Phase.ROLLED_BACK:
                 self.rolled_back_at = self.rolled_back_at or done
-
-
-def _wait(condition, *, timeout: float, what: str, every: float = 0.25):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -201,7 +192,7 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
 
     # The good version is scraped and its acceptance SLI recorded; it raises no alert.
     good = 'slo:sli_error:ratio_rate20s{slo="acceptance-rate", deployment="chat", role="stable"}'
-    _wait(lambda: services.query(prom.url, good), timeout=40, what="the stable version's acceptance SLI")
+    wait_for(lambda: services.query(prom.url, good), timeout=40, message="the stable version's acceptance SLI")
     [sample] = services.query(prom.url, good)
     assert 0.3 < float(sample["value"][1]) < 0.55  # acceptance ≈ 0.59
     assert services.query(prom.url, 'ALERTS{deployment="chat"}') == []
@@ -210,10 +201,10 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
     decision = controller.begin(MISMATCHED, now=time.time())
     assert decision.kind is DecisionKind.START_CANARY
     canary = fleet.servers[Role.CANARY]
-    first_bad = _wait(lambda: canary.first_request_at, timeout=10, what="the canary's first request")
+    first_bad = wait_for(lambda: canary.first_request_at, timeout=10, message="the canary's first request")
 
     try:
-        _wait(lambda: sink.rolled_back_at, timeout=90, what="the alert-driven rollback")
+        wait_for(lambda: sink.rolled_back_at, timeout=90, message="the alert-driven rollback")
     except AssertionError as error:
         raise AssertionError(f"{error}\n{_diagnose(stack)}") from None
     elapsed = sink.rolled_back_at - first_bad  # type: ignore[operator]
@@ -248,7 +239,7 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
     assert audit.verify().ok
 
     # The other deployment's alerts arrived too (mapped by label, no controller to act on them).
-    _wait(
+    wait_for(
         lambda: (
             {a.name for d, alerts, _, _ in sink.calls if d == "legacy" for a in alerts}
             >= {
@@ -259,7 +250,7 @@ def test_a_mismatched_canary_is_rolled_back_by_its_acceptance_alert(stack: dict[
             }
         ),
         timeout=30,
-        what="the legacy deployment's availability, latency, tokens-per-step and drift alerts",
+        message="the legacy deployment's availability, latency, tokens-per-step and drift alerts",
     )
 
     # Let the canary's series go stale so the "canary removed" annotation has its moment, then run every

@@ -32,6 +32,7 @@ from specops.monitoring import receiver, slo_spec, writer
 from specops.rollout.model import Alert, DecisionKind, Phase, Role, RolloutPolicy
 from tests.support import prometheus_services as services
 from tests.support.monitoring_data import TESTDATA
+from tests.support.polling import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -109,16 +110,6 @@ def _tokens_per_step_slo() -> slo_spec.SLOSpec:
     raw = yaml.safe_load((TESTDATA / "in-short-windows.yaml").read_text())
     raw["slos"] = [slo for slo in raw["slos"] if slo["sli"]["kind"] == "tokens_per_step"]
     return slo_spec.parse(yaml.safe_dump(raw), source="in-short-windows.yaml (tokens per step)")
-
-
-def _wait(condition, *, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +197,14 @@ def test_a_canary_that_stopped_drafting_is_rolled_back_by_its_tokens_per_step_pa
     traffic = _traffic(runtime)
     try:
         stable = f'slo:sli_error:ratio_rate20s{{slo="tokens-per-step", deployment="{DEPLOYMENT}", role="stable"}}'
-        [sample] = _wait(lambda: services.query(prom.url, stable), timeout=90, what="the stable's tokens-per-step SLI")
-        runtime.controller.begin(bad.version, now=time.time())
-        first_bad = _wait(
-            lambda: runtime.router.upstreams.first_canary_request_at, timeout=60, what="the canary's first request"
+        [sample] = wait_for(
+            lambda: services.query(prom.url, stable), timeout=90, message="the stable's tokens-per-step SLI"
         )
-        _wait(lambda: sink.rolled_back_at, timeout=120, what="the alert-driven rollback")
+        runtime.controller.begin(bad.version, now=time.time())
+        first_bad = wait_for(
+            lambda: runtime.router.upstreams.first_canary_request_at, timeout=60, message="the canary's first request"
+        )
+        wait_for(lambda: sink.rolled_back_at, timeout=120, message="the alert-driven rollback")
     finally:
         traffic.stop()
     elapsed = sink.rolled_back_at - first_bad  # type: ignore[operator]
@@ -248,8 +241,10 @@ def test_a_canary_that_stopped_drafting_is_rolled_back_by_the_analysis(
         try:
             time.sleep(4)
             runtime.controller.begin(bad.version, now=time.time())
-            first_bad = _wait(
-                lambda: runtime.router.upstreams.first_canary_request_at, timeout=60, what="the canary's first request"
+            first_bad = wait_for(
+                lambda: runtime.router.upstreams.first_canary_request_at,
+                timeout=60,
+                message="the canary's first request",
             )
             decisions = []
 
@@ -258,7 +253,7 @@ def test_a_canary_that_stopped_drafting_is_rolled_back_by_the_analysis(
                 decisions.append(runtime.controller.tick(now=time.time()))
                 return runtime.controller.state().phase is Phase.ROLLED_BACK
 
-            _wait(rolled_back, timeout=120, what="the analysis' rollback")
+            wait_for(rolled_back, timeout=120, message="the analysis' rollback")
             elapsed = time.time() - first_bad
         finally:
             traffic.stop()

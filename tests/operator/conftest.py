@@ -10,8 +10,6 @@ import logging
 import shutil
 import subprocess
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,26 +19,14 @@ import pytest
 import yaml
 
 from specops.local.servers import free_port
+from tests.support import deployment_manifests
 from tests.support.kubernetes_emulator import EmulatedCluster
+from tests.support.polling import wait_for
 
 logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "charts" / "specops" / "crds" / "speculativedeployments.yaml"
 NAMESPACE = "ml"
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"
-) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
 
 
 @pytest.fixture(scope="session")
@@ -250,25 +236,8 @@ def operator(cluster: EmulatedCluster, dependencies: Any) -> Iterator[Any]:
 
 
 def deployment(name: str, *, pair: str, version: str = "1", **spec: Any) -> dict[str, Any]:
-    """A SpeculativeDeployment manifest (the emulator does not fill in uid: the test does)."""
-    from specops_operator import constants
-
-    body_spec: dict[str, Any] = {"pair": {"name": pair, "version": version}}
-    body_spec.update(spec)
-    return {
-        "apiVersion": constants.API_VERSION,
-        "kind": constants.KIND,
-        # kopf guards its finalizer patch with a JSON-patch test of resourceVersion, which the emulator
-        # neither sets nor bumps: a constant one satisfies it.
-        "metadata": {
-            "name": name,
-            "namespace": NAMESPACE,
-            "uid": str(uuid.uuid4()),
-            "generation": 1,
-            "resourceVersion": "1",
-        },
-        "spec": body_spec,
-    }
+    """A SpeculativeDeployment manifest in the test namespace."""
+    return deployment_manifests.speculative_deployment(name, namespace=NAMESPACE, pair=pair, version=version, **spec)
 
 
 def mark_ready(client: Any, name: str, *, ready: bool = True) -> None:

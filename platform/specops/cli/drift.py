@@ -33,7 +33,7 @@ def install(app: typer.Typer) -> None:
 
         from specops.governance.audit import AuditLog
         from specops.governance.store import open_store
-        from specops.monitoring import drift as drift_monitor
+        from specops.monitoring import drift_run
         from specops.monitoring.slo_spec import duration_seconds
         from specops.settings import Settings
 
@@ -59,7 +59,7 @@ def install(app: typer.Typer) -> None:
             now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
         store = open_store(settings.database_url)
         try:
-            done = drift_monitor.run(
+            done = drift_run.run(
                 store,
                 deployment=deployment,
                 artifacts_dir=settings.artifacts_dir,

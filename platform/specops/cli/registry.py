@@ -50,6 +50,23 @@ def _actor(by: str | None) -> str:
     return by or f"cli:{os.environ.get('USER', 'unknown')}"
 
 
+def _checked_inputs(
+    target: Path, draft: Path, *, prompts: Path | None, min_acceptance: float | None, min_speedup: float | None
+) -> list[str] | None:
+    """Check a pair's inputs before the heavy imports: the floors, both checkpoint folders, the prompt file.
+
+    Returns the prompts read from ``prompts`` (None: the gate's bundled set).
+    """
+    from specops.pairs import eval_inputs, pair_spec, qualification_rules
+
+    qualification_rules.check_floors(
+        min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
+    )
+    pair_spec.checkpoint_folder(target, "target")
+    pair_spec.checkpoint_folder(draft, "draft")
+    return eval_inputs.load_prompts(prompts) if prompts is not None else None
+
+
 def _progress():  # type: ignore[no-untyped-def]
     """A rich progress bar and the qualification callback that drives it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -138,14 +155,9 @@ def register(
     """
     from rich.console import Console
 
-    from specops.pairs import eval_inputs, pair_spec, qualification_rules
-
-    qualification_rules.check_floors(
-        min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
+    prompt_list = _checked_inputs(
+        target, draft, prompts=prompts, min_acceptance=min_acceptance, min_speedup=min_speedup
     )
-    pair_spec.checkpoint_folder(target, "target")  # cheap checks before the heavy imports
-    pair_spec.checkpoint_folder(draft, "draft")
-    prompt_list = eval_inputs.load_prompts(prompts) if prompts is not None else None
 
     from specops.governance import audit, store
     from specops.registry import PairRegistry
@@ -202,13 +214,11 @@ def qualify(
     from rich.console import Console
 
     from specops.errors import StoreUnavailable
-    from specops.pairs import eval_inputs, pair_spec, qualification, qualification_rules
+    from specops.pairs import pair_spec, qualification
 
-    qualification_rules.check_floors(
-        min_acceptance=min_acceptance, min_speedup=min_speedup, names=("--min-acceptance", "--min-speedup")
+    prompt_list = _checked_inputs(
+        target, draft, prompts=prompts, min_acceptance=min_acceptance, min_speedup=min_speedup
     )
-    pair_spec.checkpoint_folder(target, "target")
-    pair_spec.checkpoint_folder(draft, "draft")
     _quiet_libraries()
     spec = pair_spec.PairSpec(name="qualify", target=pair_spec.ModelRef(source=str(target)))
     if config is not None:
@@ -217,7 +227,6 @@ def qualify(
             {**data, "name": "qualify", "target": {"source": str(target)}, "draft": None}, source=str(config)
         )
     settings = spec.speculation
-    prompt_list = eval_inputs.load_prompts(prompts) if prompts is not None else None
     progress, advance = _progress()
     with progress:
         result = qualification.qualify(

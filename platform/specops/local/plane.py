@@ -248,14 +248,14 @@ class ControlPlane:
         """Every deployment's Evidently drift monitor on the configured schedule, gauges on ``/metrics``."""
         from datetime import timedelta
 
-        from specops.monitoring import drift
+        from specops.monitoring import drift_gauges, drift_run
 
-        gauges = drift.DriftGauges(self.registry)
+        gauges = drift_gauges.DriftGauges(self.registry)
         schedule = self.config.drift
         while not self._stop.wait(schedule.interval_s):
             for name, deployment in list(self.deployments.items()):
                 try:
-                    done = drift.run(
+                    done = drift_run.run(
                         deployment.runtime.audit.store,
                         deployment=name,
                         artifacts_dir=self.settings.artifacts_dir,

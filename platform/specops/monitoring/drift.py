@@ -16,22 +16,18 @@ columns reaches ``drift_share``. :func:`diagnose` then answers the operator's qu
 fell: did the prompts drift (the draft no longer fits the traffic: retrain / re-qualify) or not (the
 version or the runtime regressed: roll back)?
 
-Layers: :func:`load_records` (SQL → DataFrame), :func:`compare` (Evidently, pure), :func:`diagnose`
-(pure), :func:`save` (HTML artifact + ``drift_reports`` row), :class:`drift_gauges.DriftGauges`
-(Prometheus gauges, written as a text file the receiver's ``/metrics`` serves), :func:`run` (all of it
-for one deployment).
+Layers: :func:`compare` (Evidently, pure) and :func:`diagnose` (pure) live here;
+:mod:`drift_windows` finds the two windows and loads their records (SQL → DataFrame), :mod:`drift_gauges`
+holds the Prometheus gauges (written as a text file the receiver's ``/metrics`` serves), and
+:mod:`drift_run` does all of it for one deployment, saving the HTML report and ``drift_reports`` row.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specops.errors import InvalidInput, NotFound
-from specops.monitoring import drift_gauges
+from specops.errors import InvalidInput
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,124 +82,6 @@ class Diagnosis:
     acceptance_fell: bool
     prompts_drifted: bool
     evidence: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Windows:
-    """The two windows compared (UTC) and the production version the reference belongs to."""
-
-    version: str
-    reference_start: datetime
-    reference_end: datetime
-    current_start: datetime
-    current_end: datetime
-    reference_origin: str  # how the reference start was found
-
-
-@dataclass(frozen=True)
-class DriftRun:
-    """Everything one ``specops drift run`` produced."""
-
-    deployment: str
-    pair_name: str
-    version: str
-    windows: Windows
-    result: DriftResult
-    diagnosis: Diagnosis
-    report_path: Path
-    report_id: int | None
-
-
-# --------------------------------------------------------------------------- load
-
-
-def load_records(
-    store: Any, *, deployment: str, start: datetime, end: datetime, version: str | None = None
-) -> pd.DataFrame:
-    """Request records of ``deployment`` with ``start <= created_at < end`` (one version if given)."""
-    import pandas as pd
-    import sqlalchemy as sa
-
-    from specops.governance import models
-
-    table = models.RequestRecord
-    query = (
-        sa.select(
-            table.created_at,
-            table.pair_name,
-            table.pair_version,
-            table.role,
-            *(getattr(table, c) for c in NUMERIC_COLUMNS),
-            table.prompt,
-        )
-        .where(table.deployment == deployment, table.created_at >= start, table.created_at < end)
-        .order_by(table.created_at)
-    )
-    if version is not None:
-        query = query.where(table.pair_version == version)
-    with store.session() as session:
-        rows = session.execute(query).all()
-    columns = ["created_at", "pair_name", "pair_version", "role", *NUMERIC_COLUMNS, TEXT_COLUMN]
-    return pd.DataFrame([tuple(row) for row in rows], columns=columns)
-
-
-def find_windows(
-    store: Any,
-    *,
-    deployment: str,
-    now: datetime,
-    window: timedelta,
-    reference_window: timedelta,
-    audit: Any = None,
-    version: str | None = None,
-) -> Windows:
-    """The default windows: reference = the production version's first analysis window after promotion
-    (from the audit log's ``rollout.promote`` events; else the version's first records), current = the
-    last ``window`` before ``now``."""
-    import sqlalchemy as sa
-
-    from specops.governance import models
-
-    start: datetime | None = None
-    origin = ""
-    if audit is not None and version is None:
-        promotions = audit.events(subject=deployment, action="rollout.promote")
-        if promotions:
-            import json
-
-            last = promotions[-1]
-            payload = json.loads(last.payload) if isinstance(last.payload, str) else last.payload
-            version = payload.get("stable_version")
-            start, origin = _utc(last.time), f"promotion of {version} (audit event {last.seq})"
-    table = models.RequestRecord
-    with store.session() as session:
-        if version is None:
-            version = session.scalar(
-                sa.select(table.pair_version)
-                .where(table.deployment == deployment)
-                .order_by(table.created_at.desc())
-                .limit(1)
-            )
-            if version is None:
-                raise NotFound(f"no request records for deployment {deployment!r}")
-        if start is None:
-            first = session.scalar(
-                sa.select(sa.func.min(table.created_at)).where(
-                    table.deployment == deployment, table.pair_version == version
-                )
-            )
-            if first is None:
-                raise NotFound(f"no request records of version {version} in deployment {deployment!r}")
-            start, origin = _utc(first), f"first records of version {version}"
-    assert start is not None
-    return Windows(
-        version=str(version),
-        reference_start=start,
-        reference_end=start + reference_window,
-        current_start=now - window,
-        current_end=now,
-        reference_origin=origin,
-    )
 
 
 # --------------------------------------------------------------------------- compare
@@ -338,132 +216,3 @@ def diagnose(
         False,
         evidence,
     )
-
-
-# --------------------------------------------------------------------------- publish
-
-
-def save(
-    store: Any, *, deployment: str, pair_name: str, version: str, result: DriftResult, report_path: Path | None
-) -> int:
-    """Insert the ``drift_reports`` row and return its id."""
-    from specops.governance import models
-
-    with store.session() as session:
-        row = models.DriftReport(
-            deployment=deployment,
-            pair_name=pair_name,
-            pair_version=version,
-            reference_rows=result.reference_rows,
-            current_rows=result.current_rows,
-            drift_share=result.drift_share,
-            drifted_share=result.drifted_share,
-            drifted=result.drifted,
-            columns={
-                c.column: {
-                    "method": c.method,
-                    "score": _json_number(c.score),
-                    "score_kind": c.score_kind,
-                    "threshold": c.threshold,
-                    "drifted": c.drifted,
-                }
-                for c in result.columns
-            },
-            report_path=str(report_path) if report_path else None,
-        )
-        session.add(row)
-        session.flush()
-        return int(row.id)
-
-
-def run(
-    store: Any,
-    *,
-    deployment: str,
-    artifacts_dir: Path,
-    now: datetime | None = None,
-    window: timedelta = timedelta(hours=1),
-    reference_window: timedelta = timedelta(hours=1),
-    drift_share: float = DEFAULT_DRIFT_SHARE,
-    min_rows: int = DEFAULT_MIN_ROWS,
-    audit: Any = None,
-    gauges: drift_gauges.DriftGauges | None = None,
-    gauges_file: Path | None = None,
-    version: str | None = None,
-    windows: Windows | None = None,
-) -> DriftRun:
-    """Compare ``deployment``'s windows, save the HTML report and the row, publish gauges, audit it."""
-    now = now or datetime.now(UTC)
-    windows = windows or find_windows(
-        store,
-        deployment=deployment,
-        now=now,
-        window=window,
-        reference_window=reference_window,
-        audit=audit,
-        version=version,
-    )
-    reference = load_records(
-        store, deployment=deployment, start=windows.reference_start, end=windows.reference_end, version=windows.version
-    )
-    current = load_records(store, deployment=deployment, start=windows.current_start, end=windows.current_end)
-    result, snapshot = compare(reference, current, drift_share=drift_share, min_rows=min_rows)
-    diagnosis = diagnose(result, reference, current)
-    current_version = str(current["pair_version"].mode().iloc[0])
-    pair_name = str(reference["pair_name"].iloc[0])
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    report_path = artifacts_dir / "drift" / deployment / f"drift-{stamp}.html"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(report_path))
-    report_id = (
-        save(
-            store,
-            deployment=deployment,
-            pair_name=pair_name,
-            version=current_version,
-            result=result,
-            report_path=report_path,
-        )
-        if store is not None
-        else None
-    )
-    gauges = gauges or drift_gauges.DriftGauges()
-    gauges.publish(result, deployment=deployment, version=current_version, at=now.timestamp())
-    if gauges_file is not None:
-        gauges.write(gauges_file)
-    if audit is not None:
-        audit.append(
-            actor="specops-drift",
-            action="drift.reported",
-            subject=deployment,
-            payload={
-                "report_id": report_id,
-                "drifted": result.drifted,
-                "drifted_share": result.drifted_share,
-                "drift_share": result.drift_share,
-                "version": current_version,
-                "reference_version": windows.version,
-                "reference": [windows.reference_start.isoformat(), windows.reference_end.isoformat()],
-                "current": [windows.current_start.isoformat(), windows.current_end.isoformat()],
-                "diagnosis": {"conclusion": diagnosis.conclusion, "action": diagnosis.action},
-                "report_path": str(report_path),
-            },
-        )
-    return DriftRun(
-        deployment=deployment,
-        pair_name=pair_name,
-        version=current_version,
-        windows=windows,
-        result=result,
-        diagnosis=diagnosis,
-        report_path=report_path,
-        report_id=report_id,
-    )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _json_number(value: float) -> float | None:
-    return value if math.isfinite(value) else None

@@ -64,15 +64,17 @@ def connect(tracking_uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     if tracking_uri.startswith("sqlite:///"):
-        database = Path(tracking_uri.removeprefix("sqlite:///"))
-        try:
-            database.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreUnavailable(
-                f"cannot create the MLflow store folder {database.parent}: {error.strerror}"
-            ) from error
+        create_folder(Path(tracking_uri.removeprefix("sqlite:///")).parent, "MLflow store folder")
     with mlflow_errors("open the MLflow tracking store"):
         return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def create_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` and its parents; one that cannot be is :class:`StoreUnavailable` naming ``what``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreUnavailable(f"cannot create the {what} {folder}: {error.strerror}") from error
 
 
 @contextlib.contextmanager

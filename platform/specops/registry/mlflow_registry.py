@@ -80,12 +80,7 @@ class PairRegistry:
             experiment = client.get_experiment_by_name(EXPERIMENT)
             if experiment is not None:
                 return experiment.experiment_id
-            try:
-                self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StoreUnavailable(
-                    f"cannot create the artifact folder {self.artifacts_dir}: {error.strerror}"
-                ) from error
+            mlflow_access.create_folder(self.artifacts_dir, "artifact folder")
             try:
                 return client.create_experiment(EXPERIMENT, artifact_location=self.artifacts_dir.resolve().as_uri())
             except Exception:
@@ -131,7 +126,9 @@ class PairRegistry:
         actor = actor or self.actor
         if not isinstance(name, str) or not mlflow_access.valid_name(name):
             raise InvalidInput(f"pair name {name!r} is not valid (letters, digits, '.', '_', '-'; up to 128)")
-        target_dir, draft_dir, config_data = _resolve_inputs(pair_dir, target, draft, config, spec)
+        target_dir, draft_dir, config_data = packaging.resolve_inputs(
+            pair_dir, target=target, draft=draft, config=config, spec=spec
+        )
         if draft_dir is None:
             raise InvalidInput("a pair needs a draft checkpoint (--draft)")
         if spec is not None:  # a given spec keeps its choices, but checksums are always measured here
@@ -187,7 +184,8 @@ class PairRegistry:
             note=note,
             actor=actor,
         )
-        self._record(version, spec, report, actor)
+        if self.audit is not None:
+            version_writer.record_in_governance(self.audit, version, spec=spec, report=report, actor=actor)
         self._audit(
             actor=actor,
             action="version.register",
@@ -203,39 +201,6 @@ class PairRegistry:
             },
         )
         return version
-
-    def _record(self, version: PairVersion, spec: pair_spec.PairSpec, report: QualificationReport, actor: str) -> None:
-        """Mirror the version into the governance store's ``pairs``/``pair_versions`` (when it has one)."""
-        if self.audit is None:
-            return
-        import sqlalchemy as sa
-
-        from specops.governance import models
-
-        store = self.audit.store
-        with store.session() as session:
-            pair = session.scalar(sa.select(models.Pair).where(models.Pair.name == version.name))
-            if pair is None:
-                pair = models.Pair(name=version.name, description="")
-                session.add(pair)
-                session.flush()
-            session.add(
-                models.PairVersion(
-                    pair_id=pair.id,
-                    version=version.version,
-                    registered_by=actor,
-                    model_uri=version.uri,
-                    target_sha256=spec.target.sha256,
-                    draft_sha256=spec.draft.sha256 if spec.draft else None,
-                    tokenizer_sha256=spec.tokenizer_sha256,
-                    lossless=report.lossless,
-                    acceptance_rate=report.acceptance_rate,
-                    mean_accepted_length=report.mean_accepted_length,
-                    speedup=report.speedup,
-                    min_acceptance=report.min_acceptance,
-                    spec=json.loads(spec.model_dump_json()),
-                )
-            )
 
     def _audit(self, **event: Any) -> None:
         if self.audit is not None:
@@ -395,38 +360,3 @@ class PairRegistry:
         item = self.version(name, reference)
         with mlflow_access.mlflow_errors(f"load {name} version {item.version}"):
             return mlflow.pyfunc.load_model(item.source)
-
-
-# ---------------------------------------------------------------------------------- helpers
-
-
-def _resolve_inputs(
-    pair_dir: str | Path | None,
-    target: str | Path | None,
-    draft: str | Path | None,
-    config: str | Path | dict[str, Any] | None,
-    spec: pair_spec.PairSpec | None,
-) -> tuple[Path, Path | None, dict[str, Any]]:
-    config_data: dict[str, Any] = {}
-    if pair_dir is not None:
-        folder = Path(pair_dir)
-        if not folder.is_dir():
-            raise InvalidInput(f"pair folder {folder} does not exist")
-        target = target or folder / "target"
-        if draft is None and (folder / "draft").exists():
-            draft = folder / "draft"
-        existing = packaging.read_pair_spec(folder)
-        if existing is not None and spec is None:
-            config_data = json.loads(existing.model_dump_json())
-            for role in ("target", "draft"):
-                if config_data.get(role):
-                    config_data[role] = {"licence": config_data[role].get("licence", "unknown")}
-    if target is None:
-        raise InvalidInput("a pair needs a target checkpoint (--target)")
-    target_dir = pair_spec.checkpoint_folder(target, "target")
-    draft_dir = pair_spec.checkpoint_folder(draft, "draft") if draft is not None else None
-    if isinstance(config, dict):
-        config_data = {**config_data, **config}
-    elif config is not None:
-        config_data = {**config_data, **pair_spec.read_config(config)}
-    return target_dir, draft_dir, config_data

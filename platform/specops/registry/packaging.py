@@ -1,4 +1,5 @@
-"""Staging a pair folder for the registry: checkpoints, ``pair.json``, the draft's speculators block.
+"""Pair folders for the registry: reading what to register (:func:`resolve_inputs`) and staging the folder
+(checkpoints, ``pair.json``, the draft's speculators block).
 
 The staged folder is what a registered version's artifacts hold (see docs/CONTRACTS.md, "Pair folder")::
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from specops.errors import InvalidInput, StoreUnavailable
+from specops.pairs import pair_spec
 from specops.pairs.pair_spec import PairSpec
 
 SPECULATORS_ALGORITHM = "specdec"
@@ -103,3 +105,41 @@ def read_pair_spec(pair_dir: Path) -> PairSpec | None:
         return PairSpec.parse(json.loads(path.read_text()), source=str(path))
     except ValueError as error:
         raise InvalidInput(f"{path} is not JSON: {error}") from error
+
+
+def resolve_inputs(
+    pair_dir: str | Path | None,
+    *,
+    target: str | Path | None,
+    draft: str | Path | None,
+    config: str | Path | dict[str, Any] | None,
+    spec: PairSpec | None,
+) -> tuple[Path, Path | None, dict[str, Any]]:
+    """(target folder, draft folder or None, PairSpec fields) of a pair to register.
+
+    From a pair folder (``target/``, ``draft/``, maybe ``pair.json``, whose fields are kept unless
+    ``spec`` is given) and/or explicit ``target``/``draft``; ``config`` (file or mapping) adds fields.
+    """
+    config_data: dict[str, Any] = {}
+    if pair_dir is not None:
+        folder = Path(pair_dir)
+        if not folder.is_dir():
+            raise InvalidInput(f"pair folder {folder} does not exist")
+        target = target or folder / "target"
+        if draft is None and (folder / "draft").exists():
+            draft = folder / "draft"
+        existing = read_pair_spec(folder)
+        if existing is not None and spec is None:
+            config_data = json.loads(existing.model_dump_json())
+            for role in ("target", "draft"):
+                if config_data.get(role):
+                    config_data[role] = {"licence": config_data[role].get("licence", "unknown")}
+    if target is None:
+        raise InvalidInput("a pair needs a target checkpoint (--target)")
+    target_dir = pair_spec.checkpoint_folder(target, "target")
+    draft_dir = pair_spec.checkpoint_folder(draft, "draft") if draft is not None else None
+    if isinstance(config, dict):
+        config_data = {**config_data, **config}
+    elif config is not None:
+        config_data = {**config_data, **pair_spec.read_config(config)}
+    return target_dir, draft_dir, config_data

@@ -1,8 +1,12 @@
-"""Writing one pair version into MLflow: the run, its artifacts and metrics, the model version; undone on failure."""
+"""Writing one pair version into MLflow: the run, its artifacts and metrics, the model version; undone on failure.
+
+Also its mirror in the governance store (``pairs``/``pair_versions``), once MLflow holds it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -13,6 +17,7 @@ from specops.registry import mlflow_access, packaging
 from specops.registry.pair_version import MODEL_ARTIFACT_PATH, PairVersion
 
 if TYPE_CHECKING:
+    from specops.governance.audit import AuditLog
     from specops.pairs.qualification_report import QualificationReport
 
 
@@ -149,3 +154,37 @@ def figures(report: QualificationReport) -> dict[str, Any]:
         "min_speedup": report.min_speedup,
         "num_prompts": report.num_prompts,
     }
+
+
+def record_in_governance(
+    audit: AuditLog, version: PairVersion, *, spec: pair_spec.PairSpec, report: QualificationReport, actor: str
+) -> None:
+    """Mirror ``version`` into the governance store of ``audit`` (its ``pairs``/``pair_versions`` tables)."""
+    import sqlalchemy as sa
+
+    from specops.governance import models
+
+    store = audit.store
+    with store.session() as session:
+        pair = session.scalar(sa.select(models.Pair).where(models.Pair.name == version.name))
+        if pair is None:
+            pair = models.Pair(name=version.name, description="")
+            session.add(pair)
+            session.flush()
+        session.add(
+            models.PairVersion(
+                pair_id=pair.id,
+                version=version.version,
+                registered_by=actor,
+                model_uri=version.uri,
+                target_sha256=spec.target.sha256,
+                draft_sha256=spec.draft.sha256 if spec.draft else None,
+                tokenizer_sha256=spec.tokenizer_sha256,
+                lossless=report.lossless,
+                acceptance_rate=report.acceptance_rate,
+                mean_accepted_length=report.mean_accepted_length,
+                speedup=report.speedup,
+                min_acceptance=report.min_acceptance,
+                spec=json.loads(spec.model_dump_json()),
+            )
+        )
