@@ -20,6 +20,7 @@ from specops.local.state_files import FileStateStore
 from specops.pairs.demo import DemoPairs, demo_prompts
 from specops.rollout.model import Phase
 from tests.support.control_plane import FAST_POLICY, PAIR, PlaneProcess, register_demo_versions, server_pids, specops
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.slow
 HELD_POLICY = FAST_POLICY.replace("interval_s: 3", "interval_s: 600").replace("deadline_s: 60", "deadline_s: 3600")
@@ -184,10 +185,16 @@ def test_a_killed_plane_resumes_the_canary_without_a_duplicate_transition(plane:
 
 def test_a_rollback_by_cli_reaches_the_running_plane_and_down_stops_it(plane: Plane) -> None:
     done = specops(plane.home, "rollback", "coder")
-    assert done.returncode == 0 and "RolledBack" in done.stdout, done.stderr
+    assert done.returncode == 0 and "manual rollback requested" in done.stdout, done.stderr
+    # the CLI hands the request to the running plane, which applies it on its next round
+    wait_for(
+        lambda: specops(plane.home, "history", "coder").stdout.count("rollout.rollback") == 2,
+        timeout=60,
+        interval=1.0,
+        message="the plane's rollback in the history",
+    )
+    assert plane.state().phase is Phase.ROLLED_BACK
     assert plane.state().stable_version == plane.good
-    history = specops(plane.home, "history", "coder")
-    assert history.stdout.count("rollout.rollback") == 2
     down = specops(plane.home, "down")
     assert down.returncode == 0 and "control plane stopped" in down.stdout
     assert plane.process.process is not None and plane.process.process.wait(timeout=30) == 0
