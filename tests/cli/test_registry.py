@@ -56,6 +56,12 @@ def test_register_list_approve_and_refuse_from_the_command_line(tiny_pairs, tmp_
     assert listed.returncode == 0, listed.stderr
     assert "mismatched" in listed.stdout
     assert "1.0000" in listed.stdout
+    as_json = json.loads(_specops("versions", "tiny", "--output", "json", home=home).stdout)
+    assert [(item["version"], item["qualified"], item["note"]) for item in as_json] == [
+        (2, True, "mismatched"),
+        (1, True, "good"),
+    ]
+    assert as_json[1]["acceptance_rate"] == 1.0 and as_json[1]["registered_at"].endswith("Z")
 
     missing = _specops("approve", "tiny", "7", "--by", "dave", home=home)
     assert missing.returncode == 1

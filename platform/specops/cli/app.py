@@ -27,8 +27,11 @@ _CONCERNS = ("pair", "serve", "registry", "audit", "rollout", "demo", "slo", "dr
 
 
 def _install_all() -> None:
+    """Install every concern's commands once (``main()`` may run several times in one process, as in tests)."""
     import importlib
 
+    if app.registered_commands or app.registered_groups:
+        return
     for concern in _CONCERNS:
         try:
             module = importlib.import_module(f"specops.cli.{concern}")

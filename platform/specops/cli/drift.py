@@ -24,8 +24,10 @@ def install(app: typer.Typer) -> None:
             help="Length of the reference: the production version's first analysis window after promotion.",
         ),
         version: str = typer.Option(None, "--version", help="Reference version (default: the production one)."),
-        drift_share: float = typer.Option(0.5, "--drift-share", help="Share of drifted columns that means drift."),
-        min_rows: int = typer.Option(30, "--min-rows", help="Fewest records per window for a verdict."),
+        drift_share: float = typer.Option(
+            0.5, "--drift-share", min=0.0, max=1.0, help="Share of drifted columns that means drift, in (0, 1]."
+        ),
+        min_rows: int = typer.Option(30, "--min-rows", min=1, help="Fewest records per window for a verdict."),
         until: str = typer.Option(None, "--until", help="End of the current window, ISO 8601 (default: now)."),
     ) -> None:
         """Print the verdict; exit 0 when the traffic did not drift, 3 when it did."""

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from specops.cli import output
+
 Target = Annotated[Path, typer.Option("--target", help="Target checkpoint folder (save_pretrained).")]
 Draft = Annotated[Path, typer.Option("--draft", help="Draft checkpoint folder (shares the target's tokenizer).")]
 Config = Annotated[
@@ -255,55 +257,87 @@ def qualify(
     console.print(f"[green]{result.summary()}[/green]", highlight=False)
 
 
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _figure(record: dict[str, Any], field: str, spec: str) -> str:
+    value = record[field]
+    return "-" if value is None else format(value, spec)
+
+
+VERSION_COLUMNS = (
+    output.Column("version", "version", justify="right"),
+    output.Column("aliases", text=lambda record: ", ".join(record["aliases"]) or "-"),
+    output.Column("gate", text=lambda record: "passed" if record["qualified"] else "refused"),
+    output.Column("accept", text=lambda record: _figure(record, "acceptance_rate", ".4f"), justify="right"),
+    output.Column("mean len", text=lambda record: _figure(record, "mean_accepted_length", ".3f"), justify="right"),
+    output.Column(
+        "speedup greedy / sampled",
+        text=lambda record: (
+            "-"
+            if record["speedup"] is None
+            else f"{record['speedup']:.3f}× / {_figure(record, 'speedup_sampled', '.3f')}×"
+        ),
+        justify="right",
+    ),
+    output.Column("min speedup", text=lambda record: _figure(record, "min_speedup", "g"), justify="right"),
+    output.Column("lossless", text=lambda record: {True: "true", False: "false", None: "-"}[record["lossless"]]),
+    output.Column(
+        "target / draft sha256",
+        text=lambda record: f"{(record['target_sha256'] or '-')[:8]} / {(record['draft_sha256'] or '-')[:8]}",
+    ),
+    output.Column("registered (UTC)", text=lambda record: output.clock(record["registered_at"])[:16]),
+    output.Column("note", "note", wrap=True),
+)
+
+
+def version_record(item: Any) -> output.Record:
+    """A `PairVersion` as the record `specops versions` shows (and prints with ``--output json``)."""
+    tags = item.tags
+    lossless = tags.get("qualification.lossless")
+    return {
+        "version": int(item.version),
+        "aliases": list(item.aliases),
+        "qualified": item.qualified,
+        "acceptance_rate": _number(tags.get("qualification.acceptance_rate")),
+        "mean_accepted_length": _number(tags.get("qualification.mean_accepted_length")),
+        "speedup": _number(tags.get("qualification.speedup")),
+        "speedup_sampled": _number(tags.get("qualification.speedup_sampled")),
+        "min_speedup": _number(tags.get("qualification.min_speedup")),
+        "lossless": None if lossless is None else lossless == "true",
+        "target_sha256": tags.get("pair.target_sha256"),
+        "draft_sha256": tags.get("pair.draft_sha256"),
+        "registered_at": item.created_at or None,
+        "note": tags.get("note", ""),
+    }
+
+
 def versions(
     name: Annotated[str, typer.Argument(help="Pair name.")],
+    output_format: output.Output = output.OutputFormat.TABLE,
 ) -> None:
     """List a pair's versions with their qualification figures and aliases."""
     from rich.console import Console
-    from rich.table import Table
 
     from specops.registry import PairRegistry
     from specops.settings import Settings
 
     _quiet_libraries()
     registry = PairRegistry.from_settings(Settings.from_env())
-    found = registry.versions(name)
-    table = Table(title=f"{name}: pair versions", title_justify="left")
-    table.add_column("ver", justify="right", no_wrap=True)
-    table.add_column("aliases", no_wrap=True)
-    table.add_column("gate", no_wrap=True)
-    table.add_column("accept", justify="right", no_wrap=True)
-    table.add_column("mean len", justify="right", no_wrap=True)
-    table.add_column("speedup greedy / sampled", justify="right", no_wrap=True)
-    table.add_column("min speedup", justify="right", no_wrap=True)
-    table.add_column("lossless", no_wrap=True)
-    table.add_column("target / draft sha256", no_wrap=True)
-    table.add_column("registered (UTC)", no_wrap=True)
-    table.add_column("note", overflow="fold")
-    for item in found:
-        tags = item.tags
-        table.add_row(
-            item.version,
-            ", ".join(item.aliases) or "-",
-            "passed" if item.qualified else "refused",
-            tags.get("qualification.acceptance_rate", "-"),
-            tags.get("qualification.mean_accepted_length", "-"),
-            f"{tags.get('qualification.speedup', '-')}× / {tags.get('qualification.speedup_sampled', '-')}×",
-            tags.get("qualification.min_speedup", "-"),
-            tags.get("qualification.lossless", "-"),
-            f"{tags.get('pair.target_sha256', '')[:8]} / {tags.get('pair.draft_sha256', '')[:8]}",
-            item.created_at.replace("T", " ").rstrip("Z")[:16],
-            tags.get("note", ""),
-        )
-    console = Console()
-    console.print(table)
+    records = [version_record(item) for item in registry.versions(name)]
+    output.show(records, VERSION_COLUMNS, title=f"{name}: pair versions", output=output_format)
     from specops.governance import audit, store
 
     refusals = audit.AuditLog(store.open_store(Settings.from_env().database_url)).events(
         f"pair:{name}", action="version.refuse"
     )
     if refusals:
-        console.print(
+        # beside JSON the note goes to stderr: stdout holds the document alone
+        Console(stderr=output_format is output.OutputFormat.JSON).print(
             f"{len(refusals)} refused registration(s), never versioned: "
             f"specops audit log --subject pair:{name} --action version.refuse",
             highlight=False,

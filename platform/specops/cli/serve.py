@@ -37,7 +37,9 @@ def serving_command() -> Callable[..., None]:
         inspect.Parameter(
             option.name,
             inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(option.default, option.flags, envvar=option.envvar, help=option.help),
+            default=typer.Option(
+                option.default, option.flags, envvar=option.envvar, help=option.help, min=option.low, max=option.high
+            ),
             annotation=option.annotation,
         )
         for option in serving_config.options()

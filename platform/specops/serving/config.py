@@ -18,9 +18,12 @@ ENV_PREFIX = "SPECOPS_"
 """Every setting may come from the environment as ``SPECOPS_<FIELD NAME IN CAPITALS>``."""
 
 
-def _setting(default: Any = MISSING, *, doc: str, flag: str = "") -> Any:
-    """A `ServingConfig` field: its default, its help text and (for on/off switches) its flag pair."""
-    metadata = {"help": doc, "flag": flag}
+def _setting(
+    default: Any = MISSING, *, doc: str, flag: str = "", low: float | None = None, high: float | None = None
+) -> Any:
+    """A `ServingConfig` field: its default, its help text, (for on/off switches) its flag pair, and for a
+    number its allowed range ``low``..``high`` (inclusive; None: unbounded on that side)."""
+    metadata = {"help": doc, "flag": flag, "low": low, "high": high}
     return field(metadata=metadata) if default is MISSING else field(default=default, metadata=metadata)
 
 
@@ -35,7 +38,7 @@ class ServingConfig:
     pair: str = _setting(
         doc="Pair folder (target/, draft/, optional pair.json), or models:/NAME/VERSION or models:/NAME@ALIAS."
     )
-    port: int = _setting(8080, doc="HTTP port; the KServe server binds every interface.")
+    port: int = _setting(8080, low=1, high=65535, doc="HTTP port; the KServe server binds every interface.")
     role: str = _setting("stable", doc="stable or canary: a label on every metric and request record.")
     deployment: str = _setting(
         "", doc="Deployment name stored on request records, also accepted as the model name (default: the model name)."
@@ -46,25 +49,26 @@ class ServingConfig:
     pair_version: str = _setting(
         "", doc="Version label (default: pair.json's version, the MLflow version, or 'local')."
     )
-    max_batch: int = _setting(16, doc="Most sequences per engine batch.")
+    max_batch: int = _setting(16, low=1, doc="Most sequences per engine batch.")
     # 10 ms, a fraction of one engine step, buys full batches under load
     max_wait_ms: float = _setting(
         10.0,
+        low=0,
         doc="Longest the batcher holds the first queued request for others to join, in ms, counted from its "
         "arrival or from the end of the previous batch.",
     )
-    max_tokens: int = _setting(512, doc="Largest max_tokens a request may ask for.")
+    max_tokens: int = _setting(512, low=1, doc="Largest max_tokens a request may ask for.")
     context_limit: int = _setting(
-        0, doc="Most prompt + output tokens per request (0: the target's max_position_embeddings)."
+        0, low=0, doc="Most prompt + output tokens per request (0: the target's max_position_embeddings)."
     )
     database_url: str = _setting("", doc="SQLAlchemy URL for request records (empty: no records).")
-    record_sample_rate: float = _setting(1.0, doc="Share of requests recorded, 0..1.")
+    record_sample_rate: float = _setting(1.0, low=0, high=1, doc="Share of requests recorded, 0..1.")
     record_prompt: str = _setting("full", doc="Prompt in records: full | none | hash | truncate:N.")
     telemetry: bool = _setting(
         True, flag="--telemetry/--no-telemetry", doc="Metrics and request records (off only to measure their cost)."
     )
     num_speculative_tokens: int | None = _setting(
-        None, doc="Largest draft length k (default: pair.json's speculation section, else 4)."
+        None, low=0, doc="Largest draft length k (default: pair.json's speculation section, else 4)."
     )
     adaptive: bool | None = _setting(
         None,
@@ -84,20 +88,12 @@ class ServingConfig:
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise errors.InvalidInput(f"role must be stable or canary, got {self.role!r}")
-        if not 0 < self.port < 65536:
-            raise errors.InvalidInput(f"port must be in 1..65535, got {self.port}")
-        if self.max_batch < 1:
-            raise errors.InvalidInput(f"max batch must be >= 1, got {self.max_batch}")
-        if self.max_wait_ms < 0:
-            raise errors.InvalidInput(f"max wait must be >= 0 ms, got {self.max_wait_ms}")
-        if self.max_tokens < 1:
-            raise errors.InvalidInput(f"max tokens must be >= 1, got {self.max_tokens}")
-        if self.context_limit < 0:
-            raise errors.InvalidInput(f"context limit must be >= 0, got {self.context_limit}")
-        if not 0.0 <= self.record_sample_rate <= 1.0:
-            raise errors.InvalidInput(f"record sample rate must be in [0, 1], got {self.record_sample_rate}")
-        if self.num_speculative_tokens is not None and self.num_speculative_tokens < 0:
-            raise errors.InvalidInput(f"num speculative tokens must be >= 0, got {self.num_speculative_tokens}")
+        for item in dataclasses.fields(self):
+            value, low, high = getattr(self, item.name), item.metadata["low"], item.metadata["high"]
+            if value is None or ((low is None or value >= low) and (high is None or value <= high)):
+                continue
+            allowed = f"<= {high:g}" if low is None else f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+            raise errors.InvalidInput(f"{item.name.replace('_', ' ')} must be {allowed}, got {value}")
         if self.dtype not in DTYPES:
             raise errors.InvalidInput(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.proposer not in (None, "draft", "prompt_lookup", "none"):
@@ -124,6 +120,8 @@ class ServingOption:
     help: str
     default: Any  # ... (Ellipsis) when the option is required
     annotation: Any  # the field's type, resolved (int, str | None, ...)
+    low: float | None = None  # smallest allowed value of a number (None: unbounded)
+    high: float | None = None  # largest allowed value of a number (None: unbounded)
 
 
 def options() -> list[ServingOption]:
@@ -137,6 +135,8 @@ def options() -> list[ServingOption]:
             help=item.metadata["help"],
             default=... if item.default is MISSING else item.default,
             annotation=types[item.name],
+            low=item.metadata["low"],
+            high=item.metadata["high"],
         )
         for item in dataclasses.fields(ServingConfig)
     ]
