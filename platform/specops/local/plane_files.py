@@ -91,9 +91,10 @@ class PlaneFiles:
         """The live plane, or None (no pid file, or its process is gone)."""
         try:
             pid = int((self.home / "plane.pid").read_text())
-            os.kill(pid, 0)
+            if not _running(pid):
+                return None
             return PlaneInfo(**json.loads((self.home / "plane.json").read_text()))
-        except (FileNotFoundError, ValueError, TypeError, ProcessLookupError, PermissionError):
+        except (FileNotFoundError, ValueError, TypeError, PermissionError):
             return None
 
     def require_plane(self) -> PlaneInfo:
@@ -109,9 +110,7 @@ class PlaneFiles:
         os.kill(plane.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                os.kill(plane.pid, 0)
-            except ProcessLookupError:
+            if not _running(plane.pid):
                 return plane
             time.sleep(0.1)
         raise Conflict(f"the control plane (pid {plane.pid}) did not stop within {timeout_s:.0f} s")
@@ -158,3 +157,18 @@ def _write_text(path: Path, text: str) -> None:
         os.replace(temp, path)
     except OSError as error:
         raise StoreUnavailable(f"cannot write {path}: {error.strerror}") from error
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs: an exited one its parent has not reaped yet (a zombie) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it runs
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: the signal check is all there is
+    return state not in ("Z", "X")
